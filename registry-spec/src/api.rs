@@ -1,0 +1,277 @@
+//! The local HTTP API's request, response and progress types: Ollama's shapes, field for field.
+//!
+//! The CLI and any Rust client depend on these, never on the daemon. Field
+//! names follow Ollama's `api/types.go` so its clients work unchanged.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `{"error": "…"}`: every non-2xx body, and the last line of a stream that failed after it began.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// What went wrong, for a person.
+    pub error: String,
+}
+
+/// `GET /api/version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionResponse {
+    /// The daemon's version.
+    pub version: String,
+}
+
+/// What `list` and `show` say about a model, read from its config blob and GGUF.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelDetails {
+    /// The model it was created from, if any.
+    #[serde(default)]
+    pub parent_model: String,
+    /// `gguf`.
+    #[serde(default)]
+    pub format: String,
+    /// Architecture family.
+    #[serde(default)]
+    pub family: String,
+    /// All families.
+    #[serde(default)]
+    pub families: Option<Vec<String>>,
+    /// Human parameter count (`8.0B`).
+    #[serde(default)]
+    pub parameter_size: String,
+    /// Quantization (`Q4_K_M`).
+    #[serde(default)]
+    pub quantization_level: String,
+}
+
+/// One entry of `GET /api/tags`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListModel {
+    /// Short name (`llama3:latest`).
+    pub name: String,
+    /// Same as `name`.
+    pub model: String,
+    /// RFC 3339 time of the last change.
+    pub modified_at: String,
+    /// Total bytes of config and layers.
+    pub size: u64,
+    /// The manifest digest, hex only (as Ollama sends it).
+    pub digest: String,
+    /// Details.
+    pub details: ModelDetails,
+}
+
+/// `GET /api/tags`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListResponse {
+    /// The models, most recently modified first.
+    pub models: Vec<ListModel>,
+}
+
+/// `POST /api/show`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShowRequest {
+    /// The model name.
+    #[serde(default, alias = "name")]
+    pub model: String,
+    /// Include large arrays in `model_info`.
+    #[serde(default)]
+    pub verbose: bool,
+}
+
+/// `POST /api/show` response.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShowResponse {
+    /// License texts, joined.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub license: String,
+    /// A Modelfile that recreates the model.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub modelfile: String,
+    /// PARAMETER lines.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub parameters: String,
+    /// The template.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub template: String,
+    /// The system prompt.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub system: String,
+    /// Details.
+    #[serde(default)]
+    pub details: ModelDetails,
+    /// Seed messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<Message>,
+    /// GGUF metadata.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub model_info: serde_json::Map<String, serde_json::Value>,
+    /// `completion`, `tools`, `insert`, `embedding`, …
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    /// RFC 3339 time of the last change.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub modified_at: String,
+}
+
+/// A chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// `system`, `user`, `assistant` (or `tool`).
+    pub role: String,
+    /// The text.
+    #[serde(default)]
+    pub content: String,
+}
+
+/// `POST /api/copy`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyRequest {
+    /// Existing model.
+    pub source: String,
+    /// New name.
+    pub destination: String,
+}
+
+/// `DELETE /api/delete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteRequest {
+    /// The model name.
+    #[serde(alias = "name")]
+    pub model: String,
+}
+
+/// `license` in a create request: one text or several.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum License {
+    /// One text.
+    One(String),
+    /// Several texts, one layer each.
+    Many(Vec<String>),
+}
+
+impl License {
+    /// The texts, in order.
+    pub fn texts(&self) -> Vec<String> {
+        match self {
+            License::One(s) => vec![s.clone()],
+            License::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `POST /api/create`: Ollama's current shape (`from`, `files`, …).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CreateRequest {
+    /// The name to create.
+    #[serde(default, alias = "name")]
+    pub model: String,
+    /// An existing model to start from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// File name → digest of blobs already uploaded with `POST /api/blobs/:digest` (the weights).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
+    /// File name → digest of uploaded LoRA adapters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub adapters: BTreeMap<String, String>,
+    /// Prompt template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// License text(s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<License>,
+    /// System prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// PARAMETER values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Seed messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<Message>>,
+    /// Requantize to this type (not supported yet: refused with a clear error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantize: Option<String>,
+    /// Stream NDJSON progress (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+}
+
+/// `POST /api/pull` and `POST /api/push`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequest {
+    /// The model name.
+    #[serde(default, alias = "name")]
+    pub model: String,
+    /// Allow plain HTTP and unverified TLS.
+    #[serde(default)]
+    pub insecure: bool,
+    /// Stream NDJSON progress (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+}
+
+/// One NDJSON progress line of pull, push and create.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressResponse {
+    /// `pulling manifest`, `using existing layer sha256:…`, `success`, …
+    pub status: String,
+    /// The blob this line is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Its size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    /// Bytes done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed: Option<u64>,
+}
+
+impl ProgressResponse {
+    /// A line with only a status.
+    pub fn status(s: impl Into<String>) -> ProgressResponse {
+        ProgressResponse {
+            status: s.into(),
+            ..ProgressResponse::default()
+        }
+    }
+}
+
+/// `POST /api/prune` (llmpm): what was removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneResponse {
+    /// Unreferenced blobs deleted.
+    pub blobs_removed: u64,
+    /// Bytes freed by them.
+    pub bytes_freed: u64,
+    /// Stale temporary files deleted.
+    pub temp_files_removed: u64,
+}
+
+/// One blob that failed `verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorruptBlob {
+    /// The digest it should have.
+    pub digest: String,
+    /// What is wrong.
+    pub problem: String,
+    /// Where it was moved.
+    pub quarantined_to: String,
+    /// Models that need it (to pull or create again).
+    pub models: Vec<String>,
+}
+
+/// `POST /api/verify` (llmpm): every blob re-hashed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyResponse {
+    /// Blobs checked.
+    pub blobs_checked: u64,
+    /// Bytes re-hashed.
+    pub bytes_checked: u64,
+    /// Those that did not match, now quarantined.
+    pub corrupt: Vec<CorruptBlob>,
+    /// Blobs a manifest needs that are not in the store.
+    pub missing: Vec<String>,
+}
