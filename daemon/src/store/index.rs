@@ -1,0 +1,231 @@
+//! The sled index: reference → manifest digest, and per-blob size, reference count and last use.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use llmpm_spec::Digest;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::{now_secs, StoreError};
+
+/// What a reference points at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RefEntry {
+    pub manifest: Digest,
+    /// Nanoseconds since the epoch of the last change.
+    pub modified_ns: u64,
+}
+
+impl RefEntry {
+    pub fn new(manifest: Digest) -> RefEntry {
+        let ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        RefEntry {
+            manifest,
+            modified_ns: ns,
+        }
+    }
+
+    pub fn modified(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.modified_ns)
+    }
+}
+
+/// What the index knows of a blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BlobEntry {
+    pub size: u64,
+    /// How many references' manifests include it (a manifest counts once per blob).
+    pub refs: u64,
+    /// Seconds since the epoch when it was last referenced.
+    pub last_used: u64,
+}
+
+pub(crate) struct Index {
+    db: sled::Db,
+    refs: sled::Tree,
+    blobs: sled::Tree,
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], v: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(v)
+        .map_err(|_| StoreError::Record(String::from_utf8_lossy(key).into_owned()))
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // Plain structs of strings and integers always serialize.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+impl Index {
+    pub fn open(path: &Path) -> Result<Index, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| match &e {
+                sled::Error::Io(io) if io.to_string().contains("lock") => {
+                    StoreError::Locked(path.to_owned())
+                }
+                _ => StoreError::Db(e),
+            })?;
+        let refs = db.open_tree("refs")?;
+        let blobs = db.open_tree("blobs")?;
+        Ok(Index { db, refs, blobs })
+    }
+
+    pub fn get_ref(&self, key: &str) -> Result<Option<RefEntry>, StoreError> {
+        self.refs
+            .get(key.as_bytes())?
+            .map(|v| decode(key.as_bytes(), &v))
+            .transpose()
+    }
+
+    pub fn set_ref_only(&self, key: &str, entry: &RefEntry) -> Result<(), StoreError> {
+        self.refs.insert(key.as_bytes(), encode(entry))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn refs(&self) -> impl Iterator<Item = Result<(String, RefEntry), StoreError>> + '_ {
+        self.refs.iter().map(|item| {
+            let (k, v) = item?;
+            let entry = decode(&k, &v)?;
+            Ok((String::from_utf8_lossy(&k).into_owned(), entry))
+        })
+    }
+
+    /// In one transaction: set or remove `key`, count `add` up and `remove`
+    /// down. Returns the blobs whose count reached zero (their records removed).
+    pub fn swap_ref(
+        &self,
+        key: &str,
+        new: Option<RefEntry>,
+        add: &BTreeMap<Digest, u64>,
+        remove: &BTreeMap<Digest, u64>,
+    ) -> Result<Vec<Digest>, StoreError> {
+        let now = now_secs();
+        let res = (&self.refs, &self.blobs).transaction(|(refs, blobs)| {
+            match &new {
+                Some(e) => {
+                    refs.insert(key.as_bytes(), encode(e))?;
+                }
+                None => {
+                    refs.remove(key.as_bytes())?;
+                }
+            }
+            for (d, size) in add {
+                let k = d.to_string();
+                let mut e = match blobs.get(k.as_bytes())? {
+                    Some(v) => serde_json::from_slice::<BlobEntry>(&v).map_err(|_| {
+                        ConflictableTransactionError::Abort(StoreError::Record(k.clone()))
+                    })?,
+                    None => BlobEntry {
+                        size: *size,
+                        refs: 0,
+                        last_used: now,
+                    },
+                };
+                e.refs += 1;
+                e.last_used = now;
+                blobs.insert(k.as_bytes(), encode(&e))?;
+            }
+            let mut freed = Vec::new();
+            for d in remove.keys() {
+                let k = d.to_string();
+                let Some(v) = blobs.get(k.as_bytes())? else {
+                    freed.push(d.clone());
+                    continue;
+                };
+                let mut e: BlobEntry = serde_json::from_slice(&v).map_err(|_| {
+                    ConflictableTransactionError::Abort(StoreError::Record(k.clone()))
+                })?;
+                e.refs = e.refs.saturating_sub(1);
+                if e.refs == 0 {
+                    blobs.remove(k.as_bytes())?;
+                    freed.push(d.clone());
+                } else {
+                    blobs.insert(k.as_bytes(), encode(&e))?;
+                }
+            }
+            Ok(freed)
+        });
+        let freed = match res {
+            Ok(f) => f,
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(StoreError::Db(e)),
+        };
+        // Durable before the caller answers the client.
+        self.db.flush()?;
+        Ok(freed)
+    }
+
+    pub fn referenced_blobs(&self) -> Result<HashSet<Digest>, StoreError> {
+        let mut out = HashSet::new();
+        for item in self.blobs.iter() {
+            let (k, v) = item?;
+            let e: BlobEntry = decode(&k, &v)?;
+            if e.refs > 0 {
+                if let Ok(d) = std::str::from_utf8(&k).unwrap_or("").parse::<Digest>() {
+                    out.insert(d);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn forget_blob(&self, d: &Digest) -> Result<(), StoreError> {
+        let k = d.to_string();
+        if let Some(v) = self.blobs.get(k.as_bytes())? {
+            let e: BlobEntry = decode(k.as_bytes(), &v)?;
+            if e.refs == 0 {
+                self.blobs.remove(k.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the count of `d` to `want.refs` if it differs; true if it did.
+    pub fn fix_blob_count(&self, d: &Digest, want: &BlobEntry) -> Result<bool, StoreError> {
+        let k = d.to_string();
+        let cur: Option<BlobEntry> = self
+            .blobs
+            .get(k.as_bytes())?
+            .map(|v| decode(k.as_bytes(), &v))
+            .transpose()?;
+        if cur.as_ref().map(|c| c.refs) == Some(want.refs) {
+            return Ok(false);
+        }
+        let mut e = cur.unwrap_or_else(|| want.clone());
+        e.refs = want.refs;
+        self.blobs.insert(k.as_bytes(), encode(&e))?;
+        self.db.flush()?;
+        Ok(true)
+    }
+
+    /// Zeroes the counts of blobs no manifest uses; returns how many changed.
+    pub fn zero_blobs_not_in(
+        &self,
+        counts: &BTreeMap<Digest, (u64, u64)>,
+    ) -> Result<u64, StoreError> {
+        let mut fixed = 0;
+        for item in self.blobs.iter() {
+            let (k, v) = item?;
+            let e: BlobEntry = decode(&k, &v)?;
+            let d = std::str::from_utf8(&k)
+                .ok()
+                .and_then(|s| s.parse::<Digest>().ok());
+            let used = d.as_ref().is_some_and(|d| counts.contains_key(d));
+            if !used && e.refs > 0 {
+                self.blobs.remove(&k)?;
+                fixed += 1;
+            }
+        }
+        self.db.flush()?;
+        Ok(fixed)
+    }
+}

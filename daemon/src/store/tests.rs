@@ -1,0 +1,151 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use llmpm_spec::media_type::{ollama, DOCKER_CONFIG};
+use llmpm_spec::{Descriptor, MediaType};
+
+fn model(store: &Store, weights: &[u8], system: &str) -> Manifest {
+    let w = store.put_bytes(weights).unwrap();
+    let s = store.put_bytes(system.as_bytes()).unwrap();
+    let c = store.put_bytes(b"{}").unwrap();
+    Manifest::docker_v2(
+        Descriptor::new(MediaType::new(DOCKER_CONFIG), c, 2),
+        vec![
+            Descriptor::new(MediaType::new(ollama::MODEL), w, weights.len() as u64),
+            Descriptor::new(MediaType::new(ollama::SYSTEM), s, system.len() as u64),
+        ],
+    )
+}
+
+fn r(s: &str) -> Reference {
+    s.parse().unwrap()
+}
+
+fn blob_count(store: &Store) -> usize {
+    store.blob_files().unwrap().len()
+}
+
+#[test]
+fn refcounted_delete_keeps_shared_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let m1 = model(&store, b"weights", "sys one");
+    let m2 = model(&store, b"weights", "sys two");
+    store.put_manifest(&r("a"), &m1).unwrap();
+    store.put_manifest(&r("b"), &m2).unwrap();
+    // weights, sys1, sys2, config, 2 manifests
+    assert_eq!(blob_count(&store), 6);
+    store.copy(&r("a"), &r("c")).unwrap();
+    assert_eq!(blob_count(&store), 6, "copy adds no blob");
+    let freed = store.delete(&r("a")).unwrap();
+    assert!(freed.is_empty(), "c still uses a's blobs: {freed:?}");
+    let freed = store.delete(&r("c")).unwrap();
+    assert_eq!(freed.len(), 2, "sys one and m1's manifest: {freed:?}");
+    assert_eq!(blob_count(&store), 4);
+    assert!(store.has_blob(&m2.layers[0].digest));
+    store.delete(&r("b")).unwrap();
+    assert_eq!(blob_count(&store), 0);
+    assert!(matches!(
+        store.delete(&r("b")),
+        Err(StoreError::ModelNotFound(_))
+    ));
+}
+
+#[test]
+fn retag_frees_old_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let m1 = model(&store, b"old", "s");
+    store.put_manifest(&r("a"), &m1).unwrap();
+    let m2 = model(&store, b"new", "s");
+    let (_, freed) = store.put_manifest(&r("a"), &m2).unwrap();
+    assert!(freed.contains(&m1.layers[0].digest));
+    assert!(!store.has_blob(&m1.layers[0].digest));
+    assert!(
+        store.has_blob(&m2.layers[1].digest),
+        "shared system layer kept"
+    );
+    assert_eq!(store.list().unwrap().len(), 1);
+}
+
+#[test]
+fn manifest_must_name_stored_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut m = model(&store, b"w", "s");
+    m.layers[0].digest = Digest::sha256_from_bytes([7; 32]);
+    assert!(matches!(
+        store.put_manifest(&r("a"), &m),
+        Err(StoreError::MissingLayer(_))
+    ));
+    m.layers[0].digest = m.layers[1].digest.clone();
+    m.layers[0].size = 999;
+    assert!(matches!(
+        store.put_manifest(&r("a"), &m),
+        Err(StoreError::SizeMismatch { .. })
+    ));
+    assert!(store.list().unwrap().is_empty());
+}
+
+#[test]
+fn wrong_digest_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut w = store.blob_writer().unwrap();
+    w.write_sync(b"hello").unwrap();
+    let claimed = Digest::sha256_from_bytes([1; 32]);
+    let e = w.commit_sync(Some(&claimed)).unwrap_err();
+    assert!(e.to_string().contains(&claimed.to_string()), "{e}");
+    assert_eq!(blob_count(&store), 0);
+    assert_eq!(
+        fs::read_dir(store.tmp_dir()).unwrap().count(),
+        0,
+        "temp removed"
+    );
+}
+
+#[test]
+fn prune_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let m = model(&store, b"weights", "s");
+    store.put_manifest(&r("a"), &m).unwrap();
+    let orphan = store.put_bytes(b"orphan").unwrap();
+    fs::write(store.tmp_dir().join("stale.partial"), b"x").unwrap();
+    let live = store.blob_writer().unwrap();
+    let rep = store.prune().unwrap();
+    assert_eq!(rep.blobs_removed, 1);
+    assert_eq!(rep.temp_files_removed, 1, "the live writer's file stays");
+    assert!(!store.has_blob(&orphan));
+    drop(live);
+
+    // Corrupt the weights: verify quarantines them and names the model.
+    let wpath = store.blob_path(&m.layers[0].digest);
+    fs::write(&wpath, b"weightz").unwrap();
+    let rep = store.verify().unwrap();
+    assert_eq!(rep.corrupt.len(), 1);
+    assert_eq!(rep.corrupt[0].models, vec![r("a")]);
+    assert!(!wpath.exists());
+    assert!(rep.corrupt[0].quarantined_to.exists());
+    assert_eq!(rep.missing, vec![m.layers[0].digest.clone()]);
+    assert!(
+        store.get(&r("a")).is_ok(),
+        "the model's name is kept so it can be pulled again"
+    );
+}
+
+#[test]
+fn reopen_sees_same_state_and_lock_is_exclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let m = model(&store, b"w", "s");
+        store.put_manifest(&r("ns/a:v1"), &m).unwrap();
+        let again = Store::open(dir.path());
+        assert!(matches!(again, Err(StoreError::Locked(_))), "{again:?}");
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let list = store.list().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].reference, r("ns/a:v1"));
+}
