@@ -3,4 +3,11 @@
 //! `main.rs` only parses arguments and calls [`server::run`]; the tests crate
 //! drives [`api::router`] and [`server::serve`] directly.
 
+pub mod api;
+pub mod config;
+pub mod create;
+pub mod describe;
+pub mod gguf;
+pub mod logging;
+pub mod server;
 pub mod store;

@@ -11,9 +11,13 @@ pub mod api;
 pub mod digest;
 pub mod manifest;
 pub mod media_type;
+pub mod modelfile;
 pub mod name;
+pub mod params;
 
 pub use digest::{Digest, DigestError};
 pub use manifest::{Descriptor, Manifest, ManifestError, ModelConfig};
 pub use media_type::{LayerKind, MediaType};
 pub use name::{NameError, Reference};
+pub use modelfile::{Command, Modelfile, ModelfileError, ModelfileErrorKind, Role};
+pub use params::{ParamError, ParamKind, ParamValue, Parameters};

@@ -130,7 +130,9 @@ impl Manifest {
 
     /// The layers of one kind, in order.
     pub fn layers_of(&self, kind: LayerKind) -> impl Iterator<Item = &Descriptor> {
-        self.layers.iter().filter(move |l| l.media_type.kind() == kind)
+        self.layers
+            .iter()
+            .filter(move |l| l.media_type.kind() == kind)
     }
 
     /// The total size of config and layers: the size `list` shows.

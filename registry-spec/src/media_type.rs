@@ -38,7 +38,12 @@ pub mod ollama {
 }
 
 /// The manifest and config types llmpm asks for and accepts.
-pub const MANIFEST_TYPES: &[&str] = &[OCI_MANIFEST, DOCKER_MANIFEST_V2, OCI_INDEX, DOCKER_MANIFEST_LIST];
+pub const MANIFEST_TYPES: &[&str] = &[
+    OCI_MANIFEST,
+    DOCKER_MANIFEST_V2,
+    OCI_INDEX,
+    DOCKER_MANIFEST_LIST,
+];
 
 /// What part of a model a layer is, whatever ecosystem named it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -202,13 +207,25 @@ mod tests {
             ("application/vnd.ollama.image.template", LayerKind::Template),
             ("application/vnd.ollama.image.messages", LayerKind::Messages),
             ("application/vnd.cncf.model.weight.v1.raw", LayerKind::Model),
-            ("application/vnd.cncf.model.weight.v1.tar+zstd", LayerKind::Model),
-            ("application/vnd.cncf.model.weight.config.v1.raw", LayerKind::Unknown),
+            (
+                "application/vnd.cncf.model.weight.v1.tar+zstd",
+                LayerKind::Model,
+            ),
+            (
+                "application/vnd.cncf.model.weight.config.v1.raw",
+                LayerKind::Unknown,
+            ),
             ("application/vnd.cnai.model.weight.v1.raw", LayerKind::Model),
-            ("application/vnd.cncf.model.doc.v1.license", LayerKind::License),
+            (
+                "application/vnd.cncf.model.doc.v1.license",
+                LayerKind::License,
+            ),
             ("application/vnd.docker.ai.gguf.v3", LayerKind::Model),
             ("application/vnd.docker.ai.license", LayerKind::License),
-            ("application/vnd.docker.ai.chat.template.jinja", LayerKind::Template),
+            (
+                "application/vnd.docker.ai.chat.template.jinja",
+                LayerKind::Template,
+            ),
             ("application/x-something-new", LayerKind::Unknown),
         ];
         for (s, k) in cases {
@@ -218,6 +235,9 @@ mod tests {
             MediaType::new("application/vnd.cncf.model.weight.v1.raw+zstd").compression(),
             Compression::Zstd
         );
-        assert_eq!(MediaType::new(ollama::MODEL).compression(), Compression::None);
+        assert_eq!(
+            MediaType::new(ollama::MODEL).compression(),
+            Compression::None
+        );
     }
 }

@@ -52,7 +52,9 @@ pub enum NameError {
     #[error("model name is empty")]
     Empty,
     /// More than `host/namespace/model`.
-    #[error("model name `{0}` has too many `/`-separated parts: use `[host/][namespace/]model[:tag]`")]
+    #[error(
+        "model name `{0}` has too many `/`-separated parts: use `[host/][namespace/]model[:tag]`"
+    )]
     TooManyParts(String),
     /// A part is empty, too long, or holds a character its grammar forbids.
     #[error("model name `{name}`: {part} `{value}` {why}")]

@@ -1,0 +1,140 @@
+//! HTTP routes: the Ollama-compatible `/api/*` surface and llmpm's own additions.
+
+mod blobs;
+mod create;
+pub mod error;
+mod extract;
+mod models;
+pub mod stream;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, head, post};
+use axum::{Json, Router};
+use llmpm_spec::api::VersionResponse;
+
+use crate::config::Config;
+use crate::store::Store;
+pub use error::ApiError;
+
+/// The Ollama API version llmpm answers to, so clients that gate features on
+/// `/api/version` treat us as a current Ollama. llmpm's own version is beside it.
+pub const OLLAMA_API_VERSION: &str = "0.12.6";
+
+/// Everything a handler may need. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The model store.
+    pub store: Store,
+    /// The resolved configuration.
+    pub config: Arc<Config>,
+}
+
+/// The whole service, without transport guards (the unix socket needs none).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(root).head(root))
+        .route("/api/version", get(version))
+        .route("/api/tags", get(models::tags))
+        .route("/api/show", post(models::show))
+        .route("/api/copy", post(models::copy))
+        .route("/api/delete", axum::routing::delete(models::delete))
+        .route(
+            "/api/blobs/{digest}",
+            head(blobs::head_blob).post(blobs::post_blob),
+        )
+        .route("/api/create", post(create::create))
+        .route("/api/prune", post(models::prune))
+        .route("/api/verify", post(models::verify))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// The router as served on TCP: an API key check (when one is configured) and
+/// a Host check against DNS rebinding.
+pub fn tcp_router(state: AppState) -> Router {
+    let guard_state = state.clone();
+    router(state).layer(middleware::from_fn_with_state(guard_state, tcp_guard))
+}
+
+async fn tcp_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Err(e) = check_tcp(&state.config, req.method(), req.headers()) {
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
+fn check_tcp(config: &Config, _method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+    if let Some(key) = &config.api_key {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(key.as_str()) {
+            return Err(ApiError::Unauthorized(
+                "missing or wrong API key: send `Authorization: Bearer <LLMPM_API_KEY>`".into(),
+            ));
+        }
+        return Ok(());
+    }
+    // Without a key we only listen on loopback; a page on another origin could
+    // still reach us through DNS rebinding, which shows up as a foreign Host.
+    if let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) {
+        if !is_local_host(host) {
+            return Err(ApiError::Forbidden(format!(
+                "Host `{host}` is not a loopback name; llmpmd answers only to localhost without an API key"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a Host header names this machine's loopback.
+fn is_local_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+}
+
+async fn root() -> &'static str {
+    // Tools probe for this exact text to detect an Ollama-compatible server.
+    "Ollama is running"
+}
+
+async fn version() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "version": VersionResponse { version: OLLAMA_API_VERSION.into() }.version,
+        "llmpm_version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {method} {}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_hosts() {
+        for h in ["localhost", "localhost:11434", "127.0.0.1:5", "[::1]:80", "0.0.0.0:1", "a.localhost"] {
+            assert!(is_local_host(h), "{h}");
+        }
+        for h in ["evil.com", "evil.com:11434", "192.168.1.2", "localhost.evil.com"] {
+            assert!(!is_local_host(h), "{h}");
+        }
+    }
+}

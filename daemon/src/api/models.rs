@@ -1,0 +1,116 @@
+//! Model management routes: `tags`, `show`, `copy`, `delete`, and llmpm's `prune` and `verify`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use llmpm_spec::api::{
+    CopyRequest, CorruptBlob, DeleteRequest, ListModel, ListResponse, PruneResponse, ShowRequest,
+    ShowResponse, VerifyResponse,
+};
+use llmpm_spec::Reference;
+
+use super::extract::ApiJson;
+use super::{ApiError, AppState};
+use crate::describe;
+
+/// Parses a model name from a request, as a 400 naming the problem.
+pub fn parse_name(raw: &str) -> Result<Reference, ApiError> {
+    raw.parse::<Reference>()
+        .map_err(|e| ApiError::BadRequest(crate::api::error::chain(&e)))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+}
+
+pub async fn tags(State(state): State<AppState>) -> Result<Json<ListResponse>, ApiError> {
+    let store = state.store.clone();
+    let models = blocking(move || {
+        let mut out = Vec::new();
+        for entry in store.list()? {
+            let details = describe::details(&store, &entry.manifest);
+            out.push(ListModel {
+                name: entry.reference.display_short(),
+                model: entry.reference.display_short(),
+                modified_at: describe::rfc3339(entry.modified),
+                size: entry.manifest.total_size(),
+                digest: entry.digest.hex().to_owned(),
+                details,
+            });
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(Json(ListResponse { models }))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<ShowRequest>,
+) -> Result<Json<ShowResponse>, ApiError> {
+    let name = parse_name(&req.model)?;
+    let store = state.store.clone();
+    let resp = blocking(move || {
+        let entry = store.get(&name)?;
+        Ok(describe::show(&store, &entry, req.verbose)?)
+    })
+    .await?;
+    Ok(Json(resp))
+}
+
+pub async fn copy(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CopyRequest>,
+) -> Result<StatusCode, ApiError> {
+    let src = parse_name(&req.source)?;
+    let dst = parse_name(&req.destination)?;
+    let store = state.store.clone();
+    tracing::info!(source = %src, destination = %dst, "copying");
+    blocking(move || Ok(store.copy(&src, &dst)?)).await?;
+    Ok(StatusCode::OK)
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<DeleteRequest>,
+) -> Result<StatusCode, ApiError> {
+    let name = parse_name(&req.model)?;
+    let store = state.store.clone();
+    let freed = blocking(move || Ok(store.delete(&name)?)).await?;
+    tracing::info!(model = %req.model, blobs_freed = freed.len(), "deleted");
+    Ok(StatusCode::OK)
+}
+
+pub async fn prune(State(state): State<AppState>) -> Result<Json<PruneResponse>, ApiError> {
+    let store = state.store.clone();
+    let r = blocking(move || Ok(store.prune()?)).await?;
+    Ok(Json(PruneResponse {
+        blobs_removed: r.blobs_removed,
+        bytes_freed: r.bytes_freed,
+        temp_files_removed: r.temp_files_removed,
+    }))
+}
+
+pub async fn verify(State(state): State<AppState>) -> Result<Json<VerifyResponse>, ApiError> {
+    let store = state.store.clone();
+    let r = blocking(move || Ok(store.verify()?)).await?;
+    Ok(Json(VerifyResponse {
+        blobs_checked: r.blobs_checked,
+        bytes_checked: r.bytes_checked,
+        corrupt: r
+            .corrupt
+            .into_iter()
+            .map(|c| CorruptBlob {
+                digest: c.digest.to_string(),
+                problem: c.problem,
+                quarantined_to: c.quarantined_to.display().to_string(),
+                models: c.models.iter().map(Reference::display_short).collect(),
+            })
+            .collect(),
+        missing: r.missing.iter().map(ToString::to_string).collect(),
+    }))
+}

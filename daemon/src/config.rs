@@ -1,0 +1,325 @@
+//! Daemon configuration: a YAML file, overridden by `LLMPM_*` environment variables.
+//!
+//! Precedence, lowest first: built-in defaults, the config file
+//! (`$LLMPM_CONFIG`, else `$XDG_CONFIG_HOME/llmpm/config.yaml`, else
+//! `~/.config/llmpm/config.yaml`; a missing default file is fine, a missing
+//! named file is an error), then the environment. This is the only module that
+//! reads the environment.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The default TCP port (Ollama's, so clients find us unchanged).
+pub const DEFAULT_PORT: u16 = 11434;
+
+/// A configuration error: names the setting and what is accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file `{}`", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML for our settings.
+    #[error("config file `{}` is invalid: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What serde_yaml_ng said, with line and column.
+        message: String,
+    },
+    /// A setting has a bad value.
+    #[error("{name} = `{value}` is invalid: {why}")]
+    Value {
+        /// `LLMPM_HOST` or the YAML key.
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// What is accepted.
+        why: &'static str,
+    },
+    /// No home directory to put the store in.
+    #[error("cannot find a home directory for the store: set LLMPM_HOME")]
+    NoHome,
+}
+
+/// The YAML file's shape. Unknown keys are an error, so a typo is not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    home: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    host: Option<String>,
+    api_key: Option<String>,
+    keep_alive: Option<String>,
+    max_loaded_models: Option<u32>,
+    num_parallel: Option<u32>,
+    max_queue: Option<u32>,
+}
+
+/// The resolved settings the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Store root (`LLMPM_HOME`).
+    pub home: PathBuf,
+    /// Unix socket path (`LLMPM_SOCKET`).
+    pub socket: PathBuf,
+    /// TCP address, or `None` when `LLMPM_HOST=none` (`LLMPM_HOST`).
+    pub tcp: Option<SocketAddr>,
+    /// Bearer key required on TCP; mandatory for a non-loopback bind (`LLMPM_API_KEY`).
+    pub api_key: Option<String>,
+    /// Default keep-alive for loaded models (`LLMPM_KEEP_ALIVE`, default `5m`).
+    pub keep_alive: String,
+    /// Models loaded at once (`LLMPM_MAX_LOADED_MODELS`).
+    pub max_loaded_models: u32,
+    /// Parallel sequences per model (`LLMPM_NUM_PARALLEL`).
+    pub num_parallel: u32,
+    /// Queued requests before 503 (`LLMPM_MAX_QUEUE`).
+    pub max_queue: u32,
+}
+
+/// A source of environment variables (the real one, or a map in tests).
+pub trait Env {
+    /// The value of `key`, if set and not empty.
+    fn var(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl<const N: usize> Env for [(&str, &str); N] {
+    fn var(&self, key: &str) -> Option<String> {
+        self.iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
+/// Parses `LLMPM_HOST` the way `OLLAMA_HOST` is read: `[scheme://][host][:port]`;
+/// a missing host means 127.0.0.1, a missing port 11434; `none` disables TCP.
+pub fn parse_host(value: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    let bad = |why| ConfigError::Value {
+        name: "LLMPM_HOST",
+        value: value.to_owned(),
+        why,
+    };
+    let v = value.trim();
+    if v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let v = v
+        .strip_prefix("http://")
+        .or_else(|| v.strip_prefix("https://"))
+        .unwrap_or(v)
+        .trim_end_matches('/');
+    let (host, port) = if let Some(rest) = v.strip_prefix('[') {
+        let (h, tail) = rest
+            .split_once(']')
+            .ok_or_else(|| bad("an IPv6 address needs a closing `]`"))?;
+        (h, tail.strip_prefix(':'))
+    } else if v.matches(':').count() > 1 {
+        (v, None)
+    } else {
+        match v.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (v, None),
+        }
+    };
+    let ip: IpAddr = match host {
+        "" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        h => h
+            .parse()
+            .map_err(|_| bad("use an IP address such as 127.0.0.1, with an optional :port"))?,
+    };
+    let port = match port {
+        None | Some("") => DEFAULT_PORT,
+        Some(p) => p.parse().map_err(|_| bad("the port must be 0-65535"))?,
+    };
+    Ok(Some(SocketAddr::new(ip, port)))
+}
+
+fn default_config_path(env: &impl Env) -> Option<PathBuf> {
+    if let Some(x) = env.var("XDG_CONFIG_HOME") {
+        return Some(Path::new(&x).join("llmpm/config.yaml"));
+    }
+    env.var("HOME")
+        .map(|h| Path::new(&h).join(".config/llmpm/config.yaml"))
+}
+
+/// The default store root: `$XDG_DATA_HOME/llmpm`, else `~/.local/share/llmpm`.
+pub fn default_home(env: &impl Env) -> Option<PathBuf> {
+    if let Some(x) = env.var("XDG_DATA_HOME") {
+        return Some(Path::new(&x).join("llmpm"));
+    }
+    env.var("HOME")
+        .map(|h| Path::new(&h).join(".local/share/llmpm"))
+}
+
+/// The default socket: `$XDG_RUNTIME_DIR/llmpm/llmpm.sock`, else `<home>/llmpm.sock`.
+///
+/// When `LLMPM_HOME` is set explicitly the socket lives in it, so two daemons
+/// on two homes (tests, several users' stores) never share a socket.
+pub fn default_socket(env: &impl Env, home: &Path) -> PathBuf {
+    if env.var("LLMPM_HOME").is_none() {
+        if let Some(x) = env.var("XDG_RUNTIME_DIR") {
+            return Path::new(&x).join("llmpm/llmpm.sock");
+        }
+    }
+    home.join("llmpm.sock")
+}
+
+impl Config {
+    /// Resolves the configuration from the file and the environment.
+    pub fn load(env: &impl Env) -> Result<Config, ConfigError> {
+        let file = match env.var("LLMPM_CONFIG") {
+            Some(p) => Some(read_file(Path::new(&p))?),
+            None => match default_config_path(env) {
+                Some(p) if p.exists() => Some(read_file(&p)?),
+                _ => None,
+            },
+        }
+        .unwrap_or_default();
+
+        let home = env
+            .var("LLMPM_HOME")
+            .map(PathBuf::from)
+            .or(file.home)
+            .or_else(|| default_home(env))
+            .ok_or(ConfigError::NoHome)?;
+        let socket = env
+            .var("LLMPM_SOCKET")
+            .map(PathBuf::from)
+            .or(file.socket)
+            .unwrap_or_else(|| default_socket(env, &home));
+        let host = env.var("LLMPM_HOST").or(file.host);
+        let tcp = match host {
+            Some(h) => parse_host(&h)?,
+            None => Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT)),
+        };
+        let api_key = env.var("LLMPM_API_KEY").or(file.api_key);
+        if let Some(addr) = tcp {
+            if !addr.ip().is_loopback() && api_key.is_none() {
+                return Err(ConfigError::Value {
+                    name: "LLMPM_HOST",
+                    value: addr.to_string(),
+                    why: "binding a non-loopback address exposes the API to the network; set LLMPM_API_KEY too",
+                });
+            }
+        }
+        let num = |name: &'static str, env_v: Option<String>, file_v: Option<u32>, default: u32| {
+            match env_v {
+                Some(v) => v.parse::<u32>().map_err(|_| ConfigError::Value {
+                    name,
+                    value: v,
+                    why: "use a whole number",
+                }),
+                None => Ok(file_v.unwrap_or(default)),
+            }
+        };
+        Ok(Config {
+            home,
+            socket,
+            tcp,
+            api_key,
+            keep_alive: env
+                .var("LLMPM_KEEP_ALIVE")
+                .or(file.keep_alive)
+                .unwrap_or_else(|| "5m".to_owned()),
+            max_loaded_models: num(
+                "LLMPM_MAX_LOADED_MODELS",
+                env.var("LLMPM_MAX_LOADED_MODELS"),
+                file.max_loaded_models,
+                3,
+            )?,
+            num_parallel: num(
+                "LLMPM_NUM_PARALLEL",
+                env.var("LLMPM_NUM_PARALLEL"),
+                file.num_parallel,
+                1,
+            )?,
+            max_queue: num(
+                "LLMPM_MAX_QUEUE",
+                env.var("LLMPM_MAX_QUEUE"),
+                file.max_queue,
+                512,
+            )?,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_forms() {
+        let p = |s| parse_host(s).unwrap().map(|a| a.to_string());
+        assert_eq!(p("").as_deref(), Some("127.0.0.1:11434"));
+        assert_eq!(p(":9000").as_deref(), Some("127.0.0.1:9000"));
+        assert_eq!(p("http://127.0.0.1:5/").as_deref(), Some("127.0.0.1:5"));
+        assert_eq!(p("[::1]:7").as_deref(), Some("[::1]:7"));
+        assert_eq!(p("none"), None);
+        assert!(parse_host("example.com").is_err());
+        assert!(parse_host("127.0.0.1:99999").is_err());
+    }
+
+    #[test]
+    fn env_over_file_and_non_loopback_needs_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(&f, "home: /from/file\nhost: 127.0.0.1:1234\nnum_parallel: 4\n").unwrap();
+        let fs = f.to_str().unwrap();
+        let c = Config::load(&[("LLMPM_CONFIG", fs), ("LLMPM_HOST", ":555")]).unwrap();
+        assert_eq!(c.home, PathBuf::from("/from/file"));
+        assert_eq!(c.tcp.unwrap().port(), 555);
+        assert_eq!(c.num_parallel, 4);
+        assert_eq!(c.socket, PathBuf::from("/from/file/llmpm.sock"));
+        let e = Config::load(&[("LLMPM_CONFIG", fs), ("LLMPM_HOST", "0.0.0.0")]).unwrap_err();
+        assert!(e.to_string().contains("LLMPM_API_KEY"), "{e}");
+        assert!(Config::load(&[
+            ("LLMPM_CONFIG", fs),
+            ("LLMPM_HOST", "0.0.0.0"),
+            ("LLMPM_API_KEY", "k")
+        ])
+        .is_ok());
+        std::fs::write(&f, "hmoe: /typo\n").unwrap();
+        let e = Config::load(&[("LLMPM_CONFIG", fs)]).unwrap_err();
+        assert!(e.to_string().contains("hmoe"), "{e}");
+    }
+
+    #[test]
+    fn xdg_defaults() {
+        let c = Config::load(&[("HOME", "/h"), ("XDG_RUNTIME_DIR", "/run/u")]).unwrap();
+        assert_eq!(c.home, PathBuf::from("/h/.local/share/llmpm"));
+        assert_eq!(c.socket, PathBuf::from("/run/u/llmpm/llmpm.sock"));
+    }
+}

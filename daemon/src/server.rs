@@ -1,0 +1,122 @@
+//! Listeners and lifetime: the unix socket (mode 0600) and loopback TCP, serving one router until a signal.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::store::Store;
+
+/// Binds the unix socket, refusing to steal one a live daemon is answering on.
+pub async fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create socket directory `{}`", dir.display()))?;
+    }
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            bail!(
+                "another llmpmd is already listening on `{}`; stop it first or set LLMPM_SOCKET",
+                path.display()
+            );
+        }
+        // Left behind by a daemon that was killed.
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket `{}`", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on unix socket `{}`", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot set mode 0600 on `{}`", path.display()))?;
+    Ok(listener)
+}
+
+/// Serves `state` on the given listeners until `shutdown` resolves.
+pub async fn serve(
+    unix: Option<UnixListener>,
+    tcp: Option<TcpListener>,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(l) = unix {
+        let app = api::router(state.clone());
+        let rx = stop_rx.clone();
+        tasks.spawn(async move {
+            axum::serve(l, app)
+                .with_graceful_shutdown(wait(rx))
+                .await
+        });
+    }
+    if let Some(l) = tcp {
+        let app = api::tcp_router(state.clone());
+        let rx = stop_rx.clone();
+        tasks.spawn(async move {
+            axum::serve(l, app)
+                .with_graceful_shutdown(wait(rx))
+                .await
+        });
+    }
+    while let Some(res) = tasks.join_next().await {
+        res.map_err(io::Error::other)??;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Runs the daemon with `config` until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let store = Store::open(&config.home)
+        .with_context(|| format!("cannot open the store at `{}`", config.home.display()))?;
+    let unix = bind_unix(&config.socket).await?;
+    let tcp = match config.tcp {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr}; is another server (Ollama?) using it? Set LLMPM_HOST to another port")
+        })?),
+        None => None,
+    };
+    let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
+    tracing::info!(
+        home = %config.home.display(),
+        socket = %config.socket.display(),
+        tcp = ?tcp_addr,
+        version = env!("CARGO_PKG_VERSION"),
+        "llmpmd listening"
+    );
+    let socket: PathBuf = config.socket.clone();
+    let state = AppState {
+        store,
+        config: Arc::new(config),
+    };
+    let res = serve(Some(unix), tcp, state, shutdown_signal()).await;
+    let _ = std::fs::remove_file(&socket);
+    res.context("server failed")
+}

@@ -1,0 +1,73 @@
+"""Interop fixtures: a real llmpmd on a temp home and a free loopback port.
+
+Needs the `ollama` Python client (installed by .ci/run). On a bare machine the
+tests skip and say why; with LLMPM_TEST_STRICT=1 (CI) a missing client fails.
+"""
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("LLMPM_BIN_DIR", ROOT / "target" / "debug"))
+STRICT = os.environ.get("LLMPM_TEST_STRICT") == "1"
+
+
+def need(module):
+    try:
+        return __import__(module)
+    except ImportError:
+        if STRICT:
+            pytest.fail(f"LLMPM_TEST_STRICT=1 but the Python package `{module}` is missing")
+        pytest.skip(f"Python package `{module}` not installed (CI installs it)")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def daemon():
+    for b in ("llmpmd", "llmpm-gen-gguf"):
+        if not (BIN / b).exists():
+            pytest.fail(f"{BIN / b} missing: run `cargo build --workspace --bins` first")
+    with tempfile.TemporaryDirectory(prefix="llmpm-interop") as tmp:
+        tmp = Path(tmp)
+        port = free_port()
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "LLMPM_HOME": str(tmp / "home"),
+            "LLMPM_HOST": f"127.0.0.1:{port}",
+            "LLMPM_CONFIG": str(tmp / "empty.yaml"),
+        }
+        (tmp / "empty.yaml").write_text("")
+        log = open(tmp / "llmpmd.log", "wb")
+        proc = subprocess.Popen([str(BIN / "llmpmd")], env=env, stdout=log, stderr=log)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                log.close()
+                raise RuntimeError("llmpmd did not start:\n" + (tmp / "llmpmd.log").read_text())
+            time.sleep(0.05)
+        gguf = tmp / "tiny.gguf"
+        subprocess.run([str(BIN / "llmpm-gen-gguf"), "--out", str(gguf)], check=True)
+        try:
+            yield {"url": url, "gguf": gguf, "home": tmp / "home"}
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            log.close()

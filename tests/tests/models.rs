@@ -1,0 +1,151 @@
+//! End to end: create, list, show, copy and delete through the real `llmpm` and `llmpmd`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use llmpm_tests::{assert_ok, stderr, stdout, TestContext, TinyLlamaSpec};
+use serde_json::Value;
+
+const MODELFILE: &str = r#"# a tiny test model
+FROM ./tiny.gguf
+PARAMETER temperature 0.25
+PARAMETER num_ctx 512
+PARAMETER stop "<|eot_id|>"
+PARAMETER stop "<|end_of_text|>"
+TEMPLATE """{{ if .System }}<|start_header_id|>system<|end_header_id|>
+
+{{ .System }}<|eot_id|>{{ end }}<|start_header_id|>user<|end_header_id|>
+
+{{ .Prompt }}<|eot_id|><|start_header_id|>assistant<|end_header_id|>
+
+"""
+SYSTEM You are a terse assistant.
+LICENSE """Test license, line one.
+Line two."""
+MESSAGE user Hello
+MESSAGE assistant Hi there
+"#;
+
+fn list_json(ctx: &TestContext) -> Vec<Value> {
+    let out = ctx.cli(&["list", "--json"]);
+    assert_ok(&out);
+    let v: Value = serde_json::from_str(&stdout(&out)).expect("list --json is JSON");
+    v["models"].as_array().cloned().unwrap_or_default()
+}
+
+fn find<'a>(models: &'a [Value], name: &str) -> Option<&'a Value> {
+    models.iter().find(|m| m["name"] == name)
+}
+
+#[test]
+fn create_list_show_copy_remove() {
+    let ctx = TestContext::started();
+    let gguf = ctx.tiny_gguf("tiny.gguf", &TinyLlamaSpec::default());
+    let gguf_len = std::fs::metadata(&gguf).unwrap().len();
+    std::fs::write(ctx.work.join("Modelfile"), MODELFILE).unwrap();
+
+    let out = ctx.cli(&["create", "m", "-f", "Modelfile"]);
+    assert_ok(&out);
+    assert!(stderr(&out).contains("success"), "{}", stderr(&out));
+
+    // list: size, id, family, parameter size and quantization from the GGUF.
+    let models = list_json(&ctx);
+    let m = find(&models, "m:latest").expect("m listed");
+    assert!(m["size"].as_u64().unwrap() > gguf_len, "size counts every layer");
+    let digest = m["digest"].as_str().unwrap().to_owned();
+    assert_eq!(digest.len(), 64);
+    assert_eq!(m["details"]["family"], "llama");
+    assert_eq!(m["details"]["format"], "gguf");
+    assert_eq!(m["details"]["quantization_level"], "F32");
+    assert!(!m["details"]["parameter_size"].as_str().unwrap().is_empty());
+    let table = stdout(&ctx.cli(&["list"]));
+    assert!(table.contains("NAME") && table.contains("m:latest") && table.contains(&digest[..12]), "{table}");
+
+    // show: the parts, and a Modelfile that recreates the identical manifest.
+    let show = ctx.cli(&["show", "m", "--json"]);
+    assert_ok(&show);
+    let s: Value = serde_json::from_str(&stdout(&show)).unwrap();
+    assert_eq!(s["system"], "You are a terse assistant.");
+    assert!(s["template"].as_str().unwrap().contains("{{ .Prompt }}"));
+    assert!(s["license"].as_str().unwrap().contains("Line two."));
+    assert!(s["parameters"].as_str().unwrap().contains("temperature"));
+    assert_eq!(s["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(s["model_info"]["general.architecture"], "llama");
+    let out = ctx.cli(&["show", "m", "--system"]);
+    assert_eq!(stdout(&out).trim(), "You are a terse assistant.");
+
+    let mf = ctx.cli(&["show", "m", "--modelfile"]);
+    assert_ok(&mf);
+    std::fs::write(ctx.work.join("Modelfile.again"), stdout(&mf)).unwrap();
+    let blobs_before = ctx.blob_files();
+    assert_ok(&ctx.cli(&["create", "again", "-f", "Modelfile.again"]));
+    let models = list_json(&ctx);
+    assert_eq!(find(&models, "again:latest").unwrap()["digest"], digest.as_str(), "same manifest");
+    assert_eq!(ctx.blob_files(), blobs_before, "recreating added no blob");
+    assert_ok(&ctx.cli(&["rm", "again"]));
+
+    // cp adds no blob; rm keeps shared blobs until the last user goes.
+    assert_ok(&ctx.cli(&["cp", "m", "m2"]));
+    assert_eq!(ctx.blob_files(), blobs_before, "cp adds no blob");
+    assert_eq!(find(&list_json(&ctx), "m2:latest").unwrap()["digest"], digest.as_str());
+    assert_ok(&ctx.cli(&["rm", "m"]));
+    assert_eq!(ctx.blob_files(), blobs_before, "m2 still needs every blob");
+    assert!(find(&list_json(&ctx), "m:latest").is_none());
+    assert_ok(&ctx.cli(&["rm", "m2"]));
+    assert!(ctx.blob_files().is_empty(), "left: {:?}", ctx.blob_files());
+    assert!(list_json(&ctx).is_empty());
+
+    // Removing what is not there is a clear error.
+    let out = ctx.cli(&["rm", "m2"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+}
+
+#[test]
+fn same_weights_stored_once_and_not_uploaded_twice() {
+    let ctx = TestContext::started();
+    let gguf = ctx.tiny_gguf("tiny.gguf", &TinyLlamaSpec::default());
+    let gguf_len = std::fs::metadata(&gguf).unwrap().len();
+    std::fs::write(ctx.work.join("A"), "FROM ./tiny.gguf\nSYSTEM one\n").unwrap();
+    std::fs::write(ctx.work.join("B"), "FROM ./tiny.gguf\nSYSTEM two\n").unwrap();
+
+    // Route the CLI through a byte-counting relay to the daemon's TCP port.
+    let proxy = llmpm_tests::proxy::CountingProxy::start(ctx.port());
+    let via_proxy = |args: &[&str]| {
+        let mut cmd = ctx.cli_cmd(args);
+        cmd.env("LLMPM_HOST", format!("127.0.0.1:{}", proxy.port));
+        cmd.output().unwrap()
+    };
+    assert_ok(&via_proxy(&["create", "a", "-f", "A"]));
+    let first = proxy.upstream_bytes();
+    assert!(first >= gguf_len, "first create uploads the weights ({first} < {gguf_len})");
+    assert_ok(&via_proxy(&["create", "b", "-f", "B"]));
+    let second = proxy.upstream_bytes() - first;
+    assert!(second < 16 * 1024, "second create uploaded {second} bytes; the daemon already had the weights");
+
+    let weights: Vec<_> = ctx
+        .blob_files()
+        .into_iter()
+        .filter(|b| std::fs::metadata(ctx.home.join("blobs/sha256").join(b)).unwrap().len() == gguf_len)
+        .collect();
+    assert_eq!(weights.len(), 1, "the GGUF is stored once");
+}
+
+#[test]
+fn create_from_existing_model_overrides_parts() {
+    let ctx = TestContext::started();
+    ctx.tiny_gguf("tiny.gguf", &TinyLlamaSpec::default());
+    std::fs::write(ctx.work.join("Base"), "FROM ./tiny.gguf\nSYSTEM base\nPARAMETER top_k 7\n").unwrap();
+    assert_ok(&ctx.cli(&["create", "base", "-f", "Base"]));
+    std::fs::write(ctx.work.join("Child"), "FROM base\nSYSTEM child\nPARAMETER temperature 0.5\n").unwrap();
+    assert_ok(&ctx.cli(&["create", "child", "-f", "Child"]));
+    let s: Value = serde_json::from_str(&stdout(&ctx.cli(&["show", "child", "--json"]))).unwrap();
+    assert_eq!(s["system"], "child");
+    let params = s["parameters"].as_str().unwrap();
+    assert!(params.contains("top_k") && params.contains("temperature"), "{params}");
+
+    let out = ctx.cli(&["create", "orphan", "-f", "Missing"]);
+    assert!(!out.status.success());
+    std::fs::write(ctx.work.join("Nobase"), "FROM nosuchmodel\n").unwrap();
+    let out = ctx.cli(&["create", "orphan", "-f", "Nobase"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nosuchmodel"), "{}", stderr(&out));
+}
