@@ -208,7 +208,10 @@ impl Config {
         let host = env.var("LLMPM_HOST").or(file.host);
         let tcp = match host {
             Some(h) => parse_host(&h)?,
-            None => Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT)),
+            None => Some(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                DEFAULT_PORT,
+            )),
         };
         let api_key = env.var("LLMPM_API_KEY").or(file.api_key);
         if let Some(addr) = tcp {
@@ -296,7 +299,11 @@ mod tests {
     fn env_over_file_and_non_loopback_needs_key() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.yaml");
-        std::fs::write(&f, "home: /from/file\nhost: 127.0.0.1:1234\nnum_parallel: 4\n").unwrap();
+        std::fs::write(
+            &f,
+            "home: /from/file\nhost: 127.0.0.1:1234\nnum_parallel: 4\n",
+        )
+        .unwrap();
         let fs = f.to_str().unwrap();
         let c = Config::load(&[("LLMPM_CONFIG", fs), ("LLMPM_HOST", ":555")]).unwrap();
         assert_eq!(c.home, PathBuf::from("/from/file"));

@@ -6,7 +6,9 @@ use llmpm_spec::api::{CreateRequest, Message, ProgressResponse};
 use llmpm_spec::manifest::RootFs;
 use llmpm_spec::media_type::{self, ollama};
 use llmpm_spec::params::{ParamError, Parameters};
-use llmpm_spec::{Descriptor, Digest, LayerKind, Manifest, MediaType, ModelConfig, NameError, Reference};
+use llmpm_spec::{
+    Descriptor, Digest, LayerKind, Manifest, MediaType, ModelConfig, NameError, Reference,
+};
 
 use crate::describe;
 use crate::gguf::{GgufError, GgufFile};
@@ -79,7 +81,9 @@ fn is_gguf(store: &Store, d: &Digest) -> Result<bool, StoreError> {
     let path = store.blob_path(d);
     let mut f = std::fs::File::open(&path).map_err(|e| StoreError::io("open", &path, e))?;
     let mut magic = [0u8; 4];
-    let n = f.read(&mut magic).map_err(|e| StoreError::io("read", &path, e))?;
+    let n = f
+        .read(&mut magic)
+        .map_err(|e| StoreError::io("read", &path, e))?;
     Ok(n == 4 && &magic == b"GGUF")
 }
 
@@ -92,7 +96,9 @@ struct Builder<'a, F: FnMut(ProgressResponse)> {
 impl<F: FnMut(ProgressResponse)> Builder<'_, F> {
     /// Adds an existing blob as a layer, reporting it as Ollama does.
     fn existing(&mut self, media: MediaType, digest: Digest, size: u64) {
-        (self.progress)(ProgressResponse::status(format!("using existing layer {digest}")));
+        (self.progress)(ProgressResponse::status(format!(
+            "using existing layer {digest}"
+        )));
         self.layers.push(Descriptor::new(media, digest, size));
     }
 
@@ -105,7 +111,9 @@ impl<F: FnMut(ProgressResponse)> Builder<'_, F> {
             return Ok(());
         }
         let digest = self.store.put_bytes(bytes)?;
-        (self.progress)(ProgressResponse::status(format!("creating new layer {digest}")));
+        (self.progress)(ProgressResponse::status(format!(
+            "creating new layer {digest}"
+        )));
         self.layers
             .push(Descriptor::new(media, digest, bytes.len() as u64));
         Ok(())
@@ -189,10 +197,11 @@ pub fn create(
         if !is_gguf(store, &digest)? {
             return Err(CreateError::NotGguf(fname.clone()));
         }
-        let gguf = GgufFile::open(&store.blob_path(&digest)).map_err(|source| CreateError::Gguf {
-            name: fname.clone(),
-            source,
-        })?;
+        let gguf =
+            GgufFile::open(&store.blob_path(&digest)).map_err(|source| CreateError::Gguf {
+                name: fname.clone(),
+                source,
+            })?;
         weights.push((digest, size, gguf));
     }
     if weights.len() > 1 {

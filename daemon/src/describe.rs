@@ -90,10 +90,14 @@ pub fn show(store: &Store, entry: &ModelEntry, verbose: bool) -> Result<ShowResp
 
     let mut commands = Vec::new();
     for l in m.layers_of(LayerKind::Model) {
-        commands.push(Command::From(store.blob_path(&l.digest).display().to_string()));
+        commands.push(Command::From(
+            store.blob_path(&l.digest).display().to_string(),
+        ));
     }
     for l in m.layers_of(LayerKind::Adapter) {
-        commands.push(Command::Adapter(store.blob_path(&l.digest).display().to_string()));
+        commands.push(Command::Adapter(
+            store.blob_path(&l.digest).display().to_string(),
+        ));
     }
     if !template.is_empty() {
         commands.push(Command::Template(template.clone()));

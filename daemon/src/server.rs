@@ -55,20 +55,12 @@ pub async fn serve(
     if let Some(l) = unix {
         let app = api::router(state.clone());
         let rx = stop_rx.clone();
-        tasks.spawn(async move {
-            axum::serve(l, app)
-                .with_graceful_shutdown(wait(rx))
-                .await
-        });
+        tasks.spawn(async move { axum::serve(l, app).with_graceful_shutdown(wait(rx)).await });
     }
     if let Some(l) = tcp {
         let app = api::tcp_router(state.clone());
         let rx = stop_rx.clone();
-        tasks.spawn(async move {
-            axum::serve(l, app)
-                .with_graceful_shutdown(wait(rx))
-                .await
-        });
+        tasks.spawn(async move { axum::serve(l, app).with_graceful_shutdown(wait(rx)).await });
     }
     while let Some(res) = tasks.join_next().await {
         res.map_err(io::Error::other)??;

@@ -18,6 +18,6 @@ pub mod params;
 pub use digest::{Digest, DigestError};
 pub use manifest::{Descriptor, Manifest, ManifestError, ModelConfig};
 pub use media_type::{LayerKind, MediaType};
-pub use name::{NameError, Reference};
 pub use modelfile::{Command, Modelfile, ModelfileError, ModelfileErrorKind, Role};
+pub use name::{NameError, Reference};
 pub use params::{ParamError, ParamKind, ParamValue, Parameters};

@@ -1,1 +1,319 @@
-//! placeholder
+//! Test harness: a temporary llmpm home, the real `llmpmd` and `llmpm` binaries, real sockets.
+//!
+//! Nothing here is mocked: [`Daemon`] spawns the built `llmpmd` on a temp
+//! home with its own unix socket and a free loopback port, [`TestContext::cli`]
+//! runs the built `llmpm` against it, and [`http`] speaks raw HTTP/1.1 over
+//! the real socket so tests see exactly what a client sees.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+pub mod http;
+pub mod proxy;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use llmpmd::gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
+
+/// Where the workspace's binaries are built.
+pub fn bin_dir() -> PathBuf {
+    // target/<profile>/deps/<test-exe> → target/<profile>
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_owned()
+}
+
+/// Builds `llmpmd` and `llmpm` once per test process (a no-op when fresh), so
+/// `cargo test -p llmpm-tests` works without building the workspace first.
+pub fn ensure_binaries() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "llmpmd", "-p", "llmpm", "--bins"]);
+        if bin_dir().file_name().and_then(|n| n.to_str()) == Some("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building llmpmd and llmpm failed");
+    });
+}
+
+/// Path of a built binary.
+pub fn bin(name: &str) -> PathBuf {
+    ensure_binaries();
+    bin_dir().join(name)
+}
+
+/// A free loopback port (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A running `llmpmd`.
+pub struct Daemon {
+    child: Option<Child>,
+    /// Its unix socket.
+    pub socket: PathBuf,
+    /// Its TCP port.
+    pub port: u16,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// `kill -9`, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: a clean stop.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether it is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A temp llmpm home and the environment that points both binaries at it.
+pub struct TestContext {
+    /// The temp dir holding everything.
+    pub dir: tempfile::TempDir,
+    /// `LLMPM_HOME`.
+    pub home: PathBuf,
+    /// Scratch space for Modelfiles and GGUFs.
+    pub work: PathBuf,
+    /// The running daemon, if started.
+    pub daemon: Option<Daemon>,
+    port: u16,
+}
+
+impl TestContext {
+    /// A new home, daemon not started.
+    pub fn new() -> TestContext {
+        let dir = tempfile::Builder::new()
+            .prefix("llmpm")
+            .tempdir()
+            .expect("tempdir");
+        let home = dir.path().join("home");
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(&work).expect("mkdir work");
+        TestContext {
+            home,
+            work,
+            daemon: None,
+            port: free_port(),
+            dir,
+        }
+    }
+
+    /// A new home with the daemon started.
+    pub fn started() -> TestContext {
+        let mut ctx = TestContext::new();
+        ctx.start();
+        ctx
+    }
+
+    /// The unix socket path.
+    pub fn socket(&self) -> PathBuf {
+        self.home.join("llmpm.sock")
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The environment both binaries get.
+    pub fn envs(&self) -> Vec<(String, String)> {
+        vec![
+            ("LLMPM_HOME".into(), self.home.display().to_string()),
+            ("LLMPM_SOCKET".into(), self.socket().display().to_string()),
+            (
+                "LLMPM_CONFIG".into(),
+                self.dir.path().join("none.yaml").display().to_string(),
+            ),
+            ("LLMPM_LOG".into(), "info".into()),
+            ("NO_COLOR".into(), "1".into()),
+        ]
+    }
+
+    fn daemon_command(&self) -> Command {
+        let mut cmd = Command::new(bin("llmpmd"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.envs())
+            .env("LLMPM_HOST", format!("127.0.0.1:{}", self.port))
+            .stdin(Stdio::null());
+        // An empty config file, so no developer's own config leaks in.
+        let _ = std::fs::write(self.dir.path().join("none.yaml"), "");
+        cmd
+    }
+
+    /// Starts the daemon and waits until it answers on its socket.
+    pub fn start(&mut self) {
+        std::fs::create_dir_all(&self.home).expect("mkdir home");
+        let log = self.dir.path().join("llmpmd.log");
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log");
+        let child = self
+            .daemon_command()
+            .stdout(logf.try_clone().expect("log"))
+            .stderr(logf)
+            .spawn()
+            .expect("spawn llmpmd");
+        let mut d = Daemon {
+            child: Some(child),
+            socket: self.socket(),
+            port: self.port,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if http::get_unix(&d.socket, "/").is_ok_and(|r| r.status == 200) {
+                break;
+            }
+            if !d.alive() {
+                panic!("llmpmd exited at start:\n{}", self.daemon_log_of(&d));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "llmpmd did not answer within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.daemon = Some(d);
+    }
+
+    fn daemon_log_of(&self, d: &Daemon) -> String {
+        std::fs::read_to_string(&d.log).unwrap_or_default()
+    }
+
+    /// The daemon's log so far.
+    pub fn daemon_log(&self) -> String {
+        self.daemon
+            .as_ref()
+            .map(|d| self.daemon_log_of(d))
+            .unwrap_or_default()
+    }
+
+    /// The running daemon.
+    pub fn daemon(&mut self) -> &mut Daemon {
+        self.daemon.as_mut().expect("daemon started")
+    }
+
+    /// `llmpm ARGS` with the context's environment (autostart off).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_cmd(args).output().expect("run llmpm")
+    }
+
+    /// The `llmpm` command, for tests that need to adjust it.
+    pub fn cli_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("llmpm"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.envs())
+            .env("LLMPM_NO_AUTOSTART", "1")
+            .current_dir(&self.work)
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Writes a tiny Llama-3-shaped GGUF into the work dir and returns its path.
+    pub fn tiny_gguf(&self, name: &str, spec: &TinyLlamaSpec) -> PathBuf {
+        let p = self.work.join(name);
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&p).expect("create gguf"));
+        write_tiny_llama(spec, &mut f).expect("write gguf");
+        std::io::Write::flush(&mut f).expect("flush");
+        p
+    }
+
+    /// Names of the files under `blobs/sha256`.
+    pub fn blob_files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.home.join("blobs/sha256"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+impl Default for TestContext {
+    fn default() -> Self {
+        TestContext::new()
+    }
+}
+
+/// stdout of a finished command, as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr of a finished command, as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success, printing both streams otherwise.
+pub fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "command failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// Whether CI demands that nothing skips (`LLMPM_TEST_STRICT=1`).
+pub fn strict() -> bool {
+    std::env::var("LLMPM_TEST_STRICT").is_ok_and(|v| v == "1")
+}
+
+/// Skips a test whose prerequisite is missing: says so, and fails under strict mode.
+pub fn skip(why: &str) {
+    assert!(
+        !strict(),
+        "LLMPM_TEST_STRICT=1 and a prerequisite is missing: {why}"
+    );
+    eprintln!("SKIP: {why}");
+}

@@ -49,7 +49,10 @@ fn create_list_show_copy_remove() {
     // list: size, id, family, parameter size and quantization from the GGUF.
     let models = list_json(&ctx);
     let m = find(&models, "m:latest").expect("m listed");
-    assert!(m["size"].as_u64().unwrap() > gguf_len, "size counts every layer");
+    assert!(
+        m["size"].as_u64().unwrap() > gguf_len,
+        "size counts every layer"
+    );
     let digest = m["digest"].as_str().unwrap().to_owned();
     assert_eq!(digest.len(), 64);
     assert_eq!(m["details"]["family"], "llama");
@@ -57,7 +60,10 @@ fn create_list_show_copy_remove() {
     assert_eq!(m["details"]["quantization_level"], "F32");
     assert!(!m["details"]["parameter_size"].as_str().unwrap().is_empty());
     let table = stdout(&ctx.cli(&["list"]));
-    assert!(table.contains("NAME") && table.contains("m:latest") && table.contains(&digest[..12]), "{table}");
+    assert!(
+        table.contains("NAME") && table.contains("m:latest") && table.contains(&digest[..12]),
+        "{table}"
+    );
 
     // show: the parts, and a Modelfile that recreates the identical manifest.
     let show = ctx.cli(&["show", "m", "--json"]);
@@ -78,14 +84,21 @@ fn create_list_show_copy_remove() {
     let blobs_before = ctx.blob_files();
     assert_ok(&ctx.cli(&["create", "again", "-f", "Modelfile.again"]));
     let models = list_json(&ctx);
-    assert_eq!(find(&models, "again:latest").unwrap()["digest"], digest.as_str(), "same manifest");
+    assert_eq!(
+        find(&models, "again:latest").unwrap()["digest"],
+        digest.as_str(),
+        "same manifest"
+    );
     assert_eq!(ctx.blob_files(), blobs_before, "recreating added no blob");
     assert_ok(&ctx.cli(&["rm", "again"]));
 
     // cp adds no blob; rm keeps shared blobs until the last user goes.
     assert_ok(&ctx.cli(&["cp", "m", "m2"]));
     assert_eq!(ctx.blob_files(), blobs_before, "cp adds no blob");
-    assert_eq!(find(&list_json(&ctx), "m2:latest").unwrap()["digest"], digest.as_str());
+    assert_eq!(
+        find(&list_json(&ctx), "m2:latest").unwrap()["digest"],
+        digest.as_str()
+    );
     assert_ok(&ctx.cli(&["rm", "m"]));
     assert_eq!(ctx.blob_files(), blobs_before, "m2 still needs every blob");
     assert!(find(&list_json(&ctx), "m:latest").is_none());
@@ -116,15 +129,26 @@ fn same_weights_stored_once_and_not_uploaded_twice() {
     };
     assert_ok(&via_proxy(&["create", "a", "-f", "A"]));
     let first = proxy.upstream_bytes();
-    assert!(first >= gguf_len, "first create uploads the weights ({first} < {gguf_len})");
+    assert!(
+        first >= gguf_len,
+        "first create uploads the weights ({first} < {gguf_len})"
+    );
     assert_ok(&via_proxy(&["create", "b", "-f", "B"]));
     let second = proxy.upstream_bytes() - first;
-    assert!(second < 16 * 1024, "second create uploaded {second} bytes; the daemon already had the weights");
+    assert!(
+        second < 16 * 1024,
+        "second create uploaded {second} bytes; the daemon already had the weights"
+    );
 
     let weights: Vec<_> = ctx
         .blob_files()
         .into_iter()
-        .filter(|b| std::fs::metadata(ctx.home.join("blobs/sha256").join(b)).unwrap().len() == gguf_len)
+        .filter(|b| {
+            std::fs::metadata(ctx.home.join("blobs/sha256").join(b))
+                .unwrap()
+                .len()
+                == gguf_len
+        })
         .collect();
     assert_eq!(weights.len(), 1, "the GGUF is stored once");
 }
@@ -133,14 +157,25 @@ fn same_weights_stored_once_and_not_uploaded_twice() {
 fn create_from_existing_model_overrides_parts() {
     let ctx = TestContext::started();
     ctx.tiny_gguf("tiny.gguf", &TinyLlamaSpec::default());
-    std::fs::write(ctx.work.join("Base"), "FROM ./tiny.gguf\nSYSTEM base\nPARAMETER top_k 7\n").unwrap();
+    std::fs::write(
+        ctx.work.join("Base"),
+        "FROM ./tiny.gguf\nSYSTEM base\nPARAMETER top_k 7\n",
+    )
+    .unwrap();
     assert_ok(&ctx.cli(&["create", "base", "-f", "Base"]));
-    std::fs::write(ctx.work.join("Child"), "FROM base\nSYSTEM child\nPARAMETER temperature 0.5\n").unwrap();
+    std::fs::write(
+        ctx.work.join("Child"),
+        "FROM base\nSYSTEM child\nPARAMETER temperature 0.5\n",
+    )
+    .unwrap();
     assert_ok(&ctx.cli(&["create", "child", "-f", "Child"]));
     let s: Value = serde_json::from_str(&stdout(&ctx.cli(&["show", "child", "--json"]))).unwrap();
     assert_eq!(s["system"], "child");
     let params = s["parameters"].as_str().unwrap();
-    assert!(params.contains("top_k") && params.contains("temperature"), "{params}");
+    assert!(
+        params.contains("top_k") && params.contains("temperature"),
+        "{params}"
+    );
 
     let out = ctx.cli(&["create", "orphan", "-f", "Missing"]);
     assert!(!out.status.success());

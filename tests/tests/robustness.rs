@@ -20,7 +20,13 @@ fn names(ctx: &TestContext) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| format!("{}@{}", m["name"].as_str().unwrap(), m["digest"].as_str().unwrap()))
+        .map(|m| {
+            format!(
+                "{}@{}",
+                m["name"].as_str().unwrap(),
+                m["digest"].as_str().unwrap()
+            )
+        })
         .collect();
     v.sort();
     v
@@ -29,18 +35,32 @@ fn names(ctx: &TestContext) -> Vec<String> {
 fn upload(ctx: &TestContext, bytes: &[u8]) -> String {
     let d = sha(bytes);
     let r = call_unix(&ctx.socket(), "POST", &format!("/api/blobs/{d}"), bytes).unwrap();
-    assert!(r.status == 201 || r.status == 200, "{} {}", r.status, r.text());
+    assert!(
+        r.status == 201 || r.status == 200,
+        "{} {}",
+        r.status,
+        r.text()
+    );
     d
 }
 
 fn create(ctx: &TestContext, body: Value) -> llmpm_tests::http::Response {
-    call_unix(&ctx.socket(), "POST", "/api/create", body.to_string().as_bytes()).unwrap()
+    call_unix(
+        &ctx.socket(),
+        "POST",
+        "/api/create",
+        body.to_string().as_bytes(),
+    )
+    .unwrap()
 }
 
 fn base_model(ctx: &TestContext) -> Vec<u8> {
     let gguf = std::fs::read(ctx.tiny_gguf("base.gguf", &TinyLlamaSpec::default())).unwrap();
     let d = upload(ctx, &gguf);
-    let r = create(ctx, json!({"model": "base", "files": {"base.gguf": d}, "stream": false}));
+    let r = create(
+        ctx,
+        json!({"model": "base", "files": {"base.gguf": d}, "stream": false}),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     gguf
 }
@@ -52,7 +72,13 @@ fn bad_blob_uploads_store_nothing() {
     let before = ctx.blob_files();
     // Bytes that do not match their digest.
     let claimed = sha(b"other bytes");
-    let r = call_unix(&sock, "POST", &format!("/api/blobs/{claimed}"), b"these bytes").unwrap();
+    let r = call_unix(
+        &sock,
+        "POST",
+        &format!("/api/blobs/{claimed}"),
+        b"these bytes",
+    )
+    .unwrap();
     assert_eq!(r.status, 400);
     let e = r.json()["error"].as_str().unwrap().to_owned();
     assert!(e.contains("mismatch") && e.contains(&claimed), "{e}");
@@ -74,9 +100,19 @@ fn bad_blob_uploads_store_nothing() {
     assert_eq!(std::fs::read_dir(ctx.home.join("tmp")).unwrap().count(), 0);
     // HEAD tells present from absent.
     let d = upload(&ctx, b"present");
-    assert_eq!(call_unix(&sock, "HEAD", &format!("/api/blobs/{d}"), b"").unwrap().status, 200);
+    assert_eq!(
+        call_unix(&sock, "HEAD", &format!("/api/blobs/{d}"), b"")
+            .unwrap()
+            .status,
+        200
+    );
     let absent = sha(b"absent");
-    assert_eq!(call_unix(&sock, "HEAD", &format!("/api/blobs/{absent}"), b"").unwrap().status, 404);
+    assert_eq!(
+        call_unix(&sock, "HEAD", &format!("/api/blobs/{absent}"), b"")
+            .unwrap()
+            .status,
+        404
+    );
 }
 
 #[test]
@@ -89,32 +125,69 @@ fn bad_requests_get_clear_errors() {
     for path in ["/api/create", "/api/show", "/api/copy"] {
         let r = call_unix(&sock, "POST", path, b"this is not json").unwrap();
         assert_eq!(r.status, 400, "{path}");
-        assert!(r.json()["error"].as_str().unwrap().contains("JSON"), "{path}: {}", r.text());
+        assert!(
+            r.json()["error"].as_str().unwrap().contains("JSON"),
+            "{path}: {}",
+            r.text()
+        );
     }
     let r = call_unix(&sock, "DELETE", "/api/delete", b"{").unwrap();
     assert_eq!(r.status, 400);
 
     let long = "a".repeat(300);
-    for bad in ["../../etc/passwd", "a/b/c/d/e", long.as_str(), "Upper", "ns/Model:tag", "m:bad/tag"] {
+    for bad in [
+        "../../etc/passwd",
+        "a/b/c/d/e",
+        long.as_str(),
+        "Upper",
+        "ns/Model:tag",
+        "m:bad/tag",
+    ] {
         let r = create(&ctx, json!({"model": bad, "from": "base", "stream": false}));
         assert_eq!(r.status, 400, "{bad}: {}", r.text());
         let e = r.json()["error"].as_str().unwrap().to_owned();
         assert!(e.contains("model name"), "{bad}: {e}");
-        let r = call_unix(&sock, "POST", "/api/copy", json!({"source": "base", "destination": bad}).to_string().as_bytes()).unwrap();
+        let r = call_unix(
+            &sock,
+            "POST",
+            "/api/copy",
+            json!({"source": "base", "destination": bad})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
         assert_eq!(r.status, 400, "copy to {bad}");
-        let r = call_unix(&sock, "POST", "/api/show", json!({"model": bad}).to_string().as_bytes()).unwrap();
+        let r = call_unix(
+            &sock,
+            "POST",
+            "/api/show",
+            json!({"model": bad}).to_string().as_bytes(),
+        )
+        .unwrap();
         assert_eq!(r.status, 400, "show {bad}");
     }
-    let r = create(&ctx, json!({"model": "x", "from": "base", "parameters": {"nonsense": 1}, "stream": false}));
+    let r = create(
+        &ctx,
+        json!({"model": "x", "from": "base", "parameters": {"nonsense": 1}, "stream": false}),
+    );
     assert_eq!(r.status, 400);
     assert!(r.text().contains("nonsense"), "{}", r.text());
-    let r = create(&ctx, json!({"model": "x", "from": "base", "parameters": {"num_ctx": "lots"}, "stream": false}));
+    let r = create(
+        &ctx,
+        json!({"model": "x", "from": "base", "parameters": {"num_ctx": "lots"}, "stream": false}),
+    );
     assert_eq!(r.status, 400);
     assert!(r.text().contains("num_ctx"), "{}", r.text());
-    let r = create(&ctx, json!({"model": "x", "files": {"w.gguf": sha(b"never uploaded")}, "stream": false}));
+    let r = create(
+        &ctx,
+        json!({"model": "x", "files": {"w.gguf": sha(b"never uploaded")}, "stream": false}),
+    );
     assert_eq!(r.status, 400);
     assert!(r.text().contains("not been uploaded"), "{}", r.text());
-    let r = create(&ctx, json!({"model": "x", "from": "missing", "stream": false}));
+    let r = create(
+        &ctx,
+        json!({"model": "x", "from": "missing", "stream": false}),
+    );
     assert_eq!(r.status, 404);
     let r = call_unix(&sock, "POST", "/api/show", br#"{"model":"nope"}"#).unwrap();
     assert_eq!(r.status, 404);
@@ -165,7 +238,10 @@ fn hostile_gguf_is_refused() {
         ("not gguf", b"PK\x03\x04 a zip file".to_vec()),
     ] {
         let d = upload(&ctx, &bytes);
-        let r = create(&ctx, json!({"model": "evil", "files": {"evil.gguf": d}, "stream": false}));
+        let r = create(
+            &ctx,
+            json!({"model": "evil", "files": {"evil.gguf": d}, "stream": false}),
+        );
         assert_eq!(r.status, 400, "{what}: {}", r.text());
         let e = r.json()["error"].as_str().unwrap().to_owned();
         assert!(e.contains("evil.gguf"), "{what}: {e}");
@@ -173,7 +249,12 @@ fn hostile_gguf_is_refused() {
     }
     assert!(names(&ctx).is_empty());
     // The daemon is still serving.
-    assert_eq!(call_unix(&ctx.socket(), "GET", "/api/version", b"").unwrap().status, 200);
+    assert_eq!(
+        call_unix(&ctx.socket(), "GET", "/api/version", b"")
+            .unwrap()
+            .status,
+        200
+    );
 }
 
 #[test]
@@ -191,7 +272,11 @@ fn modelfile_errors_name_line_and_column() {
         std::fs::write(ctx.work.join("Modelfile"), text).unwrap();
         let out = ctx.cli(&["create", "m", "-f", "Modelfile"]);
         assert!(!out.status.success(), "{text:?} was accepted");
-        assert_eq!(out.status.code(), Some(2), "a bad Modelfile is a user error: {text:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "a bad Modelfile is a user error: {text:?}"
+        );
         let err = stderr(&out);
         assert!(err.contains(want), "{text:?}: {err}");
     }
@@ -209,7 +294,12 @@ fn kill_during_upload_leaves_no_partial_blob() {
     let d = sha(&big);
     // Send half the body, then crash the daemon.
     let mut s = std::net::TcpStream::connect(("127.0.0.1", ctx.port())).unwrap();
-    write!(s, "POST /api/blobs/{d} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n", big.len()).unwrap();
+    write!(
+        s,
+        "POST /api/blobs/{d} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        big.len()
+    )
+    .unwrap();
     s.write_all(&big[..big.len() / 2]).unwrap();
     s.flush().unwrap();
     let tmp = ctx.home.join("tmp");
@@ -225,7 +315,11 @@ fn kill_during_upload_leaves_no_partial_blob() {
     assert_eq!(names(&ctx), before, "the store lists exactly what it had");
     let out = ctx.cli(&["prune"]);
     assert_ok(&out);
-    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "prune removed the partial");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "prune removed the partial"
+    );
     assert_eq!(names(&ctx), before);
 }
 
@@ -234,7 +328,7 @@ fn kill_during_create_leaves_old_or_new_never_half() {
     let mut ctx = TestContext::started();
     let gguf = base_model(&ctx);
     let weights = sha(&gguf);
-    let before = names(&ctx);
+    let mut before = names(&ctx);
     for i in 0..8u64 {
         let body = json!({
             "model": format!("new{i}"),
@@ -246,7 +340,12 @@ fn kill_during_create_leaves_old_or_new_never_half() {
         })
         .to_string();
         let mut s = std::net::TcpStream::connect(("127.0.0.1", ctx.port())).unwrap();
-        write!(s, "POST /api/create HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        write!(
+            s,
+            "POST /api/create HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
         s.flush().unwrap();
         std::thread::sleep(Duration::from_micros(i * 1500));
         ctx.daemon().kill9();
@@ -260,26 +359,51 @@ fn kill_during_create_leaves_old_or_new_never_half() {
         // Whatever is listed is whole: every blob present and intact.
         let r = call_unix(&ctx.socket(), "POST", "/api/verify", b"").unwrap();
         let v = r.json();
-        assert!(v["corrupt"].as_array().unwrap().is_empty(), "round {i}: {v}");
-        assert!(v["missing"].as_array().unwrap().is_empty(), "round {i}: {v}");
+        assert!(
+            v["corrupt"].as_array().unwrap().is_empty(),
+            "round {i}: {v}"
+        );
+        assert!(
+            v["missing"].as_array().unwrap().is_empty(),
+            "round {i}: {v}"
+        );
         for n in &new {
             let name = n.split('@').next().unwrap();
             let show = ctx.cli(&["show", name, "--system"]);
             assert_ok(&show);
             assert_eq!(stdout(&show).trim(), format!("system prompt {i}"));
         }
+        before = now;
     }
 }
 
 #[test]
 fn tcp_guards() {
     let ctx = TestContext::started();
-    let r = call_tcp(ctx.port(), "GET", "/api/tags", &[("Host", "evil.example:11434")], b"").unwrap();
+    let r = call_tcp(
+        ctx.port(),
+        "GET",
+        "/api/tags",
+        &[("Host", "evil.example:11434")],
+        b"",
+    )
+    .unwrap();
     assert_eq!(r.status, 403, "DNS-rebinding Host refused");
-    let r = call_tcp(ctx.port(), "GET", "/api/tags", &[("Host", "127.0.0.1:11434")], b"").unwrap();
+    let r = call_tcp(
+        ctx.port(),
+        "GET",
+        "/api/tags",
+        &[("Host", "127.0.0.1:11434")],
+        b"",
+    )
+    .unwrap();
     assert_eq!(r.status, 200);
     // The unix socket is private to its owner.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(ctx.socket()).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(ctx.socket())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
 }

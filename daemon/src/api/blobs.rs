@@ -37,7 +37,8 @@ pub async fn post_blob(
     let mut writer = state.store.blob_writer()?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("upload of `{d}` broke off: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("upload of `{d}` broke off: {e}")))?;
         // Writes are short; doing them inline keeps upload memory bounded.
         tokio::task::block_in_place(|| writer.write_sync(&chunk))?;
     }

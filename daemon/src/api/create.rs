@@ -8,7 +8,10 @@ use tokio::sync::mpsc;
 use super::extract::ApiJson;
 use super::{stream, AppState};
 
-pub async fn create(State(state): State<AppState>, ApiJson(req): ApiJson<CreateRequest>) -> Response {
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateRequest>,
+) -> Response {
     let streaming = req.stream.unwrap_or(true);
     let (tx, rx) = mpsc::channel(64);
     let store = state.store.clone();

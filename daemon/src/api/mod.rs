@@ -130,10 +130,22 @@ mod tests {
 
     #[test]
     fn local_hosts() {
-        for h in ["localhost", "localhost:11434", "127.0.0.1:5", "[::1]:80", "0.0.0.0:1", "a.localhost"] {
+        for h in [
+            "localhost",
+            "localhost:11434",
+            "127.0.0.1:5",
+            "[::1]:80",
+            "0.0.0.0:1",
+            "a.localhost",
+        ] {
             assert!(is_local_host(h), "{h}");
         }
-        for h in ["evil.com", "evil.com:11434", "192.168.1.2", "localhost.evil.com"] {
+        for h in [
+            "evil.com",
+            "evil.com:11434",
+            "192.168.1.2",
+            "localhost.evil.com",
+        ] {
             assert!(!is_local_host(h), "{h}");
         }
     }

@@ -31,7 +31,9 @@ pub async fn respond(
         }
         return match last {
             Some(p) => Json(p).into_response(),
-            None => ApiError::Internal("the operation ended without a result".into()).into_response(),
+            None => {
+                ApiError::Internal("the operation ended without a result".into()).into_response()
+            }
         };
     }
     // Hold the first item back so an immediate error still gets a real status.
@@ -39,31 +41,35 @@ pub async fn respond(
         Some(Err(e)) => return e.into_response(),
         Some(Ok(p)) => p,
         None => {
-            return ApiError::Internal("the operation ended without a result".into()).into_response()
+            return ApiError::Internal("the operation ended without a result".into())
+                .into_response()
         }
     };
-    let lines = futures_util::stream::unfold((Some(first), rx, false), |(pending, mut rx, done)| async move {
-        if done {
-            return None;
-        }
-        let item = match pending {
-            Some(p) => Ok(p),
-            None => rx.recv().await?,
-        };
-        let (line, end) = match item {
-            Ok(p) => (serde_json::to_vec(&p).unwrap_or_default(), false),
-            Err(e) => (
-                serde_json::to_vec(&ErrorResponse {
-                    error: e.to_string(),
-                })
-                .unwrap_or_default(),
-                true,
-            ),
-        };
-        let mut line = line;
-        line.push(b'\n');
-        Some((Ok::<_, std::convert::Infallible>(line), (None, rx, end)))
-    });
+    let lines = futures_util::stream::unfold(
+        (Some(first), rx, false),
+        |(pending, mut rx, done)| async move {
+            if done {
+                return None;
+            }
+            let item = match pending {
+                Some(p) => Ok(p),
+                None => rx.recv().await?,
+            };
+            let (line, end) = match item {
+                Ok(p) => (serde_json::to_vec(&p).unwrap_or_default(), false),
+                Err(e) => (
+                    serde_json::to_vec(&ErrorResponse {
+                        error: e.to_string(),
+                    })
+                    .unwrap_or_default(),
+                    true,
+                ),
+            };
+            let mut line = line;
+            line.push(b'\n');
+            Some((Ok::<_, std::convert::Infallible>(line), (None, rx, end)))
+        },
+    );
     (
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(lines),

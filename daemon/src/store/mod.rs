@@ -319,6 +319,9 @@ impl Store {
         reference: &Reference,
         manifest: &Manifest,
     ) -> Result<(Digest, Vec<Digest>), StoreError> {
+        // Under the lock, so a concurrent delete cannot free a blob between
+        // this check and the count that keeps it.
+        let _guard = self.lock_refs();
         for d in manifest.blobs() {
             match self.blob_size(&d.digest) {
                 Some(size) if size == d.size => {}
@@ -334,7 +337,6 @@ impl Store {
         }
         let bytes = manifest.to_bytes();
         let digest = self.put_bytes(&bytes)?;
-        let _guard = self.lock_refs();
         let key = reference.untagged_digest().to_string();
         let old = self.inner.index.get_ref(&key)?;
         let old_blobs = match &old {

@@ -1,0 +1,129 @@
+//! The command line's shape: clap definitions only, no behaviour.
+//!
+//! Each subcommand's arguments are one struct here and one module under
+//! `commands/`; global flags are merged with the environment in `settings`.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+
+/// A package manager for local LLMs: the client of `llmpmd`.
+#[derive(Debug, Parser)]
+#[command(name = "llmpm", version, propagate_version = true)]
+pub struct Cli {
+    /// Flags every subcommand accepts.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags that apply to every subcommand.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// The daemon's TCP address, `[http://][host][:port]`, used instead of its
+    /// unix socket (overrides `LLMPM_HOST`; for `serve`, where it listens)
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub host: Option<String>,
+
+    /// Fail instead of starting `llmpmd` when it is not running (also
+    /// `LLMPM_NO_AUTOSTART=1`)
+    #[arg(long, global = true)]
+    pub no_autostart: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (the same as `llmpmd`)
+    Serve,
+    /// List the local models
+    #[command(visible_alias = "ls")]
+    List(ListArgs),
+    /// Show a model's details, parameters, template, system prompt and license
+    Show(ShowArgs),
+    /// Remove models (blobs no other model uses are deleted)
+    Rm(RmArgs),
+    /// Give a model another name (no data is copied)
+    Cp(CpArgs),
+    /// Create a model from a Modelfile
+    Create(CreateArgs),
+    /// Delete blobs no model uses and stale partial files
+    Prune(JsonArgs),
+    /// Re-hash every blob and report those that are corrupt or missing
+    Verify(JsonArgs),
+}
+
+/// `llmpm list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print the daemon's answer as JSON (`/api/tags`)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `llmpm prune` and `llmpm verify`.
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Print the daemon's answer as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `llmpm show`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("part").args(["json", "modelfile", "parameters", "template", "system", "license"])))]
+pub struct ShowArgs {
+    /// The model name
+    pub model: String,
+    /// Print the daemon's answer as JSON (`/api/show`)
+    #[arg(long)]
+    pub json: bool,
+    /// Print the Modelfile that recreates the model
+    #[arg(long)]
+    pub modelfile: bool,
+    /// Print the parameters
+    #[arg(long)]
+    pub parameters: bool,
+    /// Print the prompt template
+    #[arg(long)]
+    pub template: bool,
+    /// Print the system prompt
+    #[arg(long)]
+    pub system: bool,
+    /// Print the license
+    #[arg(long)]
+    pub license: bool,
+    /// Include all GGUF metadata
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// `llmpm rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// The models to remove
+    #[arg(required = true, value_name = "MODEL")]
+    pub models: Vec<String>,
+}
+
+/// `llmpm cp`.
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// The existing model
+    pub source: String,
+    /// The new name
+    pub destination: String,
+}
+
+/// `llmpm create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The name of the model to create
+    pub model: String,
+    /// The Modelfile (`-` reads it from stdin; relative paths in it are then
+    /// relative to the current directory)
+    #[arg(long, short, value_name = "FILE", default_value = "Modelfile")]
+    pub file: PathBuf,
+}

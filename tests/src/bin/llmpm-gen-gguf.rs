@@ -1,0 +1,101 @@
+//! `llmpm-gen-gguf`: writes a deterministic random-weights Llama-3-shaped GGUF, for tests, demos and benchmarks.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use llmpmd::gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
+use llmpmd::gguf::FileType;
+
+const USAGE: &str =
+    "usage: llmpm-gen-gguf --out FILE [--preset tiny|1b] [--ftype f32|f16|q8_0|q4_0]
+                     [--layers N] [--embd N] [--heads N] [--kv-heads N] [--ff N]
+                     [--vocab N] [--ctx N] [--seed N] [--chat-template]
+
+Presets: tiny (the test default) and 1b (hidden 2048, 16 layers, vocabulary
+128256, GQA 32/8, ff 8192: Llama 3.2 1B's shape). Flags after --preset override it.";
+
+fn parse_ftype(s: &str) -> anyhow::Result<FileType> {
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "f32" => FileType::F32,
+        "f16" => FileType::F16,
+        "q8_0" => FileType::Q8_0,
+        "q4_0" => FileType::Q4_0,
+        other => bail!("unknown --ftype `{other}`; use f32, f16, q8_0 or q4_0"),
+    })
+}
+
+fn run() -> anyhow::Result<()> {
+    let mut spec = TinyLlamaSpec::default();
+    let mut out = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--help" || a == "-h" {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{USAGE}");
+            }
+            return Ok(());
+        }
+        if a == "--chat-template" {
+            spec.with_chat_template = true;
+            continue;
+        }
+        let v = args
+            .next()
+            .with_context(|| format!("`{a}` needs a value\n\n{USAGE}"))?;
+        let num = |v: &str| -> anyhow::Result<u32> {
+            v.parse()
+                .with_context(|| format!("`{a} {v}`: not a whole number"))
+        };
+        match a.as_str() {
+            "--out" => out = Some(v),
+            "--preset" => match v.as_str() {
+                "tiny" => spec = TinyLlamaSpec::default(),
+                "1b" => {
+                    spec = TinyLlamaSpec {
+                        n_layer: 16,
+                        n_embd: 2048,
+                        n_head: 32,
+                        n_head_kv: 8,
+                        n_ff: 8192,
+                        n_vocab: 128_256,
+                        context_length: 131_072,
+                        ..spec
+                    }
+                }
+                other => bail!("unknown --preset `{other}`; use tiny or 1b"),
+            },
+            "--ftype" => spec.ftype = parse_ftype(&v)?,
+            "--layers" => spec.n_layer = num(&v)?,
+            "--embd" => spec.n_embd = num(&v)?,
+            "--heads" => spec.n_head = num(&v)?,
+            "--kv-heads" => spec.n_head_kv = num(&v)?,
+            "--ff" => spec.n_ff = num(&v)?,
+            "--vocab" => spec.n_vocab = num(&v)?,
+            "--ctx" => spec.context_length = num(&v)?,
+            "--seed" => spec.seed = v.parse().with_context(|| format!("`--seed {v}`"))?,
+            other => bail!("unknown argument `{other}`\n\n{USAGE}"),
+        }
+    }
+    let out = out.with_context(|| format!("--out is required\n\n{USAGE}"))?;
+    spec.validate().map_err(anyhow::Error::msg)?;
+    let f = std::fs::File::create(&out).with_context(|| format!("cannot create `{out}`"))?;
+    let mut w = std::io::BufWriter::new(f);
+    write_tiny_llama(&spec, &mut w).with_context(|| format!("cannot write `{out}`"))?;
+    w.flush().with_context(|| format!("cannot write `{out}`"))?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
