@@ -198,7 +198,7 @@ pub fn create(
             return Err(CreateError::NotGguf(fname.clone()));
         }
         let gguf =
-            GgufFile::open(&store.blob_path(&digest)).map_err(|source| CreateError::Gguf {
+            GgufFile::open(store.blob_path(&digest)).map_err(|source| CreateError::Gguf {
                 name: fname.clone(),
                 source,
             })?;

@@ -132,7 +132,7 @@ pub fn show(store: &Store, entry: &ModelEntry, verbose: bool) -> Result<ShowResp
     let mut capabilities = Vec::new();
     if let Some(l) = m.layers_of(LayerKind::Model).next() {
         capabilities.push("completion".to_owned());
-        match GgufFile::open(&store.blob_path(&l.digest)) {
+        match GgufFile::open(store.blob_path(&l.digest)) {
             Ok(g) => {
                 model_info = if verbose {
                     g.model_info_verbose()

@@ -434,7 +434,7 @@ impl Store {
                 Err(e) => tracing::warn!(model = key, error = %e, "skipping unreadable model"),
             }
         }
-        out.sort_by(|a, b| b.modified.cmp(&a.modified));
+        out.sort_by_key(|e| std::cmp::Reverse(e.modified));
         Ok(out)
     }
 
