@@ -104,11 +104,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "llmpmd listening"
     );
     let socket: PathBuf = config.socket.clone();
+    // Lets scripts and `llmpm` find the process a background start left running.
+    let pid_file = config.home.join("llmpmd.pid");
+    if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+        tracing::warn!(path = %pid_file.display(), error = %e, "cannot write pid file");
+    }
     let state = AppState {
         store,
         config: Arc::new(config),
     };
     let res = serve(Some(unix), tcp, state, shutdown_signal()).await;
     let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(&pid_file);
     res.context("server failed")
 }

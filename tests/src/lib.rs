@@ -116,6 +116,8 @@ pub struct TestContext {
     pub work: PathBuf,
     /// The running daemon, if started.
     pub daemon: Option<Daemon>,
+    /// Extra environment for the daemon (set before [`TestContext::start`]).
+    pub daemon_env: Vec<(String, String)>,
     port: u16,
 }
 
@@ -129,10 +131,13 @@ impl TestContext {
         let home = dir.path().join("home");
         let work = dir.path().join("work");
         std::fs::create_dir_all(&work).expect("mkdir work");
+        // An empty config file, so no developer's own config leaks in.
+        std::fs::write(dir.path().join("none.yaml"), "").expect("write config");
         TestContext {
             home,
             work,
             daemon: None,
+            daemon_env: Vec::new(),
             port: free_port(),
             dir,
         }
@@ -169,15 +174,15 @@ impl TestContext {
         ]
     }
 
-    fn daemon_command(&self) -> Command {
+    /// The `llmpmd` command with the context's environment, not started.
+    pub fn daemon_command(&self) -> Command {
         let mut cmd = Command::new(bin("llmpmd"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.envs())
             .env("LLMPM_HOST", format!("127.0.0.1:{}", self.port))
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
-        // An empty config file, so no developer's own config leaks in.
-        let _ = std::fs::write(self.dir.path().join("none.yaml"), "");
         cmd
     }
 
