@@ -1208,8 +1208,9 @@ fn parse<R: Read>(src: &mut Source<'_, R>) -> Result<GgufFile, GgufError> {
     let version = src.u32(&|| "version".to_owned())?;
     match version {
         2 | 3 => {}
-        // A big-endian writer stores 3 as 00 00 00 03.
-        v if v.swap_bytes() <= 3 && v != 0 => return Err(GgufError::BigEndian { version: v }),
+        // A big-endian writer stores 3 as 00 00 00 03, read here as
+        // 0x03000000; llama.cpp's test is the same.
+        v if v & 0xffff == 0 && v != 0 => return Err(GgufError::BigEndian { version: v }),
         v => return Err(GgufError::UnsupportedVersion { version: v }),
     }
 
