@@ -50,6 +50,7 @@ pub(crate) struct Index {
     db: sled::Db,
     refs: sled::Tree,
     blobs: sled::Tree,
+    journal: sled::Tree,
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], v: &[u8]) -> Result<T, StoreError> {
@@ -75,7 +76,22 @@ impl Index {
             })?;
         let refs = db.open_tree("refs")?;
         let blobs = db.open_tree("blobs")?;
-        Ok(Index { db, refs, blobs })
+        let journal = db.open_tree("journal")?;
+        Ok(Index {
+            db,
+            refs,
+            blobs,
+            journal,
+        })
+    }
+
+    pub fn journal(&self) -> &sled::Tree {
+        &self.journal
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
     }
 
     pub fn get_ref(&self, key: &str) -> Result<Option<RefEntry>, StoreError> {

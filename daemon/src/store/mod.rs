@@ -6,7 +6,8 @@
 //! blobs/sha256/<hex>   every blob: weights, text layers, configs and manifests
 //! tmp/                 blobs being written (`*.partial`); never visible as blobs
 //! quarantine/          blobs `verify` found corrupt
-//! index/               the sled database: refs, blob sizes and reference counts
+//! index/               the sled database: refs, blob sizes and reference counts,
+//!                      and the pull journal (see `transfer::download`)
 //! ```
 //!
 //! Crash safety rests on two rules. A blob is written to `tmp/`, hashed,
@@ -245,6 +246,48 @@ impl Store {
         BlobWriter::create(self.clone())
     }
 
+    /// The pull journal: a sled tree the transfer module owns (keys and values
+    /// are its business), kept in the index so it survives a killed daemon.
+    pub fn journal(&self) -> &sled::Tree {
+        self.inner.index.journal()
+    }
+
+    /// Flushes the index (the journal included) to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.index.flush()
+    }
+
+    /// The temp file a download of `digest` writes into: one deterministic
+    /// name per digest, so a restarted daemon finds and resumes it.
+    pub fn partial_path(&self, digest: &Digest) -> PathBuf {
+        self.tmp_dir().join(format!("{}.download", digest.hex()))
+    }
+
+    /// Marks a temp file as being written (or no longer), so `prune` spares it.
+    pub fn set_tmp_active(&self, path: &Path, active: bool) {
+        self.track_tmp(path, active);
+    }
+
+    /// Makes a fully written and already verified temp file the blob
+    /// `digest`: fsync, rename into `blobs/`, fsync the directory. The caller
+    /// vouches that the file's bytes hash to `digest` (a download hashes as
+    /// it goes); nothing else may call this.
+    pub fn install_verified(&self, tmp: &Path, digest: &Digest) -> Result<(), StoreError> {
+        if digest.algorithm() != llmpm_spec::digest::Algorithm::Sha256 {
+            return Err(StoreError::Algorithm(digest.clone()));
+        }
+        fs::File::open(tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StoreError::io("fsync", tmp, e))?;
+        let dest = self.blob_path(digest);
+        fs::rename(tmp, &dest).map_err(|e| StoreError::io("rename", &dest, e))?;
+        self.track_tmp(tmp, false);
+        if let Some(dir) = dest.parent() {
+            fsync_dir(dir)?;
+        }
+        Ok(())
+    }
+
     /// Stores a small blob from memory and returns its digest.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
         let mut w = self.blob_writer()?;
@@ -319,6 +362,18 @@ impl Store {
         reference: &Reference,
         manifest: &Manifest,
     ) -> Result<(Digest, Vec<Digest>), StoreError> {
+        self.put_manifest_bytes(reference, manifest, &manifest.to_bytes())
+    }
+
+    /// [`Store::put_manifest`] with the manifest's exact bytes, as a registry
+    /// served them, so the stored digest is the registry's. `bytes` must be
+    /// what `manifest` was parsed from.
+    pub fn put_manifest_bytes(
+        &self,
+        reference: &Reference,
+        manifest: &Manifest,
+        bytes: &[u8],
+    ) -> Result<(Digest, Vec<Digest>), StoreError> {
         // Under the lock, so a concurrent delete cannot free a blob between
         // this check and the count that keeps it.
         let _guard = self.lock_refs();
@@ -335,8 +390,7 @@ impl Store {
                 None => return Err(StoreError::MissingLayer(d.digest.clone())),
             }
         }
-        let bytes = manifest.to_bytes();
-        let digest = self.put_bytes(&bytes)?;
+        let digest = self.put_bytes(bytes)?;
         let key = reference.untagged_digest().to_string();
         let old = self.inner.index.get_ref(&key)?;
         let old_blobs = match &old {
@@ -441,7 +495,12 @@ impl Store {
     /// Points `dst` at the manifest of `src`. Adds no blob.
     pub fn copy(&self, src: &Reference, dst: &Reference) -> Result<Digest, StoreError> {
         let entry = self.get(src)?;
-        let (digest, _) = self.put_manifest(dst, &entry.manifest)?;
+        // The exact bytes, so a pulled model's copy keeps the registry's digest.
+        let bytes = self.read_blob(
+            &entry.digest,
+            llmpm_spec::manifest::MAX_MANIFEST_BYTES as u64,
+        )?;
+        let (digest, _) = self.put_manifest_bytes(dst, &entry.manifest, &bytes)?;
         Ok(digest)
     }
 

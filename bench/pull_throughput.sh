@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Pull throughput: `llmpm pull` (through the daemon: ranged parallel download,
+# sha256 verification, storage) against `curl -o /dev/null` of the same blob
+# from the same local `docker-registry` over loopback, in one run, alternating
+# so both see the same machine state. Then a sweep of part size × concurrency.
+# The target (issue 3) is llmpm ≥ 0.9 × curl.
+#
+# usage: bench/pull_throughput.sh
+#
+# environment (all optional):
+#   BENCH_SIZE_MIB        size of the single weights layer     (2048)
+#   BENCH_ROUNDS          alternating curl/llmpm rounds         (3)
+#   BENCH_PART_SIZES      sweep: LLMPM_PULL_PART_SIZE values    ("16M 64M 256M")
+#   BENCH_CONCURRENCIES   sweep: LLMPM_PULL_CONCURRENCY values  ("1 4 8 16")
+#   BENCH_SWEEP=0         skip the sweep
+#   BENCH_TMP             where the temp dir goes               ($TMPDIR or /tmp)
+#   LLMPM_BIN_DIR         llmpm/llmpmd to use (default target/release, built if missing)
+#   LLMPM_PULL_PART_SIZE, LLMPM_PULL_CONCURRENCY
+#                         passed to the daemon of the main rounds (else its defaults)
+#
+# Needs `docker-registry` (apt-get install docker-registry), curl, python3.
+# Everything lives in one temp dir that is deleted on exit, whatever happens.
+# Disk: about 2 × BENCH_SIZE_MIB (registry storage + llmpm store).
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+size_mib="${BENCH_SIZE_MIB:-2048}"
+rounds="${BENCH_ROUNDS:-3}"
+part_sizes="${BENCH_PART_SIZES:-16M 64M 256M}"
+concurrencies="${BENCH_CONCURRENCIES:-1 4 8 16}"
+bin="${LLMPM_BIN_DIR:-$root/target/release}"
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+command -v curl >/dev/null || die "curl is not installed"
+command -v python3 >/dev/null || die "python3 is not installed"
+registry_bin="${LLMPM_DOCKER_REGISTRY:-$(command -v docker-registry || true)}"
+[[ -x "$registry_bin" ]] || die "docker-registry is not installed (apt-get install docker-registry)"
+if [[ -z "${LLMPM_BIN_DIR:-}" && ! ( -x "$bin/llmpmd" && -x "$bin/llmpm" ) ]]; then
+    say "== building llmpmd and llmpm (release)"
+    (cd "$root" && cargo build --release --quiet -p llmpmd -p llmpm --bins)
+fi
+[[ -x "$bin/llmpmd" && -x "$bin/llmpm" ]] || die "no llmpmd/llmpm in $bin"
+
+tmp="$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/llmpm-bench.XXXXXX")"
+registry_pid=""
+daemon_pid=""
+cleanup() {
+    local rc=$?
+    set +e  # a killed child's status must not stop the cleanup
+    for pid in "$daemon_pid" "$registry_pid"; do
+        [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
+    rm -rf "$tmp"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+now() { date +%s.%N; }
+# bytes seconds -> MB/s (10^6)
+mbps() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.0f", b / t / 1e6 }'; }
+bytes_of() {  # 16M / 1G / 12345 -> bytes
+    python3 -c 'import sys; s=sys.argv[1].upper(); m={"K":1<<10,"M":1<<20,"G":1<<30}
+print(int(s[:-1])*m[s[-1]] if s[-1] in m else int(s))' "$1"
+}
+
+wait_http() {  # url pid what
+    for _ in $(seq 1 400); do
+        curl -sf -o /dev/null "$1" && return 0
+        kill -0 "$2" 2>/dev/null || break
+        sleep 0.05
+    done
+    die "$3 did not start"
+}
+
+# --- the registry -----------------------------------------------------------
+rport="$(free_port)"
+cat >"$tmp/registry.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $tmp/registry
+http:
+  addr: 127.0.0.1:$rport
+EOF
+"$registry_bin" serve "$tmp/registry.yml" >"$tmp/registry.log" 2>&1 &
+registry_pid=$!
+reg="http://127.0.0.1:$rport"
+wait_http "$reg/v2/" "$registry_pid" "docker-registry"
+
+upload_blob() {  # repo file -> prints digest
+    local digest loc sep
+    digest="sha256:$(sha256sum "$2" | cut -d' ' -f1)"
+    loc="$(curl -sf -D - -o /dev/null -X POST "$reg/v2/$1/blobs/uploads/" |
+        tr -d '\r' | awk 'tolower($1) == "location:" { print $2 }')"
+    [[ "$loc" == /* ]] && loc="$reg$loc"
+    sep='?'; [[ "$loc" == *\?* ]] && sep='&'
+    # -T streams the file; --data-binary would read 2 GiB into memory.
+    curl -sf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' \
+        -T "$2" "$loc${sep}digest=$digest" || die "upload of $2 failed"
+    echo "$digest"
+}
+
+say "== generating a ${size_mib} MiB layer and pushing it to docker-registry on $reg"
+size=$((size_mib * 1024 * 1024))
+head -c "$size" /dev/urandom >"$tmp/weights"
+repo="bench/model"
+layer="$(upload_blob "$repo" "$tmp/weights")"
+rm -f "$tmp/weights"
+printf '{"model_format":"gguf","model_family":"llama","architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["%s"]}}' \
+    "$layer" >"$tmp/config.json"
+config="$(upload_blob "$repo" "$tmp/config.json")"
+config_size="$(stat -c %s "$tmp/config.json")"
+manifest_type="application/vnd.docker.distribution.manifest.v2+json"
+printf '{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/vnd.ollama.image.model","digest":"%s","size":%s}]}' \
+    "$manifest_type" "$config" "$config_size" "$layer" "$size" >"$tmp/manifest.json"
+curl -sf -o /dev/null -X PUT -H "Content-Type: $manifest_type" \
+    --data-binary "@$tmp/manifest.json" "$reg/v2/$repo/manifests/v1" || die "manifest PUT failed"
+model="127.0.0.1:$rport/$repo:v1"
+blob_url="$reg/v2/$repo/blobs/$layer"
+
+# --- llmpm ------------------------------------------------------------------
+: >"$tmp/empty.yaml"
+llmpm_env=(
+    "LLMPM_HOME=$tmp/home" "LLMPM_SOCKET=$tmp/home/llmpm.sock"
+    "LLMPM_CONFIG=$tmp/empty.yaml" "LLMPM_LOG=warn" "NO_COLOR=1"
+)
+
+start_daemon() {  # [VAR=value…] extra daemon environment
+    stop_daemon
+    local dport
+    dport="$(free_port)"
+    mkdir -p "$tmp/home"
+    env "${llmpm_env[@]}" "LLMPM_HOST=127.0.0.1:$dport" "$@" \
+        "$bin/llmpmd" >>"$tmp/llmpmd.log" 2>&1 &
+    daemon_pid=$!
+    wait_http "http://127.0.0.1:$dport/" "$daemon_pid" "llmpmd"
+}
+stop_daemon() {
+    if [[ -n "$daemon_pid" ]]; then
+        kill "$daemon_pid" 2>/dev/null || true
+        wait "$daemon_pid" 2>/dev/null || true
+        daemon_pid=""
+    fi
+}
+cli() { env "${llmpm_env[@]}" LLMPM_NO_AUTOSTART=1 "$bin/llmpm" "$@"; }
+
+time_curl() {
+    local t
+    t="$(curl -sf -o /dev/null -w '%{time_total}' "$blob_url")" || die "curl of the blob failed"
+    echo "$t"
+}
+time_pull() {  # pulls, then removes the model so the next pull fetches again
+    local t0 t1
+    t0="$(now)"
+    if ! cli pull "$model" --insecure >"$tmp/pull.out" 2>&1; then
+        say "llmpm pull failed:"; tail -5 "$tmp/pull.out" >&2
+        say "daemon log:"; tail -20 "$tmp/llmpmd.log" >&2
+        exit 1
+    fi
+    t1="$(now)"
+    cli rm "$model" >/dev/null 2>&1 || die "llmpm rm failed"
+    cli prune >/dev/null 2>&1 || true
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
+}
+
+main_env=()
+[[ -n "${LLMPM_PULL_PART_SIZE:-}" ]] && main_env+=("LLMPM_PULL_PART_SIZE=$LLMPM_PULL_PART_SIZE")
+[[ -n "${LLMPM_PULL_CONCURRENCY:-}" ]] && main_env+=("LLMPM_PULL_CONCURRENCY=$LLMPM_PULL_CONCURRENCY")
+start_daemon "${main_env[@]}"
+
+say "== warm-up: one curl, so both read the registry's file from the page cache"
+time_curl >/dev/null
+
+say "== $rounds alternating rounds, $size bytes each"
+curl_total=0 pull_total=0
+printf '%-6s %-8s %10s %10s\n' round tool seconds MB/s
+for r in $(seq 1 "$rounds"); do
+    tc="$(time_curl)"
+    printf '%-6s %-8s %10s %10s\n' "$r" curl "$tc" "$(mbps "$size" "$tc")"
+    tp="$(time_pull)"
+    printf '%-6s %-8s %10s %10s\n' "$r" llmpm "$tp" "$(mbps "$size" "$tp")"
+    curl_total="$(awk -v a="$curl_total" -v b="$tc" 'BEGIN { print a + b }')"
+    pull_total="$(awk -v a="$pull_total" -v b="$tp" 'BEGIN { print a + b }')"
+done
+curl_rate="$(mbps $((size * rounds)) "$curl_total")"
+pull_rate="$(mbps $((size * rounds)) "$pull_total")"
+ratio="$(awk -v a="$curl_total" -v b="$pull_total" 'BEGIN { printf "%.2f", a / b }')"
+echo
+echo "curl  (blob to /dev/null):              $curl_rate MB/s"
+echo "llmpm (pull: verify + store, defaults${main_env[*]:+, ${main_env[*]}}): $pull_rate MB/s"
+echo "ratio llmpm/curl: $ratio   (target ≥ 0.90)"
+
+if [[ "${BENCH_SWEEP:-1}" != 0 ]]; then
+    echo
+    echo "== sweep (LLMPM_PULL_PART_SIZE × LLMPM_PULL_CONCURRENCY; one pull each, ratio to the curl mean above)"
+    printf '%-10s %-12s %10s %10s %8s\n' part_size concurrency seconds MB/s ratio
+    curl_mean="$(awk -v a="$curl_total" -v n="$rounds" 'BEGIN { print a / n }')"
+    for ps in $part_sizes; do
+        for c in $concurrencies; do
+            start_daemon "LLMPM_PULL_PART_SIZE=$(bytes_of "$ps")" "LLMPM_PULL_CONCURRENCY=$c"
+            tp="$(time_pull)"
+            printf '%-10s %-12s %10s %10s %8s\n' "$ps" "$c" "$tp" "$(mbps "$size" "$tp")" \
+                "$(awk -v a="$curl_mean" -v b="$tp" 'BEGIN { printf "%.2f", a / b }')"
+        done
+    done
+fi
+stop_daemon

@@ -1,0 +1,492 @@
+//! HTTP to one OCI registry: URLs, `Accept`, auth on 401, redirects without leaking `Authorization`, retries, error bodies.
+//!
+//! Redirects are followed here, not by reqwest, so that `Authorization` goes
+//! only to the registry's own origin: a blob redirected to a CDN or another
+//! host is fetched without it (its URL carries its own signature). Requests
+//! are retried on 429, 5xx and broken connections with exponential backoff
+//! and jitter; bodies are `Bytes`, so a retry or a redirect can resend them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use llmpm_spec::credentials::Credential;
+use reqwest::header::{
+    HeaderMap, HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use reqwest::{Method, Response, StatusCode, Url};
+
+use super::auth::{self, Challenge};
+use super::{TransferError, TransferOptions};
+
+/// The most redirects one request follows.
+const MAX_REDIRECTS: usize = 10;
+/// The most of an error body read.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The HTTP clients, built once per daemon so connections are pooled.
+#[derive(Debug, Clone)]
+pub struct Http {
+    verified: reqwest::Client,
+    /// For `--insecure`: certificates not verified (plain HTTP is allowed too).
+    unverified: reqwest::Client,
+}
+
+impl Http {
+    /// Builds the clients; `stall` bounds the wait for any single read.
+    pub fn new(stall: Duration) -> Result<Http, reqwest::Error> {
+        // reqwest is built without a default crypto provider (see Cargo.toml);
+        // ring is ours. Installing twice is harmless: the first one stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let build = |verify: bool| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("llmpm/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(30))
+                .read_timeout(stall)
+                .tcp_nodelay(true)
+                .no_proxy()
+                .tls_danger_accept_invalid_certs(!verify)
+                .build()
+        };
+        Ok(Http {
+            verified: build(true)?,
+            unverified: build(false)?,
+        })
+    }
+}
+
+/// One registry, as one pull or push talks to it: its base URL, login and tokens.
+#[derive(Debug)]
+pub struct Registry {
+    http: reqwest::Client,
+    base: Url,
+    host: String,
+    insecure: bool,
+    cred: Option<Credential>,
+    /// Scope → `Authorization` value that worked (a Bearer token or Basic).
+    auth: Mutex<HashMap<String, String>>,
+    opts: TransferOptions,
+}
+
+/// Whether two URLs share scheme, host and port: `Authorization` is sent only within one.
+pub fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+impl Registry {
+    /// The registry at `host` (`name[:port]`): `https`, or `http` with `insecure`.
+    pub fn new(
+        http: &Http,
+        host: &str,
+        insecure: bool,
+        cred: Option<Credential>,
+        opts: TransferOptions,
+    ) -> Result<Arc<Registry>, TransferError> {
+        let scheme = if insecure { "http" } else { "https" };
+        let base =
+            Url::parse(&format!("{scheme}://{host}/")).map_err(|e| TransferError::Invalid {
+                host: host.to_owned(),
+                message: format!("not a usable host: {e}"),
+            })?;
+        Ok(Arc::new(Registry {
+            http: if insecure {
+                http.unverified.clone()
+            } else {
+                http.verified.clone()
+            },
+            base,
+            host: host.to_owned(),
+            insecure,
+            cred,
+            auth: Mutex::new(HashMap::new()),
+            opts,
+        }))
+    }
+
+    /// The registry host as named.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `/v2/<path>` on this registry.
+    pub fn url(&self, path: &str) -> Result<Url, TransferError> {
+        self.base
+            .join(&format!("v2/{path}"))
+            .map_err(|e| self.invalid(format!("cannot build a URL for `{path}`: {e}")))
+    }
+
+    /// A URL the registry gave (`Location`), relative to `base`.
+    pub fn resolve(&self, base: &Url, location: &str) -> Result<Url, TransferError> {
+        base.join(location)
+            .map_err(|e| self.invalid(format!("`Location: {location}` is not a URL: {e}")))
+    }
+
+    pub(crate) fn invalid(&self, message: String) -> TransferError {
+        TransferError::Invalid {
+            host: self.host.clone(),
+            message,
+        }
+    }
+
+    fn cached_auth(&self, scope: &str) -> Option<String> {
+        self.auth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(scope)
+            .cloned()
+    }
+
+    fn remember_auth(&self, scope: &str, value: String) {
+        self.auth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(scope.to_owned(), value);
+    }
+
+    async fn answer_challenge(&self, header: &str, scope: &str) -> Result<String, TransferError> {
+        let challenge: Challenge =
+            auth::parse_challenge(header).ok_or_else(|| TransferError::Unauthorized {
+                host: self.host.clone(),
+                message: format!("unreadable challenge `WWW-Authenticate: {header}`"),
+            })?;
+        match challenge.scheme.as_str() {
+            "bearer" => {
+                auth::bearer_token(
+                    &self.http,
+                    &challenge,
+                    scope,
+                    self.cred.as_ref(),
+                    &self.host,
+                    self.insecure,
+                )
+                .await
+            }
+            "basic" => match &self.cred {
+                Some(c) => Ok(auth::basic(c)),
+                None => Err(TransferError::Unauthorized {
+                    host: self.host.clone(),
+                    message: "it asks for a user name and password".into(),
+                }),
+            },
+            other => Err(TransferError::Unauthorized {
+                host: self.host.clone(),
+                message: format!(
+                    "it asks for `{other}` authentication, which llmpm does not speak"
+                ),
+            }),
+        }
+    }
+
+    /// Sends a request with retries (429, 5xx, broken connections), auth and
+    /// redirects. Any final status is returned; see [`Registry::check`].
+    pub async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+        scope: &str,
+    ) -> Result<Response, TransferError> {
+        let max = self.opts.max_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let res = self
+                .send_once(method.clone(), url.clone(), &headers, body.clone(), scope)
+                .await;
+            let retry_after = match &res {
+                Ok(r) if is_retryable_status(r.status()) => Some(retry_after(r)),
+                Err(e) if e.is_retryable() => Some(None),
+                _ => None,
+            };
+            match retry_after {
+                Some(wait) if attempt < max => {
+                    tracing::info!(%url, attempt, "registry request failed; retrying");
+                    match wait {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => super::backoff(self.opts.retry_base, attempt).await,
+                    }
+                }
+                Some(_) if attempt > 1 => {
+                    let last = match res {
+                        Ok(r) => self.check(r, &method).await.err(),
+                        Err(e) => Some(e),
+                    };
+                    return Err(match last {
+                        Some(last) => TransferError::Exhausted {
+                            what: url.to_string(),
+                            attempts: attempt,
+                            last: Box::new(last),
+                        },
+                        None => self.invalid("a failed answer turned into a success".into()),
+                    });
+                }
+                _ => return res,
+            }
+        }
+    }
+
+    async fn send_once(
+        &self,
+        mut method: Method,
+        mut url: Url,
+        headers: &HeaderMap,
+        mut body: Option<Bytes>,
+        scope: &str,
+    ) -> Result<Response, TransferError> {
+        let mut hops = 0;
+        let mut answered = false;
+        loop {
+            if url.scheme() != "https" && !(self.insecure && url.scheme() == "http") {
+                return Err(TransferError::Insecure(url.to_string()));
+            }
+            let own = same_origin(&url, &self.base);
+            let mut rb = self
+                .http
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
+            if own {
+                if let Some(a) = self.cached_auth(scope) {
+                    rb = rb.header(AUTHORIZATION, a);
+                }
+            }
+            if let Some(b) = &body {
+                rb = rb.body(b.clone());
+            }
+            let resp = rb.send().await.map_err(|source| TransferError::Connect {
+                url: url.to_string(),
+                source,
+            })?;
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && own && !answered {
+                let Some(h) = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                else {
+                    return Ok(resp);
+                };
+                let value = self.answer_challenge(h, scope).await?;
+                self.remember_auth(scope, value);
+                answered = true;
+                continue;
+            }
+            if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+                hops += 1;
+                if hops > MAX_REDIRECTS {
+                    return Err(
+                        self.invalid(format!("more than {MAX_REDIRECTS} redirects for `{url}`"))
+                    );
+                }
+                let loc = resp
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| {
+                        self.invalid(format!("a {status} without `Location` for `{url}`"))
+                    })?
+                    .to_owned();
+                let next = self.resolve(&url, &loc)?;
+                tracing::debug!(from = %url, to = %next, "following redirect");
+                if status == StatusCode::SEE_OTHER {
+                    method = Method::GET;
+                    body = None;
+                }
+                url = next;
+                continue;
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// A success passes; an error status becomes a readable error (the OCI
+    /// error body decoded).
+    pub async fn check(&self, resp: Response, method: &Method) -> Result<Response, TransferError> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let url = resp.url().to_string();
+        let body = read_limited(resp, MAX_ERROR_BODY, &url)
+            .await
+            .unwrap_or_default();
+        let message = error_message(status, &body);
+        Err(match status.as_u16() {
+            401 | 403 => TransferError::Unauthorized {
+                host: self.host.clone(),
+                message,
+            },
+            s => TransferError::Status {
+                method: method.to_string(),
+                url,
+                status: s,
+                message,
+            },
+        })
+    }
+}
+
+fn is_retryable_status(s: StatusCode) -> bool {
+    s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error()
+}
+
+/// A `Retry-After` in seconds, honoured up to 30 s (longer waits back off normally).
+fn retry_after(r: &Response) -> Option<Duration> {
+    let secs: u64 = r
+        .headers()
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (secs <= 30).then(|| Duration::from_secs(secs))
+}
+
+/// Reads a whole body, refusing one longer than `limit` bytes (a registry
+/// that sends an endless body is cut off there).
+pub async fn read_limited(
+    mut resp: Response,
+    limit: usize,
+    url: &str,
+) -> Result<Vec<u8>, TransferError> {
+    let mut out = Vec::new();
+    loop {
+        let chunk = resp
+            .chunk()
+            .await
+            .map_err(|source| TransferError::Connect {
+                url: url.to_owned(),
+                source,
+            })?;
+        let Some(chunk) = chunk else { return Ok(out) };
+        if out.len() + chunk.len() > limit {
+            let host = Url::parse(url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default();
+            return Err(TransferError::Invalid {
+                host,
+                message: format!("the answer to `{url}` is longer than {limit} bytes"),
+            });
+        }
+        out.extend_from_slice(&chunk);
+    }
+}
+
+/// The readable message of an error answer: the OCI `{"errors": [{code,
+/// message, detail}]}`, else an `{"error"}`, else the text, else the reason.
+pub fn error_message(status: StatusCode, body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        if let Some(errs) = v.get("errors").and_then(|e| e.as_array()) {
+            let parts: Vec<String> = errs
+                .iter()
+                .map(|e| {
+                    let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
+                    let msg = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
+                    let detail = match e.get("detail") {
+                        None | Some(serde_json::Value::Null) => String::new(),
+                        Some(serde_json::Value::String(s)) if s.is_empty() => String::new(),
+                        Some(serde_json::Value::String(s)) => format!(" ({s})"),
+                        Some(d) => format!(" ({d})"),
+                    };
+                    match (code.is_empty(), msg.is_empty()) {
+                        (false, false) => format!("{code}: {msg}{detail}"),
+                        (false, true) => format!("{code}{detail}"),
+                        _ => format!("{msg}{detail}"),
+                    }
+                })
+                .filter(|s| !s.is_empty())
+                .collect();
+            if !parts.is_empty() {
+                return parts.join("; ");
+            }
+        }
+        if let Some(msg) = v.get("error").and_then(|e| e.as_str()) {
+            return msg.to_owned();
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if !text.is_empty() && text.len() <= 300 {
+        return text.to_owned();
+    }
+    match status.canonical_reason() {
+        Some(r) => format!("{} {r}", status.as_u16()),
+        None => status.as_u16().to_string(),
+    }
+}
+
+/// `Accept` for every manifest type llmpm reads.
+pub fn accept_manifests() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let all = llmpm_spec::media_type::MANIFEST_TYPES.join(", ");
+    if let Ok(v) = HeaderValue::from_str(&all) {
+        h.insert(reqwest::header::ACCEPT, v);
+    }
+    h
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oci_error_bodies_read_well() {
+        let s = StatusCode::NOT_FOUND;
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"v9"}}]}"#;
+        assert_eq!(
+            error_message(s, body),
+            r#"MANIFEST_UNKNOWN: manifest unknown ({"Tag":"v9"})"#
+        );
+        assert_eq!(
+            error_message(
+                s,
+                br#"{"errors":[{"code":"DENIED","message":"no"},{"code":"X","message":"y"}]}"#
+            ),
+            "DENIED: no; X: y"
+        );
+        assert_eq!(
+            error_message(s, br#"{"error":"pull access denied"}"#),
+            "pull access denied"
+        );
+        assert_eq!(error_message(s, b"  not here \n"), "not here");
+        assert_eq!(
+            error_message(StatusCode::BAD_GATEWAY, b""),
+            "502 Bad Gateway"
+        );
+    }
+
+    #[test]
+    fn redirect_policy_keeps_authorization_at_home() {
+        let home = Url::parse("https://registry.example/v2/a/b/blobs/x").unwrap();
+        for same in [
+            "https://registry.example/other",
+            "https://REGISTRY.example:443/x",
+        ] {
+            assert!(same_origin(&home, &Url::parse(same).unwrap()), "{same}");
+        }
+        for other in [
+            "https://cdn.example/blob",
+            "http://registry.example/x",
+            "https://registry.example:8443/x",
+            "https://registry.example.evil/x",
+        ] {
+            assert!(!same_origin(&home, &Url::parse(other).unwrap()), "{other}");
+        }
+    }
+
+    #[test]
+    fn accept_lists_every_manifest_type() {
+        let h = accept_manifests();
+        let v = h.get(reqwest::header::ACCEPT).unwrap().to_str().unwrap();
+        for t in llmpm_spec::media_type::MANIFEST_TYPES {
+            assert!(v.contains(t), "{t}");
+        }
+    }
+}
