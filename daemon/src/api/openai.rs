@@ -1,0 +1,386 @@
+//! The OpenAI-compatible surface: `/v1/chat/completions` and
+//! `/v1/completions` (JSON or SSE ending in `data: [DONE]`),
+//! `/v1/embeddings` and `/v1/models`, with OpenAI's error bodies
+//! (`{"error": {"message", "type", …}}`) so the `openai` SDKs raise the
+//! right exceptions. It reuses the Ollama handlers' model resolution and
+//! runner plumbing (`generate.rs`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use llmpm_spec::api::Message;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+use super::error::ApiError;
+use super::generate::{model_info, start, Event};
+use super::AppState;
+use crate::runner::client::{self, ClientError};
+use crate::runner::options;
+use crate::runner::protocol::{Embeddings, RunnerRequest};
+
+/// An [`ApiError`] in OpenAI's shape.
+#[derive(Debug)]
+pub struct OpenAiError(ApiError);
+
+impl From<ApiError> for OpenAiError {
+    fn from(e: ApiError) -> Self {
+        OpenAiError(e)
+    }
+}
+
+impl From<ClientError> for OpenAiError {
+    fn from(e: ClientError) -> Self {
+        OpenAiError(e.into())
+    }
+}
+
+impl From<options::OptionsError> for OpenAiError {
+    fn from(e: options::OptionsError) -> Self {
+        OpenAiError(e.into())
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        let kind = match status {
+            StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST => "invalid_request_error",
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            _ => "api_error",
+        };
+        let code = (status == StatusCode::NOT_FOUND).then_some("model_not_found");
+        (
+            status,
+            Json(json!({"error": {"message": self.0.to_string(), "type": kind, "param": null, "code": code}})),
+        )
+            .into_response()
+    }
+}
+
+/// The body of both completion routes; unknown fields are ignored, as OpenAI's clients send many.
+#[derive(Debug, Deserialize)]
+pub struct CompletionBody {
+    model: String,
+    #[serde(default)]
+    messages: Vec<Message>,
+    #[serde(default)]
+    prompt: Option<Value>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    max_tokens: Option<i64>,
+    #[serde(default)]
+    max_completion_tokens: Option<i64>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    seed: Option<i64>,
+    #[serde(default)]
+    stop: Option<Value>,
+    #[serde(default)]
+    frequency_penalty: Option<f64>,
+    #[serde(default)]
+    presence_penalty: Option<f64>,
+    #[serde(default)]
+    stream_options: Option<Value>,
+}
+
+impl CompletionBody {
+    /// The sampling fields as an Ollama `options` object.
+    fn options(&self) -> Value {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.into(), v);
+            }
+        };
+        put(
+            "num_predict",
+            self.max_completion_tokens
+                .or(self.max_tokens)
+                .map(Value::from),
+        );
+        put("temperature", self.temperature.map(Value::from));
+        put("top_p", self.top_p.map(Value::from));
+        put("seed", self.seed.map(Value::from));
+        put("frequency_penalty", self.frequency_penalty.map(Value::from));
+        put("presence_penalty", self.presence_penalty.map(Value::from));
+        put("stop", self.stop.clone().filter(|v| !v.is_null()));
+        Value::Object(m)
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn id(prefix: &str) -> String {
+    format!("{prefix}-{:x}", fastrand::u64(..))
+}
+
+fn finish(reason: Option<&str>) -> &'static str {
+    match reason {
+        Some("length") => "length",
+        _ => "stop",
+    }
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, OpenAiError> {
+    let req: CompletionBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON request body: {e}")))?;
+    if req.messages.is_empty() {
+        return Err(ApiError::BadRequest("`messages` must not be empty".into()).into());
+    }
+    let info = model_info(&state, &req.model).await?;
+    let opts = info.options(Some(&req.options()))?;
+    let (text, add_bos, _) = info
+        .render_fitting(&state.runners, &opts, info.system.as_deref(), &req.messages)
+        .await?;
+    let (rx, _) = start(&state.runners, &info, &opts, text, add_bos).await?;
+    let usage = req
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok(answer(rx, req.stream, usage, true, req.model).await)
+}
+
+/// `POST /v1/completions`.
+pub async fn completions(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, OpenAiError> {
+    let req: CompletionBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON request body: {e}")))?;
+    let prompt = match &req.prompt {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) if a.len() == 1 => a[0].as_str().unwrap_or_default().to_string(),
+        _ => {
+            return Err(ApiError::BadRequest("`prompt` must be one string".into()).into());
+        }
+    };
+    let info = model_info(&state, &req.model).await?;
+    let opts = info.options(Some(&req.options()))?;
+    let (rx, _) = start(&state.runners, &info, &opts, prompt, true).await?;
+    Ok(answer(rx, req.stream, false, false, req.model).await)
+}
+
+fn usage_json(c: &crate::runner::protocol::CompletionChunk) -> Value {
+    json!({
+        "prompt_tokens": c.prompt_eval_count,
+        "completion_tokens": c.eval_count,
+        "total_tokens": c.prompt_eval_count + c.eval_count,
+    })
+}
+
+async fn answer(
+    mut rx: mpsc::Receiver<Result<Event, ApiError>>,
+    stream: bool,
+    include_usage: bool,
+    chat: bool,
+    model: String,
+) -> Response {
+    let id = id(if chat { "chatcmpl" } else { "cmpl" });
+    let created = unix_now();
+    let object = if chat {
+        "chat.completion"
+    } else {
+        "text_completion"
+    };
+    if !stream {
+        let mut text = String::new();
+        while let Some(item) = rx.recv().await {
+            match item {
+                Ok(Event::Text(t)) => text.push_str(&t),
+                Ok(Event::Done(c)) => {
+                    text.push_str(&c.content);
+                    let reason = finish(c.done_reason.as_deref());
+                    let choice = if chat {
+                        json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason})
+                    } else {
+                        json!({"index": 0, "text": text, "logprobs": null, "finish_reason": reason})
+                    };
+                    return Json(json!({
+                        "id": id, "object": object, "created": created, "model": model,
+                        "system_fingerprint": "fp_llmpm",
+                        "choices": [choice], "usage": usage_json(&c),
+                    }))
+                    .into_response();
+                }
+                Err(e) => return OpenAiError(e).into_response(),
+            }
+        }
+        return OpenAiError(ApiError::Internal(
+            "the generation ended without a result".into(),
+        ))
+        .into_response();
+    }
+    let first = match rx.recv().await {
+        Some(Err(e)) => return OpenAiError(e).into_response(),
+        Some(Ok(ev)) => ev,
+        None => {
+            return OpenAiError(ApiError::Internal(
+                "the generation ended without a result".into(),
+            ))
+            .into_response()
+        }
+    };
+    let chunk_object = if chat {
+        "chat.completion.chunk"
+    } else {
+        "text_completion"
+    };
+    let chunk = move |text: Option<String>, reason: Option<&str>| {
+        let choice = if chat {
+            let delta = match text {
+                Some(t) => json!({"role": "assistant", "content": t}),
+                None => json!({}),
+            };
+            json!({"index": 0, "delta": delta, "finish_reason": reason})
+        } else {
+            json!({"index": 0, "text": text.unwrap_or_default(), "logprobs": null, "finish_reason": reason})
+        };
+        json!({"id": id, "object": chunk_object, "created": created, "model": model,
+               "system_fingerprint": "fp_llmpm", "choices": [choice]})
+    };
+    let events = futures_util::stream::unfold(
+        (Some(first), rx, false, chunk),
+        move |(pending, mut rx, done, chunk)| async move {
+            if done {
+                return None;
+            }
+            let item = match pending {
+                Some(ev) => Some(Ok(ev)),
+                None => rx.recv().await,
+            };
+            let mut out = String::new();
+            let mut end = false;
+            match item {
+                Some(Ok(Event::Text(t))) => {
+                    out.push_str(&format!("data: {}\n\n", chunk(Some(t), None)));
+                }
+                Some(Ok(Event::Done(c))) => {
+                    if !c.content.is_empty() {
+                        out.push_str(&format!(
+                            "data: {}\n\n",
+                            chunk(Some(c.content.clone()), None)
+                        ));
+                    }
+                    let reason = finish(c.done_reason.as_deref());
+                    out.push_str(&format!("data: {}\n\n", chunk(None, Some(reason))));
+                    if include_usage {
+                        let mut u = chunk(None, None);
+                        u["choices"] = json!([]);
+                        u["usage"] = usage_json(&c);
+                        out.push_str(&format!("data: {u}\n\n"));
+                    }
+                    out.push_str("data: [DONE]\n\n");
+                    end = true;
+                }
+                Some(Err(e)) => {
+                    let err = json!({"error": {"message": e.to_string(), "type": "api_error"}});
+                    out.push_str(&format!("data: {err}\n\n"));
+                    end = true;
+                }
+                None => return None,
+            }
+            Some((
+                Ok::<_, std::convert::Infallible>(out),
+                (None, rx, end, chunk),
+            ))
+        },
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(events),
+    )
+        .into_response()
+}
+
+/// `GET /v1/models`.
+pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, OpenAiError> {
+    let store = state.store.clone();
+    let list = tokio::task::spawn_blocking(move || store.list())
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(ApiError::from)?;
+    let data: Vec<Value> = list
+        .iter()
+        .map(|m| {
+            let created = m
+                .modified
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            json!({"id": m.reference.display_short(), "object": "model", "created": created, "owned_by": "library"})
+        })
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// The body of `/v1/embeddings`.
+#[derive(Debug, Deserialize)]
+pub struct EmbeddingsBody {
+    model: String,
+    input: Value,
+}
+
+/// `POST /v1/embeddings`.
+pub async fn embeddings(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, OpenAiError> {
+    let req: EmbeddingsBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON request body: {e}")))?;
+    let input: Vec<String> = match &req.input {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .ok_or_else(|| ApiError::BadRequest("`input` must be strings".into()))?,
+        _ => return Err(ApiError::BadRequest("`input` must be a string or strings".into()).into()),
+    };
+    let info = model_info(&state, &req.model).await?;
+    let opts = info.options(None)?;
+    let ready = state.runners.ensure(&info.blob, opts.num_ctx).await?;
+    let mut answer = client::call(
+        &ready.socket,
+        &RunnerRequest::Embed {
+            input,
+            truncate: true,
+        },
+    )
+    .await?;
+    let e: Embeddings = match answer.next().await? {
+        Some(e) => e,
+        None => return Err(ClientError::Died("it closed the connection".into()).into()),
+    };
+    let data: Vec<Value> = e
+        .embeddings
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+        .collect();
+    Ok(Json(json!({
+        "object": "list", "data": data, "model": req.model,
+        "usage": {"prompt_tokens": e.prompt_eval_count, "total_tokens": e.prompt_eval_count},
+    })))
+}

@@ -1,0 +1,291 @@
+//! Our Llama forward pass on candle: grouped-query attention, interleaved
+//! RoPE with Llama 3.1 `rope_freqs`, tied embeddings.
+//!
+//! We write it rather than use `candle_transformers::models::quantized_llama`
+//! because that one ignores `rope_freqs.weight` (Llama 3.1/3.2 long-context
+//! scaling), cannot validate a file before using it, and hides the cache we
+//! need to reset between requests. The numerics follow llama.cpp's CPU path
+//! (see `tests/fixtures/llamacpp_greedy.json`): quantized and F16 weights
+//! multiply activations converted to the weights' dot-product type, as ggml
+//! does, and attention runs in F32.
+
+use std::sync::Arc;
+
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::kv_cache::KvCache;
+
+use super::q8::Q8Matrix;
+
+/// The hyper-parameters read from `llama.*` metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// Hidden size.
+    pub n_embd: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads.
+    pub n_head_kv: usize,
+    /// Feed-forward size.
+    pub n_ff: usize,
+    /// Vocabulary size (rows of `token_embd`).
+    pub n_vocab: usize,
+    /// Size of one head.
+    pub head_dim: usize,
+    /// Dimensions RoPE rotates (`rope.dimension_count`, the head size by default).
+    pub rope_dim: usize,
+    /// RoPE base frequency.
+    pub rope_freq_base: f32,
+    /// Linear RoPE scaling: positions are multiplied by this (1 / factor).
+    pub rope_freq_scale: f32,
+    /// RMS norm epsilon.
+    pub rms_eps: f32,
+    /// The context the model was trained for.
+    pub context_length: usize,
+}
+
+pub(crate) struct Layer {
+    pub attn_norm: Tensor,
+    pub wq: Linear,
+    pub wk: Linear,
+    pub wv: Linear,
+    pub wo: Linear,
+    pub ffn_norm: Tensor,
+    pub w_gate: Linear,
+    pub w_up: Linear,
+    pub w_down: Linear,
+}
+
+/// The weights of a loaded Llama model.
+pub struct Llama {
+    pub(crate) config: LlamaConfig,
+    pub(crate) tok_embd: Arc<QTensor>,
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) output_norm: Tensor,
+    pub(crate) output: Linear,
+    /// Per-pair inverse frequencies, `rope_dim / 2` values.
+    pub(crate) inv_freq: Vec<f32>,
+    pub(crate) device: Device,
+}
+
+impl std::fmt::Debug for Llama {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Llama")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// The key/value cache of one sequence; [`Cache::reset`] starts a new one.
+pub struct Cache {
+    layers: Vec<KvCache>,
+    max_len: usize,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("len", &self.len())
+            .field("max_len", &self.max_len)
+            .finish()
+    }
+}
+
+impl Cache {
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.layers.first().map_or(0, KvCache::current_seq_len)
+    }
+
+    /// Whether no token is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most tokens it can hold (`num_ctx`).
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Forgets every token.
+    pub fn reset(&mut self) {
+        for l in &mut self.layers {
+            l.reset();
+        }
+    }
+}
+
+/// A weight matrix, multiplied the way ggml does (see [`super::q8`]).
+pub(crate) enum Linear {
+    /// Q8_0 through our ggml-exact kernel.
+    Q8(Q8Matrix),
+    /// Everything else through candle.
+    Candle(QMatMul),
+}
+
+impl Linear {
+    /// `x @ wᵀ`.
+    pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Q8(m) => m.forward(x),
+            Linear::Candle(m) => m.forward(x),
+        }
+    }
+}
+
+/// A [`Linear`] for `t`. F16 and the quantized types stay as they are, so
+/// activations are converted to the weights' dot-product type as in ggml
+/// (candle's default would dequantize F16 to F32 and multiply in F32, which
+/// is more precise than llama.cpp and so disagrees with it on close logits).
+pub(crate) fn linear(t: Arc<QTensor>) -> candle_core::Result<Linear> {
+    use candle_core::quantized::GgmlDType;
+    Ok(match t.dtype() {
+        GgmlDType::Q8_0 => Linear::Q8(Q8Matrix::from_qtensor(&t)?),
+        GgmlDType::F32 | GgmlDType::BF16 => Linear::Candle(QMatMul::from_arc(t)?),
+        _ => Linear::Candle(QMatMul::QTensor(t)),
+    })
+}
+
+impl Llama {
+    /// The hyper-parameters.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// An empty cache for up to `max_len` tokens.
+    pub fn new_cache(&self, max_len: usize) -> Cache {
+        Cache {
+            layers: (0..self.config.n_layer)
+                .map(|_| KvCache::new(2, max_len))
+                .collect(),
+            max_len,
+        }
+    }
+
+    fn rope_tables(&self, pos: usize, len: usize) -> candle_core::Result<(Tensor, Tensor)> {
+        let half = self.inv_freq.len();
+        let mut cos = Vec::with_capacity(len * half);
+        let mut sin = Vec::with_capacity(len * half);
+        for p in pos..pos + len {
+            let p = p as f32 * self.config.rope_freq_scale;
+            for f in &self.inv_freq {
+                let theta = p * f;
+                cos.push(theta.cos());
+                sin.push(theta.sin());
+            }
+        }
+        Ok((
+            Tensor::from_vec(cos, (len, half), &self.device)?,
+            Tensor::from_vec(sin, (len, half), &self.device)?,
+        ))
+    }
+
+    /// Rotates the first `rope_dim` dimensions of each head, pairwise
+    /// adjacent as llama.cpp's `LLAMA_ROPE_TYPE_NORM` for `llama` does.
+    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+        let head_dim = self.config.head_dim;
+        let rope_dim = self.config.rope_dim;
+        if rope_dim == head_dim {
+            return candle_nn::rotary_emb::rope_i(&x.contiguous()?, cos, sin);
+        }
+        let rot = x.narrow(D::Minus1, 0, rope_dim)?.contiguous()?;
+        let pass = x.narrow(D::Minus1, rope_dim, head_dim - rope_dim)?;
+        let rot = candle_nn::rotary_emb::rope_i(&rot, cos, sin)?;
+        Tensor::cat(&[&rot, &pass], D::Minus1)
+    }
+
+    /// Runs `tokens` at positions `cache.len()..` and returns the hidden
+    /// states after the final norm, `(tokens.len(), n_embd)`.
+    pub fn hidden(&self, tokens: &[u32], cache: &mut Cache) -> candle_core::Result<Tensor> {
+        let c = &self.config;
+        let t = tokens.len();
+        let pos = cache.len();
+        if t == 0 {
+            candle_core::bail!("no tokens to evaluate");
+        }
+        if pos + t > cache.max_len {
+            candle_core::bail!(
+                "the context is full: {pos} + {t} tokens exceed num_ctx {}",
+                cache.max_len
+            );
+        }
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = self.tok_embd.embedding(&ids)?.unsqueeze(0)?; // (1, t, embd)
+        let (cos, sin) = self.rope_tables(pos, t)?;
+        let mask = if t > 1 {
+            // Query i (at pos + i) sees keys 0..=pos + i.
+            let total = pos + t;
+            let m: Vec<f32> = (0..t)
+                .flat_map(|i| {
+                    (0..total).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 })
+                })
+                .collect();
+            Some(Tensor::from_vec(m, (1, 1, t, total), &self.device)?)
+        } else {
+            None
+        };
+        let scale = 1.0 / (c.head_dim as f64).sqrt();
+        let n_rep = c.n_head / c.n_head_kv;
+        for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let residual = x.clone();
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps)?;
+            let q = layer.wq.forward(&h)?;
+            let k = layer.wk.forward(&h)?;
+            let v = layer.wv.forward(&h)?;
+            let q = q.reshape((1, t, c.n_head, c.head_dim))?.transpose(1, 2)?;
+            let k = k
+                .reshape((1, t, c.n_head_kv, c.head_dim))?
+                .transpose(1, 2)?;
+            let v = v
+                .reshape((1, t, c.n_head_kv, c.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let q = self.rope(&q, &cos, &sin)?;
+            let k = self.rope(&k, &cos, &sin)?;
+            let (k, v) = kv.append(&k.contiguous()?, &v)?;
+            let k = repeat_kv(&k, n_rep)?;
+            let v = repeat_kv(&v, n_rep)?;
+            let att = (q.matmul(&k.t()?)? * scale)?;
+            let att = match &mask {
+                Some(m) => att.broadcast_add(m)?,
+                None => att,
+            };
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let y = att.matmul(&v.contiguous()?)?; // (1, h, t, d)
+            let y = y.transpose(1, 2)?.reshape((1, t, c.n_head * c.head_dim))?;
+            let y = layer.wo.forward(&y)?;
+            x = (y + residual)?;
+
+            let residual = x.clone();
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;
+            let gate = layer.w_gate.forward(&h)?.silu()?;
+            let up = layer.w_up.forward(&h)?;
+            let y = layer.w_down.forward(&(gate * up)?)?;
+            x = (y + residual)?;
+        }
+        let x = candle_nn::ops::rms_norm(&x, &self.output_norm, c.rms_eps)?;
+        x.squeeze(0)
+    }
+
+    /// Runs `tokens` and returns the logits of the last one.
+    pub fn forward(&self, tokens: &[u32], cache: &mut Cache) -> candle_core::Result<Vec<f32>> {
+        let h = self.hidden(tokens, cache)?;
+        let last = h.narrow(0, tokens.len() - 1, 1)?;
+        let logits = self.output.forward(&last)?;
+        logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()
+    }
+}
+
+/// `(b, kv_heads, t, d)` to `(b, kv_heads * n_rep, t, d)`, each kv head
+/// repeated for the `n_rep` query heads that share it (llama.cpp's order).
+fn repeat_kv(x: &Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kvh, t, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .expand((b, kvh, n_rep, t, d))?
+        .reshape((b, kvh * n_rep, t, d))
+}

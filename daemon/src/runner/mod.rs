@@ -1,0 +1,13 @@
+//! The inference runner: one process per loaded model (`llmpmd runner`),
+//! its GGUF model on candle, the sampler and the request options.
+
+pub mod client;
+pub mod codec;
+pub mod llama;
+pub mod model;
+pub mod options;
+pub mod protocol;
+pub mod q8;
+pub mod sampler;
+pub mod serve;
+pub mod text;

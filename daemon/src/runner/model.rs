@@ -1,0 +1,530 @@
+//! Loading a GGUF model for inference: check the architecture, the
+//! metadata and every tensor's presence and shape, then build the candle
+//! weights. Every refusal names what is wrong.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::Arc;
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::QTensor;
+use candle_core::{DType, Device, Tensor};
+
+use super::llama::{linear, Cache, Layer, Llama, LlamaConfig};
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The file could not be opened.
+    #[error("cannot open model file `{path}`")]
+    Open {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a GGUF candle can read.
+    #[error("`{path}` is not a readable GGUF file: {message}")]
+    Format {
+        /// The file.
+        path: String,
+        /// What candle said.
+        message: String,
+    },
+    /// `general.architecture` names something we cannot run.
+    #[error("unsupported model architecture `{0}`; llmpm runs `llama`")]
+    Architecture(String),
+    /// A metadata key is missing or has the wrong type or value.
+    #[error("bad model metadata: `{key}` {why}")]
+    Metadata {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A tensor the architecture needs is absent.
+    #[error("the model has no tensor `{0}`")]
+    MissingTensor(String),
+    /// A tensor has the wrong shape.
+    #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    Shape {
+        /// The tensor.
+        name: String,
+        /// Its shape (candle order: rows first).
+        found: Vec<usize>,
+        /// What the metadata implies.
+        expected: Vec<usize>,
+    },
+    /// A tensor's data could not be read or converted.
+    #[error("cannot load tensor `{name}`: {message}")]
+    Tensor {
+        /// The tensor.
+        name: String,
+        /// Why.
+        message: String,
+    },
+    /// The forward pass failed.
+    #[error("inference failed: {0}")]
+    Compute(String),
+}
+
+impl From<candle_core::Error> for ModelError {
+    fn from(e: candle_core::Error) -> ModelError {
+        ModelError::Compute(e.to_string())
+    }
+}
+
+/// The architectures we know how to run, for the error message.
+const SUPPORTED: &[&str] = &["llama"];
+
+/// A loaded model: the weights plus what the runner needs to know about them.
+#[derive(Debug)]
+pub struct Model {
+    llama: Llama,
+}
+
+fn meta_u64(md: &HashMap<String, Value>, key: &str) -> Result<Option<u64>, ModelError> {
+    let Some(v) = md.get(key) else {
+        return Ok(None);
+    };
+    let n = match v {
+        Value::U8(x) => u64::from(*x),
+        Value::U16(x) => u64::from(*x),
+        Value::U32(x) => u64::from(*x),
+        Value::U64(x) => *x,
+        Value::I8(x) => u64::try_from(*x).unwrap_or(0),
+        Value::I16(x) => u64::try_from(*x).unwrap_or(0),
+        Value::I32(x) => u64::try_from(*x).unwrap_or(0),
+        Value::I64(x) => u64::try_from(*x).unwrap_or(0),
+        _ => {
+            return Err(ModelError::Metadata {
+                key: key.into(),
+                why: "must be an integer".into(),
+            })
+        }
+    };
+    Ok(Some(n))
+}
+
+fn meta_f32(md: &HashMap<String, Value>, key: &str) -> Result<Option<f32>, ModelError> {
+    match md.get(key) {
+        None => Ok(None),
+        Some(Value::F32(x)) => Ok(Some(*x)),
+        Some(Value::F64(x)) => Ok(Some(*x as f32)),
+        Some(_) => Err(ModelError::Metadata {
+            key: key.into(),
+            why: "must be a float".into(),
+        }),
+    }
+}
+
+/// A positive count that must be present, at most `limit`.
+fn required(md: &HashMap<String, Value>, key: &str, limit: u64) -> Result<usize, ModelError> {
+    match meta_u64(md, key)? {
+        None => Err(ModelError::Metadata {
+            key: key.into(),
+            why: "is missing".into(),
+        }),
+        Some(0) => Err(ModelError::Metadata {
+            key: key.into(),
+            why: "must be at least 1".into(),
+        }),
+        Some(n) if n > limit => Err(ModelError::Metadata {
+            key: key.into(),
+            why: format!("is {n}, more than {limit}"),
+        }),
+        Some(n) => usize::try_from(n).map_err(|_| ModelError::Metadata {
+            key: key.into(),
+            why: "is too large".into(),
+        }),
+    }
+}
+
+fn read_config(md: &HashMap<String, Value>, arch: &str) -> Result<LlamaConfig, ModelError> {
+    let k = |s: &str| format!("{arch}.{s}");
+    let n_layer = required(md, &k("block_count"), 1 << 12)?;
+    let n_embd = required(md, &k("embedding_length"), 1 << 20)?;
+    let n_head = required(md, &k("attention.head_count"), 1 << 12)?;
+    let n_head_kv = match meta_u64(md, &k("attention.head_count_kv"))? {
+        None => n_head,
+        Some(_) => required(md, &k("attention.head_count_kv"), 1 << 12)?,
+    };
+    let n_ff = required(md, &k("feed_forward_length"), 1 << 24)?;
+    if n_embd % n_head != 0 {
+        return Err(ModelError::Metadata {
+            key: k("embedding_length"),
+            why: format!("({n_embd}) is not a multiple of the head count ({n_head})"),
+        });
+    }
+    if n_head % n_head_kv != 0 {
+        return Err(ModelError::Metadata {
+            key: k("attention.head_count_kv"),
+            why: format!("({n_head_kv}) does not divide the head count ({n_head})"),
+        });
+    }
+    let head_dim = n_embd / n_head;
+    let rope_dim = match meta_u64(md, &k("rope.dimension_count"))? {
+        None => head_dim,
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    if rope_dim == 0 || rope_dim > head_dim || rope_dim % 2 != 0 {
+        return Err(ModelError::Metadata {
+            key: k("rope.dimension_count"),
+            why: format!("({rope_dim}) must be even and at most the head size ({head_dim})"),
+        });
+    }
+    let rope_freq_base = meta_f32(md, &k("rope.freq_base"))?.unwrap_or(10_000.0);
+    let rms_eps = meta_f32(md, &k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5);
+    let scaling = match md.get(&k("rope.scaling.type")) {
+        Some(Value::String(s)) => s.as_str(),
+        _ => "none",
+    };
+    let rope_freq_scale = match scaling {
+        "linear" => match meta_f32(md, &k("rope.scaling.factor"))? {
+            Some(f) if f > 0.0 => 1.0 / f,
+            _ => 1.0,
+        },
+        // Llama 3.1's scaling lives in the `rope_freqs` tensor instead.
+        "none" | "llama3" => 1.0,
+        other => {
+            return Err(ModelError::Metadata {
+                key: k("rope.scaling.type"),
+                why: format!("`{other}` is not supported (use none, linear or llama3)"),
+            })
+        }
+    };
+    let context_length = match meta_u64(md, &k("context_length"))? {
+        Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+        _ => 2048,
+    };
+    Ok(LlamaConfig {
+        n_layer,
+        n_embd,
+        n_head,
+        n_head_kv,
+        n_ff,
+        n_vocab: 0,
+        head_dim,
+        rope_dim,
+        rope_freq_base,
+        rope_freq_scale,
+        rms_eps,
+        context_length,
+    })
+}
+
+struct Loader<'a> {
+    content: &'a Content,
+    reader: &'a mut BufReader<File>,
+    device: &'a Device,
+}
+
+impl Loader<'_> {
+    fn dims(&self, name: &str) -> Result<Vec<usize>, ModelError> {
+        self.content
+            .tensor_infos
+            .get(name)
+            .map(|t| t.shape.dims().to_vec())
+            .ok_or_else(|| ModelError::MissingTensor(name.into()))
+    }
+
+    fn check(&self, name: &str, expected: &[usize]) -> Result<(), ModelError> {
+        let found = self.dims(name)?;
+        if found != expected {
+            return Err(ModelError::Shape {
+                name: name.into(),
+                found,
+                expected: expected.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    fn qtensor(&mut self, name: &str, expected: &[usize]) -> Result<QTensor, ModelError> {
+        self.check(name, expected)?;
+        self.content
+            .tensor(self.reader, name, self.device)
+            .map_err(|e| ModelError::Tensor {
+                name: name.into(),
+                message: e.to_string(),
+            })
+    }
+
+    fn f32(&mut self, name: &str, expected: &[usize]) -> Result<Tensor, ModelError> {
+        let q = self.qtensor(name, expected)?;
+        q.dequantize(self.device)
+            .and_then(|t| t.to_dtype(DType::F32))
+            .map_err(|e| ModelError::Tensor {
+                name: name.into(),
+                message: e.to_string(),
+            })
+    }
+}
+
+impl Model {
+    /// Loads and validates the GGUF at `path` on `device`.
+    pub fn load(path: &Path, device: &Device) -> Result<Model, ModelError> {
+        let shown = path.display().to_string();
+        let file = File::open(path).map_err(|source| ModelError::Open {
+            path: shown.clone(),
+            source,
+        })?;
+        let mut reader = BufReader::new(file);
+        let content = Content::read(&mut reader).map_err(|e| ModelError::Format {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        let arch = match content.metadata.get("general.architecture") {
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => {
+                return Err(ModelError::Metadata {
+                    key: "general.architecture".into(),
+                    why: "must be a string".into(),
+                })
+            }
+            None => {
+                return Err(ModelError::Metadata {
+                    key: "general.architecture".into(),
+                    why: "is missing".into(),
+                })
+            }
+        };
+        if !SUPPORTED.contains(&arch.as_str()) {
+            return Err(ModelError::Architecture(arch));
+        }
+        let mut config = read_config(&content.metadata, &arch)?;
+        let mut l = Loader {
+            content: &content,
+            reader: &mut reader,
+            device,
+        };
+        let embd_dims = l.dims("token_embd.weight")?;
+        let n_vocab = match embd_dims.as_slice() {
+            [v, e] if *e == config.n_embd && *v > 0 => *v,
+            _ => {
+                return Err(ModelError::Shape {
+                    name: "token_embd.weight".into(),
+                    found: embd_dims,
+                    expected: vec![0, config.n_embd],
+                })
+            }
+        };
+        config.n_vocab = n_vocab;
+        let (e, ff, kv) = (
+            config.n_embd,
+            config.n_ff,
+            config.n_head_kv * config.head_dim,
+        );
+        let tok_embd = Arc::new(l.qtensor("token_embd.weight", &[n_vocab, e])?);
+        let mut layers = Vec::with_capacity(config.n_layer);
+        for i in 0..config.n_layer {
+            let n = |p: &str| format!("blk.{i}.{p}.weight");
+            let mm = |l: &mut Loader<'_>, name: String, shape: &[usize]| {
+                let q = l.qtensor(&name, shape)?;
+                linear(Arc::new(q)).map_err(|e| ModelError::Tensor {
+                    name,
+                    message: e.to_string(),
+                })
+            };
+            layers.push(Layer {
+                attn_norm: l.f32(&n("attn_norm"), &[e])?,
+                wq: mm(&mut l, n("attn_q"), &[e, e])?,
+                wk: mm(&mut l, n("attn_k"), &[kv, e])?,
+                wv: mm(&mut l, n("attn_v"), &[kv, e])?,
+                wo: mm(&mut l, n("attn_output"), &[e, e])?,
+                ffn_norm: l.f32(&n("ffn_norm"), &[e])?,
+                w_gate: mm(&mut l, n("ffn_gate"), &[ff, e])?,
+                w_up: mm(&mut l, n("ffn_up"), &[ff, e])?,
+                w_down: mm(&mut l, n("ffn_down"), &[e, ff])?,
+            });
+        }
+        let output_norm = l.f32("output_norm.weight", &[e])?;
+        // Models with tied embeddings (Llama 3.2 1B/3B) ship no `output.weight`.
+        let output = if content.tensor_infos.contains_key("output.weight") {
+            linear(Arc::new(l.qtensor("output.weight", &[n_vocab, e])?))?
+        } else {
+            linear(tok_embd.clone())?
+        };
+        let half = config.rope_dim / 2;
+        let mut inv_freq: Vec<f32> = (0..half)
+            .map(|i| {
+                config
+                    .rope_freq_base
+                    .powf(-2.0 * i as f32 / config.rope_dim as f32)
+            })
+            .collect();
+        if content.tensor_infos.contains_key("rope_freqs.weight") {
+            let factors = l.f32("rope_freqs.weight", &[half])?.to_vec1::<f32>()?;
+            for (f, k) in inv_freq.iter_mut().zip(factors) {
+                if !(k.is_finite() && k > 0.0) {
+                    return Err(ModelError::Tensor {
+                        name: "rope_freqs.weight".into(),
+                        message: format!("factor {k} is not a positive number"),
+                    });
+                }
+                *f /= k;
+            }
+        }
+        Ok(Model {
+            llama: Llama {
+                config,
+                tok_embd,
+                layers,
+                output_norm,
+                output,
+                inv_freq,
+                device: device.clone(),
+            },
+        })
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &LlamaConfig {
+        self.llama.config()
+    }
+
+    /// An empty cache for up to `max_len` tokens.
+    pub fn new_cache(&self, max_len: usize) -> Cache {
+        self.llama.new_cache(max_len)
+    }
+
+    /// Evaluates `tokens` after those in `cache` and returns the next-token logits.
+    pub fn forward(&self, tokens: &[u32], cache: &mut Cache) -> Result<Vec<f32>, ModelError> {
+        if let Some(bad) = tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config().n_vocab)
+        {
+            return Err(ModelError::Compute(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.config().n_vocab
+            )));
+        }
+        Ok(self.llama.forward(tokens, cache)?)
+    }
+
+    /// An embedding of `tokens`: the mean of the final hidden states,
+    /// L2-normalised (what Ollama returns for `/api/embed`).
+    pub fn embed(&self, tokens: &[u32], cache: &mut Cache) -> Result<Vec<f32>, ModelError> {
+        if tokens.is_empty() {
+            return Err(ModelError::Compute("nothing to embed".into()));
+        }
+        cache.reset();
+        let h = self.llama.hidden(tokens, cache)?;
+        cache.reset();
+        let mean: Vec<f32> = h.mean(0)?.to_vec1()?;
+        let norm = mean.iter().map(|x| x * x).sum::<f32>().sqrt();
+        Ok(if norm > 0.0 {
+            mean.iter().map(|x| x / norm).collect()
+        } else {
+            mean
+        })
+    }
+
+    /// Greedy decoding of `n` tokens after `prompt` (the reference check).
+    pub fn greedy(&self, prompt: &[u32], n: usize) -> Result<Vec<u32>, ModelError> {
+        let mut cache = self.new_cache(prompt.len() + n);
+        let mut out = Vec::with_capacity(n);
+        let mut logits = self.forward(prompt, &mut cache)?;
+        for i in 0..n {
+            let next = argmax(&logits);
+            out.push(next);
+            if i + 1 < n {
+                logits = self.forward(&[next], &mut cache)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The index of the largest logit (the first on ties, as llama.cpp's loop).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0usize;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    u32::try_from(best).unwrap_or(0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::gguf::tiny::{tiny_llama_bytes, TinyLlamaSpec};
+    use crate::gguf::writer::GgufWriter;
+    use crate::gguf::GgmlType;
+
+    fn load_bytes(bytes: &[u8]) -> Result<Model, ModelError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        std::fs::write(&path, bytes).unwrap();
+        Model::load(&path, &Device::Cpu)
+    }
+
+    /// A llama header (embd 32, 1 layer) with only the tensors given.
+    fn partial(arch: &str, tensors: &[(&str, &[u64])]) -> Vec<u8> {
+        let mut w = GgufWriter::new();
+        w.add_kv("general.architecture", arch).unwrap();
+        w.add_kv(format!("{arch}.block_count"), 1u32).unwrap();
+        w.add_kv(format!("{arch}.embedding_length"), 32u32).unwrap();
+        w.add_kv(format!("{arch}.feed_forward_length"), 64u32)
+            .unwrap();
+        w.add_kv(format!("{arch}.attention.head_count"), 4u32)
+            .unwrap();
+        for (name, dims) in tensors {
+            let n: u64 = dims.iter().product();
+            let values = vec![0.0f32; usize::try_from(n).unwrap()];
+            w.add_tensor_f32(*name, dims, GgmlType::F32, &values)
+                .unwrap();
+        }
+        w.to_bytes()
+    }
+
+    #[test]
+    fn loads_the_tiny_model() {
+        let m = load_bytes(&tiny_llama_bytes(&TinyLlamaSpec::default()).unwrap()).unwrap();
+        assert_eq!(m.config().n_vocab, 320);
+        assert_eq!(m.greedy(&[315, 1, 2], 3).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn refuses_unknown_architecture() {
+        let e = load_bytes(&partial("mamba9", &[])).unwrap_err();
+        assert!(e.to_string().contains("`mamba9`"), "{e}");
+    }
+
+    #[test]
+    fn names_a_missing_tensor() {
+        let e = load_bytes(&partial("llama", &[("token_embd.weight", &[32, 100])])).unwrap_err();
+        assert!(e.to_string().contains("`blk.0.attn_norm.weight`"), "{e}");
+    }
+
+    #[test]
+    fn names_a_wrong_shape() {
+        let e = load_bytes(&partial(
+            "llama",
+            &[
+                ("token_embd.weight", &[32, 100]),
+                ("blk.0.attn_norm.weight", &[16]),
+            ],
+        ))
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("`blk.0.attn_norm.weight`") && msg.contains("[16]"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn names_missing_metadata() {
+        let mut w = GgufWriter::new();
+        w.add_kv("general.architecture", "llama").unwrap();
+        let e = load_bytes(&w.to_bytes()).unwrap_err();
+        assert!(e.to_string().contains("`llama.block_count`"), "{e}");
+    }
+}

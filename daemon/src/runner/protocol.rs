@@ -1,0 +1,118 @@
+//! The runner's wire protocol on its unix socket: one JSON request line per
+//! connection, answered by NDJSON lines. Closing the connection cancels the
+//! request (that is how a client disconnect stops a generation).
+
+use serde::{Deserialize, Serialize};
+
+use super::sampler::SamplerConfig;
+
+/// A request to the runner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum RunnerRequest {
+    /// Is the model loaded? Answered by one [`Health`] line.
+    Health,
+    /// Text to token ids. Answered by one [`Tokens`] line.
+    Tokenize {
+        /// The text.
+        content: String,
+        /// Prepend BOS when the model wants one.
+        #[serde(default)]
+        add_bos: bool,
+    },
+    /// Generate. Answered by [`CompletionChunk`] lines, the last with `done`.
+    Completion(CompletionRequest),
+    /// Embeddings of each input. Answered by one [`Embeddings`] line.
+    Embed {
+        /// The texts.
+        input: Vec<String>,
+        /// Cut inputs longer than the context instead of failing.
+        #[serde(default = "yes")]
+        truncate: bool,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A generation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompletionRequest {
+    /// The rendered prompt (special-token text is parsed).
+    pub prompt: String,
+    /// Prepend BOS when the model wants one (false when the template wrote it).
+    #[serde(default = "yes")]
+    pub add_bos: bool,
+    /// Tokens to generate: -1 no limit, -2 until the context is full.
+    pub num_predict: i64,
+    /// Prompt tokens kept at the start when the prompt must be cut.
+    pub num_keep: i64,
+    /// Stop strings.
+    #[serde(default)]
+    pub stop: Vec<String>,
+    /// Sampling.
+    pub sampler: SamplerConfig,
+}
+
+/// Answer to [`RunnerRequest::Health`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    /// The context size the runner was started with.
+    pub num_ctx: usize,
+    /// How long loading took, in nanoseconds.
+    pub load_duration: u64,
+    /// The model's hidden size (the embedding length).
+    pub n_embd: usize,
+}
+
+/// Answer to [`RunnerRequest::Tokenize`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tokens {
+    /// The ids.
+    pub tokens: Vec<u32>,
+}
+
+/// Answer to [`RunnerRequest::Embed`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Embeddings {
+    /// One vector per input.
+    pub embeddings: Vec<Vec<f32>>,
+    /// Tokens evaluated in all.
+    pub prompt_eval_count: usize,
+}
+
+/// One line of a completion.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CompletionChunk {
+    /// Text generated since the last line.
+    #[serde(default)]
+    pub content: String,
+    /// Whether this is the last line.
+    #[serde(default)]
+    pub done: bool,
+    /// `stop` or `length` on the last line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_reason: Option<String>,
+    /// Prompt tokens evaluated (last line).
+    #[serde(default)]
+    pub prompt_eval_count: usize,
+    /// Nanoseconds spent on the prompt (last line).
+    #[serde(default)]
+    pub prompt_eval_duration: u64,
+    /// Tokens generated (last line).
+    #[serde(default)]
+    pub eval_count: usize,
+    /// Nanoseconds spent generating (last line).
+    #[serde(default)]
+    pub eval_duration: u64,
+}
+
+/// A failure, sent as the last line of any answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunnerError {
+    /// What went wrong.
+    pub error: String,
+}

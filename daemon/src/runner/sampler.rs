@@ -1,0 +1,251 @@
+//! Token sampling with Ollama's option set, in llama.cpp's order:
+//! penalties, then top-k, top-p, min-p, temperature, then a seeded draw.
+//! Temperature 0 is greedy.
+
+use std::collections::HashMap;
+
+/// The sampling settings (a subset of [`super::options::Options`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SamplerConfig {
+    /// 0 (or below) is greedy.
+    pub temperature: f32,
+    /// Keep the k most likely tokens; 0 or below keeps all.
+    pub top_k: i64,
+    /// Keep the smallest set whose probabilities reach p; 1 keeps all.
+    pub top_p: f32,
+    /// Drop tokens below `min_p` times the best one's probability.
+    pub min_p: f32,
+    /// Divides positive (multiplies negative) logits of recent tokens.
+    pub repeat_penalty: f32,
+    /// How many recent tokens the penalties see; 0 off, -1 all of the context.
+    pub repeat_last_n: i64,
+    /// Subtracted once from the logit of any recent token.
+    pub presence_penalty: f32,
+    /// Subtracted per occurrence from the logit of a recent token.
+    pub frequency_penalty: f32,
+    /// The random seed; `None` draws one.
+    pub seed: Option<u64>,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.9,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            seed: None,
+        }
+    }
+}
+
+/// A sampler for one generation: its config and its random stream.
+#[derive(Debug)]
+pub struct Sampler {
+    config: SamplerConfig,
+    rng: fastrand::Rng,
+}
+
+impl Sampler {
+    /// A sampler; the same seed gives the same draws.
+    pub fn new(config: SamplerConfig) -> Sampler {
+        let rng = match config.seed {
+            Some(s) => fastrand::Rng::with_seed(s),
+            None => fastrand::Rng::new(),
+        };
+        Sampler { config, rng }
+    }
+
+    /// Picks the next token from `logits`, given the tokens so far
+    /// (`history`: prompt and generated, oldest first).
+    pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        let c = &self.config;
+        let mut logits = logits.to_vec();
+        self.penalize(&mut logits, history);
+        if c.temperature <= 0.0 {
+            return super::model::argmax(&logits);
+        }
+        // Candidates sorted by logit, best first.
+        let mut cand: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_finite())
+            .map(|(i, &l)| (u32::try_from(i).unwrap_or(u32::MAX), l))
+            .collect();
+        if cand.is_empty() {
+            return 0;
+        }
+        cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if c.top_k > 0 {
+            cand.truncate(usize::try_from(c.top_k).unwrap_or(usize::MAX).max(1));
+        }
+        let probs = softmax(&cand, 1.0);
+        if c.top_p < 1.0 {
+            let mut sum = 0.0;
+            let mut keep = cand.len();
+            for (i, p) in probs.iter().enumerate() {
+                sum += p;
+                if sum >= c.top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            cand.truncate(keep.max(1));
+        }
+        if c.min_p > 0.0 {
+            let best = cand[0].1;
+            // p_i / p_max = exp(l_i - l_max).
+            let floor = best + c.min_p.ln();
+            cand.retain(|&(_, l)| l >= floor);
+        }
+        let probs = softmax(&cand, c.temperature);
+        let r = self.rng.f32();
+        let mut acc = 0.0;
+        for (&(id, _), p) in cand.iter().zip(&probs) {
+            acc += p;
+            if r < acc {
+                return id;
+            }
+        }
+        cand.last().map_or(0, |&(id, _)| id)
+    }
+
+    fn penalize(&self, logits: &mut [f32], history: &[u32]) {
+        let c = &self.config;
+        let on = c.repeat_penalty != 1.0 || c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
+        if !on || c.repeat_last_n == 0 {
+            return;
+        }
+        let n = if c.repeat_last_n < 0 {
+            history.len()
+        } else {
+            usize::try_from(c.repeat_last_n)
+                .unwrap_or(usize::MAX)
+                .min(history.len())
+        };
+        let mut counts: HashMap<u32, u32> = HashMap::new();
+        for &t in &history[history.len() - n..] {
+            *counts.entry(t).or_default() += 1;
+        }
+        for (t, count) in counts {
+            let Some(l) = logits.get_mut(t as usize) else {
+                continue;
+            };
+            if c.repeat_penalty > 0.0 && c.repeat_penalty != 1.0 {
+                *l = if *l <= 0.0 {
+                    *l * c.repeat_penalty
+                } else {
+                    *l / c.repeat_penalty
+                };
+            }
+            *l -= count as f32 * c.frequency_penalty + c.presence_penalty;
+        }
+    }
+}
+
+/// Probabilities of `cand` (sorted, best first) at `temperature`.
+fn softmax(cand: &[(u32, f32)], temperature: f32) -> Vec<f32> {
+    let Some(&(_, max)) = cand.first() else {
+        return Vec::new();
+    };
+    let e: Vec<f32> = cand
+        .iter()
+        .map(|&(_, l)| ((l - max) / temperature).exp())
+        .collect();
+    let sum: f32 = e.iter().sum();
+    e.into_iter().map(|x| x / sum).collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn logits() -> Vec<f32> {
+        (0..50).map(|i| ((i * 37) % 17) as f32 * 0.3).collect()
+    }
+
+    #[test]
+    fn greedy_at_zero_temperature() {
+        let mut s = Sampler::new(SamplerConfig {
+            temperature: 0.0,
+            ..SamplerConfig::default()
+        });
+        let l = logits();
+        assert_eq!(s.sample(&l, &[]), super::super::model::argmax(&l));
+    }
+
+    #[test]
+    fn same_seed_same_tokens() {
+        let cfg = SamplerConfig {
+            temperature: 1.5,
+            top_k: 0,
+            top_p: 1.0,
+            seed: Some(7),
+            ..SamplerConfig::default()
+        };
+        let l = logits();
+        let run = |cfg: &SamplerConfig| {
+            let mut s = Sampler::new(cfg.clone());
+            (0..20).map(|_| s.sample(&l, &[])).collect::<Vec<_>>()
+        };
+        assert_eq!(run(&cfg), run(&cfg));
+        let other = SamplerConfig {
+            seed: Some(8),
+            ..cfg.clone()
+        };
+        assert_ne!(run(&cfg), run(&other));
+    }
+
+    #[test]
+    fn top_k_one_is_greedy() {
+        let mut s = Sampler::new(SamplerConfig {
+            top_k: 1,
+            temperature: 5.0,
+            ..SamplerConfig::default()
+        });
+        let l = logits();
+        for _ in 0..10 {
+            assert_eq!(s.sample(&l, &[]), super::super::model::argmax(&l));
+        }
+    }
+
+    #[test]
+    fn repeat_penalty_moves_off_repeated_token() {
+        let mut l = vec![0.0f32; 4];
+        l[2] = 2.0;
+        l[1] = 1.5;
+        let mut s = Sampler::new(SamplerConfig {
+            temperature: 0.0,
+            repeat_penalty: 2.0,
+            ..SamplerConfig::default()
+        });
+        assert_eq!(s.sample(&l, &[2]), 1);
+        let mut s = Sampler::new(SamplerConfig {
+            temperature: 0.0,
+            presence_penalty: 1.0,
+            ..SamplerConfig::default()
+        });
+        assert_eq!(s.sample(&l, &[2]), 1);
+    }
+
+    #[test]
+    fn min_p_and_top_p_keep_the_best() {
+        let mut l = vec![-10.0f32; 8];
+        l[5] = 10.0;
+        let mut s = Sampler::new(SamplerConfig {
+            temperature: 1.0,
+            top_p: 0.5,
+            min_p: 0.5,
+            seed: Some(1),
+            ..SamplerConfig::default()
+        });
+        for _ in 0..10 {
+            assert_eq!(s.sample(&l, &[]), 5);
+        }
+    }
+}
