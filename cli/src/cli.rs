@@ -43,16 +43,38 @@ pub enum Command {
     List(ListArgs),
     /// Show a model's details, parameters, template, system prompt and license
     Show(ShowArgs),
+    /// Chat with a model, or answer one prompt (from the arguments or piped stdin)
+    Run(RunArgs),
     /// Remove models (blobs no other model uses are deleted)
     Rm(RmArgs),
     /// Give a model another name (no data is copied)
     Cp(CpArgs),
     /// Create a model from a Modelfile
     Create(CreateArgs),
+    /// Pull a model from a registry
+    Pull(TransferArgs),
+    /// Push a model to a registry
+    Push(TransferArgs),
+    /// Save a registry login (user name and password or token)
+    Login(LoginArgs),
+    /// Forget a registry login
+    Logout(LogoutArgs),
     /// Delete blobs no model uses and stale partial files
     Prune(JsonArgs),
     /// Re-hash every blob and report those that are corrupt or missing
     Verify(JsonArgs),
+}
+
+/// `llmpm run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The model name (pulled when missing)
+    pub model: String,
+    /// The prompt; without it, piped stdin is the prompt, or a chat starts on a terminal
+    pub prompt: Vec<String>,
+    /// Print the timings after each answer (to stderr)
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 /// `llmpm list`.
@@ -126,4 +148,34 @@ pub struct CreateArgs {
     /// relative to the current directory)
     #[arg(long, short, value_name = "FILE", default_value = "Modelfile")]
     pub file: PathBuf,
+}
+
+/// `llmpm pull` and `llmpm push`.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// The model name (`[host/][namespace/]model[:tag]`)
+    pub model: String,
+    /// Allow plain HTTP and unverified TLS to the registry
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// `llmpm login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry host (`name[:port]`, as in model names)
+    pub host: String,
+    /// The user name (asked for when not given)
+    #[arg(long, short)]
+    pub username: Option<String>,
+    /// Read the password (or token) from standard input
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `llmpm logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry host
+    pub host: String,
 }

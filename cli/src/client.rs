@@ -28,7 +28,7 @@ use hyper_util::rt::TokioIo;
 use indicatif::ProgressBar;
 use llmpm_spec::api::{
     CopyRequest, CreateRequest, DeleteRequest, ListResponse, ProgressResponse, PruneResponse,
-    ShowRequest, ShowResponse, VerifyResponse,
+    PullRequest, ShowRequest, ShowResponse, VerifyResponse,
 };
 use llmpm_spec::Digest;
 use serde::de::DeserializeOwned;
@@ -340,6 +340,24 @@ impl Client {
         let resp = self
             .send_json(Method::POST, "/api/create", Some(req))
             .await?;
+        Ok(ProgressStream::new(resp.into_body()))
+    }
+
+    /// `POST /api/pull`, streamed.
+    pub async fn pull(&self, req: &PullRequest) -> anyhow::Result<ProgressStream> {
+        let resp = self.send_json(Method::POST, "/api/pull", Some(req)).await?;
+        Ok(ProgressStream::new(resp.into_body()))
+    }
+
+    /// `POST /api/chat`, streamed: the body, read line by line by `run`.
+    pub async fn chat(&self, req: &llmpm_spec::api::ChatRequest) -> anyhow::Result<Incoming> {
+        let resp = self.send_json(Method::POST, "/api/chat", Some(req)).await?;
+        Ok(resp.into_body())
+    }
+
+    /// `POST /api/push`, streamed.
+    pub async fn push(&self, req: &PullRequest) -> anyhow::Result<ProgressStream> {
+        let resp = self.send_json(Method::POST, "/api/push", Some(req)).await?;
         Ok(ProgressStream::new(resp.into_body()))
     }
 

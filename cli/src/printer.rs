@@ -76,6 +76,13 @@ impl Printer {
         let _ = writeln!(io::stderr().lock(), "{line}");
     }
 
+    /// A prompt on stderr, without a newline.
+    pub fn prompt(&self, text: &str) {
+        let mut err = io::stderr().lock();
+        let _ = write!(err, "{text}");
+        let _ = err.flush();
+    }
+
     /// A warning on stderr.
     pub fn warn(&self, message: &str) {
         self.status(&format!("warning: {message}"));

@@ -119,7 +119,13 @@ impl Progress {
                     if !self.animated() {
                         self.step(&p.status);
                     }
-                    let label = format!("{} {}", p.status, crate::format::short_id(digest));
+                    let short = crate::format::short_id(digest);
+                    // Pull and push lines already end with the short id (Ollama's shape).
+                    let label = if p.status.ends_with(short) {
+                        p.status.clone()
+                    } else {
+                        format!("{} {short}", p.status)
+                    };
                     let bar = self.bytes(&label, total);
                     self.bars.insert(digest.clone(), bar);
                 }

@@ -61,6 +61,9 @@ struct FileConfig {
     max_loaded_models: Option<u32>,
     num_parallel: Option<u32>,
     max_queue: Option<u32>,
+    pull_part_size: Option<String>,
+    pull_concurrency: Option<u32>,
+    pull_stall_timeout: Option<String>,
 }
 
 /// The resolved settings the daemon runs with.
@@ -82,6 +85,28 @@ pub struct Config {
     pub num_parallel: u32,
     /// Queued requests before 503 (`LLMPM_MAX_QUEUE`).
     pub max_queue: u32,
+    /// Bytes per Range part of a blob download (`LLMPM_PULL_PART_SIZE`, default 64 MiB).
+    pub pull_part_size: u64,
+    /// Parts of one blob fetched at once (`LLMPM_PULL_CONCURRENCY`, default 8).
+    pub pull_concurrency: u32,
+    /// A part silent this long is restarted (`LLMPM_PULL_STALL_TIMEOUT`, default 30s).
+    pub pull_stall_timeout: std::time::Duration,
+}
+
+/// Parses a byte size: `67108864`, `64MiB`, `64M`, `1GiB`, `512k` (binary units).
+pub fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult).filter(|n| *n > 0)
 }
 
 /// A source of environment variables (the real one, or a map in tests).
@@ -233,7 +258,37 @@ impl Config {
                 None => Ok(file_v.unwrap_or(default)),
             }
         };
+        let part_size = env.var("LLMPM_PULL_PART_SIZE").or(file.pull_part_size);
+        let pull_part_size = match part_size {
+            Some(v) => parse_size(&v).ok_or(ConfigError::Value {
+                name: "LLMPM_PULL_PART_SIZE",
+                value: v,
+                why: "use a size such as 64MiB or a number of bytes",
+            })?,
+            None => crate::transfer::DEFAULT_PART_SIZE,
+        };
+        let stall = env
+            .var("LLMPM_PULL_STALL_TIMEOUT")
+            .or(file.pull_stall_timeout);
+        let pull_stall_timeout = match stall {
+            Some(v) => humantime::parse_duration(&v).map_err(|_| ConfigError::Value {
+                name: "LLMPM_PULL_STALL_TIMEOUT",
+                value: v,
+                why: "use a duration such as 30s",
+            })?,
+            None => std::time::Duration::from_secs(30),
+        };
+        let pull_concurrency = num(
+            "LLMPM_PULL_CONCURRENCY",
+            env.var("LLMPM_PULL_CONCURRENCY"),
+            file.pull_concurrency,
+            crate::transfer::DEFAULT_CONCURRENCY as u32,
+        )?
+        .max(1);
         Ok(Config {
+            pull_part_size,
+            pull_concurrency,
+            pull_stall_timeout,
             home,
             socket,
             tcp,
@@ -321,6 +376,23 @@ mod tests {
         std::fs::write(&f, "hmoe: /typo\n").unwrap();
         let e = Config::load(&[("LLMPM_CONFIG", fs)]).unwrap_err();
         assert!(e.to_string().contains("hmoe"), "{e}");
+    }
+
+    #[test]
+    fn pull_knobs() {
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("0"), None);
+        assert_eq!(parse_size("12 parsecs"), None);
+        let c = Config::load(&[
+            ("HOME", "/h"),
+            ("LLMPM_PULL_PART_SIZE", "1MiB"),
+            ("LLMPM_PULL_CONCURRENCY", "3"),
+        ])
+        .unwrap();
+        assert_eq!((c.pull_part_size, c.pull_concurrency), (1 << 20, 3));
+        assert!(Config::load(&[("HOME", "/h"), ("LLMPM_PULL_PART_SIZE", "big")]).is_err());
     }
 
     #[test]

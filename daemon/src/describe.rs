@@ -18,14 +18,32 @@ pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
 
-/// The config blob, or an empty one if it is missing or not Ollama's shape
-/// (ModelPack and Docker configs differ; `list` must still work).
+/// The config blob; when it is missing or not Ollama's shape (ModelPack and
+/// Docker model artifacts have their own), the same facts read from the
+/// weights layer's GGUF header, so a pulled artifact lists like a created model.
 pub fn config(store: &Store, manifest: &Manifest) -> ModelConfig {
-    store
+    let c: ModelConfig = store
         .read_blob(&manifest.config.digest, MAX_TEXT_LAYER)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if !c.model_format.is_empty() {
+        return c;
+    }
+    let Some(weights) = manifest.layers_of(LayerKind::Model).next() else {
+        return c;
+    };
+    match GgufFile::open(store.blob_path(&weights.digest)) {
+        Ok(gguf) => ModelConfig {
+            model_format: "gguf".into(),
+            model_family: gguf.architecture().unwrap_or_default().to_owned(),
+            model_families: gguf.architecture().map(|a| vec![a.to_owned()]),
+            model_type: gguf.human_parameter_size(),
+            file_type: gguf.file_type().map(|t| t.to_string()).unwrap_or_default(),
+            ..c
+        },
+        Err(_) => c,
+    }
 }
 
 /// `details` for `list` and `show`.
@@ -41,7 +59,8 @@ pub fn details(store: &Store, manifest: &Manifest) -> ModelDetails {
     }
 }
 
-fn text_layers(
+/// The text of each layer of `kind`, in manifest order.
+pub fn text_layers(
     store: &Store,
     manifest: &Manifest,
     kind: LayerKind,

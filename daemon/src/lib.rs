@@ -1,4 +1,4 @@
-//! llmpmd: the llmpm daemon library — store, create, API routes and listeners.
+//! llmpmd: the llmpm daemon library — store, transfer, create, API routes and listeners.
 //!
 //! `main.rs` only parses arguments and calls [`server::run`]; the tests crate
 //! drives [`api::router`] and [`server::serve`] directly.
@@ -9,5 +9,9 @@ pub mod create;
 pub mod describe;
 pub mod gguf;
 pub mod logging;
+pub mod runner;
 pub mod server;
 pub mod store;
+pub mod template;
+pub mod tokenizer;
+pub mod transfer;

@@ -5,12 +5,27 @@ use std::process::ExitCode;
 use anyhow::Context;
 use llmpmd::config::{Config, ProcessEnv};
 
-const USAGE: &str = "usage: llmpmd [serve]\n\nThe llmpm daemon. Configuration: LLMPM_* environment variables and\n$XDG_CONFIG_HOME/llmpm/config.yaml (see the README).";
+const USAGE: &str = "usage: llmpmd [serve]\n       llmpmd runner --model PATH --socket PATH [--num-ctx N] [--threads N]\n\nThe llmpm daemon. Configuration: LLMPM_* environment variables and\n$XDG_CONFIG_HOME/llmpm/config.yaml (see the README).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         None | Some("serve") => {}
+        Some("runner") => {
+            // The inference process the daemon spawns per model.
+            llmpmd::logging::init();
+            return match llmpmd::runner::serve::main(&args[1..]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("runner: {e:#}");
+                    #[allow(clippy::print_stderr)]
+                    {
+                        eprintln!("error: {e:#}");
+                    }
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Some("--version" | "-V") => {
             #[allow(clippy::print_stdout)]
             {

@@ -109,11 +109,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
         tracing::warn!(path = %pid_file.display(), error = %e, "cannot write pid file");
     }
+    let transfers = crate::transfer::Transfers::new(crate::transfer::TransferOptions {
+        part_size: config.pull_part_size,
+        concurrency: usize::try_from(config.pull_concurrency).unwrap_or(1),
+        stall_timeout: config.pull_stall_timeout,
+        ..crate::transfer::TransferOptions::default()
+    })
+    .context("cannot set up registry transfers")?;
+    // Runners are this same binary (`llmpmd runner`), one per loaded model.
+    let exe = std::env::current_exe().context("cannot find the llmpmd executable")?;
+    let runners = crate::runner::client::Runners::new(exe, config.home.join("runners"));
     let state = AppState {
         store,
         config: Arc::new(config),
+        transfers: Arc::new(transfers),
+        runners: runners.clone(),
     };
     let res = serve(Some(unix), tcp, state, shutdown_signal()).await;
+    runners.stop_all().await;
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(&pid_file);
     res.context("server failed")

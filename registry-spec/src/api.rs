@@ -275,3 +275,163 @@ pub struct VerifyResponse {
     /// Blobs a manifest needs that are not in the store.
     pub missing: Vec<String>,
 }
+
+/// Timings and counts on the last line of a generation (nanoseconds), as Ollama reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Whole request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_duration: Option<u64>,
+    /// Loading the model (0 when it was loaded already).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_duration: Option<u64>,
+    /// Prompt tokens evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_eval_count: Option<u64>,
+    /// Time on the prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_eval_duration: Option<u64>,
+    /// Tokens generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_count: Option<u64>,
+    /// Time generating.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_duration: Option<u64>,
+}
+
+/// `POST /api/generate`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GenerateRequest {
+    /// The model name.
+    pub model: String,
+    /// The prompt; empty only loads the model.
+    #[serde(default)]
+    pub prompt: String,
+    /// Overrides the model's system prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// Overrides the model's template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Send the prompt as is, without the template.
+    #[serde(default)]
+    pub raw: bool,
+    /// `"json"` or a JSON schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<serde_json::Value>,
+    /// Model options (`temperature`, `num_ctx`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<serde_json::Value>,
+    /// Stream NDJSON (the default) or answer once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// How long the model stays loaded (`"5m"`, seconds, 0, negative).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<serde_json::Value>,
+}
+
+/// One line of `/api/generate`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerateResponse {
+    /// The model name as asked.
+    pub model: String,
+    /// RFC 3339 time.
+    pub created_at: String,
+    /// Text since the last line.
+    pub response: String,
+    /// Whether this is the last line.
+    pub done: bool,
+    /// `stop`, `length` or `load` on the last line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_reason: Option<String>,
+    /// Timings (last line).
+    #[serde(flatten)]
+    pub metrics: Metrics,
+}
+
+/// `POST /api/chat`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// The model name.
+    pub model: String,
+    /// The conversation; empty only loads the model.
+    #[serde(default)]
+    pub messages: Vec<Message>,
+    /// `"json"` or a JSON schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<serde_json::Value>,
+    /// Model options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<serde_json::Value>,
+    /// Stream NDJSON (the default) or answer once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// How long the model stays loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<serde_json::Value>,
+}
+
+/// One line of `/api/chat`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    /// The model name as asked.
+    pub model: String,
+    /// RFC 3339 time.
+    pub created_at: String,
+    /// The assistant's text since the last line.
+    pub message: Message,
+    /// Whether this is the last line.
+    pub done: bool,
+    /// `stop`, `length` or `load` on the last line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_reason: Option<String>,
+    /// Timings (last line).
+    #[serde(flatten)]
+    pub metrics: Metrics,
+}
+
+/// `input` of `/api/embed`: one text or several.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EmbedInput {
+    /// One text.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+/// `POST /api/embed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbedRequest {
+    /// The model name.
+    pub model: String,
+    /// The text(s).
+    pub input: EmbedInput,
+    /// Cut inputs longer than the context (default) or fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate: Option<bool>,
+    /// Model options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<serde_json::Value>,
+    /// How long the model stays loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<serde_json::Value>,
+}
+
+/// Answer of `/api/embed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbedResponse {
+    /// The model name as asked.
+    pub model: String,
+    /// One L2-normalised vector per input.
+    pub embeddings: Vec<Vec<f32>>,
+    /// Whole request (ns).
+    #[serde(default)]
+    pub total_duration: u64,
+    /// Loading (ns).
+    #[serde(default)]
+    pub load_duration: u64,
+    /// Tokens evaluated.
+    #[serde(default)]
+    pub prompt_eval_count: u64,
+}

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod credentials;
 pub mod digest;
 pub mod manifest;
 pub mod media_type;

@@ -68,8 +68,11 @@ pub fn request<S: Read + Write>(
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
+    // One write: a server that answers before reading the body (a 404 on a
+    // bad path) may close early, and a second write would then fail.
+    let mut req = head.into_bytes();
+    req.extend_from_slice(body);
+    s.write_all(&req)?;
     s.flush()?;
     read_response(BufReader::new(s), method == "HEAD")
 }

@@ -3,11 +3,14 @@
 //! Nothing here is mocked: [`Daemon`] spawns the built `llmpmd` on a temp
 //! home with its own unix socket and a free loopback port, [`TestContext::cli`]
 //! runs the built `llmpm` against it, and [`http`] speaks raw HTTP/1.1 over
-//! the real socket so tests see exactly what a client sees.
+//! the real socket so tests see exactly what a client sees. [`registry`] is
+//! a real OCI registry (in-memory, fault injection, byte counters) and the
+//! launcher of Debian's `docker-registry` for the interop tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 pub mod http;
 pub mod proxy;
+pub mod registry;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -27,11 +30,20 @@ pub fn bin_dir() -> PathBuf {
         .to_owned()
 }
 
-/// Builds `llmpmd` and `llmpm` once per test process (a no-op when fresh), so
-/// `cargo test -p llmpm-tests` works without building the workspace first.
+/// Builds `llmpmd` and `llmpm` when they are missing, so `cargo test -p
+/// llmpm-tests` works on a fresh checkout. `cargo test --workspace` (the
+/// README's command) builds both itself; a build here would resolve features
+/// differently from that run and relink the daemon for every test binary, so
+/// none is started when the binaries exist.
 pub fn ensure_binaries() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
+        if ["llmpmd", "llmpm"]
+            .iter()
+            .all(|b| bin_dir().join(b).exists())
+        {
+            return;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", "llmpmd", "-p", "llmpm", "--bins"]);

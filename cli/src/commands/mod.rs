@@ -3,8 +3,12 @@
 pub mod cp;
 pub mod create;
 pub mod list;
+pub mod login;
 pub mod prune;
+pub mod pull;
+pub mod push;
 pub mod rm;
+pub mod run;
 pub mod serve;
 pub mod show;
 pub mod verify;
@@ -30,9 +34,14 @@ pub async fn dispatch(
         Command::Serve => serve::run(settings),
         Command::List(args) => list::run(&args, client, printer).await,
         Command::Show(args) => show::run(&args, client, printer).await,
+        Command::Run(args) => run::run(&args, client, printer).await,
         Command::Rm(args) => rm::run(&args, client, printer).await,
         Command::Cp(args) => cp::run(&args, client, printer).await,
         Command::Create(args) => create::run(&args, settings, client, printer).await,
+        Command::Pull(args) => pull::run(&args, client, printer).await,
+        Command::Push(args) => push::run(&args, client, printer).await,
+        Command::Login(args) => login::login(&args, settings, printer),
+        Command::Logout(args) => login::logout(&args, settings, printer),
         Command::Prune(args) => prune::run(&args, client, printer).await,
         Command::Verify(args) => verify::run(&args, client, printer).await,
     }?;

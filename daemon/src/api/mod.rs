@@ -4,8 +4,11 @@ mod blobs;
 mod create;
 pub mod error;
 mod extract;
+mod generate;
 mod models;
+mod openai;
 pub mod stream;
+mod transfer;
 
 use std::sync::Arc;
 
@@ -32,6 +35,10 @@ pub struct AppState {
     pub store: Store,
     /// The resolved configuration.
     pub config: Arc<Config>,
+    /// Registry transfers: HTTP clients and the downloads in flight.
+    pub transfers: Arc<crate::transfer::Transfers>,
+    /// The model runner processes.
+    pub runners: crate::runner::client::Runners,
 }
 
 /// The whole service, without transport guards (the unix socket needs none).
@@ -48,6 +55,15 @@ pub fn router(state: AppState) -> Router {
             head(blobs::head_blob).post(blobs::post_blob),
         )
         .route("/api/create", post(create::create))
+        .route("/api/pull", post(transfer::pull))
+        .route("/api/push", post(transfer::push))
+        .route("/api/generate", post(generate::generate))
+        .route("/api/chat", post(generate::chat))
+        .route("/api/embed", post(generate::embed))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/models", get(openai::models))
         .route("/api/prune", post(models::prune))
         .route("/api/verify", post(models::verify))
         .fallback(not_found)
