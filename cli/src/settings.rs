@@ -18,7 +18,7 @@
 //! starts) and other keys are left to the daemon to validate.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -29,29 +29,7 @@ use crate::error::UserError;
 /// The daemon's default TCP port (Ollama's).
 pub const DEFAULT_PORT: u16 = 11434;
 
-/// A source of environment variables: the process's, or a list in tests.
-pub trait Env {
-    /// The value of `key`, if set and not empty.
-    fn var(&self, key: &str) -> Option<String>;
-}
-
-/// The process environment.
-#[derive(Debug, Clone, Copy)]
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn var(&self, key: &str) -> Option<String> {
-        std::env::var(key).ok().filter(|v| !v.is_empty())
-    }
-}
-
-impl<const N: usize> Env for [(&str, &str); N] {
-    fn var(&self, key: &str) -> Option<String> {
-        self.iter()
-            .find(|(k, v)| *k == key && !v.is_empty())
-            .map(|(_, v)| (*v).to_owned())
-    }
-}
+pub use llmpm_spec::env::{default_home, default_socket, Env, ProcessEnv};
 
 /// A TCP address of the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,36 +144,11 @@ fn truthy(v: &str) -> bool {
     )
 }
 
-/// The default store root: `$XDG_DATA_HOME/llmpm`, else `~/.local/share/llmpm`.
-pub fn default_home(env: &impl Env) -> Option<PathBuf> {
-    if let Some(x) = env.var("XDG_DATA_HOME") {
-        return Some(Path::new(&x).join("llmpm"));
-    }
-    env.var("HOME")
-        .map(|h| Path::new(&h).join(".local/share/llmpm"))
-}
-
-/// The default socket: `$XDG_RUNTIME_DIR/llmpm/llmpm.sock` unless `LLMPM_HOME`
-/// is set, else `<home>/llmpm.sock` (the daemon's rule: two homes never share
-/// a socket).
-pub fn default_socket(env: &impl Env, home: Option<&Path>) -> Option<PathBuf> {
-    if env.var("LLMPM_HOME").is_none() {
-        if let Some(x) = env.var("XDG_RUNTIME_DIR") {
-            return Some(Path::new(&x).join("llmpm/llmpm.sock"));
-        }
-    }
-    home.map(|h| h.join("llmpm.sock"))
-}
-
 fn config_path(env: &impl Env) -> Option<PathBuf> {
     if let Some(p) = env.var("LLMPM_CONFIG") {
         return Some(PathBuf::from(p));
     }
-    if let Some(x) = env.var("XDG_CONFIG_HOME") {
-        return Some(Path::new(&x).join("llmpm/config.yaml"));
-    }
-    env.var("HOME")
-        .map(|h| Path::new(&h).join(".config/llmpm/config.yaml"))
+    llmpm_spec::env::default_config_path(env)
 }
 
 fn read_config(env: &impl Env) -> anyhow::Result<FileConfig> {
@@ -280,6 +233,7 @@ pub fn parse_host(value: &str) -> Result<Option<TcpTarget>, UserError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn resolve<const N: usize>(env: [(&str, &str); N]) -> Settings {
         Settings::resolve(&GlobalArgs::default(), &env).unwrap()

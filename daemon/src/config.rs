@@ -109,29 +109,7 @@ pub fn parse_size(v: &str) -> Option<u64> {
     n.checked_mul(mult).filter(|n| *n > 0)
 }
 
-/// A source of environment variables (the real one, or a map in tests).
-pub trait Env {
-    /// The value of `key`, if set and not empty.
-    fn var(&self, key: &str) -> Option<String>;
-}
-
-/// The process environment.
-#[derive(Debug, Clone, Copy)]
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn var(&self, key: &str) -> Option<String> {
-        std::env::var(key).ok().filter(|v| !v.is_empty())
-    }
-}
-
-impl<const N: usize> Env for [(&str, &str); N] {
-    fn var(&self, key: &str) -> Option<String> {
-        self.iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| (*v).to_owned())
-    }
-}
+pub use llmpm_spec::env::{Env, ProcessEnv};
 
 /// Parses `LLMPM_HOST` the way `OLLAMA_HOST` is read: `[scheme://][host][:port]`;
 /// a missing host means 127.0.0.1, a missing port 11434; `none` disables TCP.
@@ -177,42 +155,12 @@ pub fn parse_host(value: &str) -> Result<Option<SocketAddr>, ConfigError> {
     Ok(Some(SocketAddr::new(ip, port)))
 }
 
-fn default_config_path(env: &impl Env) -> Option<PathBuf> {
-    if let Some(x) = env.var("XDG_CONFIG_HOME") {
-        return Some(Path::new(&x).join("llmpm/config.yaml"));
-    }
-    env.var("HOME")
-        .map(|h| Path::new(&h).join(".config/llmpm/config.yaml"))
-}
-
-/// The default store root: `$XDG_DATA_HOME/llmpm`, else `~/.local/share/llmpm`.
-pub fn default_home(env: &impl Env) -> Option<PathBuf> {
-    if let Some(x) = env.var("XDG_DATA_HOME") {
-        return Some(Path::new(&x).join("llmpm"));
-    }
-    env.var("HOME")
-        .map(|h| Path::new(&h).join(".local/share/llmpm"))
-}
-
-/// The default socket: `$XDG_RUNTIME_DIR/llmpm/llmpm.sock`, else `<home>/llmpm.sock`.
-///
-/// When `LLMPM_HOME` is set explicitly the socket lives in it, so two daemons
-/// on two homes (tests, several users' stores) never share a socket.
-pub fn default_socket(env: &impl Env, home: &Path) -> PathBuf {
-    if env.var("LLMPM_HOME").is_none() {
-        if let Some(x) = env.var("XDG_RUNTIME_DIR") {
-            return Path::new(&x).join("llmpm/llmpm.sock");
-        }
-    }
-    home.join("llmpm.sock")
-}
-
 impl Config {
     /// Resolves the configuration from the file and the environment.
     pub fn load(env: &impl Env) -> Result<Config, ConfigError> {
         let file = match env.var("LLMPM_CONFIG") {
             Some(p) => Some(read_file(Path::new(&p))?),
-            None => match default_config_path(env) {
+            None => match llmpm_spec::env::default_config_path(env) {
                 Some(p) if p.exists() => Some(read_file(&p)?),
                 _ => None,
             },
@@ -223,13 +171,14 @@ impl Config {
             .var("LLMPM_HOME")
             .map(PathBuf::from)
             .or(file.home)
-            .or_else(|| default_home(env))
+            .or_else(|| llmpm_spec::env::default_home(env))
             .ok_or(ConfigError::NoHome)?;
         let socket = env
             .var("LLMPM_SOCKET")
             .map(PathBuf::from)
             .or(file.socket)
-            .unwrap_or_else(|| default_socket(env, &home));
+            .or_else(|| llmpm_spec::env::default_socket(env, Some(&home)))
+            .unwrap_or_else(|| home.join("llmpm.sock"));
         let host = env.var("LLMPM_HOST").or(file.host);
         let tcp = match host {
             Some(h) => parse_host(&h)?,

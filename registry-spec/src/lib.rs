@@ -10,6 +10,7 @@
 pub mod api;
 pub mod credentials;
 pub mod digest;
+pub mod env;
 pub mod manifest;
 pub mod media_type;
 pub mod modelfile;
