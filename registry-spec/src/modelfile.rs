@@ -41,7 +41,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::params::{self, ParamError, ParamKind, ParamValue, Parameters};
+use crate::params::{self, shorten, ParamError, ParamKind, ParamValue, Parameters};
 
 /// A parsed Modelfile: its instructions in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -255,20 +255,6 @@ pub enum ModelfileErrorKind {
     /// No `FROM` instruction anywhere (reported at 1:1).
     #[error("no FROM line: expected a `FROM <model or path>` instruction")]
     MissingFrom,
-}
-
-/// Cuts long user input so an error message stays one readable line.
-fn shorten(s: &str) -> String {
-    const MAX: usize = 48;
-    let mut out: String = s
-        .chars()
-        .take(MAX)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if s.chars().nth(MAX).is_some() {
-        out.push('…');
-    }
-    out
 }
 
 impl Modelfile {

@@ -326,7 +326,7 @@ pub enum ParamError {
 }
 
 /// Cuts long user input so an error message stays one readable line.
-fn shorten(s: &str) -> String {
+pub(crate) fn shorten(s: &str) -> String {
     const MAX: usize = 48;
     let mut out: String = s
         .chars()
