@@ -37,10 +37,10 @@ use super::client::Registry;
 use super::{TransferError, TransferOptions};
 use crate::store::Store;
 
-/// How often progress is published and the journal written.
+/// How often progress is published.
 const TICK: Duration = Duration::from_millis(100);
-/// Journal writes happen every this many ticks (and at the end).
-const JOURNAL_EVERY: u32 = 10;
+/// How long the journal thread waits between rounds when nothing is new.
+const JOURNAL_IDLE: Duration = Duration::from_millis(20);
 /// Bytes gathered from the network before one positioned write.
 const WRITE_BUF: usize = 1 << 20;
 /// Bytes the hasher reads back at a time.
@@ -279,6 +279,7 @@ impl InFlight {
 }
 
 /// One download task.
+#[derive(Clone)]
 struct Job {
     store: Store,
     source: Source,
@@ -358,6 +359,35 @@ impl Job {
         // second, and a killed daemon would forget it.
         self.store.flush()?;
         Ok(())
+    }
+
+    /// Keeps the disk busy behind the network until `stop` fires: fsync what
+    /// has arrived, record it, repeat. The data reaches the disk while the
+    /// rest is still downloading, so the blob's final fsync has little left,
+    /// and a killed daemon loses only the last round.
+    fn journal_loop(
+        &self,
+        file: &File,
+        parts: &[Part],
+        part_size: u64,
+        stop: &std::sync::mpsc::Receiver<()>,
+    ) {
+        let total = || -> u64 { parts.iter().map(|p| p.done.load(Ordering::Acquire)).sum() };
+        let mut last = total();
+        loop {
+            match stop.recv_timeout(JOURNAL_IDLE) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+            let now = total();
+            if now == last {
+                continue;
+            }
+            last = now;
+            if let Err(e) = self.save_journal(file, parts, part_size) {
+                tracing::warn!(error = %e, "cannot write the download journal");
+            }
+        }
     }
 
     fn discard(&self, path: &Path) {
@@ -442,9 +472,18 @@ impl Job {
             })
         };
 
+        let (journal_stop, journal_rx) = std::sync::mpsc::channel::<()>();
+        let journaler = {
+            let job = self.clone();
+            let file = file.clone();
+            let parts = parts.clone();
+            tokio::task::spawn_blocking(move || {
+                job.journal_loop(&file, &parts, part_size, &journal_rx);
+            })
+        };
+
         // The workers: each takes the next unfinished part.
         let next = Arc::new(AtomicUsize::new(0));
-        let part_done = Arc::new(tokio::sync::Notify::new());
         let mut workers = tokio::task::JoinSet::new();
         let todo = parts
             .iter()
@@ -462,13 +501,11 @@ impl Job {
                 ping: ping_tx.clone(),
                 cancel: self.shared.cancel.clone(),
                 path: path.clone(),
-                part_done: part_done.clone(),
             };
             workers.spawn(w.run());
         }
         drop(ping_tx);
 
-        let mut ticks = 0u32;
         let mut failure: Option<TransferError> = None;
         let mut interval = tokio::time::interval(TICK);
         loop {
@@ -488,29 +525,20 @@ impl Job {
                         self.shared.cancel.cancel();
                     }
                 },
-                // A finished part is journaled at once, so a crash loses at
-                // most the unfinished parts' last second.
-                () = part_done.notified() => {
-                    if let Err(e) = self.save_journal(&file, &parts, part_size) {
-                        tracing::warn!(error = %e, "cannot write the download journal");
-                    }
-                }
                 _ = interval.tick() => {
                     let c = completed.load(Ordering::Relaxed);
                     self.shared.status.send_modify(|s| s.completed = c.min(size));
-                    ticks += 1;
-                    if ticks >= JOURNAL_EVERY {
-                        ticks = 0;
-                        if let Err(e) = self.save_journal(&file, &parts, part_size) {
-                            tracing::warn!(error = %e, "cannot write the download journal");
-                        }
-                    }
                 }
             }
         }
+        drop(journal_stop);
+        let _ = journaler.await;
         // Keep what arrived, whatever happens next.
-        let _ = self.save_journal(&file, &parts, part_size);
-        let _ = self.store.flush();
+        {
+            let (job, file, parts) = (self.clone(), file.clone(), parts.clone());
+            let _ = tokio::task::spawn_blocking(move || job.save_journal(&file, &parts, part_size))
+                .await;
+        }
         if let Some(e) = failure {
             let e = if self.shared.cancel.is_cancelled() && e.is_cancelled() {
                 TransferError::Cancelled
@@ -673,7 +701,6 @@ struct Worker {
     ping: std::sync::mpsc::SyncSender<()>,
     cancel: CancellationToken,
     path: PathBuf,
-    part_done: Arc<tokio::sync::Notify>,
 }
 
 impl Worker {
@@ -688,7 +715,6 @@ impl Worker {
             }
             let last = i + 1 == self.parts.len();
             self.fetch_part(part, last).await?;
-            self.part_done.notify_one();
         }
     }
 
