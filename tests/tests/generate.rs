@@ -272,3 +272,30 @@ fn long_chat_is_cut_to_the_context() {
     let n = r.json()["prompt_eval_count"].as_u64().unwrap();
     assert!(n > 0 && n < 128, "prompt of {n} tokens");
 }
+
+/// A model the runner cannot load: the client gets the runner's reason,
+/// not a pointer to a log, and the daemon keeps serving.
+#[test]
+fn unloadable_model_says_why() {
+    use llmpmd::gguf::writer::GgufWriter;
+    let ctx = TestContext::started();
+    let mut w = GgufWriter::new();
+    w.add_kv("general.architecture", "mamba9").unwrap();
+    w.add_kv("mamba9.block_count", 1u32).unwrap();
+    std::fs::write(ctx.work.join("odd.gguf"), w.to_bytes()).unwrap();
+    std::fs::write(ctx.work.join("Modelfile"), "FROM ./odd.gguf\n").unwrap();
+    assert_ok(&ctx.cli(&["create", "odd", "-f", "Modelfile"]));
+    let r = post(
+        &ctx,
+        "/api/generate",
+        &json!({"model": "odd", "prompt": "hi", "stream": false}),
+    );
+    assert_eq!(r.status, 500, "{}", r.text());
+    let msg = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("unsupported model architecture `mamba9`"),
+        "{msg}"
+    );
+    let r = call_unix(&ctx.socket(), "GET", "/api/version", b"").unwrap();
+    assert_eq!(r.status, 200);
+}

@@ -35,10 +35,12 @@ pub enum ClientError {
         source: std::io::Error,
     },
     /// The runner exited while loading (bad model file, out of memory, …).
-    #[error("the model runner failed to load `{}` ({status}); see the daemon log for its error", model.display())]
+    #[error("the model runner failed to load `{}`: {reason} ({status})", model.display())]
     Load {
         /// The model file.
         model: PathBuf,
+        /// What the runner said last (its `error:` line), or a pointer to the log.
+        reason: String,
         /// How it exited.
         status: String,
     },
@@ -146,6 +148,7 @@ impl Runners {
             .arg(num_ctx.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| ClientError::Spawn {
@@ -153,19 +156,31 @@ impl Runners {
                 source,
             })?;
         tracing::info!(model = %model.display(), pid = ?child.id(), num_ctx, "starting model runner");
+        let last_error = relay_stderr(&mut child);
+        let failed = |status: String| {
+            let reason = last_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+                .unwrap_or_else(|| "see the daemon log".into());
+            ClientError::Load {
+                model: model.to_path_buf(),
+                reason,
+                status,
+            }
+        };
         loop {
             if let Some(status) = describe_exit(&mut child) {
-                return Err(ClientError::Load {
-                    model: model.to_path_buf(),
-                    status,
-                });
+                // Let the relay read the runner's last words first.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return Err(failed(status));
             }
             if started.elapsed() > LOAD_TIMEOUT {
                 let _ = child.start_kill();
-                return Err(ClientError::Load {
-                    model: model.to_path_buf(),
-                    status: format!("still loading after {}s", LOAD_TIMEOUT.as_secs()),
-                });
+                return Err(failed(format!(
+                    "still loading after {}s",
+                    LOAD_TIMEOUT.as_secs()
+                )));
             }
             if let Ok(mut s) = call(&socket, &RunnerRequest::Health).await {
                 if let Ok(Some(_)) = s.next::<Health>().await {
@@ -253,4 +268,26 @@ pub async fn call(socket: &Path, req: &RunnerRequest) -> Result<Answer, ClientEr
     Ok(Answer {
         lines: BufReader::new(stream).lines(),
     })
+}
+
+/// Forwards the runner's stderr to our log, line by line, and keeps its last
+/// `error: …` line: the reason a failed load gives the client.
+fn relay_stderr(child: &mut Child) -> Arc<std::sync::Mutex<Option<String>>> {
+    let last = Arc::new(std::sync::Mutex::new(None));
+    if let Some(err) = child.stderr.take() {
+        let pid = child.id();
+        let keep = last.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(err).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(e) = line.strip_prefix("error: ") {
+                    *keep
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
+                }
+                tracing::info!(runner = ?pid, "{line}");
+            }
+        });
+    }
+    last
 }

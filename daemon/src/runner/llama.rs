@@ -1,5 +1,8 @@
-//! Our Llama forward pass on candle: grouped-query attention, interleaved
-//! RoPE with Llama 3.1 `rope_freqs`, tied embeddings.
+//! Our forward pass on candle for the Llama family of decoders: `llama`
+//! (grouped-query attention, interleaved RoPE with Llama 3.1 `rope_freqs`,
+//! tied embeddings), `qwen2` (Q/K/V biases, NeoX RoPE) and `gemma3`
+//! (per-head Q/K norms, post-norms, GELU, scaled embeddings, sliding-window
+//! layers with their own RoPE base), each as llama.cpp computes it.
 //!
 //! We write it rather than use `candle_transformers::models::quantized_llama`
 //! because that one ignores `rope_freqs.weight` (Llama 3.1/3.2 long-context
@@ -17,9 +20,40 @@ use candle_nn::kv_cache::KvCache;
 
 use super::q8::Q8Matrix;
 
-/// The hyper-parameters read from `llama.*` metadata.
+/// The architectures this forward pass runs (`general.architecture`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// Llama 2/3.
+    Llama,
+    /// Qwen 2 and 2.5.
+    Qwen2,
+    /// Gemma 3 (text).
+    Gemma3,
+}
+
+impl Arch {
+    /// The architecture named by `general.architecture`, if we run it.
+    pub fn from_name(name: &str) -> Option<Arch> {
+        match name {
+            "llama" => Some(Arch::Llama),
+            "qwen2" => Some(Arch::Qwen2),
+            "gemma3" => Some(Arch::Gemma3),
+            _ => None,
+        }
+    }
+
+    /// Whether RoPE rotates the two halves of a head (GPT-NeoX) rather than
+    /// adjacent pairs, as llama.cpp's rope type for the architecture says.
+    pub fn rope_neox(self) -> bool {
+        !matches!(self, Arch::Llama)
+    }
+}
+
+/// The hyper-parameters read from `<arch>.*` metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
+    /// Which member of the family.
+    pub arch: Arch,
     /// Transformer blocks.
     pub n_layer: usize,
     /// Hidden size.
@@ -32,7 +66,7 @@ pub struct LlamaConfig {
     pub n_ff: usize,
     /// Vocabulary size (rows of `token_embd`).
     pub n_vocab: usize,
-    /// Size of one head.
+    /// Size of one head (`attention.key_length`, else `n_embd / n_head`).
     pub head_dim: usize,
     /// Dimensions RoPE rotates (`rope.dimension_count`, the head size by default).
     pub rope_dim: usize,
@@ -44,6 +78,20 @@ pub struct LlamaConfig {
     pub rms_eps: f32,
     /// The context the model was trained for.
     pub context_length: usize,
+    /// How far back a sliding-window layer sees (Gemma 3's local layers).
+    pub sliding_window: Option<usize>,
+    /// RoPE base frequency of the sliding-window layers.
+    pub rope_freq_base_swa: f32,
+    /// Attention logits are multiplied by this.
+    pub attn_scale: f64,
+}
+
+/// The feed-forward gate's activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    Silu,
+    /// GELU, tanh approximation (ggml's `gelu`).
+    Gelu,
 }
 
 pub(crate) struct Layer {
@@ -51,11 +99,25 @@ pub(crate) struct Layer {
     pub wq: Linear,
     pub wk: Linear,
     pub wv: Linear,
+    /// Q/K/V biases (qwen2).
+    pub bq: Option<Tensor>,
+    pub bk: Option<Tensor>,
+    pub bv: Option<Tensor>,
+    /// Per-head RMS norms of queries and keys (gemma3).
+    pub q_norm: Option<Tensor>,
+    pub k_norm: Option<Tensor>,
     pub wo: Linear,
+    /// Norm of the attention output before the residual add (gemma3).
+    pub post_attn_norm: Option<Tensor>,
     pub ffn_norm: Tensor,
     pub w_gate: Linear,
     pub w_up: Linear,
     pub w_down: Linear,
+    /// Norm of the feed-forward output before the residual add (gemma3).
+    pub post_ffw_norm: Option<Tensor>,
+    /// A sliding-window layer: sees `sliding_window` tokens back and uses
+    /// the local RoPE base.
+    pub local: bool,
 }
 
 /// The weights of a loaded Llama model.
@@ -67,6 +129,11 @@ pub struct Llama {
     pub(crate) output: Linear,
     /// Per-pair inverse frequencies, `rope_dim / 2` values.
     pub(crate) inv_freq: Vec<f32>,
+    /// The same for sliding-window layers.
+    pub(crate) inv_freq_swa: Vec<f32>,
+    /// Token embeddings are multiplied by this (gemma3: `sqrt(n_embd)`).
+    pub(crate) embd_scale: Option<f64>,
+    pub(crate) activation: Activation,
     pub(crate) device: Device,
 }
 
@@ -164,13 +231,18 @@ impl Llama {
         }
     }
 
-    fn rope_tables(&self, pos: usize, len: usize) -> candle_core::Result<(Tensor, Tensor)> {
-        let half = self.inv_freq.len();
+    fn rope_tables(
+        &self,
+        inv_freq: &[f32],
+        pos: usize,
+        len: usize,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let half = inv_freq.len();
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
         for p in pos..pos + len {
             let p = p as f32 * self.config.rope_freq_scale;
-            for f in &self.inv_freq {
+            for f in inv_freq {
                 let theta = p * f;
                 cos.push(theta.cos());
                 sin.push(theta.sin());
@@ -182,18 +254,54 @@ impl Llama {
         ))
     }
 
-    /// Rotates the first `rope_dim` dimensions of each head, pairwise
-    /// adjacent as llama.cpp's `LLAMA_ROPE_TYPE_NORM` for `llama` does.
+    /// Rotates the first `rope_dim` dimensions of each head: adjacent pairs
+    /// as llama.cpp's `LLAMA_ROPE_TYPE_NORM` for `llama`, the two halves as
+    /// its `LLAMA_ROPE_TYPE_NEOX` for qwen2 and gemma3.
     fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
         let head_dim = self.config.head_dim;
         let rope_dim = self.config.rope_dim;
+        let rotate = |x: &Tensor| {
+            if self.config.arch.rope_neox() {
+                candle_nn::rotary_emb::rope(x, cos, sin)
+            } else {
+                candle_nn::rotary_emb::rope_i(x, cos, sin)
+            }
+        };
         if rope_dim == head_dim {
-            return candle_nn::rotary_emb::rope_i(&x.contiguous()?, cos, sin);
+            return rotate(&x.contiguous()?);
         }
         let rot = x.narrow(D::Minus1, 0, rope_dim)?.contiguous()?;
         let pass = x.narrow(D::Minus1, rope_dim, head_dim - rope_dim)?;
-        let rot = candle_nn::rotary_emb::rope_i(&rot, cos, sin)?;
+        let rot = rotate(&rot)?;
         Tensor::cat(&[&rot, &pass], D::Minus1)
+    }
+
+    /// The additive attention mask for queries at `pos..pos + t`: key `j` is
+    /// hidden from query `i` when it lies ahead of it or, with a `window`,
+    /// `window` or more positions behind it. `None` when nothing is hidden.
+    fn mask(
+        &self,
+        pos: usize,
+        t: usize,
+        window: Option<usize>,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let total = pos + t;
+        let behind = |i: usize, j: usize| window.is_some_and(|w| pos + i >= j + w);
+        if t == 1 && !(0..total).any(|j| behind(0, j)) {
+            return Ok(None);
+        }
+        let m: Vec<f32> = (0..t)
+            .flat_map(|i| {
+                (0..total).map(move |j| {
+                    if j > pos + i || behind(i, j) {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    }
+                })
+            })
+            .collect();
+        Ok(Some(Tensor::from_vec(m, (1, 1, t, total), &self.device)?))
     }
 
     /// Runs `tokens` at positions `cache.len()..` and returns the hidden
@@ -213,59 +321,77 @@ impl Llama {
         }
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.tok_embd.embedding(&ids)?.unsqueeze(0)?; // (1, t, embd)
-        let (cos, sin) = self.rope_tables(pos, t)?;
-        let mask = if t > 1 {
-            // Query i (at pos + i) sees keys 0..=pos + i.
-            let total = pos + t;
-            let m: Vec<f32> = (0..t)
-                .flat_map(|i| {
-                    (0..total).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 })
-                })
-                .collect();
-            Some(Tensor::from_vec(m, (1, 1, t, total), &self.device)?)
+        if let Some(s) = self.embd_scale {
+            x = (x * s)?;
+        }
+        let global = self.rope_tables(&self.inv_freq, pos, t)?;
+        let any_local = self.layers.iter().any(|l| l.local);
+        let local = if any_local {
+            Some(self.rope_tables(&self.inv_freq_swa, pos, t)?)
         } else {
             None
         };
-        let scale = 1.0 / (c.head_dim as f64).sqrt();
+        let mask = self.mask(pos, t, None)?;
+        let mask_swa = match (any_local, c.sliding_window) {
+            (true, Some(w)) => self.mask(pos, t, Some(w))?,
+            _ => None,
+        };
         let n_rep = c.n_head / c.n_head_kv;
+        let eps = c.rms_eps;
+        let bias = |x: Tensor, b: &Option<Tensor>| match b {
+            Some(b) => x.broadcast_add(b),
+            None => Ok(x),
+        };
+        let norm = |x: Tensor, w: &Option<Tensor>| match w {
+            Some(w) => candle_nn::ops::rms_norm(&x.contiguous()?, w, eps),
+            None => Ok(x),
+        };
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let ((cos, sin), mask) = match (&local, layer.local) {
+                (Some(tables), true) => (tables, &mask_swa),
+                _ => (&global, &mask),
+            };
             let residual = x.clone();
-            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps)?;
-            let q = layer.wq.forward(&h)?;
-            let k = layer.wk.forward(&h)?;
-            let v = layer.wv.forward(&h)?;
-            let q = q.reshape((1, t, c.n_head, c.head_dim))?.transpose(1, 2)?;
-            let k = k
-                .reshape((1, t, c.n_head_kv, c.head_dim))?
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
+            let q = bias(layer.wq.forward(&h)?, &layer.bq)?;
+            let k = bias(layer.wk.forward(&h)?, &layer.bk)?;
+            let v = bias(layer.wv.forward(&h)?, &layer.bv)?;
+            let q =
+                norm(q.reshape((1, t, c.n_head, c.head_dim))?, &layer.q_norm)?.transpose(1, 2)?;
+            let k = norm(k.reshape((1, t, c.n_head_kv, c.head_dim))?, &layer.k_norm)?
                 .transpose(1, 2)?;
             let v = v
                 .reshape((1, t, c.n_head_kv, c.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()?;
-            let q = self.rope(&q, &cos, &sin)?;
-            let k = self.rope(&k, &cos, &sin)?;
+            let q = self.rope(&q, cos, sin)?;
+            let k = self.rope(&k, cos, sin)?;
             let (k, v) = kv.append(&k.contiguous()?, &v)?;
             let k = repeat_kv(&k, n_rep)?;
             let v = repeat_kv(&v, n_rep)?;
-            let att = (q.matmul(&k.t()?)? * scale)?;
-            let att = match &mask {
+            let att = (q.matmul(&k.t()?)? * c.attn_scale)?;
+            let att = match mask {
                 Some(m) => att.broadcast_add(m)?,
                 None => att,
             };
             let att = candle_nn::ops::softmax_last_dim(&att)?;
             let y = att.matmul(&v.contiguous()?)?; // (1, h, t, d)
             let y = y.transpose(1, 2)?.reshape((1, t, c.n_head * c.head_dim))?;
-            let y = layer.wo.forward(&y)?;
+            let y = norm(layer.wo.forward(&y)?, &layer.post_attn_norm)?;
             x = (y + residual)?;
 
             let residual = x.clone();
-            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;
-            let gate = layer.w_gate.forward(&h)?.silu()?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
+            let gate = layer.w_gate.forward(&h)?;
+            let gate = match self.activation {
+                Activation::Silu => gate.silu()?,
+                Activation::Gelu => gate.gelu()?,
+            };
             let up = layer.w_up.forward(&h)?;
-            let y = layer.w_down.forward(&(gate * up)?)?;
+            let y = norm(layer.w_down.forward(&(gate * up)?)?, &layer.post_ffw_norm)?;
             x = (y + residual)?;
         }
-        let x = candle_nn::ops::rms_norm(&x, &self.output_norm, c.rms_eps)?;
+        let x = candle_nn::ops::rms_norm(&x, &self.output_norm, eps)?;
         x.squeeze(0)
     }
 

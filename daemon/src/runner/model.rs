@@ -12,7 +12,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 
-use super::llama::{linear, Cache, Layer, Llama, LlamaConfig};
+use super::llama::{linear, Activation, Arch, Cache, Layer, Llama, LlamaConfig};
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,7 @@ pub enum ModelError {
         message: String,
     },
     /// `general.architecture` names something we cannot run.
-    #[error("unsupported model architecture `{0}`; llmpm runs `llama`")]
+    #[error("unsupported model architecture `{0}`; llmpm runs `llama`, `qwen2` and `gemma3`")]
     Architecture(String),
     /// A metadata key is missing or has the wrong type or value.
     #[error("bad model metadata: `{key}` {why}")]
@@ -76,9 +76,6 @@ impl From<candle_core::Error> for ModelError {
         ModelError::Compute(e.to_string())
     }
 }
-
-/// The architectures we know how to run, for the error message.
-const SUPPORTED: &[&str] = &["llama"];
 
 /// A loaded model: the weights plus what the runner needs to know about them.
 #[derive(Debug)]
@@ -143,8 +140,10 @@ fn required(md: &HashMap<String, Value>, key: &str, limit: u64) -> Result<usize,
     }
 }
 
-fn read_config(md: &HashMap<String, Value>, arch: &str) -> Result<LlamaConfig, ModelError> {
-    let k = |s: &str| format!("{arch}.{s}");
+fn read_config(md: &HashMap<String, Value>, arch_name: &str) -> Result<LlamaConfig, ModelError> {
+    let arch =
+        Arch::from_name(arch_name).ok_or_else(|| ModelError::Architecture(arch_name.into()))?;
+    let k = |s: &str| format!("{arch_name}.{s}");
     let n_layer = required(md, &k("block_count"), 1 << 12)?;
     let n_embd = required(md, &k("embedding_length"), 1 << 20)?;
     let n_head = required(md, &k("attention.head_count"), 1 << 12)?;
@@ -153,11 +152,25 @@ fn read_config(md: &HashMap<String, Value>, arch: &str) -> Result<LlamaConfig, M
         Some(_) => required(md, &k("attention.head_count_kv"), 1 << 12)?,
     };
     let n_ff = required(md, &k("feed_forward_length"), 1 << 24)?;
-    if n_embd % n_head != 0 {
-        return Err(ModelError::Metadata {
-            key: k("embedding_length"),
-            why: format!("({n_embd}) is not a multiple of the head count ({n_head})"),
-        });
+    let head_dim = match meta_u64(md, &k("attention.key_length"))? {
+        Some(_) => required(md, &k("attention.key_length"), 1 << 16)?,
+        None if n_embd % n_head != 0 => {
+            return Err(ModelError::Metadata {
+                key: k("embedding_length"),
+                why: format!("({n_embd}) is not a multiple of the head count ({n_head})"),
+            })
+        }
+        None => n_embd / n_head,
+    };
+    if let Some(v) = meta_u64(md, &k("attention.value_length"))? {
+        if v != head_dim as u64 {
+            return Err(ModelError::Metadata {
+                key: k("attention.value_length"),
+                why: format!(
+                    "({v}) differs from the key length ({head_dim}); llmpm needs them equal"
+                ),
+            });
+        }
     }
     if n_head % n_head_kv != 0 {
         return Err(ModelError::Metadata {
@@ -165,7 +178,6 @@ fn read_config(md: &HashMap<String, Value>, arch: &str) -> Result<LlamaConfig, M
             why: format!("({n_head_kv}) does not divide the head count ({n_head})"),
         });
     }
-    let head_dim = n_embd / n_head;
     let rope_dim = match meta_u64(md, &k("rope.dimension_count"))? {
         None => head_dim,
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
@@ -177,6 +189,12 @@ fn read_config(md: &HashMap<String, Value>, arch: &str) -> Result<LlamaConfig, M
         });
     }
     let rope_freq_base = meta_f32(md, &k("rope.freq_base"))?.unwrap_or(10_000.0);
+    // llama.cpp's default for Gemma 3's local layers when the file is silent.
+    let rope_freq_base_swa = meta_f32(md, &k("rope.freq_base_swa"))?.unwrap_or(10_000.0);
+    let sliding_window = match (arch, meta_u64(md, &k("attention.sliding_window"))?) {
+        (Arch::Gemma3, Some(_)) => Some(required(md, &k("attention.sliding_window"), 1 << 24)?),
+        _ => None,
+    };
     let rms_eps = meta_f32(md, &k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5);
     let scaling = match md.get(&k("rope.scaling.type")) {
         Some(Value::String(s)) => s.as_str(),
@@ -201,6 +219,7 @@ fn read_config(md: &HashMap<String, Value>, arch: &str) -> Result<LlamaConfig, M
         _ => 2048,
     };
     Ok(LlamaConfig {
+        arch,
         n_layer,
         n_embd,
         n_head,
@@ -213,6 +232,9 @@ fn read_config(md: &HashMap<String, Value>, arch: &str) -> Result<LlamaConfig, M
         rope_freq_scale,
         rms_eps,
         context_length,
+        sliding_window,
+        rope_freq_base_swa,
+        attn_scale: 1.0 / (head_dim as f64).sqrt(),
     })
 }
 
@@ -251,6 +273,20 @@ impl Loader<'_> {
                 name: name.into(),
                 message: e.to_string(),
             })
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
+    /// `f32` of `name` when `want`; a missing tensor is an error only then.
+    fn f32_if(
+        &mut self,
+        want: bool,
+        name: &str,
+        expected: &[usize],
+    ) -> Result<Option<Tensor>, ModelError> {
+        want.then(|| self.f32(name, expected)).transpose()
     }
 
     fn f32(&mut self, name: &str, expected: &[usize]) -> Result<Tensor, ModelError> {
@@ -292,9 +328,6 @@ impl Model {
                 })
             }
         };
-        if !SUPPORTED.contains(&arch.as_str()) {
-            return Err(ModelError::Architecture(arch));
-        }
         let mut config = read_config(&content.metadata, &arch)?;
         let mut l = Loader {
             content: &content,
@@ -313,11 +346,16 @@ impl Model {
             }
         };
         config.n_vocab = n_vocab;
-        let (e, ff, kv) = (
+        let (e, ff, qd, kv) = (
             config.n_embd,
             config.n_ff,
+            config.n_head * config.head_dim,
             config.n_head_kv * config.head_dim,
         );
+        let (qwen2, gemma3) = (config.arch == Arch::Qwen2, config.arch == Arch::Gemma3);
+        let hd = config.head_dim;
+        // Gemma 3: every sixth layer is global, the rest see a window.
+        const SWA_PATTERN: usize = 6;
         let tok_embd = Arc::new(l.qtensor("token_embd.weight", &[n_vocab, e])?);
         let mut layers = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
@@ -329,16 +367,32 @@ impl Model {
                     message: e.to_string(),
                 })
             };
+            let b = |p: &str| format!("blk.{i}.{p}.bias");
+            // Biases are qwen2's; any architecture may carry them.
+            let (bq, bk, bv) = (b("attn_q"), b("attn_k"), b("attn_v"));
+            let (hq, hk, hv) = (
+                qwen2 || l.has(&bq),
+                qwen2 || l.has(&bk),
+                qwen2 || l.has(&bv),
+            );
             layers.push(Layer {
                 attn_norm: l.f32(&n("attn_norm"), &[e])?,
-                wq: mm(&mut l, n("attn_q"), &[e, e])?,
+                wq: mm(&mut l, n("attn_q"), &[qd, e])?,
                 wk: mm(&mut l, n("attn_k"), &[kv, e])?,
                 wv: mm(&mut l, n("attn_v"), &[kv, e])?,
-                wo: mm(&mut l, n("attn_output"), &[e, e])?,
+                bq: l.f32_if(hq, &bq, &[qd])?,
+                bk: l.f32_if(hk, &bk, &[kv])?,
+                bv: l.f32_if(hv, &bv, &[kv])?,
+                q_norm: l.f32_if(gemma3, &n("attn_q_norm"), &[hd])?,
+                k_norm: l.f32_if(gemma3, &n("attn_k_norm"), &[hd])?,
+                wo: mm(&mut l, n("attn_output"), &[e, qd])?,
+                post_attn_norm: l.f32_if(gemma3, &n("post_attention_norm"), &[e])?,
                 ffn_norm: l.f32(&n("ffn_norm"), &[e])?,
                 w_gate: mm(&mut l, n("ffn_gate"), &[ff, e])?,
                 w_up: mm(&mut l, n("ffn_up"), &[ff, e])?,
                 w_down: mm(&mut l, n("ffn_down"), &[e, ff])?,
+                post_ffw_norm: l.f32_if(gemma3, &n("post_ffw_norm"), &[e])?,
+                local: config.sliding_window.is_some() && (i + 1) % SWA_PATTERN != 0,
             });
         }
         let output_norm = l.f32("output_norm.weight", &[e])?;
@@ -349,14 +403,14 @@ impl Model {
             linear(tok_embd.clone())?
         };
         let half = config.rope_dim / 2;
-        let mut inv_freq: Vec<f32> = (0..half)
-            .map(|i| {
-                config
-                    .rope_freq_base
-                    .powf(-2.0 * i as f32 / config.rope_dim as f32)
-            })
-            .collect();
-        if content.tensor_infos.contains_key("rope_freqs.weight") {
+        let freqs = |base: f32| -> Vec<f32> {
+            (0..half)
+                .map(|i| base.powf(-2.0 * i as f32 / config.rope_dim as f32))
+                .collect()
+        };
+        let mut inv_freq = freqs(config.rope_freq_base);
+        let inv_freq_swa = freqs(config.rope_freq_base_swa);
+        if config.arch == Arch::Llama && content.tensor_infos.contains_key("rope_freqs.weight") {
             let factors = l.f32("rope_freqs.weight", &[half])?.to_vec1::<f32>()?;
             for (f, k) in inv_freq.iter_mut().zip(factors) {
                 if !(k.is_finite() && k > 0.0) {
@@ -376,6 +430,13 @@ impl Model {
                 output_norm,
                 output,
                 inv_freq,
+                inv_freq_swa,
+                embd_scale: gemma3.then_some((e as f64).sqrt()),
+                activation: if gemma3 {
+                    Activation::Gelu
+                } else {
+                    Activation::Silu
+                },
                 device: device.clone(),
             },
         })
