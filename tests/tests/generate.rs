@@ -273,6 +273,34 @@ fn long_chat_is_cut_to_the_context() {
     assert!(n > 0 && n < 128, "prompt of {n} tokens");
 }
 
+/// `format: "json"` holds even a random model to a JSON object; a format
+/// that is neither "json" nor a schema is refused.
+#[test]
+fn format_json_constrains_the_output() {
+    let ctx = setup();
+    let r = post(
+        &ctx,
+        "/api/generate",
+        &json!({"model": "tiny", "prompt": "Hello", "format": "json", "stream": false,
+            "options": {"temperature": 0.8, "seed": 7, "num_predict": 200}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let text = v["response"].as_str().unwrap();
+    assert!(text.trim_start().starts_with('{'), "{text:?}");
+    if v["done_reason"] == "stop" {
+        let parsed: Value = serde_json::from_str(text).unwrap();
+        assert!(parsed.is_object());
+    }
+    let r = post(
+        &ctx,
+        "/api/generate",
+        &json!({"model": "tiny", "prompt": "Hello", "format": 5, "stream": false}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("`format`"), "{}", r.text());
+}
+
 /// A model the runner cannot load: the client gets the runner's reason,
 /// not a pointer to a log, and the daemon keeps serving.
 #[test]

@@ -202,6 +202,21 @@ fn is_zero(keep_alive: Option<&serde_json::Value>) -> bool {
     }
 }
 
+/// Whether a request's `format` asks for JSON: `"json"`, or a JSON schema
+/// (an object), which llmpm answers with a valid JSON object without yet
+/// holding it to the schema; absent or `""` is free text.
+pub(super) fn wants_json(format: Option<&serde_json::Value>) -> Result<bool, ApiError> {
+    match format {
+        None | Some(serde_json::Value::Null) => Ok(false),
+        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(false),
+        Some(serde_json::Value::String(s)) if s == "json" => Ok(true),
+        Some(serde_json::Value::Object(_)) => Ok(true),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "invalid `format` {other}: use \"json\" or a JSON schema object"
+        ))),
+    }
+}
+
 /// A generation's events, as the runner reports them.
 pub(super) enum Event {
     /// Text since the last event.
@@ -217,6 +232,7 @@ pub(super) async fn start(
     opts: &Options,
     prompt: String,
     add_bos: bool,
+    json: bool,
 ) -> Result<(mpsc::Receiver<Result<Event, ApiError>>, u64), ApiError> {
     let ready = runners.ensure(&info.blob, opts.num_ctx).await?;
     let req = RunnerRequest::Completion(CompletionRequest {
@@ -226,6 +242,7 @@ pub(super) async fn start(
         num_keep: opts.num_keep,
         stop: opts.stop.clone(),
         sampler: opts.sampler.clone(),
+        json,
     });
     let mut answer = client::call(&ready.socket, &req).await?;
     let (tx, rx) = mpsc::channel(32);
@@ -350,6 +367,7 @@ pub async fn generate(
     let started = Instant::now();
     let info = model_info(&state, &req.model).await?;
     let opts = info.options(req.options.as_ref())?;
+    let json = wants_json(req.format.as_ref())?;
     let model = req.model.clone();
     if req.prompt.is_empty() && is_zero(req.keep_alive.as_ref()) {
         // `keep_alive: 0` with no prompt unloads, as in Ollama (`ollama stop`).
@@ -397,7 +415,7 @@ pub async fn generate(
         }];
         info.render(own.as_ref(), system.as_deref(), &messages)?
     };
-    let (rx, load) = start(&state.runners, &info, &opts, prompt, add_bos).await?;
+    let (rx, load) = start(&state.runners, &info, &opts, prompt, add_bos, json).await?;
     Ok(respond(rx, req.stream.unwrap_or(true), move |text, last| {
         GenerateResponse {
             model: model.clone(),
@@ -419,6 +437,7 @@ pub async fn chat(
     let started = Instant::now();
     let info = model_info(&state, &req.model).await?;
     let opts = info.options(req.options.as_ref())?;
+    let json = wants_json(req.format.as_ref())?;
     let model = req.model.clone();
     let assistant = |content: String| Message {
         role: "assistant".into(),
@@ -443,7 +462,7 @@ pub async fn chat(
     let (prompt, add_bos, load0) = info
         .render_fitting(&state.runners, &opts, info.system.as_deref(), &req.messages)
         .await?;
-    let (rx, load) = start(&state.runners, &info, &opts, prompt, add_bos).await?;
+    let (rx, load) = start(&state.runners, &info, &opts, prompt, add_bos, json).await?;
     let load = load + load0;
     Ok(respond(rx, req.stream.unwrap_or(true), move |text, last| {
         ChatResponse {
