@@ -75,6 +75,12 @@ pub struct RunArgs {
     /// Print the timings after each answer (to stderr)
     #[arg(long)]
     pub verbose: bool,
+    /// Answer format: `json` holds the answer to one JSON object
+    #[arg(long)]
+    pub format: Option<String>,
+    /// How long the model stays loaded after this run ("5m", "1h", "0", "-1")
+    #[arg(long)]
+    pub keepalive: Option<String>,
 }
 
 /// `llmpm list`.
