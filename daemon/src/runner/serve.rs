@@ -133,7 +133,8 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<()> {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             if std::os::unix::process::parent_id() != parent {
-                tracing::info!("the daemon is gone; runner exiting");
+                // No log line: stderr is a pipe to the dead daemon, and
+                // tracing-subscriber panics when it cannot report that.
                 std::process::exit(0);
             }
         }
