@@ -161,14 +161,6 @@ class Llmpm:
         return None
 
 
-def prompt_of(n_tokens_hint):
-    # Varied words so the byte-level vocabulary gives roughly one token per
-    # word; the count that matters is the runner's own prompt_eval_count.
-    words = ["alpha", "beta", "gamma", "delta", "river", "stone", "cloud", "seven",
-             "north", "amber", "quiet", "metal", "ocean", "paper", "light", "green"]
-    return " ".join(words[i % len(words)] + str(i % 7) for i in range(n_tokens_hint))
-
-
 def llmpm_bench(llm, name, threads, rounds):
     opts = {"temperature": 0, "num_thread": threads}
     # Cold load (the first request after create), empty prompt: only loads.
@@ -176,7 +168,9 @@ def llmpm_bench(llm, name, threads, rounds):
     load = last.get("load_duration", 0) / 1e9
     pp = []
     ttft = []
-    prompt = prompt_of(512)
+    # " the" is one token in the generated vocabulary (and most others):
+    # with BOS, a 512-token prompt.
+    prompt = "the" + " the" * 510
     for _ in range(rounds):
         first, last = llm.generate({"model": name, "prompt": prompt, "raw": True,
                                     "options": dict(opts, num_predict=1)})
@@ -214,19 +208,23 @@ def main():
                 ours = llmpm_bench(llm, name, args.threads, args.rounds)
                 # Unload before the next file, so memory figures stay apart.
                 llm.generate({"model": name, "prompt": "", "keep_alive": 0})
+                if not rows:
+                    print(f"\nthreads: {args.threads}; llmpm prompt tokens {ours['n_prompt']}, "
+                          f"decode tokens {ours['n_gen']}")
+                    print(f"{'file':8} {'metric':12} {'llmpm':>10} {'llama.cpp':>10} {'ratio':>7}")
                 rows.append((ftype, ours, ref))
+                print_rows(ftype, ours, ref)
         finally:
             llm.close()
-    print(f"\nthreads: {args.threads}; llmpm prompt tokens {rows[-1][1]['n_prompt']}, "
-          f"decode tokens {rows[-1][1]['n_gen']}")
-    print(f"{'file':8} {'metric':8} {'llmpm':>10} {'llama.cpp':>10} {'ratio':>7}")
-    for ftype, ours, ref in rows:
-        for key, unit in (("pp512", "t/s"), ("tg128", "t/s"), ("ttft", "s"), ("load", "s"),
-                          ("rss_mib", "MiB")):
-            a, b = ours[key], ref[key]
-            ratio = f"{a / b:.2f}" if a and b else "-"
-            fa = f"{a:.2f}" if a is not None else "-"
-            print(f"{ftype:8} {key + ' ' + unit:12} {fa:>10} {b:10.2f} {ratio:>7}")
+
+
+def print_rows(ftype, ours, ref):
+    for key, unit in (("pp512", "t/s"), ("tg128", "t/s"), ("ttft", "s"), ("load", "s"),
+                      ("rss_mib", "MiB")):
+        a, b = ours[key], ref[key]
+        ratio = f"{a / b:.2f}" if a and b else "-"
+        fa = f"{a:.2f}" if a is not None else "-"
+        print(f"{ftype:8} {key + ' ' + unit:12} {fa:>10} {b:10.2f} {ratio:>7}", flush=True)
 
 
 if __name__ == "__main__":

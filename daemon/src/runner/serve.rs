@@ -98,7 +98,7 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<()> {
     let path = args.model.clone();
     let num_ctx = args.num_ctx;
     let engine = tokio::task::spawn_blocking(move || -> anyhow::Result<Engine> {
-        let model = Model::load(&path, &Device::Cpu)?;
+        let model = Model::load(&path, &device()?)?;
         let file =
             GgufFile::open(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
         let codec: Box<dyn TextCodec> = match crate::tokenizer::Tokenizer::from_gguf(&file) {
@@ -450,6 +450,19 @@ fn piece(content: String) -> CompletionChunk {
         content,
         ..CompletionChunk::default()
     }
+}
+
+/// Where the weights go: the first CUDA GPU when built with the `cuda`
+/// feature and one is present, else the CPU.
+fn device() -> anyhow::Result<Device> {
+    #[cfg(feature = "cuda")]
+    {
+        let d = Device::cuda_if_available(0).context("cannot initialise CUDA")?;
+        tracing::info!(cuda = d.is_cuda(), "runner device");
+        Ok(d)
+    }
+    #[cfg(not(feature = "cuda"))]
+    Ok(Device::Cpu)
 }
 
 /// `llmpmd runner …`: parses, sets the thread count, runs.
