@@ -278,6 +278,9 @@ impl InFlight {
     }
 }
 
+/// A finished part's message to the journal thread: answered once recorded.
+type PartDone = tokio::sync::oneshot::Sender<()>;
+
 /// One download task.
 #[derive(Clone)]
 struct Job {
@@ -361,31 +364,36 @@ impl Job {
         Ok(())
     }
 
-    /// Keeps the disk busy behind the network until `stop` fires: fsync what
-    /// has arrived, record it, repeat. The data reaches the disk while the
-    /// rest is still downloading, so the blob's final fsync has little left,
-    /// and a killed daemon loses only the last round.
+    /// Keeps the disk busy behind the network until every sender of `pings`
+    /// is gone: fsync what has arrived, record it, repeat. The data reaches
+    /// the disk while the rest is still downloading, so the blob's final
+    /// fsync has little left, and a killed daemon loses only the last round.
+    /// A worker that finishes a part waits for this record before it starts
+    /// the next, so a killed daemon never loses a whole part.
     fn journal_loop(
         &self,
         file: &File,
         parts: &[Part],
         part_size: u64,
-        stop: &std::sync::mpsc::Receiver<()>,
+        pings: &std::sync::mpsc::Receiver<PartDone>,
     ) {
         let total = || -> u64 { parts.iter().map(|p| p.done.load(Ordering::Acquire)).sum() };
         let mut last = total();
         loop {
-            match stop.recv_timeout(JOURNAL_IDLE) {
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                _ => return,
-            }
+            let ack = match pings.recv_timeout(JOURNAL_IDLE) {
+                Ok(ack) => Some(ack),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            };
             let now = total();
-            if now == last {
-                continue;
+            if now != last {
+                last = now;
+                if let Err(e) = self.save_journal(file, parts, part_size) {
+                    tracing::warn!(error = %e, "cannot write the download journal");
+                }
             }
-            last = now;
-            if let Err(e) = self.save_journal(file, parts, part_size) {
-                tracing::warn!(error = %e, "cannot write the download journal");
+            if let Some(ack) = ack {
+                let _ = ack.send(());
             }
         }
     }
@@ -472,7 +480,7 @@ impl Job {
             })
         };
 
-        let (journal_stop, journal_rx) = std::sync::mpsc::channel::<()>();
+        let (journal_ping, journal_rx) = std::sync::mpsc::channel::<PartDone>();
         let journaler = {
             let job = self.clone();
             let file = file.clone();
@@ -501,6 +509,7 @@ impl Job {
                 ping: ping_tx.clone(),
                 cancel: self.shared.cancel.clone(),
                 path: path.clone(),
+                part_done: journal_ping.clone(),
             };
             workers.spawn(w.run());
         }
@@ -531,7 +540,7 @@ impl Job {
                 }
             }
         }
-        drop(journal_stop);
+        drop(journal_ping);
         let _ = journaler.await;
         // Keep what arrived, whatever happens next.
         {
@@ -701,6 +710,8 @@ struct Worker {
     ping: std::sync::mpsc::SyncSender<()>,
     cancel: CancellationToken,
     path: PathBuf,
+    /// Tells the journal thread a part is whole, and hears when it is on record.
+    part_done: std::sync::mpsc::Sender<PartDone>,
 }
 
 impl Worker {
@@ -715,6 +726,10 @@ impl Worker {
             }
             let last = i + 1 == self.parts.len();
             self.fetch_part(part, last).await?;
+            let (ack, recorded) = tokio::sync::oneshot::channel();
+            if self.part_done.send(ack).is_ok() {
+                let _ = recorded.await;
+            }
         }
     }
 
