@@ -591,6 +591,20 @@ impl State {
             }
             return Step::Wait;
         }
+        let need = req.shape.estimate(req.num_ctx as u64);
+        let ours: u64 = self.runners.iter().map(|r| r.size).sum();
+        let budget = self.config.budget.total(ours);
+        if let Some(budget) = budget.filter(|b| need > *b) {
+            let err = SchedError::TooLarge {
+                name: req.name.clone(),
+                needs: need,
+                budget,
+                hint: self.config.budget.hint(),
+            };
+            tracing::warn!(model = %req.name, error = %err, "model refused");
+            self.answer(p, Err(err));
+            return Step::Answered;
+        }
         // Runners of this model with other options go once idle; the new
         // one loads after, so the two never hold memory together.
         let (mut others, mut retired) = (false, false);
@@ -609,9 +623,6 @@ impl State {
         if room_blocked {
             return Step::WaitForRoom;
         }
-        let need = req.shape.estimate(req.num_ctx as u64);
-        let ours: u64 = self.runners.iter().map(|r| r.size).sum();
-        let budget = self.config.budget.total(ours);
         let candidates: Vec<Candidate> = self
             .runners
             .iter()
@@ -622,18 +633,8 @@ impl State {
             })
             .collect();
         match plan(&candidates, need, self.config.max_loaded_models, budget) {
-            Plan::Never { budget } => {
-                let err = SchedError::TooLarge {
-                    name: req.name.clone(),
-                    needs: need,
-                    budget,
-                    hint: self.config.budget.hint(),
-                };
-                tracing::warn!(model = %req.name, error = %err, "model refused");
-                self.answer(p, Err(err));
-                Step::Answered
-            }
-            Plan::Wait => Step::WaitForRoom,
+            // Checked above; the budget has not changed since.
+            Plan::Never { .. } | Plan::Wait => Step::WaitForRoom,
             Plan::Load { evict } => {
                 let victims: Vec<u64> = evict.iter().map(|&i| self.runners[i].id).collect();
                 let name = self.pending[p].req.name.clone();
