@@ -795,7 +795,7 @@ impl State {
                 pid: r.pid,
             })
             .collect();
-        out.sort_by(|a, b| b.expires_at.cmp(&a.expires_at));
+        out.sort_by_key(|r| std::cmp::Reverse(r.expires_at));
         out
     }
 }
