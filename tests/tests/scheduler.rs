@@ -343,13 +343,15 @@ fn keep_alive_stop_and_ps() {
 
     // "1s": loaded, then unloaded about a second later.
     generate(&ctx, "a", json!({"keep_alive": "1s"}));
-    let models = ps(&ctx);
-    assert_eq!(models.len(), 1, "{models:?}");
-    let left = seconds_until(models[0]["expires_at"].as_str().unwrap());
-    assert!(left <= 1.0, "expires in {left}s");
+    // Still loaded, unless this machine took over a second to ask.
+    if let Some(m) = ps(&ctx).first() {
+        let left = seconds_until(m["expires_at"].as_str().unwrap());
+        assert!(left <= 1.0, "expires in {left}s: {m}");
+    }
     wait_for("`a` unloaded after keep_alive 1s", || {
         loaded(&ctx).is_empty()
     });
+    // By its timer, not as keep_alive 0 would unload it.
     assert!(
         ctx.daemon_log().contains("keep_alive expired"),
         "{}",
