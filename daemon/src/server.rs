@@ -137,7 +137,7 @@ fn sched_config(config: &Config, exe: PathBuf) -> crate::sched::SchedConfig {
     use crate::sched::memory::{Budget, SystemMemory};
     let size = |n: u32| usize::try_from(n).unwrap_or(usize::MAX).max(1);
     crate::sched::SchedConfig {
-        exe,
+        launcher: Arc::new(crate::sched::ProcessLauncher { exe }),
         dir: config.home.join("runners"),
         keep_alive: config.keep_alive,
         max_loaded_models: size(config.max_loaded_models),

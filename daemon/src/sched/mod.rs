@@ -18,7 +18,11 @@
 //! not implemented), others wait in the queue.
 
 pub mod keep_alive;
+pub mod launch;
 pub mod memory;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod scenarios;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -26,13 +30,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use llmpm_spec::api::ModelDetails;
-use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use keep_alive::KeepAlive;
+pub use launch::{Launcher, ProcessLauncher, RunnerProcess};
 pub use memory::{Budget, ModelShape};
 
-use crate::runner::client::{self, ClientError};
+use crate::runner::client::ClientError;
 
 /// Ollama's words for a full queue; clients match on them.
 pub const BUSY_MESSAGE: &str = "server busy, please try again.  maximum pending requests exceeded";
@@ -40,8 +44,8 @@ pub const BUSY_MESSAGE: &str = "server busy, please try again.  maximum pending 
 /// How the scheduler is set up (from the daemon's configuration).
 #[derive(Debug)]
 pub struct SchedConfig {
-    /// The executable started as `exe runner …`.
-    pub exe: PathBuf,
+    /// Starts runners (`llmpmd runner` processes; a fake in tests).
+    pub launcher: Arc<dyn Launcher>,
     /// Where runner sockets go.
     pub dir: PathBuf,
     /// `keep_alive` for requests that give none.
@@ -197,7 +201,7 @@ enum Msg {
     },
     Loaded {
         id: u64,
-        result: Result<Child, ClientError>,
+        result: Result<Box<dyn RunnerProcess>, ClientError>,
         load_duration: u64,
     },
     Exited {
@@ -431,6 +435,8 @@ impl State {
         while let Some(msg) = rx.recv().await {
             match msg {
                 Msg::Acquire { req, reply } => {
+                    // Clients that gave up waiting do not hold places.
+                    self.pending.retain(|p| !p.reply.is_closed());
                     if self.pending.len() >= self.config.max_queue.max(1) {
                         tracing::warn!(model = %req.name, queued = self.pending.len(), "request refused: the queue is full (max_queue)");
                         let _ = reply.send(Err(SchedError::Busy));
@@ -711,12 +717,16 @@ impl State {
             generation: 0,
             retire: None,
         });
-        let exe = self.config.exe.clone();
-        let timeout = self.config.load_timeout;
+        let launch = self.config.launcher.launch(
+            req.model.clone(),
+            socket,
+            req.num_ctx,
+            self.config.load_timeout,
+        );
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let result = client::spawn(&exe, &socket, &req.model, req.num_ctx, timeout).await;
+            let result = launch.await;
             let _ = tx.send(Msg::Loaded {
                 id,
                 result,
@@ -725,7 +735,12 @@ impl State {
         });
     }
 
-    fn loaded(&mut self, id: u64, result: Result<Child, ClientError>, load_duration: u64) {
+    fn loaded(
+        &mut self,
+        id: u64,
+        result: Result<Box<dyn RunnerProcess>, ClientError>,
+        load_duration: u64,
+    ) {
         let Some(i) = self.runners.iter().position(|r| r.id == id) else {
             // Shut down meanwhile: dropping the child kills it.
             return;
@@ -734,7 +749,7 @@ impl State {
             Ok(child) => {
                 let (exit_tx, exit_rx) = watch::channel(None);
                 let (kill_tx, kill_rx) = oneshot::channel();
-                let pid = child.id();
+                let pid = child.pid();
                 tokio::spawn(watch_process(child, kill_rx, exit_tx, id, self.tx.clone()));
                 let r = &mut self.runners[i];
                 r.process = Some(Arc::new(Process {
@@ -804,23 +819,20 @@ impl State {
 /// scheduler when nobody asked for it) and kills it when `kill` resolves
 /// or is dropped.
 async fn watch_process(
-    mut child: Child,
+    mut child: Box<dyn RunnerProcess>,
     kill: oneshot::Receiver<()>,
     exit: watch::Sender<Option<String>>,
     id: u64,
     tx: mpsc::UnboundedSender<Msg>,
 ) {
-    let (status, asked) = tokio::select! {
-        s = child.wait() => (s, false),
+    let asked = tokio::select! {
+        _ = child.wait() => false,
         _ = kill => {
-            let _ = child.start_kill();
-            (child.wait().await, true)
+            child.kill();
+            true
         }
     };
-    let status = match status {
-        Ok(s) => s.to_string(),
-        Err(e) => format!("unknown status: {e}"),
-    };
+    let status = child.wait().await;
     let _ = exit.send(Some(status.clone()));
     if !asked {
         let _ = tx.send(Msg::Exited { id, status });
