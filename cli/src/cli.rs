@@ -79,6 +79,10 @@ pub struct RunArgs {
     /// Print the timings after each answer (to stderr)
     #[arg(long)]
     pub verbose: bool,
+    /// How long the model stays loaded after the answer (`5m`, `1h30m`, `0`
+    /// to unload, negative for forever); the daemon's default otherwise
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub keepalive: Option<String>,
 }
 
 /// `llmpm list` and `llmpm ps`.

@@ -521,3 +521,21 @@ fn another_num_ctx_reloads_the_model() {
     assert_eq!(models.len(), 1, "{models:?}");
     assert_eq!(models[0]["context_length"], 512);
 }
+
+#[test]
+fn run_keepalive_sets_how_long_the_model_stays() {
+    let ctx = setup(&[], &[]);
+    ctx.tiny_gguf("short.gguf", &TinyLlamaSpec::default());
+    std::fs::write(
+        ctx.work.join("Modelfile"),
+        "FROM ./short.gguf\nPARAMETER num_predict 3\n",
+    )
+    .unwrap();
+    assert_ok(&ctx.cli(&["create", "short", "-f", "Modelfile"]));
+    assert_ok(&ctx.cli(&["run", "short", "Hello", "--keepalive", "1h30m"]));
+    let left = seconds_until(ps(&ctx)[0]["expires_at"].as_str().unwrap());
+    assert!((5300.0..=5400.0).contains(&left), "expires in {left}s");
+    let out = ctx.cli(&["run", "short", "Hello", "--keepalive", "soon"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("keep_alive"), "{}", stderr(&out));
+}

@@ -75,6 +75,7 @@ async fn answer(
         model: args.model.clone(),
         messages: messages.to_vec(),
         stream: Some(true),
+        keep_alive: args.keepalive.clone().map(serde_json::Value::String),
         ..ChatRequest::default()
     };
     let mut body = client
