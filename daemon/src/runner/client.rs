@@ -105,8 +105,7 @@ pub async fn spawn(
         if started.elapsed() > timeout {
             let _ = child.start_kill();
             return Err(failed(format!(
-                "still loading after {}s (load_timeout)",
-                timeout.as_secs()
+                "killed: still loading after {timeout:?} (load_timeout)"
             )));
         }
         if let Ok(mut s) = call(socket, &RunnerRequest::Health).await {
@@ -182,4 +181,48 @@ fn relay_stderr(child: &mut Child) -> Arc<std::sync::Mutex<Option<String>>> {
         });
     }
     last
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// A runner that never becomes ready is killed after the load timeout,
+    /// and the error says so.
+    #[tokio::test]
+    async fn a_runner_that_never_answers_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("stuck-runner");
+        let pid_file = dir.path().join("pid");
+        std::fs::write(
+            &exe,
+            format!(
+                "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
+                pid_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.path().join("r.sock");
+        let timeout = Duration::from_millis(300);
+        let e = spawn(&exe, &socket, Path::new("m.gguf"), 64, timeout)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("load_timeout"), "{e}");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let proc_dir = PathBuf::from(format!("/proc/{}", pid.trim()));
+        // Gone, or a zombie until reaped: never still sleeping.
+        for _ in 0..100 {
+            let state = std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
+            if state.is_empty() || state.contains(") Z") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the stuck runner still runs");
+    }
 }
