@@ -742,7 +742,10 @@ impl State {
         load_duration: u64,
     ) {
         let Some(i) = self.runners.iter().position(|r| r.id == id) else {
-            // Shut down meanwhile: dropping the child kills it.
+            // Nobody wants it any more.
+            if let Ok(mut child) = result {
+                child.kill();
+            }
             return;
         };
         match result {
