@@ -539,3 +539,18 @@ fn run_keepalive_sets_how_long_the_model_stays() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("keep_alive"), "{}", stderr(&out));
 }
+
+/// A daemon killed with -9 cannot stop its runners; each notices its parent
+/// is gone and exits (its stderr, a pipe to the dead daemon, must not stop it).
+#[test]
+fn runners_exit_when_their_daemon_is_killed() {
+    let mut ctx = setup(&[], &["a"]);
+    generate(&ctx, "a", json!({}));
+    let pids = runner_pids(&ctx);
+    assert_eq!(pids.len(), 1);
+    ctx.daemon().kill9();
+    wait_for("the orphaned runner to exit", || {
+        std::fs::read_to_string(format!("/proc/{}/stat", pids[0]))
+            .map_or(true, |s| s.contains(") Z"))
+    });
+}
