@@ -554,3 +554,35 @@ fn runners_exit_when_their_daemon_is_killed() {
             .map_or(true, |s| s.contains(") Z"))
     });
 }
+
+/// CPU time a process has used, in clock ticks.
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    // utime and stime: fields 14 and 15, the 12th and 13th after the name.
+    fields
+        .get(11..13)
+        .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+}
+
+/// A client that stops reading mid-stream and then leaves must not wedge the
+/// model: the runner, blocked on the full pipe, is released, and the next
+/// request is answered.
+#[test]
+fn a_client_that_stalls_then_leaves_does_not_wedge_the_model() {
+    let ctx = setup(&[], &["a"]);
+    let stream = long_generation(&ctx, "a");
+    let pid = runner_pids(&ctx).pop().unwrap();
+    // Wait until every buffer is full and the runner stops computing.
+    let mut last = cpu_ticks(&pid);
+    wait_for("the runner to block on the unread stream", || {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = cpu_ticks(&pid);
+        std::mem::replace(&mut last, now) == now
+    });
+    drop(stream);
+    let v = generate(&ctx, "a", json!({}));
+    assert_eq!(v["done"], true);
+}
