@@ -347,3 +347,28 @@ async fn shutdown_stops_everything() {
     // The watcher kills the process once the scheduler lets go of it.
     until_killed(&fake, &["a"]).await;
 }
+
+#[tokio::test]
+async fn the_default_budget_is_the_memory_the_machine_has_free() {
+    #[derive(Debug)]
+    struct Machine(u64);
+    impl super::memory::MemoryInventory for Machine {
+        fn available(&self) -> Option<u64> {
+            Some(self.0)
+        }
+    }
+    let (s, fake) = start(|c| c.budget = Budget::Available(Box::new(Machine(10 << 20))));
+    let e = s.acquire(req("a", None)).await.unwrap_err().to_string();
+    assert!(
+        e.contains("needs 64 MiB but the memory budget is 10 MiB; free some memory"),
+        "{e}"
+    );
+    assert!(fake.launched().is_empty());
+    // What our own runners hold counts as free: unloading them gives it back.
+    let one = req("a", None).shape.estimate(128);
+    let (s, fake) = start(|c| c.budget = Budget::Available(Box::new(Machine(one))));
+    drop(s.acquire(req("a", None)).await.unwrap());
+    drop(s.acquire(req("b", None)).await.unwrap());
+    assert_eq!(names(&s).await, ["a:latest", "b:latest"]);
+    assert!(fake.killed().is_empty());
+}
