@@ -27,7 +27,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 cases=()
-for ftype in q8_0 f16; do
+for ftype in q8_0 q4_0 f16; do
     "$gen" --out "$work/$ftype.gguf" --ftype "$ftype" --layers $layers --embd $embd \
         --heads $heads --kv-heads $kv_heads --ff $ff --vocab $vocab --ctx $ctx --seed $seed
     ids="$("$probe" "$work/$ftype.gguf" $n_predict "$prompt" 2 2>/dev/null)"

@@ -79,8 +79,10 @@ pub struct RunArgs {
     /// Print the timings after each answer (to stderr)
     #[arg(long)]
     pub verbose: bool,
-    /// How long the model stays loaded after the answer (`5m`, `1h30m`, `0`
-    /// to unload, negative for forever); the daemon's default otherwise
+    /// Answer format: `json` holds the answer to one JSON object
+    #[arg(long)]
+    pub format: Option<String>,
+    /// How long the model stays loaded after this run ("5m", "1h", "0", "-1")
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub keepalive: Option<String>,
 }

@@ -127,15 +127,10 @@ fn generate_chat_embed_and_bad_options() {
     }
 }
 
-#[test]
-fn killed_runner_is_an_error_then_restarts() {
-    let ctx = setup();
-    let req = json!({"model": "tiny", "prompt": "Hello", "stream": false,
-        "options": {"temperature": 0, "num_predict": 4}});
-    assert_eq!(post(&ctx, "/api/generate", &req).status, 200);
-    // Kill every runner of this daemon.
-    let daemon = ctx.daemon.as_ref().unwrap().pid().to_string();
-    let pids: Vec<String> = std::fs::read_dir("/proc")
+/// The pids of `parent`'s child processes.
+fn children(parent: u32) -> Vec<String> {
+    let parent = parent.to_string();
+    std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -147,9 +142,43 @@ fn killed_runner_is_an_error_then_restarts() {
                 .split_whitespace()
                 .nth(1)?
                 .to_string();
-            (ppid == daemon).then(|| e.file_name().to_string_lossy().into_owned())
+            (ppid == parent).then(|| e.file_name().to_string_lossy().into_owned())
         })
-        .collect();
+        .collect()
+}
+
+/// A daemon killed with SIGKILL cannot stop its runners: they notice and
+/// exit on their own instead of holding the model's memory forever.
+#[test]
+fn runners_exit_when_the_daemon_is_killed() {
+    let mut ctx = setup();
+    let req = json!({"model": "tiny", "prompt": "Hello", "stream": false,
+        "options": {"num_predict": 2}});
+    assert_eq!(post(&ctx, "/api/generate", &req).status, 200);
+    let pids = children(ctx.daemon.as_ref().unwrap().pid());
+    assert!(!pids.is_empty(), "a runner child process exists");
+    ctx.daemon().kill9();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pids
+        .iter()
+        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runner(s) {pids:?} outlived the daemon"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn killed_runner_is_an_error_then_restarts() {
+    let ctx = setup();
+    let req = json!({"model": "tiny", "prompt": "Hello", "stream": false,
+        "options": {"temperature": 0, "num_predict": 4}});
+    assert_eq!(post(&ctx, "/api/generate", &req).status, 200);
+    // Kill every runner of this daemon.
+    let pids = children(ctx.daemon.as_ref().unwrap().pid());
     assert!(!pids.is_empty(), "a runner child process exists");
     for pid in &pids {
         std::process::Command::new("kill")
@@ -271,6 +300,34 @@ fn long_chat_is_cut_to_the_context() {
     assert_eq!(r.status, 200, "{}", r.text());
     let n = r.json()["prompt_eval_count"].as_u64().unwrap();
     assert!(n > 0 && n < 128, "prompt of {n} tokens");
+}
+
+/// `format: "json"` holds even a random model to a JSON object; a format
+/// that is neither "json" nor a schema is refused.
+#[test]
+fn format_json_constrains_the_output() {
+    let ctx = setup();
+    let r = post(
+        &ctx,
+        "/api/generate",
+        &json!({"model": "tiny", "prompt": "Hello", "format": "json", "stream": false,
+            "options": {"temperature": 0.8, "seed": 7, "num_predict": 200}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let text = v["response"].as_str().unwrap();
+    assert!(text.trim_start().starts_with('{'), "{text:?}");
+    if v["done_reason"] == "stop" {
+        let parsed: Value = serde_json::from_str(text).unwrap();
+        assert!(parsed.is_object());
+    }
+    let r = post(
+        &ctx,
+        "/api/generate",
+        &json!({"model": "tiny", "prompt": "Hello", "format": 5, "stream": false}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("`format`"), "{}", r.text());
 }
 
 /// A model the runner cannot load: the client gets the runner's reason,

@@ -179,3 +179,25 @@ fn gemma_continues_a_raw_prompt_through_api_generate() {
     assert_eq!(r["eval_count"], 12, "{r}");
     assert_eq!(r["done_reason"], "length", "{r}");
 }
+
+#[test]
+fn qwen_answers_in_json_when_asked() {
+    let Some(path) = model(QWEN) else { return };
+    let ctx = created(&path, "qwen-coder");
+    for format in [json!("json"), json!({"type": "object"})] {
+        let r = post(
+            &ctx,
+            "/api/chat",
+            &json!({"model": "qwen-coder", "stream": false, "format": format,
+                "options": {"temperature": 0, "num_predict": 64},
+                "messages": [{"role": "user", "content":
+                    "What is the capital of France? Answer as JSON with the key \"capital\"."}]}),
+        );
+        let content = r["message"]["content"].as_str().unwrap();
+        let v: Value =
+            serde_json::from_str(content).unwrap_or_else(|e| panic!("not JSON ({e}): {content:?}"));
+        assert!(v.is_object(), "{content}");
+        assert!(content.contains("Paris"), "{content}");
+        assert_eq!(r["done_reason"], "stop", "{r}");
+    }
+}

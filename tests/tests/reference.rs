@@ -37,6 +37,7 @@ fn spec(gen: &Value, ftype: &str) -> TinyLlamaSpec {
         seed: gen["seed"].as_u64().unwrap(),
         ftype: match ftype {
             "q8_0" => FileType::Q8_0,
+            "q4_0" => FileType::Q4_0,
             "f16" => FileType::F16,
             other => panic!("fixture ftype {other}"),
         },
@@ -69,7 +70,7 @@ fn greedy_ids_match_llama_cpp() {
     let fx = fixture();
     let dir = tempfile::tempdir().unwrap();
     let cases = fx["cases"].as_array().unwrap();
-    assert!(cases.len() >= 2, "the fixture covers Q8_0 and F16");
+    assert!(cases.len() >= 3, "the fixture covers Q8_0, Q4_0 and F16");
     for case in cases {
         let ftype = case["ftype"].as_str().unwrap();
         let model = load(dir.path(), &fx["gen"], ftype);

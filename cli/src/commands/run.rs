@@ -1,8 +1,10 @@
 //! `llmpm run MODEL [PROMPT…]`: one answer to a prompt (from the arguments
-//! or piped stdin), or a simple chat on a terminal (`/bye` or Ctrl-D leaves,
-//! `/clear` forgets the conversation). A missing model is pulled first.
+//! or piped stdin), or a chat on a terminal as `ollama run` has it: line
+//! editing and history, `"""` multi-line messages, `/set`, `/show`,
+//! `/clear`, `/bye`; Ctrl-C stops an answer, Ctrl-D leaves. A missing model
+//! is pulled first.
 
-use std::io::{BufRead, IsTerminal, Read};
+use std::io::{IsTerminal, Read};
 
 use anyhow::Context;
 use http_body_util::BodyExt;
@@ -25,8 +27,13 @@ pub async fn run(args: &RunArgs, client: &Client, printer: &Printer) -> anyhow::
             .context("Failed to read the prompt from stdin")?;
     }
     if !prompt.trim().is_empty() {
-        let messages = vec![user(prompt)];
-        answer(args, client, printer, &messages).await?;
+        let req = ChatRequest {
+            model: args.model.clone(),
+            messages: vec![user(prompt)],
+            stream: Some(true),
+            ..ChatRequest::default()
+        };
+        answer(args, client, printer, req).await?;
         return Ok(());
     }
     chat(args, client, printer).await
@@ -69,15 +76,10 @@ async fn answer(
     args: &RunArgs,
     client: &Client,
     printer: &Printer,
-    messages: &[Message],
+    mut req: ChatRequest,
 ) -> anyhow::Result<String> {
-    let req = ChatRequest {
-        model: args.model.clone(),
-        messages: messages.to_vec(),
-        stream: Some(true),
-        keep_alive: args.keepalive.clone().map(serde_json::Value::String),
-        ..ChatRequest::default()
-    };
+    req.format = args.format.clone().map(serde_json::Value::String);
+    req.keep_alive = args.keepalive.clone().map(serde_json::Value::String);
     let mut body = client
         .chat(&req)
         .await
@@ -142,36 +144,248 @@ async fn answer(
     Ok(text)
 }
 
-async fn chat(args: &RunArgs, client: &Client, printer: &Printer) -> anyhow::Result<()> {
-    let mut history: Vec<Message> = Vec::new();
-    let stdin = std::io::stdin();
+/// What `/set` changed in this chat session.
+#[derive(Debug, Default)]
+struct Session {
+    history: Vec<Message>,
+    system: Option<String>,
+    options: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Session {
+    /// The messages of the next request: the session's system prompt first.
+    fn messages(&self) -> Vec<Message> {
+        let mut out = Vec::with_capacity(self.history.len() + 1);
+        if let Some(s) = &self.system {
+            out.push(Message {
+                role: "system".into(),
+                content: s.clone(),
+            });
+        }
+        out.extend(self.history.iter().cloned());
+        out
+    }
+
+    fn options(&self) -> Option<serde_json::Value> {
+        (!self.options.is_empty()).then(|| serde_json::Value::Object(self.options.clone()))
+    }
+
+    /// `/set parameter NAME VALUE`: numbers and booleans as such, `stop`
+    /// accumulates (as in Ollama), anything else as a string. The daemon
+    /// checks names and ranges on the next request.
+    fn set_parameter(&mut self, name: &str, value: &str) {
+        let v = serde_json::from_str::<serde_json::Value>(value)
+            .ok()
+            .filter(|v| v.is_number() || v.is_boolean())
+            .unwrap_or_else(|| serde_json::Value::String(value.to_string()));
+        if name == "stop" {
+            let e = self
+                .options
+                .entry("stop")
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if let serde_json::Value::Array(a) = e {
+                a.push(serde_json::Value::String(value.to_string()));
+            }
+        } else {
+            self.options.insert(name.to_string(), v);
+        }
+    }
+}
+
+const HELP: &str = "Available commands:
+  /set parameter NAME VALUE   Set a model option for this session (temperature, num_ctx, stop, …)
+  /set system TEXT            Set the system prompt for this session
+  /show info|system|parameters|template|license
+  /clear                      Forget the conversation
+  /bye                        Leave (or Ctrl-D)
+  \"\"\"                         Begin or end a multi-line message
+Ctrl-C stops an answer and keeps the session.";
+
+/// One line from the editor; `None` on Ctrl-D.
+fn read_line(
+    rl: &mut rustyline::DefaultEditor,
+    prompt: &str,
+    printer: &Printer,
+) -> anyhow::Result<Option<String>> {
     loop {
-        printer.prompt(">>> ");
-        let mut line = String::new();
-        if stdin
-            .lock()
-            .read_line(&mut line)
-            .context("Failed to read stdin")?
-            == 0
-        {
+        match rl.readline(prompt) {
+            Ok(line) => return Ok(Some(line)),
+            Err(rustyline::error::ReadlineError::Interrupted) => {
+                printer.status("Use Ctrl + d or /bye to exit.");
+            }
+            Err(rustyline::error::ReadlineError::Eof) => return Ok(None),
+            Err(e) => return Err(e).context("Failed to read the terminal"),
+        }
+    }
+}
+
+/// Reads a `"""` message: text after the opening quotes, then lines until one
+/// holding the closing quotes (text before them is kept).
+fn read_multiline(
+    rl: &mut rustyline::DefaultEditor,
+    first: &str,
+    printer: &Printer,
+) -> anyhow::Result<Option<String>> {
+    let mut text = String::new();
+    let mut rest = first.to_string();
+    loop {
+        if let Some(end) = rest.find("\"\"\"") {
+            text.push_str(&rest[..end]);
+            return Ok(Some(text));
+        }
+        text.push_str(&rest);
+        text.push('\n');
+        match read_line(rl, "... ", printer)? {
+            Some(l) => rest = l,
+            None => return Ok(None),
+        }
+    }
+}
+
+/// `$LLMPM_HOME/history`, as Ollama keeps `~/.ollama/history`.
+fn history_file() -> Option<std::path::PathBuf> {
+    llmpm_spec::env::default_home(&llmpm_spec::env::ProcessEnv).map(|h| h.join("history"))
+}
+
+async fn show(
+    args: &RunArgs,
+    client: &Client,
+    session: &Session,
+    what: &str,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    let req = ShowRequest {
+        model: args.model.clone(),
+        ..ShowRequest::default()
+    };
+    let info = client.show(&req).await?;
+    let text = match what {
+        "system" => session.system.clone().unwrap_or(info.system),
+        "template" => info.template,
+        "license" => info.license,
+        "parameters" => {
+            let mut t = info.parameters;
+            for (k, v) in &session.options {
+                t.push_str(&format!("\n{k} {v}  (this session)"));
+            }
+            t
+        }
+        "info" => {
+            let d = &info.details;
+            format!(
+                "  family          {}\n  parameters      {}\n  quantization    {}\n  format          {}",
+                d.family, d.parameter_size, d.quantization_level, d.format
+            )
+        }
+        _ => {
+            printer.status("Usage: /show info|system|parameters|template|license");
             return Ok(());
         }
-        let line = line.trim_end_matches(['\n', '\r']);
-        match line.trim() {
-            "" => continue,
-            "/bye" => return Ok(()),
-            "/clear" => {
-                history.clear();
-                printer.status("Cleared session context");
-                continue;
-            }
-            _ => {}
+    };
+    if text.trim().is_empty() {
+        printer.status(&format!("No {what} is set."));
+    } else {
+        printer.data_line(text.trim_end())?;
+    }
+    Ok(())
+}
+
+async fn chat(args: &RunArgs, client: &Client, printer: &Printer) -> anyhow::Result<()> {
+    let mut session = Session::default();
+    let mut rl = rustyline::DefaultEditor::new().context("Failed to start the line editor")?;
+    let history = history_file();
+    if let Some(h) = &history {
+        let _ = rl.load_history(h);
+    }
+    let result = chat_loop(args, client, printer, &mut session, &mut rl).await;
+    if let Some(h) = &history {
+        let _ = rl.save_history(h);
+    }
+    result
+}
+
+async fn chat_loop(
+    args: &RunArgs,
+    client: &Client,
+    printer: &Printer,
+    session: &mut Session,
+    rl: &mut rustyline::DefaultEditor,
+) -> anyhow::Result<()> {
+    loop {
+        let Some(line) = read_line(rl, ">>> ", printer)? else {
+            return Ok(());
+        };
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            continue;
         }
-        history.push(user(line.to_string()));
-        let text = answer(args, client, printer, &history).await?;
-        history.push(Message {
-            role: "assistant".into(),
-            content: text,
-        });
+        let _ = rl.add_history_entry(trimmed);
+        let content = if let Some(rest) = trimmed.strip_prefix("\"\"\"") {
+            match read_multiline(rl, rest, printer)? {
+                Some(t) => t,
+                None => return Ok(()),
+            }
+        } else if trimmed.starts_with('/') {
+            let mut words = trimmed.splitn(3, char::is_whitespace);
+            match (words.next(), words.next(), words.next()) {
+                (Some("/bye" | "/exit"), _, _) => return Ok(()),
+                (Some("/clear"), _, _) => {
+                    session.history.clear();
+                    printer.status("Cleared session context");
+                }
+                (Some("/set"), Some("system"), Some(text)) => {
+                    session.system = Some(text.trim().to_string());
+                    printer.status("Set system message.");
+                }
+                (Some("/set"), Some("parameter"), Some(rest)) => match rest
+                    .split_once(char::is_whitespace)
+                {
+                    Some((name, value)) => {
+                        session.set_parameter(name, value.trim());
+                        printer.status(&format!("Set parameter '{name}' to '{}'", value.trim()));
+                    }
+                    None => printer.status("Usage: /set parameter NAME VALUE"),
+                },
+                (Some("/show"), what, _) => {
+                    if let Err(e) = show(args, client, session, what.unwrap_or(""), printer).await {
+                        printer.error(&e, None);
+                    }
+                }
+                (Some("/?" | "/help"), _, _) => printer.status(HELP),
+                _ => printer.status(&format!("Unknown command '{trimmed}'. Type /? for help")),
+            }
+            continue;
+        } else {
+            line.clone()
+        };
+        session.history.push(user(content));
+        let req = ChatRequest {
+            model: args.model.clone(),
+            messages: session.messages(),
+            options: session.options(),
+            stream: Some(true),
+            ..ChatRequest::default()
+        };
+        // Ctrl-C while answering stops the answer (dropping the stream makes
+        // the daemon stop generating) and keeps the session.
+        let outcome = tokio::select! {
+            r = answer(args, client, printer, req) => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        match outcome {
+            Some(Ok(text)) => session.history.push(Message {
+                role: "assistant".into(),
+                content: text,
+            }),
+            Some(Err(e)) => {
+                // The turn did not happen: the session goes on without it.
+                session.history.pop();
+                printer.error(&e, None);
+            }
+            None => {
+                session.history.pop();
+                let _ = printer.data("\n");
+            }
+        }
     }
 }

@@ -226,6 +226,21 @@ pub(super) fn keep_alive(v: Option<&serde_json::Value>) -> Result<Option<KeepAli
     }
 }
 
+/// Whether a request's `format` asks for JSON: `"json"`, or a JSON schema
+/// (an object), which llmpm answers with a valid JSON object without yet
+/// holding it to the schema; absent or `""` is free text.
+pub(super) fn wants_json(format: Option<&serde_json::Value>) -> Result<bool, ApiError> {
+    match format {
+        None | Some(serde_json::Value::Null) => Ok(false),
+        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(false),
+        Some(serde_json::Value::String(s)) if s == "json" => Ok(true),
+        Some(serde_json::Value::Object(_)) => Ok(true),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "invalid `format` {other}: use \"json\" or a JSON schema object"
+        ))),
+    }
+}
+
 /// A generation's events, as the runner reports them.
 pub(super) enum Event {
     /// Text since the last event.
@@ -242,6 +257,7 @@ pub(super) async fn start(
     opts: &Options,
     prompt: String,
     add_bos: bool,
+    json: bool,
 ) -> Result<mpsc::Receiver<Result<Event, ApiError>>, ApiError> {
     let req = RunnerRequest::Completion(CompletionRequest {
         prompt,
@@ -250,6 +266,7 @@ pub(super) async fn start(
         num_keep: opts.num_keep,
         stop: opts.stop.clone(),
         sampler: opts.sampler.clone(),
+        json,
     });
     let mut answer = client::call(lease.socket(), &req).await?;
     let (tx, rx) = mpsc::channel(32);
@@ -371,6 +388,7 @@ pub async fn generate(
     let info = model_info(&state, &req.model).await?;
     let opts = info.options(req.options.as_ref())?;
     let keep = keep_alive(req.keep_alive.as_ref())?;
+    let json = wants_json(req.format.as_ref())?;
     let model = req.model.clone();
     if req.prompt.is_empty() && keep.is_some_and(KeepAlive::is_zero) {
         // `keep_alive: 0` with no prompt unloads, as in Ollama (`ollama
@@ -420,7 +438,7 @@ pub async fn generate(
         }];
         info.render(own.as_ref(), system.as_deref(), &messages)?
     };
-    let rx = start(lease, &opts, prompt, add_bos).await?;
+    let rx = start(lease, &opts, prompt, add_bos, json).await?;
     Ok(respond(rx, req.stream.unwrap_or(true), move |text, last| {
         GenerateResponse {
             model: model.clone(),
@@ -442,6 +460,7 @@ pub async fn chat(
     let started = Instant::now();
     let info = model_info(&state, &req.model).await?;
     let opts = info.options(req.options.as_ref())?;
+    let json = wants_json(req.format.as_ref())?;
     let model = req.model.clone();
     let assistant = |content: String| Message {
         role: "assistant".into(),
@@ -480,7 +499,7 @@ pub async fn chat(
     let (prompt, add_bos) = info
         .render_fitting(&lease, info.system.as_deref(), &req.messages)
         .await?;
-    let rx = start(lease, &opts, prompt, add_bos).await?;
+    let rx = start(lease, &opts, prompt, add_bos, json).await?;
     Ok(respond(rx, req.stream.unwrap_or(true), move |text, last| {
         ChatResponse {
             model: model.clone(),

@@ -102,9 +102,26 @@ pub struct CompletionBody {
     presence_penalty: Option<f64>,
     #[serde(default)]
     stream_options: Option<Value>,
+    /// `{"type": "json_object"}` or `{"type": "json_schema", …}` ask for JSON.
+    #[serde(default)]
+    response_format: Option<Value>,
 }
 
 impl CompletionBody {
+    /// Whether `response_format` asks for JSON.
+    fn json(&self) -> Result<bool, ApiError> {
+        let Some(f) = &self.response_format else {
+            return Ok(false);
+        };
+        match f.get("type").and_then(Value::as_str) {
+            Some("text") => Ok(false),
+            Some("json_object" | "json_schema") => Ok(true),
+            _ => Err(ApiError::BadRequest(format!(
+                "invalid `response_format` {f}: `type` must be text, json_object or json_schema"
+            ))),
+        }
+    }
+
     /// The sampling fields as an Ollama `options` object.
     fn options(&self) -> Value {
         let mut m = Map::new();
@@ -162,7 +179,7 @@ pub async fn chat_completions(
     let (text, add_bos) = info
         .render_fitting(&lease, info.system.as_deref(), &req.messages)
         .await?;
-    let rx = start(lease, &opts, text, add_bos).await?;
+    let rx = start(lease, &opts, text, add_bos, req.json()?).await?;
     let usage = req
         .stream_options
         .as_ref()
@@ -188,8 +205,9 @@ pub async fn completions(
     };
     let info = model_info(&state, &req.model).await?;
     let opts = info.options(Some(&req.options()))?;
+    let json = req.json()?;
     let lease = state.sched.acquire(info.load_request(&opts, None)).await?;
-    let rx = start(lease, &opts, prompt, true).await?;
+    let rx = start(lease, &opts, prompt, true, json).await?;
     Ok(answer(rx, req.stream, false, false, req.model).await)
 }
 

@@ -209,7 +209,10 @@ impl Linear {
 pub(crate) fn linear(t: Arc<QTensor>) -> candle_core::Result<Linear> {
     use candle_core::quantized::GgmlDType;
     Ok(match t.dtype() {
-        GgmlDType::Q8_0 => Linear::Q8(Q8Matrix::from_qtensor(&t)?),
+        // Our kernel is for the CPU; on a GPU candle's own Q8_0 path runs.
+        _ if t.device().is_cpu() && Q8Matrix::handles(&t) => {
+            Linear::Q8(Q8Matrix::from_qtensor(&t)?)
+        }
         GgmlDType::F32 | GgmlDType::BF16 => Linear::Candle(QMatMul::from_arc(t)?),
         _ => Linear::Candle(QMatMul::QTensor(t)),
     })

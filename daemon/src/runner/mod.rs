@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod json;
 pub mod llama;
 pub mod model;
 pub mod options;

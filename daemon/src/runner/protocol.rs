@@ -53,6 +53,9 @@ pub struct CompletionRequest {
     pub stop: Vec<String>,
     /// Sampling.
     pub sampler: SamplerConfig,
+    /// Constrain the output to one JSON object (`format: "json"`).
+    #[serde(default)]
+    pub json: bool,
 }
 
 /// Answer to [`RunnerRequest::Health`].

@@ -15,6 +15,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
 use super::codec::{TextCodec, VocabCodec};
+use super::json::JsonPrefix;
 use super::llama::Cache;
 use super::model::Model;
 use super::protocol::{
@@ -97,7 +98,7 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<()> {
     let path = args.model.clone();
     let num_ctx = args.num_ctx;
     let engine = tokio::task::spawn_blocking(move || -> anyhow::Result<Engine> {
-        let model = Model::load(&path, &Device::Cpu)?;
+        let model = Model::load(&path, &device()?)?;
         let file =
             GgufFile::open(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
         let codec: Box<dyn TextCodec> = match crate::tokenizer::Tokenizer::from_gguf(&file) {
@@ -132,7 +133,8 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<()> {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             if std::os::unix::process::parent_id() != parent {
-                tracing::info!("the daemon is gone; runner exiting");
+                // No log line: stderr is a pipe to the dead daemon, and
+                // tracing-subscriber panics when it cannot report that.
                 std::process::exit(0);
             }
         }
@@ -338,6 +340,7 @@ fn complete(
     tokens = fit_prompt(tokens, *num_ctx, req.num_keep);
     cache.reset();
     let mut sampler = Sampler::new(req.sampler.clone());
+    let mut json = req.json.then(JsonPrefix::default);
     let mut text = TextStream::new(&req.stop);
     let mut done = CompletionChunk {
         done: true,
@@ -364,14 +367,25 @@ fn complete(
         if cancel.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let next = sampler.sample(&logits, &history);
+        let next = match json.as_ref() {
+            None => sampler.sample(&logits, &history),
+            Some(j) => match sample_json(&mut sampler, &logits, &history, codec.as_ref(), j) {
+                Some(t) => t,
+                // Nothing can continue the object (a tiny vocabulary).
+                None => break,
+            },
+        };
         if codec.is_eog(next) {
             reason = "stop";
             break;
         }
         done.eval_count += 1;
         history.push(next);
-        match text.push(&codec.decode(&[next])) {
+        let bytes = codec.decode(&[next]);
+        let closed = json
+            .as_mut()
+            .is_some_and(|j| j.push_all(&bytes) && j.is_complete());
+        match text.push(&bytes) {
             Piece::Stop(t) => {
                 if !t.is_empty() && !line(tx, &piece(t)) {
                     return Ok(());
@@ -384,6 +398,11 @@ fn complete(
                     return Ok(());
                 }
             }
+        }
+        if closed {
+            // The object is whole: as with Ollama's grammar, nothing follows.
+            reason = "stop";
+            break;
         }
         if cache.len() >= *num_ctx || done.eval_count >= limit {
             break;
@@ -402,11 +421,52 @@ fn complete(
     Ok(())
 }
 
+/// Samples a token that keeps the output a valid JSON-object prefix: the
+/// unconstrained choice when it does (the common case, one check), else a
+/// draw from the logits with every token that does not masked out. `None`
+/// when no token can continue.
+fn sample_json(
+    sampler: &mut Sampler,
+    logits: &[f32],
+    history: &[u32],
+    codec: &dyn TextCodec,
+    json: &JsonPrefix,
+) -> Option<u32> {
+    let first = sampler.sample(logits, history);
+    if json.accepts(&codec.decode(&[first])) {
+        return Some(first);
+    }
+    let mut masked = logits.to_vec();
+    let mut any = false;
+    for (id, l) in masked.iter_mut().enumerate() {
+        let ok = u32::try_from(id).is_ok_and(|id| json.accepts(&codec.decode(&[id])));
+        if ok {
+            any = true;
+        } else {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+    any.then(|| sampler.sample(&masked, history))
+}
+
 fn piece(content: String) -> CompletionChunk {
     CompletionChunk {
         content,
         ..CompletionChunk::default()
     }
+}
+
+/// Where the weights go: the first CUDA GPU when built with the `cuda`
+/// feature and one is present, else the CPU.
+fn device() -> anyhow::Result<Device> {
+    #[cfg(feature = "cuda")]
+    {
+        let d = Device::cuda_if_available(0).context("cannot initialise CUDA")?;
+        tracing::info!(cuda = d.is_cuda(), "runner device");
+        Ok(d)
+    }
+    #[cfg(not(feature = "cuda"))]
+    Ok(Device::Cpu)
 }
 
 /// `llmpmd runner …`: parses, sets the thread count, runs.

@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Runner speed: llmpm (through its API, streaming) against llama.cpp's
+`llama-bench` on the same GGUF files, in one run, same thread count.
+
+Usage: python3 bench/runner_speed.py [--ftypes q4_0,q8_0] [--threads N] [--rounds 2]
+
+The files are Llama-3.2-1B-shaped (hidden 2048, 16 layers, vocabulary 128256,
+GQA 32/8) with deterministic random weights, written by `llmpm-gen-gguf
+--preset 1b` into target/bench-models/ (never committed). llama.cpp is built
+by bench/build-llamacpp.sh into target/llama.cpp if missing; llmpm's release
+binaries are built if missing.
+
+Reported per file, each side measured the same way where it can be:
+  pp512   prompt processing tokens/s (512-token prompt)
+  tg128   decode tokens/s (128 tokens)
+  ttft    time to first token of a warm model, 512-token prompt (llmpm: the
+          client's clock to the first streamed piece; llama.cpp: pp512 time
+          plus one decode step, from llama-bench's own figures)
+  load    llmpm: load_duration of a cold request; llama.cpp: wall time of
+          `llmpm-greedy` evaluating one token (load dominates)
+  rss     peak RSS of the process holding the model (llmpm: the runner)
+No timing is asserted anywhere; ratios are llmpm / llama.cpp (higher is
+better for tokens/s, lower for time and memory).
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REL = ROOT / "target" / "release"
+LLAMA = ROOT / "target" / "llama.cpp" / "bin"
+MODELS = ROOT / "target" / "bench-models"
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=600):
+        super().__init__("localhost", timeout=timeout)
+        self.sock_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.sock_path)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def ensure_built():
+    if not all((REL / b).exists() for b in ("llmpmd", "llmpm", "llmpm-gen-gguf")):
+        print("== building llmpm (release)", flush=True)
+        run(["cargo", "build", "--release", "--quiet", "-p", "llmpmd", "-p", "llmpm",
+             "-p", "llmpm-tests", "--bins"], cwd=ROOT)
+    if not (LLAMA / "llama-bench").exists() or not (LLAMA / "llmpm-greedy").exists():
+        print("== building llama.cpp", flush=True)
+        run([str(ROOT / "bench" / "build-llamacpp.sh")])
+
+
+def model_file(ftype):
+    MODELS.mkdir(parents=True, exist_ok=True)
+    path = MODELS / f"llama-1b-shape-{ftype}.gguf"
+    if not path.exists():
+        print(f"== generating {path.name}", flush=True)
+        tmp = path.with_suffix(".tmp")
+        run([str(REL / "llmpm-gen-gguf"), "--out", str(tmp), "--preset", "1b", "--ftype", ftype])
+        tmp.rename(path)
+    return path
+
+
+def llama_bench(path, threads, rounds):
+    out = run([str(LLAMA / "llama-bench"), "-m", str(path), "-p", "512", "-n", "128",
+               "-t", str(threads), "-r", str(rounds), "-o", "json"],
+              capture_output=True, text=True).stdout
+    pp = tg = None
+    for row in json.loads(out):
+        if row["n_prompt"] == 512 and row["n_gen"] == 0:
+            pp = row["avg_ts"]
+        elif row["n_gen"] == 128 and row["n_prompt"] == 0:
+            tg = row["avg_ts"]
+    # Load and peak RSS: evaluate one token with the same library.
+    t0 = time.time()
+    r = subprocess.run(["/usr/bin/time", "-f", "%M", str(LLAMA / "llmpm-greedy"), str(path), "1",
+                        "1,2,3", str(threads)], capture_output=True, text=True, check=True)
+    load = time.time() - t0
+    rss_kib = int(r.stderr.strip().splitlines()[-1])
+    return {"pp512": pp, "tg128": tg, "ttft": 512 / pp + 1 / tg, "load": load,
+            "rss_mib": rss_kib / 1024}
+
+
+class Llmpm:
+    def __init__(self, tmp):
+        self.tmp = Path(tmp)
+        self.sock = str(self.tmp / "llmpm.sock")
+        (self.tmp / "empty.yaml").write_text("")
+        self.env = dict(os.environ, LLMPM_HOME=str(self.tmp / "home"), LLMPM_SOCKET=self.sock,
+                        LLMPM_CONFIG=str(self.tmp / "empty.yaml"), LLMPM_LOG="warn",
+                        LLMPM_NO_AUTOSTART="1")
+        self.env.pop("LLMPM_HOST", None)
+        self.log = open(self.tmp / "llmpmd.log", "wb")
+        # The daemon on the unix socket only; the CLI finds it there.
+        self.proc = subprocess.Popen([str(REL / "llmpmd")], env=dict(self.env, LLMPM_HOST="none"),
+                                     stdout=self.log,
+                                     stderr=self.log)
+        deadline = time.time() + 30
+        while not os.path.exists(self.sock):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("llmpmd did not start: " + (self.tmp / "llmpmd.log").read_text())
+            time.sleep(0.05)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+    def create(self, name, path):
+        mf = self.tmp / f"{name}.Modelfile"
+        mf.write_text(f"FROM {path}\nPARAMETER num_ctx 1024\n")
+        run([str(REL / "llmpm"), "create", name, "-f", str(mf)], env=self.env,
+            stdout=subprocess.DEVNULL)
+
+    def generate(self, body):
+        """Streams /api/generate; returns (seconds to first piece, last line)."""
+        c = UnixHTTPConnection(self.sock)
+        t0 = time.time()
+        c.request("POST", "/api/generate", json.dumps(body),
+                  {"Content-Type": "application/json"})
+        r = c.getresponse()
+        if r.status != 200:
+            raise RuntimeError(f"/api/generate: {r.status} {r.read()[:300]!r}")
+        first = None
+        last = None
+        for line in r:
+            if not line.strip():
+                continue
+            last = json.loads(line)
+            if first is None and (last.get("response") or last.get("done")):
+                first = time.time() - t0
+        c.close()
+        return first, last
+
+    def runner_rss_mib(self):
+        """Peak RSS (VmHWM) of the running model runner."""
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if len(cmd) > 1 and cmd[0].endswith(b"llmpmd") and cmd[1] == b"runner":
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+            except (OSError, AttributeError):
+                continue
+        return None
+
+
+def llmpm_bench(llm, name, threads, rounds):
+    opts = {"temperature": 0, "num_thread": threads}
+    # Cold load (the first request after create), empty prompt: only loads.
+    _, last = llm.generate({"model": name, "prompt": "", "options": opts})
+    load = last.get("load_duration", 0) / 1e9
+    pp = []
+    ttft = []
+    # " the" is one token in the generated vocabulary (and most others):
+    # with BOS, a 512-token prompt.
+    prompt = "the" + " the" * 510
+    for _ in range(rounds):
+        first, last = llm.generate({"model": name, "prompt": prompt, "raw": True,
+                                    "options": dict(opts, num_predict=1)})
+        pp.append(last["prompt_eval_count"] / (last["prompt_eval_duration"] / 1e9))
+        ttft.append(first)
+    n_prompt = last["prompt_eval_count"]
+    tg = []
+    for _ in range(rounds):
+        _, last = llm.generate({"model": name, "prompt": "Once", "raw": True,
+                                "options": dict(opts, num_predict=128)})
+        tg.append(last["eval_count"] / (last["eval_duration"] / 1e9))
+    return {"pp512": sum(pp) / len(pp), "tg128": sum(tg) / len(tg), "ttft": min(ttft),
+            "load": load, "rss_mib": llm.runner_rss_mib(), "n_prompt": n_prompt,
+            "n_gen": last["eval_count"]}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ftypes", default="q4_0,q8_0")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    ensure_built()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="llmpm-runner-bench") as tmp:
+        llm = Llmpm(tmp)
+        try:
+            for ftype in args.ftypes.split(","):
+                path = model_file(ftype)
+                print(f"== {path.name}: llama.cpp", flush=True)
+                ref = llama_bench(path, args.threads, args.rounds)
+                print(f"== {path.name}: llmpm", flush=True)
+                name = f"bench-{ftype.replace('_', '')}"
+                llm.create(name, path)
+                ours = llmpm_bench(llm, name, args.threads, args.rounds)
+                # Unload before the next file, so memory figures stay apart.
+                llm.generate({"model": name, "prompt": "", "keep_alive": 0})
+                if not rows:
+                    print(f"\nthreads: {args.threads}; llmpm prompt tokens {ours['n_prompt']}, "
+                          f"decode tokens {ours['n_gen']}")
+                    print(f"{'file':8} {'metric':12} {'llmpm':>10} {'llama.cpp':>10} {'ratio':>7}")
+                rows.append((ftype, ours, ref))
+                print_rows(ftype, ours, ref)
+        finally:
+            llm.close()
+
+
+def print_rows(ftype, ours, ref):
+    for key, unit in (("pp512", "t/s"), ("tg128", "t/s"), ("ttft", "s"), ("load", "s"),
+                      ("rss_mib", "MiB")):
+        a, b = ours[key], ref[key]
+        ratio = f"{a / b:.2f}" if a and b else "-"
+        fa = f"{a:.2f}" if a is not None else "-"
+        print(f"{ftype:8} {key + ' ' + unit:12} {fa:>10} {b:10.2f} {ratio:>7}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
