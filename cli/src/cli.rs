@@ -43,6 +43,10 @@ pub enum Command {
     List(ListArgs),
     /// Show a model's details, parameters, template, system prompt and license
     Show(ShowArgs),
+    /// List the models loaded in memory
+    Ps(ListArgs),
+    /// Unload a model from memory (after the requests it is serving)
+    Stop(StopArgs),
     /// Chat with a model, or answer one prompt (from the arguments or piped stdin)
     Run(RunArgs),
     /// Remove models (blobs no other model uses are deleted)
@@ -79,14 +83,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub format: Option<String>,
     /// How long the model stays loaded after this run ("5m", "1h", "0", "-1")
-    #[arg(long)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub keepalive: Option<String>,
 }
 
-/// `llmpm list`.
+/// `llmpm list` and `llmpm ps`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Print the daemon's answer as JSON (`/api/tags`)
+    /// Print the daemon's answer as JSON (`/api/tags`, `/api/ps`)
     #[arg(long)]
     pub json: bool,
 }
@@ -126,6 +130,13 @@ pub struct ShowArgs {
     /// Include all GGUF metadata
     #[arg(long, short)]
     pub verbose: bool,
+}
+
+/// `llmpm stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// The model to unload
+    pub model: String,
 }
 
 /// `llmpm rm`.

@@ -27,8 +27,9 @@ use hyper::{header, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use indicatif::ProgressBar;
 use llmpm_spec::api::{
-    CopyRequest, CreateRequest, DeleteRequest, ListResponse, ProgressResponse, PruneResponse,
-    PullRequest, ShowRequest, ShowResponse, VerifyResponse,
+    CopyRequest, CreateRequest, DeleteRequest, GenerateRequest, GenerateResponse, ListResponse,
+    ProcessResponse, ProgressResponse, PruneResponse, PullRequest, ShowRequest, ShowResponse,
+    VerifyResponse,
 };
 use llmpm_spec::Digest;
 use serde::de::DeserializeOwned;
@@ -304,6 +305,17 @@ impl Client {
     /// `GET /api/tags`.
     pub async fn list(&self) -> anyhow::Result<ListResponse> {
         self.call(Method::GET, "/api/tags", None::<&()>).await
+    }
+
+    /// `GET /api/ps`.
+    pub async fn ps(&self) -> anyhow::Result<ProcessResponse> {
+        self.call(Method::GET, "/api/ps", None::<&()>).await
+    }
+
+    /// `POST /api/generate`, not streamed: for loading and unloading (an
+    /// empty prompt), where the one answer is all there is.
+    pub async fn generate(&self, req: &GenerateRequest) -> anyhow::Result<GenerateResponse> {
+        self.call(Method::POST, "/api/generate", Some(req)).await
     }
 
     /// `POST /api/show`.

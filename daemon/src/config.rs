@@ -61,6 +61,8 @@ struct FileConfig {
     max_loaded_models: Option<u32>,
     num_parallel: Option<u32>,
     max_queue: Option<u32>,
+    memory_budget: Option<String>,
+    load_timeout: Option<String>,
     pull_part_size: Option<String>,
     pull_concurrency: Option<u32>,
     pull_stall_timeout: Option<String>,
@@ -78,13 +80,18 @@ pub struct Config {
     /// Bearer key required on TCP; mandatory for a non-loopback bind (`LLMPM_API_KEY`).
     pub api_key: Option<String>,
     /// Default keep-alive for loaded models (`LLMPM_KEEP_ALIVE`, default `5m`).
-    pub keep_alive: String,
-    /// Models loaded at once (`LLMPM_MAX_LOADED_MODELS`).
+    pub keep_alive: KeepAlive,
+    /// Models loaded at once (`LLMPM_MAX_LOADED_MODELS`, default 3, at least 1).
     pub max_loaded_models: u32,
-    /// Parallel sequences per model (`LLMPM_NUM_PARALLEL`).
+    /// Requests one loaded model takes at once (`LLMPM_NUM_PARALLEL`).
     pub num_parallel: u32,
-    /// Queued requests before 503 (`LLMPM_MAX_QUEUE`).
+    /// Requests waiting for a model before 503 (`LLMPM_MAX_QUEUE`, default 512, at least 1).
     pub max_queue: u32,
+    /// What loaded models may use together (`LLMPM_MEMORY_BUDGET`); `None`:
+    /// the system's available memory at each load.
+    pub memory_budget: Option<u64>,
+    /// A model runner not ready after this long is killed (`LLMPM_LOAD_TIMEOUT`, default 5m).
+    pub load_timeout: std::time::Duration,
     /// Bytes per Range part of a blob download (`LLMPM_PULL_PART_SIZE`, default 64 MiB).
     pub pull_part_size: u64,
     /// Parts of one blob fetched at once (`LLMPM_PULL_CONCURRENCY`, default 8).
@@ -110,6 +117,8 @@ pub fn parse_size(v: &str) -> Option<u64> {
 }
 
 pub use llmpm_spec::env::{Env, ProcessEnv};
+
+use crate::sched::KeepAlive;
 
 /// Parses `LLMPM_HOST` the way `OLLAMA_HOST` is read: `[scheme://][host][:port]`;
 /// a missing host means 127.0.0.1, a missing port 11434; `none` disables TCP.
@@ -227,6 +236,33 @@ impl Config {
             })?,
             None => std::time::Duration::from_secs(30),
         };
+        let keep_alive = match env.var("LLMPM_KEEP_ALIVE").or(file.keep_alive) {
+            Some(v) => KeepAlive::parse(&v).map_err(|_| ConfigError::Value {
+                name: "LLMPM_KEEP_ALIVE",
+                value: v,
+                why: "use a duration such as 5m or 1h30m, a number of seconds, 0, or a negative value for forever",
+            })?,
+            None => crate::sched::keep_alive::DEFAULT,
+        };
+        let memory_budget = match env.var("LLMPM_MEMORY_BUDGET").or(file.memory_budget) {
+            Some(v) => Some(parse_size(&v).ok_or(ConfigError::Value {
+                name: "LLMPM_MEMORY_BUDGET",
+                value: v,
+                why: "use a size such as 8GiB or 512MiB",
+            })?),
+            None => None,
+        };
+        let load_timeout = match env.var("LLMPM_LOAD_TIMEOUT").or(file.load_timeout) {
+            Some(v) => humantime::parse_duration(&v)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or(ConfigError::Value {
+                    name: "LLMPM_LOAD_TIMEOUT",
+                    value: v,
+                    why: "use a duration such as 5m",
+                })?,
+            None => std::time::Duration::from_secs(300),
+        };
         let pull_concurrency = num(
             "LLMPM_PULL_CONCURRENCY",
             env.var("LLMPM_PULL_CONCURRENCY"),
@@ -242,16 +278,16 @@ impl Config {
             socket,
             tcp,
             api_key,
-            keep_alive: env
-                .var("LLMPM_KEEP_ALIVE")
-                .or(file.keep_alive)
-                .unwrap_or_else(|| "5m".to_owned()),
+            keep_alive,
+            memory_budget,
+            load_timeout,
             max_loaded_models: num(
                 "LLMPM_MAX_LOADED_MODELS",
                 env.var("LLMPM_MAX_LOADED_MODELS"),
                 file.max_loaded_models,
                 3,
-            )?,
+            )?
+            .max(1),
             num_parallel: num(
                 "LLMPM_NUM_PARALLEL",
                 env.var("LLMPM_NUM_PARALLEL"),
@@ -263,7 +299,8 @@ impl Config {
                 env.var("LLMPM_MAX_QUEUE"),
                 file.max_queue,
                 512,
-            )?,
+            )?
+            .max(1),
         })
     }
 }
@@ -342,6 +379,34 @@ mod tests {
         .unwrap();
         assert_eq!((c.pull_part_size, c.pull_concurrency), (1 << 20, 3));
         assert!(Config::load(&[("HOME", "/h"), ("LLMPM_PULL_PART_SIZE", "big")]).is_err());
+    }
+
+    #[test]
+    fn scheduler_knobs() {
+        let c = Config::load(&[("HOME", "/h")]).unwrap();
+        assert_eq!(c.keep_alive, crate::sched::keep_alive::DEFAULT);
+        assert_eq!((c.max_loaded_models, c.max_queue), (3, 512));
+        assert_eq!(c.memory_budget, None);
+        let c = Config::load(&[
+            ("HOME", "/h"),
+            ("LLMPM_KEEP_ALIVE", "-1"),
+            ("LLMPM_MEMORY_BUDGET", "2GiB"),
+            ("LLMPM_MAX_LOADED_MODELS", "2"),
+            ("LLMPM_LOAD_TIMEOUT", "30s"),
+        ])
+        .unwrap();
+        assert_eq!(c.keep_alive, KeepAlive::Forever);
+        assert_eq!(c.memory_budget, Some(2 << 30));
+        assert_eq!(c.max_loaded_models, 2);
+        assert_eq!(c.load_timeout, std::time::Duration::from_secs(30));
+        for (k, v) in [
+            ("LLMPM_KEEP_ALIVE", "soon"),
+            ("LLMPM_MEMORY_BUDGET", "lots"),
+            ("LLMPM_LOAD_TIMEOUT", "0s"),
+        ] {
+            let e = Config::load(&[("HOME", "/h"), (k, v)]).unwrap_err();
+            assert!(e.to_string().contains(k), "{e}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod describe;
 pub mod gguf;
 pub mod logging;
 pub mod runner;
+pub mod sched;
 pub mod server;
 pub mod store;
 pub mod template;

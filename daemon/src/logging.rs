@@ -7,6 +7,10 @@ pub fn init() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A failed write would be reported with `eprintln!`, which panics
+        // when stderr is gone: a runner whose daemon was killed (its stderr
+        // is a pipe nobody reads) would lose the task that notices and exits.
+        .log_internal_errors(false)
         // Colour only on a terminal: the log usually goes to a file.
         .with_ansi(
             std::io::IsTerminal::is_terminal(&std::io::stderr())

@@ -118,16 +118,35 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .context("cannot set up registry transfers")?;
     // Runners are this same binary (`llmpmd runner`), one per loaded model.
     let exe = std::env::current_exe().context("cannot find the llmpmd executable")?;
-    let runners = crate::runner::client::Runners::new(exe, config.home.join("runners"));
+    let sched = crate::sched::Scheduler::start(sched_config(&config, exe));
     let state = AppState {
         store,
         config: Arc::new(config),
         transfers: Arc::new(transfers),
-        runners: runners.clone(),
+        sched: sched.clone(),
     };
     let res = serve(Some(unix), tcp, state, shutdown_signal()).await;
-    runners.stop_all().await;
+    sched.shutdown().await;
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(&pid_file);
     res.context("server failed")
+}
+
+/// The scheduler's settings from the daemon's.
+fn sched_config(config: &Config, exe: PathBuf) -> crate::sched::SchedConfig {
+    use crate::sched::memory::{Budget, SystemMemory};
+    let size = |n: u32| usize::try_from(n).unwrap_or(usize::MAX).max(1);
+    crate::sched::SchedConfig {
+        launcher: Arc::new(crate::sched::ProcessLauncher { exe }),
+        dir: config.home.join("runners"),
+        keep_alive: config.keep_alive,
+        max_loaded_models: size(config.max_loaded_models),
+        num_parallel: size(config.num_parallel),
+        max_queue: size(config.max_queue),
+        budget: match config.memory_budget {
+            Some(n) => Budget::Fixed(n),
+            None => Budget::Available(Box::new(SystemMemory)),
+        },
+        load_timeout: config.load_timeout,
+    }
 }

@@ -68,6 +68,37 @@ pub struct ListResponse {
     pub models: Vec<ListModel>,
 }
 
+/// One entry of `GET /api/ps`: a loaded model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessModel {
+    /// Short name it was loaded under (`llama3:latest`).
+    pub name: String,
+    /// Same as `name`.
+    pub model: String,
+    /// Estimated bytes it holds in memory.
+    pub size: u64,
+    /// The manifest digest, hex only.
+    pub digest: String,
+    /// Details, as `/api/tags` gives them.
+    #[serde(default)]
+    pub details: ModelDetails,
+    /// RFC 3339 time it will be unloaded if idle (centuries ahead: never).
+    pub expires_at: String,
+    /// Of `size`, the bytes in GPU memory (0 on CPU).
+    #[serde(default)]
+    pub size_vram: u64,
+    /// Its context size.
+    #[serde(default)]
+    pub context_length: u64,
+}
+
+/// `GET /api/ps`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessResponse {
+    /// The loaded models, the one that expires last first.
+    pub models: Vec<ProcessModel>,
+}
+
 /// `POST /api/show`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ShowRequest {

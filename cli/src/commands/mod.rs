@@ -5,12 +5,14 @@ pub mod create;
 pub mod list;
 pub mod login;
 pub mod prune;
+pub mod ps;
 pub mod pull;
 pub mod push;
 pub mod rm;
 pub mod run;
 pub mod serve;
 pub mod show;
+pub mod stop;
 pub mod verify;
 
 use std::process::ExitCode;
@@ -34,6 +36,8 @@ pub async fn dispatch(
         Command::Serve => serve::run(settings),
         Command::List(args) => list::run(&args, client, printer).await,
         Command::Show(args) => show::run(&args, client, printer).await,
+        Command::Ps(args) => ps::run(&args, client, printer).await,
+        Command::Stop(args) => stop::run(&args, client).await,
         Command::Run(args) => run::run(&args, client, printer).await,
         Command::Rm(args) => rm::run(&args, client, printer).await,
         Command::Cp(args) => cp::run(&args, client, printer).await,

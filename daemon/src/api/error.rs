@@ -1,11 +1,12 @@
 //! `ApiError`: how any failure becomes an HTTP status and an `{"error": …}` body.
 
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use llmpm_spec::api::ErrorResponse;
 
 use crate::create::CreateError;
+use crate::sched::SchedError;
 use crate::store::StoreError;
 
 /// An error answered to a client.
@@ -23,6 +24,9 @@ pub enum ApiError {
     /// 404: no such model or blob.
     #[error("{0}")]
     NotFound(String),
+    /// 503: too many requests are waiting; try again (sent with `Retry-After`).
+    #[error("{0}")]
+    ServiceUnavailable(String),
     /// 507: the disk is full.
     #[error("{0}")]
     InsufficientStorage(String),
@@ -39,6 +43,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -107,12 +112,38 @@ impl From<CreateError> for ApiError {
     }
 }
 
+impl From<SchedError> for ApiError {
+    fn from(e: SchedError) -> ApiError {
+        match e {
+            SchedError::Busy => ApiError::ServiceUnavailable(e.to_string()),
+            // 500 as Ollama answers "model requires more memory than is
+            // available": the request is well-formed, the machine (or its
+            // configured budget) is what falls short, and clients treat it
+            // as a server-side failure rather than a request to fix.
+            SchedError::TooLarge { .. } => ApiError::Internal(e.to_string()),
+            SchedError::Runner(_) | SchedError::Stopped => ApiError::internal(&e),
+        }
+    }
+}
+
+/// Seconds a client is told to wait after a 503: the queue drains as
+/// generations finish, which takes seconds, not minutes.
+const RETRY_AFTER_SECS: &str = "2";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let body = ErrorResponse {
             error: self.to_string(),
         };
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            return (
+                status,
+                [(header::RETRY_AFTER, RETRY_AFTER_SECS)],
+                Json(body),
+            )
+                .into_response();
+        }
         (status, Json(body)).into_response()
     }
 }

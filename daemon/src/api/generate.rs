@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use llmpm_spec::api::{
     ChatRequest, ChatResponse, EmbedInput, EmbedRequest, EmbedResponse, ErrorResponse,
-    GenerateRequest, GenerateResponse, Message, Metrics,
+    GenerateRequest, GenerateResponse, Message, Metrics, ModelDetails,
 };
 use llmpm_spec::params::Parameters;
 use llmpm_spec::LayerKind;
@@ -27,14 +27,21 @@ use super::error::ApiError;
 use super::extract::ApiJson;
 use super::models::parse_name;
 use super::AppState;
-use crate::runner::client::{self, ClientError, Runners};
+use crate::runner::client::{self, ClientError};
 use crate::runner::options::{self, Options};
 use crate::runner::protocol::{CompletionChunk, CompletionRequest, Embeddings, RunnerRequest};
+use crate::sched::{KeepAlive, Lease, LoadRequest, ModelShape};
 use crate::template::{ChatMessage, ChatTemplate, GoTemplate, SelectedTemplate};
 
 /// What a request needs to know about its model.
 pub(super) struct ModelInfo {
     pub(super) blob: PathBuf,
+    /// The short name, the manifest digest (hex) and the details, for `ps`.
+    name: String,
+    digest: String,
+    details: ModelDetails,
+    /// For the scheduler's memory estimate.
+    shape: ModelShape,
     pub(super) params: Parameters,
     pub(super) system: Option<String>,
     /// The chat template (TEMPLATE layer, recognised built-in, or the GGUF's Jinja).
@@ -69,24 +76,22 @@ impl ModelInfo {
 
     /// Like [`render`](Self::render), but drops the oldest messages (never a
     /// system message, never the last one) until the prompt fits `num_ctx`,
-    /// as Ollama does. Also returns the runner start time it spent, if any.
+    /// as Ollama does; the runner of `lease` counts the tokens.
     pub(super) async fn render_fitting(
         &self,
-        runners: &Runners,
-        opts: &Options,
+        lease: &Lease,
         system: Option<&str>,
         messages: &[Message],
-    ) -> Result<(String, bool, u64), ApiError> {
+    ) -> Result<(String, bool), ApiError> {
         let mut kept = messages.to_vec();
         let (mut text, mut add_bos) = self.render(None, system, &kept)?;
         if kept.len() < 2 {
-            return Ok((text, add_bos, 0));
+            return Ok((text, add_bos));
         }
-        let ready = runners.ensure(&self.blob, opts.num_ctx).await?;
-        let limit = opts.num_ctx.saturating_sub(1);
+        let limit = lease.num_ctx().saturating_sub(1);
         loop {
             let mut answer = client::call(
-                &ready.socket,
+                lease.socket(),
                 &RunnerRequest::Tokenize {
                     content: text.clone(),
                     add_bos,
@@ -105,8 +110,25 @@ impl ModelInfo {
                     kept.remove(i);
                     (text, add_bos) = self.render(None, system, &kept)?;
                 }
-                _ => return Ok((text, add_bos, ready.load_duration)),
+                _ => return Ok((text, add_bos)),
             }
+        }
+    }
+
+    /// What the scheduler needs to give this request a runner.
+    pub(super) fn load_request(
+        &self,
+        opts: &Options,
+        keep_alive: Option<KeepAlive>,
+    ) -> LoadRequest {
+        LoadRequest {
+            model: self.blob.clone(),
+            name: self.name.clone(),
+            digest: self.digest.clone(),
+            details: self.details.clone(),
+            shape: self.shape,
+            num_ctx: opts.num_ctx,
+            keep_alive,
         }
     }
 
@@ -162,6 +184,8 @@ pub(super) async fn model_info(state: &AppState, name: &str) -> Result<ModelInfo
         let layer =
             crate::describe::text_layers(&store, &entry.manifest, LayerKind::Template)?.pop();
         let gguf = crate::gguf::GgufFile::open(&blob).ok();
+        let shape = gguf.as_ref().map(ModelShape::from_gguf).unwrap_or_default();
+        let details = crate::describe::details(&store, &entry.manifest);
         let meta = |k: &str| gguf.as_ref().and_then(|f| f.get_str(k)).map(str::to_string);
         let token = |k: &str| {
             gguf.as_ref().and_then(|f| {
@@ -179,6 +203,10 @@ pub(super) async fn model_info(state: &AppState, name: &str) -> Result<ModelInfo
             .map_err(|e| ApiError::BadRequest(format!("the model's template is invalid: {e}")))?;
         Ok(ModelInfo {
             blob,
+            name: entry.reference.display_short(),
+            digest: entry.digest.hex().to_owned(),
+            details,
+            shape,
             params,
             system,
             template,
@@ -190,15 +218,11 @@ pub(super) async fn model_info(state: &AppState, name: &str) -> Result<ModelInfo
     .map_err(|e| ApiError::internal(&e))?
 }
 
-/// Whether a `keep_alive` says "unload now" (`0`, `"0"`, `"0s"`, `"0m"`).
-fn is_zero(keep_alive: Option<&serde_json::Value>) -> bool {
-    match keep_alive {
-        Some(serde_json::Value::Number(n)) => n.as_f64() == Some(0.0),
-        Some(serde_json::Value::String(s)) => {
-            let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-            !digits.is_empty() && digits.parse::<f64>().is_ok_and(|v| v == 0.0)
-        }
-        _ => false,
+/// A request's `keep_alive`, checked (`None`: the configured default).
+pub(super) fn keep_alive(v: Option<&serde_json::Value>) -> Result<Option<KeepAlive>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(v) => KeepAlive::from_json(v).map_err(|e| ApiError::BadRequest(e.to_string())),
     }
 }
 
@@ -225,16 +249,16 @@ pub(super) enum Event {
     Done(CompletionChunk),
 }
 
-/// Starts a completion; the receiver yields text pieces then the last chunk.
+/// Starts a completion on the runner of `lease`; the receiver yields text
+/// pieces then the last chunk. The lease is held until the generation ends
+/// or the client goes away, so the runner is not unloaded under it.
 pub(super) async fn start(
-    runners: &Runners,
-    info: &ModelInfo,
+    lease: Lease,
     opts: &Options,
     prompt: String,
     add_bos: bool,
     json: bool,
-) -> Result<(mpsc::Receiver<Result<Event, ApiError>>, u64), ApiError> {
-    let ready = runners.ensure(&info.blob, opts.num_ctx).await?;
+) -> Result<mpsc::Receiver<Result<Event, ApiError>>, ApiError> {
     let req = RunnerRequest::Completion(CompletionRequest {
         prompt,
         add_bos,
@@ -244,10 +268,8 @@ pub(super) async fn start(
         sampler: opts.sampler.clone(),
         json,
     });
-    let mut answer = client::call(&ready.socket, &req).await?;
+    let mut answer = client::call(lease.socket(), &req).await?;
     let (tx, rx) = mpsc::channel(32);
-    let runners = runners.clone();
-    let blob = info.blob.clone();
     tokio::spawn(async move {
         loop {
             let item = match answer.next::<CompletionChunk>().await {
@@ -257,10 +279,8 @@ pub(super) async fn start(
                 }
                 Ok(Some(c)) => Ok(Event::Text(c.content)),
                 Ok(None) => {
-                    // Give the OS a moment to report the exit.
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    let why = runners
-                        .exit_status(&blob)
+                    let why = lease
+                        .exit_status()
                         .await
                         .unwrap_or_else(|| "it closed the connection".into());
                     Err(ApiError::from(ClientError::Died(why)))
@@ -274,7 +294,7 @@ pub(super) async fn start(
             }
         }
     });
-    Ok((rx, ready.load_duration))
+    Ok(rx)
 }
 
 fn metrics(c: &CompletionChunk, load: u64, started: Instant) -> Metrics {
@@ -367,11 +387,13 @@ pub async fn generate(
     let started = Instant::now();
     let info = model_info(&state, &req.model).await?;
     let opts = info.options(req.options.as_ref())?;
+    let keep = keep_alive(req.keep_alive.as_ref())?;
     let json = wants_json(req.format.as_ref())?;
     let model = req.model.clone();
-    if req.prompt.is_empty() && is_zero(req.keep_alive.as_ref()) {
-        // `keep_alive: 0` with no prompt unloads, as in Ollama (`ollama stop`).
-        state.runners.stop(&info.blob).await;
+    if req.prompt.is_empty() && keep.is_some_and(KeepAlive::is_zero) {
+        // `keep_alive: 0` with no prompt unloads, as in Ollama (`ollama
+        // stop`); a runner that is serving goes when its requests end.
+        state.sched.unload(&info.blob).await;
         return Ok(Json(GenerateResponse {
             model,
             created_at: now(),
@@ -382,9 +404,10 @@ pub async fn generate(
         })
         .into_response());
     }
+    let lease = state.sched.acquire(info.load_request(&opts, keep)).await?;
+    let load = lease.load_duration();
     if req.prompt.is_empty() {
         // An empty prompt only loads the model, as in Ollama.
-        let ready = state.runners.ensure(&info.blob, opts.num_ctx).await?;
         return Ok(Json(GenerateResponse {
             model,
             created_at: now(),
@@ -393,7 +416,7 @@ pub async fn generate(
             done_reason: Some("load".into()),
             metrics: Metrics {
                 total_duration: Some(nanos(started)),
-                load_duration: Some(ready.load_duration),
+                load_duration: Some(load),
                 ..Metrics::default()
             },
         })
@@ -415,7 +438,7 @@ pub async fn generate(
         }];
         info.render(own.as_ref(), system.as_deref(), &messages)?
     };
-    let (rx, load) = start(&state.runners, &info, &opts, prompt, add_bos, json).await?;
+    let rx = start(lease, &opts, prompt, add_bos, json).await?;
     Ok(respond(rx, req.stream.unwrap_or(true), move |text, last| {
         GenerateResponse {
             model: model.clone(),
@@ -443,8 +466,22 @@ pub async fn chat(
         role: "assistant".into(),
         content,
     };
+    let keep = keep_alive(req.keep_alive.as_ref())?;
+    if req.messages.is_empty() && keep.is_some_and(KeepAlive::is_zero) {
+        state.sched.unload(&info.blob).await;
+        return Ok(Json(ChatResponse {
+            model,
+            created_at: now(),
+            message: assistant(String::new()),
+            done: true,
+            done_reason: Some("unload".into()),
+            metrics: Metrics::default(),
+        })
+        .into_response());
+    }
+    let lease = state.sched.acquire(info.load_request(&opts, keep)).await?;
+    let load = lease.load_duration();
     if req.messages.is_empty() {
-        let ready = state.runners.ensure(&info.blob, opts.num_ctx).await?;
         return Ok(Json(ChatResponse {
             model,
             created_at: now(),
@@ -453,17 +490,16 @@ pub async fn chat(
             done_reason: Some("load".into()),
             metrics: Metrics {
                 total_duration: Some(nanos(started)),
-                load_duration: Some(ready.load_duration),
+                load_duration: Some(load),
                 ..Metrics::default()
             },
         })
         .into_response());
     }
-    let (prompt, add_bos, load0) = info
-        .render_fitting(&state.runners, &opts, info.system.as_deref(), &req.messages)
+    let (prompt, add_bos) = info
+        .render_fitting(&lease, info.system.as_deref(), &req.messages)
         .await?;
-    let (rx, load) = start(&state.runners, &info, &opts, prompt, add_bos, json).await?;
-    let load = load + load0;
+    let rx = start(lease, &opts, prompt, add_bos, json).await?;
     Ok(respond(rx, req.stream.unwrap_or(true), move |text, last| {
         ChatResponse {
             model: model.clone(),
@@ -492,9 +528,10 @@ pub async fn embed(
     if input.iter().any(String::is_empty) {
         return Err(ApiError::BadRequest("`input` has an empty text".into()));
     }
-    let ready = state.runners.ensure(&info.blob, opts.num_ctx).await?;
+    let keep = keep_alive(req.keep_alive.as_ref())?;
+    let lease = state.sched.acquire(info.load_request(&opts, keep)).await?;
     let mut answer = client::call(
-        &ready.socket,
+        lease.socket(),
         &RunnerRequest::Embed {
             input,
             truncate: req.truncate.unwrap_or(true),
@@ -505,9 +542,8 @@ pub async fn embed(
         Ok(Some(e)) => e,
         Ok(None) => {
             return Err(ClientError::Died(
-                state
-                    .runners
-                    .exit_status(&info.blob)
+                lease
+                    .exit_status()
                     .await
                     .unwrap_or_else(|| "it closed the connection".into()),
             )
@@ -520,7 +556,7 @@ pub async fn embed(
         model: req.model,
         embeddings: e.embeddings,
         total_duration: nanos(started),
-        load_duration: ready.load_duration,
+        load_duration: lease.load_duration(),
         prompt_eval_count: e.prompt_eval_count as u64,
     }))
 }

@@ -7,6 +7,7 @@ mod extract;
 mod generate;
 mod models;
 mod openai;
+mod ps;
 pub mod stream;
 mod transfer;
 
@@ -37,8 +38,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Registry transfers: HTTP clients and the downloads in flight.
     pub transfers: Arc<crate::transfer::Transfers>,
-    /// The model runner processes.
-    pub runners: crate::runner::client::Runners,
+    /// The scheduler: which model runners are loaded.
+    pub sched: crate::sched::Scheduler,
 }
 
 /// The whole service, without transport guards (the unix socket needs none).
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/generate", post(generate::generate))
         .route("/api/chat", post(generate::chat))
         .route("/api/embed", post(generate::embed))
+        .route("/api/ps", get(ps::ps))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(openai::embeddings))

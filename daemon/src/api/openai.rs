@@ -40,6 +40,12 @@ impl From<ClientError> for OpenAiError {
     }
 }
 
+impl From<crate::sched::SchedError> for OpenAiError {
+    fn from(e: crate::sched::SchedError) -> Self {
+        OpenAiError(e.into())
+    }
+}
+
 impl From<options::OptionsError> for OpenAiError {
     fn from(e: options::OptionsError) -> Self {
         OpenAiError(e.into())
@@ -55,11 +61,16 @@ impl IntoResponse for OpenAiError {
             _ => "api_error",
         };
         let code = (status == StatusCode::NOT_FOUND).then_some("model_not_found");
-        (
+        let mut resp = (
             status,
             Json(json!({"error": {"message": self.0.to_string(), "type": kind, "param": null, "code": code}})),
         )
-            .into_response()
+            .into_response();
+        // The SDKs retry a 503 and honour Retry-After; take it from the Ollama-shaped answer.
+        if let Some(v) = self.0.into_response().headers().get(header::RETRY_AFTER) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v.clone());
+        }
+        resp
     }
 }
 
@@ -164,10 +175,11 @@ pub async fn chat_completions(
     }
     let info = model_info(&state, &req.model).await?;
     let opts = info.options(Some(&req.options()))?;
-    let (text, add_bos, _) = info
-        .render_fitting(&state.runners, &opts, info.system.as_deref(), &req.messages)
+    let lease = state.sched.acquire(info.load_request(&opts, None)).await?;
+    let (text, add_bos) = info
+        .render_fitting(&lease, info.system.as_deref(), &req.messages)
         .await?;
-    let (rx, _) = start(&state.runners, &info, &opts, text, add_bos, req.json()?).await?;
+    let rx = start(lease, &opts, text, add_bos, req.json()?).await?;
     let usage = req
         .stream_options
         .as_ref()
@@ -193,7 +205,9 @@ pub async fn completions(
     };
     let info = model_info(&state, &req.model).await?;
     let opts = info.options(Some(&req.options()))?;
-    let (rx, _) = start(&state.runners, &info, &opts, prompt, true, req.json()?).await?;
+    let json = req.json()?;
+    let lease = state.sched.acquire(info.load_request(&opts, None)).await?;
+    let rx = start(lease, &opts, prompt, true, json).await?;
     Ok(answer(rx, req.stream, false, false, req.model).await)
 }
 
@@ -377,9 +391,9 @@ pub async fn embeddings(
     };
     let info = model_info(&state, &req.model).await?;
     let opts = info.options(None)?;
-    let ready = state.runners.ensure(&info.blob, opts.num_ctx).await?;
+    let lease = state.sched.acquire(info.load_request(&opts, None)).await?;
     let mut answer = client::call(
-        &ready.socket,
+        lease.socket(),
         &RunnerRequest::Embed {
             input,
             truncate: true,

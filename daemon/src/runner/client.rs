@@ -1,13 +1,9 @@
-//! The daemon's side of the runners: spawns one `llmpmd runner` process per
-//! model on first use, talks to it over its socket, and notices when it has
-//! died (crash, kill, out-of-memory) so the request gets a clear error and
-//! the next one starts a fresh runner. The full scheduler (keep_alive,
-//! eviction, memory limits) replaces the "one per model, forever" policy.
+//! The daemon's side of one runner process: starting `llmpmd runner` and
+//! waiting until it is ready, and the request/answer exchange on its socket.
+//! Which runners exist, and for how long, is the scheduler's (`crate::sched`).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,12 +11,8 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
-use tokio::sync::Mutex;
 
 use super::protocol::{Health, RunnerRequest};
-
-/// How long a model may take to load before we give up on its runner.
-const LOAD_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Why a runner could not serve a request.
 #[derive(Debug, thiserror::Error)]
@@ -57,181 +49,80 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
 }
 
-struct Handle {
-    child: Child,
-    socket: PathBuf,
+/// Starts `exe runner` for `model` with context `num_ctx`, listening on
+/// `socket`, and waits until it answers a health check. A runner that exits
+/// first fails with its last `error:` line; one still loading after
+/// `timeout` is killed.
+pub async fn spawn(
+    exe: &Path,
+    socket: &Path,
+    model: &Path,
     num_ctx: usize,
-}
-
-/// The running runners, by model file. Cheap to clone.
-#[derive(Clone)]
-pub struct Runners {
-    inner: Arc<Mutex<HashMap<PathBuf, Handle>>>,
-    exe: PathBuf,
-    dir: PathBuf,
-    next: Arc<AtomicU64>,
-}
-
-impl std::fmt::Debug for Runners {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runners")
-            .field("exe", &self.exe)
-            .field("dir", &self.dir)
-            .finish()
+    timeout: Duration,
+) -> Result<Child, ClientError> {
+    let started = Instant::now();
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(socket);
+    let mut child = Command::new(exe)
+        .arg("runner")
+        .arg("--model")
+        .arg(model)
+        .arg("--socket")
+        .arg(socket)
+        .arg("--num-ctx")
+        .arg(num_ctx.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| ClientError::Spawn {
+            exe: exe.to_path_buf(),
+            source,
+        })?;
+    tracing::debug!(model = %model.display(), pid = ?child.id(), num_ctx, "runner process started");
+    let last_error = relay_stderr(&mut child);
+    let failed = |status: String| {
+        let reason = last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| "see the daemon log".into());
+        ClientError::Load {
+            model: model.to_path_buf(),
+            reason,
+            status,
+        }
+    };
+    loop {
+        if let Some(status) = describe_exit(&mut child) {
+            // Let the relay read the runner's last words first.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return Err(failed(status));
+        }
+        if started.elapsed() > timeout {
+            let _ = child.start_kill();
+            return Err(failed(format!(
+                "killed: still loading after {timeout:?} (load_timeout)"
+            )));
+        }
+        if let Ok(mut s) = call(socket, &RunnerRequest::Health).await {
+            if let Ok(Some(_)) = s.next::<Health>().await {
+                return Ok(child);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// A model's runner, ready for requests.
-#[derive(Debug, Clone)]
-pub struct Ready {
-    /// Its socket.
-    pub socket: PathBuf,
-    /// Nanoseconds spent starting it for this request (0 when it was running).
-    pub load_duration: u64,
-    /// Its context size.
-    pub num_ctx: usize,
-}
-
-fn describe_exit(child: &mut Child) -> Option<String> {
+/// How `child` exited, or `None` while it runs.
+pub fn describe_exit(child: &mut Child) -> Option<String> {
     match child.try_wait() {
         Ok(Some(status)) => Some(status.to_string()),
         Ok(None) => None,
         Err(e) => Some(format!("unknown status: {e}")),
-    }
-}
-
-impl Runners {
-    /// Runners started as `exe runner …`, with sockets in `dir`.
-    pub fn new(exe: PathBuf, dir: PathBuf) -> Runners {
-        Runners {
-            inner: Arc::new(Mutex::new(HashMap::new())),
-            exe,
-            dir,
-            next: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// The runner for `model` with context `num_ctx`, started (or restarted
-    /// after a crash, or for another context size) when needed.
-    pub async fn ensure(&self, model: &Path, num_ctx: usize) -> Result<Ready, ClientError> {
-        let mut map = self.inner.lock().await;
-        if let Some(h) = map.get_mut(model) {
-            if let Some(status) = describe_exit(&mut h.child) {
-                tracing::warn!(model = %model.display(), %status, "model runner had exited; restarting");
-                map.remove(model);
-            } else if h.num_ctx == num_ctx {
-                return Ok(Ready {
-                    socket: h.socket.clone(),
-                    load_duration: 0,
-                    num_ctx,
-                });
-            } else {
-                // Another context size needs another cache: reload.
-                let _ = h.child.start_kill();
-                map.remove(model);
-            }
-        }
-        let started = Instant::now();
-        std::fs::create_dir_all(&self.dir)?;
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let socket = self
-            .dir
-            .join(format!("runner-{}-{n}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&socket);
-        let mut child = Command::new(&self.exe)
-            .arg("runner")
-            .arg("--model")
-            .arg(model)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--num-ctx")
-            .arg(num_ctx.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| ClientError::Spawn {
-                exe: self.exe.clone(),
-                source,
-            })?;
-        tracing::info!(model = %model.display(), pid = ?child.id(), num_ctx, "starting model runner");
-        let last_error = relay_stderr(&mut child);
-        let failed = |status: String| {
-            let reason = last_error
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone()
-                .unwrap_or_else(|| "see the daemon log".into());
-            ClientError::Load {
-                model: model.to_path_buf(),
-                reason,
-                status,
-            }
-        };
-        loop {
-            if let Some(status) = describe_exit(&mut child) {
-                // Let the relay read the runner's last words first.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                return Err(failed(status));
-            }
-            if started.elapsed() > LOAD_TIMEOUT {
-                let _ = child.start_kill();
-                return Err(failed(format!(
-                    "still loading after {}s",
-                    LOAD_TIMEOUT.as_secs()
-                )));
-            }
-            if let Ok(mut s) = call(&socket, &RunnerRequest::Health).await {
-                if let Ok(Some(_)) = s.next::<Health>().await {
-                    break;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        map.insert(
-            model.to_path_buf(),
-            Handle {
-                child,
-                socket: socket.clone(),
-                num_ctx,
-            },
-        );
-        Ok(Ready {
-            socket,
-            load_duration: u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
-            num_ctx,
-        })
-    }
-
-    /// Why the runner of `model` is gone, if it is (for the error after a
-    /// stream broke off).
-    pub async fn exit_status(&self, model: &Path) -> Option<String> {
-        let mut map = self.inner.lock().await;
-        let h = map.get_mut(model)?;
-        describe_exit(&mut h.child)
-    }
-
-    /// Stops the runner of `model`; whether one was running.
-    pub async fn stop(&self, model: &Path) -> bool {
-        let mut map = self.inner.lock().await;
-        match map.remove(model) {
-            Some(mut h) => {
-                let _ = h.child.start_kill();
-                let _ = std::fs::remove_file(&h.socket);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Stops every runner (daemon shutdown).
-    pub async fn stop_all(&self) {
-        let mut map = self.inner.lock().await;
-        for (_, mut h) in map.drain() {
-            let _ = h.child.start_kill();
-            let _ = std::fs::remove_file(&h.socket);
-        }
     }
 }
 
@@ -290,4 +181,48 @@ fn relay_stderr(child: &mut Child) -> Arc<std::sync::Mutex<Option<String>>> {
         });
     }
     last
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// A runner that never becomes ready is killed after the load timeout,
+    /// and the error says so.
+    #[tokio::test]
+    async fn a_runner_that_never_answers_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("stuck-runner");
+        let pid_file = dir.path().join("pid");
+        std::fs::write(
+            &exe,
+            format!(
+                "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
+                pid_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.path().join("r.sock");
+        let timeout = Duration::from_millis(300);
+        let e = spawn(&exe, &socket, Path::new("m.gguf"), 64, timeout)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("load_timeout"), "{e}");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let proc_dir = PathBuf::from(format!("/proc/{}", pid.trim()));
+        // Gone, or a zombie until reaped: never still sleeping.
+        for _ in 0..100 {
+            let state = std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
+            if state.is_empty() || state.contains(") Z") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the stuck runner still runs");
+    }
 }

@@ -200,6 +200,10 @@ async fn connection(stream: UnixStream, engine: Arc<Mutex<Engine>>) -> std::io::
             break;
         }
     }
+    // The work may be blocked sending into a full channel (its client
+    // stopped reading, then left): closing it lets the send fail, so the
+    // work ends and releases the model instead of holding it forever.
+    drop(rx);
     let _ = work.await;
     watcher.abort();
     write.shutdown().await

@@ -1,0 +1,81 @@
+//! How the scheduler starts a runner and watches its process, behind two
+//! traits so the scheduler's tests can use fakes instead of processes
+//! (as Ollama's scheduler tests replace `newServerFn`).
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::process::Child;
+
+use crate::runner::client::{self, ClientError};
+
+/// A boxed future, for the object-safe traits below.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Starts runners.
+pub trait Launcher: Send + Sync + fmt::Debug {
+    /// Starts a runner for `model` with `num_ctx` on `socket`; resolves
+    /// once it answers requests, or fails (killing it) after `timeout`.
+    fn launch(
+        &self,
+        model: PathBuf,
+        socket: PathBuf,
+        num_ctx: usize,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Box<dyn RunnerProcess>, ClientError>>;
+}
+
+/// A started runner's process.
+pub trait RunnerProcess: Send {
+    /// Its process id.
+    fn pid(&self) -> Option<u32>;
+    /// Resolves when it exits, with how.
+    fn wait(&mut self) -> BoxFuture<'_, String>;
+    /// Asks it to stop now (SIGKILL for a process).
+    fn kill(&mut self);
+}
+
+/// Runners as `exe runner …` processes: the daemon's own binary.
+#[derive(Debug, Clone)]
+pub struct ProcessLauncher {
+    /// The executable.
+    pub exe: PathBuf,
+}
+
+impl Launcher for ProcessLauncher {
+    fn launch(
+        &self,
+        model: PathBuf,
+        socket: PathBuf,
+        num_ctx: usize,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Box<dyn RunnerProcess>, ClientError>> {
+        let exe = self.exe.clone();
+        Box::pin(async move {
+            let child = client::spawn(&exe, &socket, &model, num_ctx, timeout).await?;
+            Ok(Box::new(child) as Box<dyn RunnerProcess>)
+        })
+    }
+}
+
+impl RunnerProcess for Child {
+    fn pid(&self) -> Option<u32> {
+        self.id()
+    }
+
+    fn wait(&mut self) -> BoxFuture<'_, String> {
+        Box::pin(async move {
+            match Child::wait(self).await {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("unknown status: {e}"),
+            }
+        })
+    }
+
+    fn kill(&mut self) {
+        let _ = self.start_kill();
+    }
+}

@@ -1,0 +1,214 @@
+//! How much memory a load needs (an estimate read from the GGUF header) and
+//! how much the runners may use (a configured budget, or the memory the
+//! system has available), behind a trait so tests can fake the machine.
+
+use std::fmt;
+use std::path::Path;
+
+use crate::gguf::GgufFile;
+
+/// What a runner process needs besides weights and KV cache: the code,
+/// the async runtime, candle's buffers and the forward pass's scratch
+/// (a tiny model's runner measures about 15 MiB resident; the rest is
+/// headroom for the activations of real models).
+pub const RUNNER_OVERHEAD: u64 = 64 << 20;
+
+/// The parts of a model's shape that decide its memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ModelShape {
+    /// Bytes of the GGUF file (the weights, mapped or read whole).
+    pub weights: u64,
+    /// Transformer blocks.
+    pub n_layer: u64,
+    /// Key/value heads (the largest, where layers differ).
+    pub n_head_kv: u64,
+    /// Size of one key head.
+    pub key_length: u64,
+    /// Size of one value head.
+    pub value_length: u64,
+}
+
+impl ModelShape {
+    /// Reads the shape from a GGUF header; what is missing counts as zero
+    /// (the estimate is then the weights and the overhead).
+    pub fn from_gguf(file: &GgufFile) -> ModelShape {
+        let arch = file.architecture().unwrap_or_default().to_owned();
+        let key = |k: &str| format!("{arch}.{k}");
+        // Some models give one value per layer; the cache is sized for the largest.
+        let int = |k: &str| -> Option<u64> {
+            let v = file.get(&key(k))?;
+            v.as_u64().or_else(|| match v.to_json() {
+                serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_u64()).max(),
+                _ => None,
+            })
+        };
+        let n_head = int("attention.head_count").unwrap_or(0);
+        let n_embd = int("embedding_length").unwrap_or(0);
+        let head_dim = n_embd.checked_div(n_head).unwrap_or(0);
+        let key_length = int("attention.key_length").unwrap_or(head_dim);
+        ModelShape {
+            weights: file.file_len(),
+            n_layer: int("block_count").unwrap_or(0),
+            n_head_kv: int("attention.head_count_kv").unwrap_or(n_head),
+            key_length,
+            value_length: int("attention.value_length").unwrap_or(key_length),
+        }
+    }
+
+    /// Reads the shape of the GGUF at `path`.
+    pub fn open(path: &Path) -> Result<ModelShape, crate::gguf::GgufError> {
+        GgufFile::open(path).map(|f| ModelShape::from_gguf(&f))
+    }
+
+    /// Bytes of the KV cache for `num_ctx` tokens: keys and values of every
+    /// layer, f32 (the runner's cache type).
+    pub fn kv_cache(&self, num_ctx: u64) -> u64 {
+        self.n_layer
+            .saturating_mul(num_ctx)
+            .saturating_mul(self.n_head_kv)
+            .saturating_mul(self.key_length.saturating_add(self.value_length))
+            .saturating_mul(4)
+    }
+
+    /// The estimate for a runner with `num_ctx`: weights + KV cache + overhead.
+    pub fn estimate(&self, num_ctx: u64) -> u64 {
+        self.weights
+            .saturating_add(self.kv_cache(num_ctx))
+            .saturating_add(RUNNER_OVERHEAD)
+    }
+}
+
+/// Where the memory figure comes from: the machine's inventory. CPU memory
+/// only today; a GPU would add its own.
+pub trait MemoryInventory: Send + Sync + fmt::Debug {
+    /// Bytes free for new runners now, `None` when unknown.
+    fn available(&self) -> Option<u64>;
+}
+
+/// The system's `MemAvailable` (Linux `/proc/meminfo`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemMemory;
+
+impl MemoryInventory for SystemMemory {
+    fn available(&self) -> Option<u64> {
+        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+        mem_available(&text)
+    }
+}
+
+/// `MemAvailable` of a `/proc/meminfo` text, in bytes.
+pub fn mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?;
+    let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The limit on what the loaded runners may use together.
+#[derive(Debug)]
+pub enum Budget {
+    /// A configured number of bytes (`memory_budget`).
+    Fixed(u64),
+    /// What the inventory reports free at load time, plus what our own
+    /// runners hold (unloading them would give it back).
+    Available(Box<dyn MemoryInventory>),
+}
+
+impl Budget {
+    /// The budget now, given that our runners hold `ours` bytes; `None`
+    /// when the inventory cannot tell (then only `max_loaded_models` limits).
+    pub fn total(&self, ours: u64) -> Option<u64> {
+        match self {
+            Budget::Fixed(n) => Some(*n),
+            Budget::Available(inv) => inv.available().map(|a| a.saturating_add(ours)),
+        }
+    }
+
+    /// Names the setting to raise, for error messages.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            Budget::Fixed(_) => "raise memory_budget (LLMPM_MEMORY_BUDGET)",
+            Budget::Available(_) => "free some memory",
+        }
+    }
+}
+
+/// Bytes in binary units, as the budget is configured: `512 MiB`, `1.2 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
+    for (size, unit) in UNITS {
+        if n >= size {
+            let v = n as f64 / size as f64;
+            return if v >= 10.0 {
+                format!("{v:.0} {unit}")
+            } else {
+                format!("{v:.1} {unit}")
+            };
+        }
+    }
+    format!("{n} B")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
+
+    #[test]
+    fn estimate_of_a_tiny_llama() {
+        let spec = TinyLlamaSpec::default();
+        let mut bytes = Vec::new();
+        write_tiny_llama(&spec, &mut bytes).unwrap();
+        let file = GgufFile::from_bytes(&bytes).unwrap();
+        let shape = ModelShape::from_gguf(&file);
+        assert_eq!(shape.weights, bytes.len() as u64);
+        assert_eq!(shape.n_layer, u64::from(spec.n_layer));
+        assert_eq!(shape.n_head_kv, u64::from(spec.n_head_kv));
+        assert_eq!(shape.key_length, u64::from(spec.head_dim()));
+        // 2 (K and V) * n_layer * num_ctx * n_head_kv * head_dim * 4 bytes.
+        let kv = 2 * 2 * 1024 * 2 * 16 * 4;
+        assert_eq!(shape.kv_cache(1024), kv);
+        assert_eq!(
+            shape.estimate(1024),
+            bytes.len() as u64 + kv + RUNNER_OVERHEAD
+        );
+        // Twice the context, twice the cache.
+        assert_eq!(shape.kv_cache(2048), 2 * kv);
+        assert_eq!(shape.kv_cache(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn budgets() {
+        #[derive(Debug)]
+        struct Fake(Option<u64>);
+        impl MemoryInventory for Fake {
+            fn available(&self) -> Option<u64> {
+                self.0
+            }
+        }
+        assert_eq!(Budget::Fixed(5).total(3), Some(5));
+        assert_eq!(
+            Budget::Available(Box::new(Fake(Some(10)))).total(3),
+            Some(13)
+        );
+        assert_eq!(Budget::Available(Box::new(Fake(None))).total(3), None);
+        let meminfo = "MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   2048 kB\n";
+        assert_eq!(mem_available(meminfo), Some(2 << 20));
+        assert_eq!(mem_available("MemFree: 1 kB\n"), None);
+        assert!(SystemMemory.available().is_some_and(|n| n > 0));
+    }
+
+    #[test]
+    fn binary_units() {
+        assert_eq!(human_bytes(512 << 20), "512 MiB");
+        assert_eq!(human_bytes(1288490189), "1.2 GiB");
+        assert_eq!(human_bytes(100), "100 B");
+    }
+}
