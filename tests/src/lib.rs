@@ -321,6 +321,22 @@ pub fn assert_ok(o: &Output) {
     );
 }
 
+/// The pids of `parent`'s child processes (a daemon's runners), from `/proc`.
+pub fn child_pids(parent: u32) -> Vec<String> {
+    let parent = parent.to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // pid (comm) state ppid …; comm may hold spaces, so split after ')'.
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+            (ppid == parent).then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
 /// Whether CI demands that nothing skips (`LLMPM_TEST_STRICT=1`).
 pub fn strict() -> bool {
     std::env::var("LLMPM_TEST_STRICT").is_ok_and(|v| v == "1")

@@ -127,50 +127,6 @@ fn generate_chat_embed_and_bad_options() {
     }
 }
 
-/// The pids of `parent`'s child processes.
-fn children(parent: u32) -> Vec<String> {
-    let parent = parent.to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            // pid (comm) state ppid …; comm may hold spaces, so split after ')'.
-            let ppid = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(1)?
-                .to_string();
-            (ppid == parent).then(|| e.file_name().to_string_lossy().into_owned())
-        })
-        .collect()
-}
-
-/// A daemon killed with SIGKILL cannot stop its runners: they notice and
-/// exit on their own instead of holding the model's memory forever.
-#[test]
-fn runners_exit_when_the_daemon_is_killed() {
-    let mut ctx = setup();
-    let req = json!({"model": "tiny", "prompt": "Hello", "stream": false,
-        "options": {"num_predict": 2}});
-    assert_eq!(post(&ctx, "/api/generate", &req).status, 200);
-    let pids = children(ctx.daemon.as_ref().unwrap().pid());
-    assert!(!pids.is_empty(), "a runner child process exists");
-    ctx.daemon().kill9();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while pids
-        .iter()
-        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "runner(s) {pids:?} outlived the daemon"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn killed_runner_is_an_error_then_restarts() {
     let ctx = setup();
@@ -178,7 +134,7 @@ fn killed_runner_is_an_error_then_restarts() {
         "options": {"temperature": 0, "num_predict": 4}});
     assert_eq!(post(&ctx, "/api/generate", &req).status, 200);
     // Kill every runner of this daemon.
-    let pids = children(ctx.daemon.as_ref().unwrap().pid());
+    let pids = llmpm_tests::child_pids(ctx.daemon.as_ref().unwrap().pid());
     assert!(!pids.is_empty(), "a runner child process exists");
     for pid in &pids {
         std::process::Command::new("kill")

@@ -199,22 +199,7 @@ fn long_generation(ctx: &TestContext, model: &str) -> Stream {
 
 /// The pids of the daemon's runner processes.
 fn runner_pids(ctx: &TestContext) -> Vec<String> {
-    let daemon = ctx.daemon.as_ref().unwrap().pid().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            // pid (comm) state ppid …; comm may hold spaces, so split after ')'.
-            let ppid = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(1)?
-                .to_owned();
-            (ppid == daemon).then(|| e.file_name().to_string_lossy().into_owned())
-        })
-        .collect()
+    llmpm_tests::child_pids(ctx.daemon.as_ref().unwrap().pid())
 }
 
 #[test]
