@@ -119,6 +119,52 @@ mod avx2 {
         hsum(acc)
     }
 
+    /// Four activation rows at once against one weight row: each weight
+    /// block is loaded (and for Q4_0 unpacked) once for the four. `w_at(b)`
+    /// gives block `b` of the weights as 32 signed bytes.
+    #[target_feature(enable = "avx2,fma")]
+    fn dot_x4(wd: &[f32], xs: [(&[i8], &[f32]); 4], w_at: impl Fn(usize) -> __m256i) -> [f32; 4] {
+        let nb = wd.len();
+        for (q, d) in xs {
+            assert!(q.len() >= nb * QK && d.len() >= nb);
+        }
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for b in 0..nb {
+            let w = w_at(b);
+            for (a, (q, d)) in acc.iter_mut().zip(xs) {
+                // SAFETY: bytes b·32 .. b·32 + 32 of the row exist (asserted above).
+                let x = unsafe { _mm256_loadu_si256(q.as_ptr().add(b * QK).cast()) };
+                *a = _mm256_fmadd_ps(_mm256_set1_ps(wd[b] * d[b]), block_sum(w, x), *a);
+            }
+        }
+        acc.map(|a| hsum(a))
+    }
+
+    /// [`dot_q8`] for four activation rows.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot_q8_x4(wq: &[i8], wd: &[f32], xs: [(&[i8], &[f32]); 4]) -> [f32; 4] {
+        assert!(wq.len() >= wd.len() * QK);
+        dot_x4(wd, xs, |b| {
+            // SAFETY: bytes b·32 .. b·32 + 32 exist (asserted above).
+            unsafe { _mm256_loadu_si256(wq.as_ptr().add(b * QK).cast()) }
+        })
+    }
+
+    /// [`dot_q4`] for four activation rows.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot_q4_x4(wq: &[u8], wd: &[f32], xs: [(&[i8], &[f32]); 4]) -> [f32; 4] {
+        let half = QK / 2;
+        assert!(wq.len() >= wd.len() * half);
+        let low = _mm256_set1_epi8(0x0F);
+        let eight = _mm256_set1_epi8(8);
+        dot_x4(wd, xs, |b| {
+            // SAFETY: bytes b·16 .. b·16 + 16 exist (asserted above).
+            let packed = unsafe { _mm_loadu_si128(wq.as_ptr().add(b * half).cast()) };
+            let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+            _mm256_sub_epi8(_mm256_and_si256(both, low), eight)
+        })
+    }
+
     /// A Q4_0 row (16 packed bytes per block) times a Q8_0 activation row.
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn dot_q4(wq: &[u8], wd: &[f32], xq: &[i8], xd: &[f32]) -> f32 {
@@ -246,6 +292,36 @@ impl Q8Matrix {
         self.dot_row_portable(row, x)
     }
 
+    /// Row `row` of the weights times four activation rows.
+    fn dot_row4(&self, row: usize, xs: [&QRow; 4]) -> [f32; 4] {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            let nb = self.k / QK;
+            let wd = &self.d[row * nb..(row + 1) * nb];
+            let xs = xs.map(|x| (x.qs.as_slice(), x.d.as_slice()));
+            return match &self.qs {
+                Quants::Q8(qs) => {
+                    let wq = &qs[row * self.k..(row + 1) * self.k];
+                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        avx2::dot_q8_x4(wq, wd, xs)
+                    }
+                }
+                Quants::Q4(qs) => {
+                    let half = QK / 2;
+                    let wq = &qs[row * nb * half..(row + 1) * nb * half];
+                    // SAFETY: as above.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        avx2::dot_q4_x4(wq, wd, xs)
+                    }
+                }
+            };
+        }
+        xs.map(|x| self.dot_row_portable(row, x))
+    }
+
     /// Plain Rust the compiler vectorizes for whatever target it builds
     /// for; the other paths inline it with more instructions allowed.
     #[inline(always)]
@@ -314,7 +390,13 @@ impl Q8Matrix {
                 .for_each(|(c, band)| {
                     for (j, outs) in band.chunks_exact_mut(m).enumerate() {
                         let r = c * ROWS_PER_TASK + j;
-                        for (o, xr) in outs.iter_mut().zip(&rows) {
+                        // Four activation rows per pass over the weight row.
+                        let mut o4 = outs.chunks_exact_mut(4);
+                        let mut x4 = rows.chunks_exact(4);
+                        for (o, x) in (&mut o4).zip(&mut x4) {
+                            o.copy_from_slice(&self.dot_row4(r, [&x[0], &x[1], &x[2], &x[3]]));
+                        }
+                        for (o, xr) in o4.into_remainder().iter_mut().zip(x4.remainder()) {
                             *o = self.dot_row(r, xr);
                         }
                     }
