@@ -571,3 +571,68 @@ fn a_client_that_stalls_then_leaves_does_not_wedge_the_model() {
     let v = generate(&ctx, "a", json!({}));
     assert_eq!(v["done"], true);
 }
+
+/// 32 concurrent chats to one model (`num_parallel` 4): none is lost, and
+/// each answer is the one the same request gets alone (same seed, same
+/// output: requests do not leak into each other's sampling or cache). With
+/// `max_queue` 8 the excess gets 503, and every admitted request still
+/// completes correctly. (48 tokens each keep the model busy long enough
+/// for the 32 to arrive while it is.)
+#[test]
+fn thirty_two_concurrent_chats_complete_independently() {
+    for (max_queue, expect_refusals) in [("512", false), ("8", true)] {
+        let ctx = setup(
+            &[("LLMPM_NUM_PARALLEL", "4"), ("LLMPM_MAX_QUEUE", max_queue)],
+            &["a"],
+        );
+        let body = |i: usize| {
+            json!({"model": "a", "stream": false,
+                "messages": [{"role": "user", "content": format!("question {}", i % 4)}],
+                "options": {"temperature": 0.9, "seed": 42, "num_predict": 48}})
+        };
+        let alone: Vec<Value> = (0..4)
+            .map(|i| {
+                let r = post(&ctx, "/api/chat", &body(i));
+                assert_eq!(r.status, 200, "{}", r.text());
+                r.json()["message"]["content"].clone()
+            })
+            .collect();
+        assert!(
+            alone.windows(2).any(|w| w[0] != w[1]),
+            "the four questions should not all get the same answer: {alone:?}"
+        );
+        let handles: Vec<_> = (0..32)
+            .map(|i| {
+                let socket = ctx.socket();
+                let b = body(i).to_string();
+                std::thread::spawn(move || {
+                    (
+                        i,
+                        call_unix(&socket, "POST", "/api/chat", b.as_bytes()).unwrap(),
+                    )
+                })
+            })
+            .collect();
+        let (mut ok, mut refused) = (0, 0);
+        for h in handles {
+            let (i, r) = h.join().unwrap();
+            match r.status {
+                200 => {
+                    ok += 1;
+                    assert_eq!(r.json()["message"]["content"], alone[i % 4], "request {i}");
+                }
+                503 if expect_refusals => refused += 1,
+                s => panic!("request {i}: {s} {}", r.text()),
+            }
+        }
+        assert_eq!(ok + refused, 32, "no request lost");
+        if expect_refusals {
+            assert!(refused > 0 && ok >= 4, "ok {ok}, refused {refused}");
+        }
+        // Nothing broke: the model still answers.
+        assert_eq!(
+            post(&ctx, "/api/chat", &body(0)).json()["message"]["content"],
+            alone[0]
+        );
+    }
+}
