@@ -40,6 +40,18 @@ enum Quants {
     Q4(Vec<u8>),
 }
 
+/// One weight row's quants, as [`Quants`] stores them.
+enum RowQuants<'a> {
+    Q8(&'a [i8]),
+    Q4(&'a [u8]),
+}
+
+/// Whether the AVX2 kernels can run here (std caches the detection).
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
 /// A Q8_0 or Q4_0 weight matrix `(n, k)`: row `i` produces output `i`.
 #[derive(Debug)]
 pub struct Q8Matrix {
@@ -262,30 +274,32 @@ impl Q8Matrix {
         Ok(Q8Matrix { n, k, d, qs })
     }
 
+    /// Row `row`'s block scales and quants.
+    fn row(&self, row: usize) -> (&[f32], RowQuants<'_>) {
+        let nb = self.k / QK;
+        let wd = &self.d[row * nb..(row + 1) * nb];
+        let wq = match &self.qs {
+            Quants::Q8(qs) => RowQuants::Q8(&qs[row * self.k..(row + 1) * self.k]),
+            Quants::Q4(qs) => {
+                let bytes = nb * QK / 2;
+                RowQuants::Q4(&qs[row * bytes..(row + 1) * bytes])
+            }
+        };
+        (wd, wq)
+    }
+
     /// Row `row` of the weights times `x`, on the best path this CPU has.
     fn dot_row(&self, row: usize, x: &QRow) -> f32 {
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            let nb = self.k / QK;
-            let wd = &self.d[row * nb..(row + 1) * nb];
-            return match &self.qs {
-                Quants::Q8(qs) => {
-                    let wq = &qs[row * self.k..(row + 1) * self.k];
-                    // SAFETY: the CPU has AVX2 and FMA (checked just above,
-                    // cached by std), all that `avx2::dot_q8` needs.
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        avx2::dot_q8(wq, wd, &x.qs, &x.d)
-                    }
-                }
-                Quants::Q4(qs) => {
-                    let half = QK / 2;
-                    let wq = &qs[row * nb * half..(row + 1) * nb * half];
-                    // SAFETY: as above.
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        avx2::dot_q4(wq, wd, &x.qs, &x.d)
-                    }
+        if has_avx2() {
+            let (wd, wq) = self.row(row);
+            // SAFETY: the CPU has AVX2 and FMA (`has_avx2`), all that the
+            // `avx2` functions need.
+            #[allow(unsafe_code)]
+            return unsafe {
+                match wq {
+                    RowQuants::Q8(wq) => avx2::dot_q8(wq, wd, &x.qs, &x.d),
+                    RowQuants::Q4(wq) => avx2::dot_q4(wq, wd, &x.qs, &x.d),
                 }
             };
         }
@@ -295,27 +309,15 @@ impl Q8Matrix {
     /// Row `row` of the weights times four activation rows.
     fn dot_row4(&self, row: usize, xs: [&QRow; 4]) -> [f32; 4] {
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            let nb = self.k / QK;
-            let wd = &self.d[row * nb..(row + 1) * nb];
+        if has_avx2() {
+            let (wd, wq) = self.row(row);
             let xs = xs.map(|x| (x.qs.as_slice(), x.d.as_slice()));
-            return match &self.qs {
-                Quants::Q8(qs) => {
-                    let wq = &qs[row * self.k..(row + 1) * self.k];
-                    // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        avx2::dot_q8_x4(wq, wd, xs)
-                    }
-                }
-                Quants::Q4(qs) => {
-                    let half = QK / 2;
-                    let wq = &qs[row * nb * half..(row + 1) * nb * half];
-                    // SAFETY: as above.
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        avx2::dot_q4_x4(wq, wd, xs)
-                    }
+            // SAFETY: as in `dot_row`.
+            #[allow(unsafe_code)]
+            return unsafe {
+                match wq {
+                    RowQuants::Q8(wq) => avx2::dot_q8_x4(wq, wd, xs),
+                    RowQuants::Q4(wq) => avx2::dot_q4_x4(wq, wd, xs),
                 }
             };
         }
@@ -326,22 +328,17 @@ impl Q8Matrix {
     /// for; the other paths inline it with more instructions allowed.
     #[inline(always)]
     fn dot_row_portable(&self, row: usize, x: &QRow) -> f32 {
-        let nb = self.k / QK;
-        let wd = &self.d[row * nb..(row + 1) * nb];
-        match &self.qs {
-            Quants::Q8(qs) => {
-                let wq = &qs[row * self.k..(row + 1) * self.k];
-                blocks_dot(wd, &x.d, |b| {
-                    let (wb, xb) = (&wq[b * QK..(b + 1) * QK], &x.qs[b * QK..(b + 1) * QK]);
-                    wb.iter()
-                        .zip(xb)
-                        .map(|(&a, &b)| i32::from(a) * i32::from(b))
-                        .sum()
-                })
-            }
-            Quants::Q4(qs) => {
+        let (wd, wq) = self.row(row);
+        match wq {
+            RowQuants::Q8(wq) => blocks_dot(wd, &x.d, |b| {
+                let (wb, xb) = (&wq[b * QK..(b + 1) * QK], &x.qs[b * QK..(b + 1) * QK]);
+                wb.iter()
+                    .zip(xb)
+                    .map(|(&a, &b)| i32::from(a) * i32::from(b))
+                    .sum()
+            }),
+            RowQuants::Q4(wq) => {
                 let half = QK / 2;
-                let wq = &qs[row * nb * half..(row + 1) * nb * half];
                 blocks_dot(wd, &x.d, |b| {
                     let wb = &wq[b * half..(b + 1) * half];
                     let (lo, hi) = x.qs[b * QK..(b + 1) * QK].split_at(half);
