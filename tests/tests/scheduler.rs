@@ -197,6 +197,25 @@ fn long_generation(ctx: &TestContext, model: &str) -> Stream {
     s
 }
 
+/// A two-token generation of `model` on another thread; its answer when joined.
+fn short_generation_in_background(
+    ctx: &TestContext,
+    model: &str,
+) -> std::thread::JoinHandle<Response> {
+    let socket = ctx.socket();
+    let body = json!({"model": model, "prompt": "Hi", "stream": false,
+        "options": {"temperature": 0, "num_predict": 2}});
+    std::thread::spawn(move || {
+        call_unix(
+            &socket,
+            "POST",
+            "/api/generate",
+            body.to_string().as_bytes(),
+        )
+        .unwrap()
+    })
+}
+
 /// The pids of the daemon's runner processes.
 fn runner_pids(ctx: &TestContext) -> Vec<String> {
     llmpm_tests::child_pids(ctx.daemon.as_ref().unwrap().pid())
@@ -233,20 +252,7 @@ fn a_serving_model_is_never_evicted() {
 fn a_load_waits_for_a_serving_model_instead_of_killing_it() {
     let ctx = setup(&[("LLMPM_MAX_LOADED_MODELS", "1")], &["a", "b"]);
     let stream = long_generation(&ctx, "a");
-    let waiting = {
-        let socket = ctx.socket();
-        std::thread::spawn(move || {
-            let body = json!({"model": "b", "prompt": "Hi", "stream": false,
-                "options": {"temperature": 0, "num_predict": 2}});
-            call_unix(
-                &socket,
-                "POST",
-                "/api/generate",
-                body.to_string().as_bytes(),
-            )
-            .unwrap()
-        })
-    };
+    let waiting = short_generation_in_background(&ctx, "b");
     let last = stream.finish();
     assert_eq!(last["done"], true, "{last}");
     assert!(last.get("error").is_none(), "{last}");
@@ -451,20 +457,7 @@ fn past_max_queue_requests_get_503() {
     );
     // `a` serves one request at a time: one more may wait, a third may not.
     let stream = long_generation(&ctx, "a");
-    let send = || {
-        let socket = ctx.socket();
-        std::thread::spawn(move || {
-            let body = json!({"model": "a", "prompt": "Hi", "stream": false,
-                "options": {"temperature": 0, "num_predict": 2}});
-            call_unix(
-                &socket,
-                "POST",
-                "/api/generate",
-                body.to_string().as_bytes(),
-            )
-            .unwrap()
-        })
-    };
+    let send = || short_generation_in_background(&ctx, "a");
     let (b, c) = (send(), send());
     // Whichever came second was refused at once; the first waits for `a`.
     let (first, second) = {
