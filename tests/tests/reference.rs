@@ -119,3 +119,121 @@ fn logits_match_llama_cpp() {
         }
     }
 }
+
+/// Sequences evaluated together in one batched pass (as the runner does for
+/// parallel requests) get exactly the logits they get alone, whatever they
+/// share a pass with: prompt chunks, other prompts, other decode steps.
+#[test]
+fn batched_sequences_match_alone() {
+    use llmpmd::runner::llama::Part;
+    let fx = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let prompts: [Vec<u32>; 3] = [(1..20).collect(), (30..71).collect(), vec![5, 9, 200, 17]];
+    let steps = 6;
+    for ftype in ["q8_0", "q4_0", "f16"] {
+        let model = load(dir.path(), &fx["gen"], ftype);
+        let half = prompts[1].len() / 2;
+        // Alone: the prompt, then greedy steps, logits kept at each. Prompt
+        // 1 goes in two chunks, as below (the runner cuts a long prompt at
+        // the same places alone or batched: F16 products are not exactly
+        // the same for one chunk and two).
+        let alone: Vec<Vec<Vec<f32>>> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut cache = model.new_cache(128);
+                let cut = if i == 1 { half } else { 0 };
+                if cut > 0 {
+                    model.forward(&p[..cut], &mut cache).unwrap();
+                }
+                let mut out = vec![model.forward(&p[cut..], &mut cache).unwrap()];
+                for _ in 1..steps {
+                    let next = llmpmd::runner::model::argmax(out.last().unwrap());
+                    out.push(model.forward(&[next], &mut cache).unwrap());
+                }
+                out
+            })
+            .collect();
+        let mut caches: Vec<_> = (0..3).map(|_| model.new_cache(128)).collect();
+        let [ca, cb, cc] = &mut caches[..] else {
+            unreachable!()
+        };
+        // Pass 1: all of prompt 0, the first half of prompt 1.
+        let got = model
+            .forward_batch(&mut [
+                Part {
+                    tokens: &prompts[0],
+                    cache: &mut *ca,
+                    logits: true,
+                },
+                Part {
+                    tokens: &prompts[1][..half],
+                    cache: &mut *cb,
+                    logits: false,
+                },
+            ])
+            .unwrap();
+        assert_eq!(got.len(), 1, "{ftype}: logits only where asked");
+        let mut logits = [got[0].clone(), Vec::new(), Vec::new()];
+        // Pass 2: a decode step of 0, the rest of prompt 1, all of prompt 2.
+        let next0 = llmpmd::runner::model::argmax(&logits[0]);
+        let got = model
+            .forward_batch(&mut [
+                Part {
+                    tokens: &[next0],
+                    cache: &mut *ca,
+                    logits: true,
+                },
+                Part {
+                    tokens: &prompts[1][half..],
+                    cache: &mut *cb,
+                    logits: true,
+                },
+                Part {
+                    tokens: &prompts[2],
+                    cache: &mut *cc,
+                    logits: true,
+                },
+            ])
+            .unwrap();
+        assert_eq!(got[0], alone[0][1], "{ftype}: sequence 0, step 1");
+        assert_eq!(got[1], alone[1][0], "{ftype}: sequence 1's prompt");
+        assert_eq!(got[2], alone[2][0], "{ftype}: sequence 2's prompt");
+        logits = [got[0].clone(), got[1].clone(), got[2].clone()];
+        // Then all three decode together; sequence 0 is one step ahead.
+        for step in 1..steps - 1 {
+            let next: Vec<u32> = logits
+                .iter()
+                .map(|l| llmpmd::runner::model::argmax(l))
+                .collect();
+            let got = model
+                .forward_batch(&mut [
+                    Part {
+                        tokens: &next[0..1],
+                        cache: &mut *ca,
+                        logits: true,
+                    },
+                    Part {
+                        tokens: &next[1..2],
+                        cache: &mut *cb,
+                        logits: true,
+                    },
+                    Part {
+                        tokens: &next[2..3],
+                        cache: &mut *cc,
+                        logits: true,
+                    },
+                ])
+                .unwrap();
+            assert_eq!(
+                got[0],
+                alone[0][step + 1],
+                "{ftype}: sequence 0, step {}",
+                step + 1
+            );
+            assert_eq!(got[1], alone[1][step], "{ftype}: sequence 1, step {step}");
+            assert_eq!(got[2], alone[2][step], "{ftype}: sequence 2, step {step}");
+            logits = [got[0].clone(), got[1].clone(), got[2].clone()];
+        }
+    }
+}

@@ -629,3 +629,23 @@ fn thirty_two_concurrent_chats_complete_independently() {
         );
     }
 }
+
+/// With `num_parallel = 2` a second request runs beside a long one instead
+/// of waiting for it: a two-token answer started after a 1500-token one
+/// finishes first, and the long one still runs to its full length.
+#[test]
+fn parallel_requests_run_side_by_side() {
+    let ctx = setup(&[("LLMPM_NUM_PARALLEL", "2")], &["a"]);
+    let long = long_generation(&ctx, "a");
+    let short = short_generation_in_background(&ctx, "a").join().unwrap();
+    assert_eq!(short.status, 200, "{}", short.text());
+    let short_done = humantime_parse(short.json()["created_at"].as_str().unwrap());
+    let last = long.finish();
+    assert_eq!(last["done"], true, "{last}");
+    assert_eq!(last["eval_count"], 1500, "{last}");
+    let long_done = humantime_parse(last["created_at"].as_str().unwrap());
+    assert!(
+        short_done < long_done,
+        "the short request waited for the long one: done at {short_done:?}, the long one at {long_done:?}"
+    );
+}

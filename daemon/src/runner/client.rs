@@ -49,8 +49,8 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
 }
 
-/// Starts `exe runner` for `model` with context `num_ctx`, listening on
-/// `socket`, and waits until it answers a health check. A runner that exits
+/// Starts `exe runner` for `model` with `parallel` sequences of context
+/// `num_ctx`, listening on `socket`, and waits until it answers a health check. A runner that exits
 /// first fails with its last `error:` line; one still loading after
 /// `timeout` is killed.
 pub async fn spawn(
@@ -58,6 +58,7 @@ pub async fn spawn(
     socket: &Path,
     model: &Path,
     num_ctx: usize,
+    parallel: usize,
     timeout: Duration,
 ) -> Result<Child, ClientError> {
     let started = Instant::now();
@@ -73,6 +74,8 @@ pub async fn spawn(
         .arg(socket)
         .arg("--num-ctx")
         .arg(num_ctx.to_string())
+        .arg("--parallel")
+        .arg(parallel.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -82,7 +85,7 @@ pub async fn spawn(
             exe: exe.to_path_buf(),
             source,
         })?;
-    tracing::debug!(model = %model.display(), pid = ?child.id(), num_ctx, "runner process started");
+    tracing::debug!(model = %model.display(), pid = ?child.id(), num_ctx, parallel, "runner process started");
     let last_error = relay_stderr(&mut child);
     let failed = |status: String| {
         let reason = last_error
@@ -208,7 +211,7 @@ mod tests {
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
         let socket = dir.path().join("r.sock");
         let timeout = Duration::from_millis(300);
-        let e = spawn(&exe, &socket, Path::new("m.gguf"), 64, timeout)
+        let e = spawn(&exe, &socket, Path::new("m.gguf"), 64, 1, timeout)
             .await
             .unwrap_err()
             .to_string();

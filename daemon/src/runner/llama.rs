@@ -310,35 +310,72 @@ impl Llama {
     /// Runs `tokens` at positions `cache.len()..` and returns the hidden
     /// states after the final norm, `(tokens.len(), n_embd)`.
     pub fn hidden(&self, tokens: &[u32], cache: &mut Cache) -> candle_core::Result<Tensor> {
+        let mut parts = [Part {
+            tokens,
+            cache,
+            logits: false,
+        }];
+        self.hidden_batch(&mut parts)
+    }
+
+    /// Runs several sequences in one pass: their tokens are stacked so that
+    /// each weight matrix is read once for all of them (decoding is bound by
+    /// reading the weights), while attention runs per sequence against its
+    /// own cache. Returns the final-norm hidden states of all tokens, the
+    /// parts' rows one after another, `(Σ tokens, n_embd)`. A sequence's
+    /// rows are computed exactly as they would be alone: every kernel treats
+    /// activation rows independently.
+    pub fn hidden_batch(&self, parts: &mut [Part<'_>]) -> candle_core::Result<Tensor> {
         let c = &self.config;
-        let t = tokens.len();
-        let pos = cache.len();
-        if t == 0 {
-            candle_core::bail!("no tokens to evaluate");
+        let any_local = self.layers.iter().any(|l| l.local);
+        // Per part: where its rows start, how many, and its RoPE tables and masks.
+        struct Span {
+            off: usize,
+            t: usize,
+            global: (Tensor, Tensor),
+            local: Option<(Tensor, Tensor)>,
+            mask: Option<Tensor>,
+            mask_swa: Option<Tensor>,
         }
-        if pos + t > cache.max_len {
-            candle_core::bail!(
-                "the context is full: {pos} + {t} tokens exceed num_ctx {}",
-                cache.max_len
-            );
+        let mut spans = Vec::with_capacity(parts.len());
+        let mut ids = Vec::new();
+        for part in parts.iter() {
+            let t = part.tokens.len();
+            let pos = part.cache.len();
+            if t == 0 {
+                candle_core::bail!("no tokens to evaluate");
+            }
+            if pos + t > part.cache.max_len {
+                candle_core::bail!(
+                    "the context is full: {pos} + {t} tokens exceed num_ctx {}",
+                    part.cache.max_len
+                );
+            }
+            spans.push(Span {
+                off: ids.len(),
+                t,
+                global: self.rope_tables(&self.inv_freq, pos, t)?,
+                local: if any_local {
+                    Some(self.rope_tables(&self.inv_freq_swa, pos, t)?)
+                } else {
+                    None
+                },
+                mask: self.mask(pos, t, None)?,
+                mask_swa: match (any_local, c.sliding_window) {
+                    (true, Some(w)) => self.mask(pos, t, Some(w))?,
+                    _ => None,
+                },
+            });
+            ids.extend_from_slice(part.tokens);
         }
-        let ids = Tensor::new(tokens, &self.device)?;
-        let mut x = self.tok_embd.embedding(&ids)?.unsqueeze(0)?; // (1, t, embd)
+        if parts.is_empty() {
+            candle_core::bail!("no sequences to evaluate");
+        }
+        let ids = Tensor::new(ids.as_slice(), &self.device)?;
+        let mut x = self.tok_embd.embedding(&ids)?; // (T, embd)
         if let Some(s) = self.embd_scale {
             x = (x * s)?;
         }
-        let global = self.rope_tables(&self.inv_freq, pos, t)?;
-        let any_local = self.layers.iter().any(|l| l.local);
-        let local = if any_local {
-            Some(self.rope_tables(&self.inv_freq_swa, pos, t)?)
-        } else {
-            None
-        };
-        let mask = self.mask(pos, t, None)?;
-        let mask_swa = match (any_local, c.sliding_window) {
-            (true, Some(w)) => self.mask(pos, t, Some(w))?,
-            _ => None,
-        };
         let n_rep = c.n_head / c.n_head_kv;
         let eps = c.rms_eps;
         let bias = |x: Tensor, b: &Option<Tensor>| match b {
@@ -349,37 +386,53 @@ impl Llama {
             Some(w) => candle_nn::ops::rms_norm(&x.contiguous()?, w, eps),
             None => Ok(x),
         };
-        for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let ((cos, sin), mask) = match (&local, layer.local) {
-                (Some(tables), true) => (tables, &mask_swa),
-                _ => (&global, &mask),
-            };
+        for (li, layer) in self.layers.iter().enumerate() {
             let residual = x.clone();
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let q = bias(layer.wq.forward(&h)?, &layer.bq)?;
-            let k = bias(layer.wk.forward(&h)?, &layer.bk)?;
-            let v = bias(layer.wv.forward(&h)?, &layer.bv)?;
-            let q =
-                norm(q.reshape((1, t, c.n_head, c.head_dim))?, &layer.q_norm)?.transpose(1, 2)?;
-            let k = norm(k.reshape((1, t, c.n_head_kv, c.head_dim))?, &layer.k_norm)?
-                .transpose(1, 2)?;
-            let v = v
-                .reshape((1, t, c.n_head_kv, c.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()?;
-            let q = self.rope(&q, cos, sin)?;
-            let k = self.rope(&k, cos, sin)?;
-            let (k, v) = kv.append(&k.contiguous()?, &v)?;
-            let k = repeat_kv(&k, n_rep)?;
-            let v = repeat_kv(&v, n_rep)?;
-            let att = (q.matmul(&k.t()?)? * c.attn_scale)?;
-            let att = match mask {
-                Some(m) => att.broadcast_add(m)?,
-                None => att,
+            let q_all = bias(layer.wq.forward(&h)?, &layer.bq)?;
+            let k_all = bias(layer.wk.forward(&h)?, &layer.bk)?;
+            let v_all = bias(layer.wv.forward(&h)?, &layer.bv)?;
+            let mut ys = Vec::with_capacity(parts.len());
+            for (part, span) in parts.iter_mut().zip(&spans) {
+                let ((cos, sin), mask) = match (&span.local, layer.local) {
+                    (Some(tables), true) => (tables, &span.mask_swa),
+                    _ => (&span.global, &span.mask),
+                };
+                let (off, t) = (span.off, span.t);
+                let q = q_all
+                    .narrow(0, off, t)?
+                    .reshape((1, t, c.n_head, c.head_dim))?;
+                let q = norm(q, &layer.q_norm)?.transpose(1, 2)?;
+                let k = k_all
+                    .narrow(0, off, t)?
+                    .reshape((1, t, c.n_head_kv, c.head_dim))?;
+                let k = norm(k, &layer.k_norm)?.transpose(1, 2)?;
+                let v = v_all
+                    .narrow(0, off, t)?
+                    .reshape((1, t, c.n_head_kv, c.head_dim))?
+                    .transpose(1, 2)?
+                    .contiguous()?;
+                let q = self.rope(&q, cos, sin)?;
+                let k = self.rope(&k, cos, sin)?;
+                let Some(kv) = part.cache.layers.get_mut(li) else {
+                    candle_core::bail!("the cache has fewer layers than the model");
+                };
+                let (k, v) = kv.append(&k.contiguous()?, &v)?;
+                let k = repeat_kv(&k, n_rep)?;
+                let v = repeat_kv(&v, n_rep)?;
+                let att = (q.matmul(&k.t()?)? * c.attn_scale)?;
+                let att = match mask {
+                    Some(m) => att.broadcast_add(m)?,
+                    None => att,
+                };
+                let att = candle_nn::ops::softmax_last_dim(&att)?;
+                let y = att.matmul(&v.contiguous()?)?; // (1, h, t, d)
+                ys.push(y.transpose(1, 2)?.reshape((t, c.n_head * c.head_dim))?);
+            }
+            let y = match ys.len() {
+                1 => ys.swap_remove(0),
+                _ => Tensor::cat(&ys, 0)?,
             };
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let y = att.matmul(&v.contiguous()?)?; // (1, h, t, d)
-            let y = y.transpose(1, 2)?.reshape((1, t, c.n_head * c.head_dim))?;
             let y = norm(layer.wo.forward(&y)?, &layer.post_attn_norm)?;
             x = (y + residual)?;
 
@@ -394,17 +447,54 @@ impl Llama {
             let y = norm(layer.w_down.forward(&(gate * up)?)?, &layer.post_ffw_norm)?;
             x = (y + residual)?;
         }
-        let x = candle_nn::ops::rms_norm(&x, &self.output_norm, eps)?;
-        x.squeeze(0)
+        candle_nn::ops::rms_norm(&x, &self.output_norm, eps)
     }
 
     /// Runs `tokens` and returns the logits of the last one.
     pub fn forward(&self, tokens: &[u32], cache: &mut Cache) -> candle_core::Result<Vec<f32>> {
-        let h = self.hidden(tokens, cache)?;
-        let last = h.narrow(0, tokens.len() - 1, 1)?;
-        let logits = self.output.forward(&last)?;
-        logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()
+        let mut parts = [Part {
+            tokens,
+            cache,
+            logits: true,
+        }];
+        let mut logits = self.forward_batch(&mut parts)?;
+        logits
+            .pop()
+            .ok_or_else(|| candle_core::Error::Msg("no logits".into()))
     }
+
+    /// [`Llama::hidden_batch`], then the logits of the last token of each
+    /// part that asks for them (`Part::logits`), in order, from one product
+    /// with the output matrix.
+    pub fn forward_batch(&self, parts: &mut [Part<'_>]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let h = self.hidden_batch(parts)?;
+        let mut last = Vec::with_capacity(parts.len());
+        let mut end = 0;
+        for p in parts.iter() {
+            end += p.tokens.len();
+            if p.logits {
+                last.push(h.narrow(0, end - 1, 1)?);
+            }
+        }
+        let last = match last.len() {
+            0 => return Ok(Vec::new()),
+            1 => last.swap_remove(0),
+            _ => Tensor::cat(&last, 0)?,
+        };
+        self.output.forward(&last)?.to_dtype(DType::F32)?.to_vec2()
+    }
+}
+
+/// One sequence's share of a batched pass: tokens to evaluate after those
+/// its cache holds.
+pub struct Part<'a> {
+    /// The new tokens.
+    pub tokens: &'a [u32],
+    /// The sequence's cache.
+    pub cache: &'a mut Cache,
+    /// Whether [`Llama::forward_batch`] returns the next-token logits (a
+    /// chunk in the middle of a prompt needs none).
+    pub logits: bool,
 }
 
 /// `(b, kv_heads, t, d)` to `(b, kv_heads * n_rep, t, d)`, each kv head

@@ -12,7 +12,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 
-use super::llama::{linear, Activation, Arch, Cache, Layer, Llama, LlamaConfig};
+use super::llama::{linear, Activation, Arch, Cache, Layer, Llama, LlamaConfig, Part};
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -454,16 +454,30 @@ impl Model {
 
     /// Evaluates `tokens` after those in `cache` and returns the next-token logits.
     pub fn forward(&self, tokens: &[u32], cache: &mut Cache) -> Result<Vec<f32>, ModelError> {
-        if let Some(bad) = tokens
+        self.check_tokens(tokens)?;
+        Ok(self.llama.forward(tokens, cache)?)
+    }
+
+    /// Evaluates several sequences in one pass (see [`Llama::hidden_batch`])
+    /// and returns each one's next-token logits, in order.
+    pub fn forward_batch(&self, parts: &mut [Part<'_>]) -> Result<Vec<Vec<f32>>, ModelError> {
+        for p in parts.iter() {
+            self.check_tokens(p.tokens)?;
+        }
+        Ok(self.llama.forward_batch(parts)?)
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<(), ModelError> {
+        match tokens
             .iter()
             .find(|&&t| t as usize >= self.config().n_vocab)
         {
-            return Err(ModelError::Compute(format!(
+            Some(bad) => Err(ModelError::Compute(format!(
                 "token id {bad} is outside the vocabulary of {}",
                 self.config().n_vocab
-            )));
+            ))),
+            None => Ok(()),
         }
-        Ok(self.llama.forward(tokens, cache)?)
     }
 
     /// An embedding of `tokens`: the mean of the final hidden states,

@@ -17,13 +17,15 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Starts runners.
 pub trait Launcher: Send + Sync + fmt::Debug {
-    /// Starts a runner for `model` with `num_ctx` on `socket`; resolves
-    /// once it answers requests, or fails (killing it) after `timeout`.
+    /// Starts a runner for `model` on `socket` serving `parallel`
+    /// sequences of `num_ctx` tokens; resolves once it answers requests,
+    /// or fails (killing it) after `timeout`.
     fn launch(
         &self,
         model: PathBuf,
         socket: PathBuf,
         num_ctx: usize,
+        parallel: usize,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Box<dyn RunnerProcess>, ClientError>>;
 }
@@ -51,11 +53,12 @@ impl Launcher for ProcessLauncher {
         model: PathBuf,
         socket: PathBuf,
         num_ctx: usize,
+        parallel: usize,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Box<dyn RunnerProcess>, ClientError>> {
         let exe = self.exe.clone();
         Box::pin(async move {
-            let child = client::spawn(&exe, &socket, &model, num_ctx, timeout).await?;
+            let child = client::spawn(&exe, &socket, &model, num_ctx, parallel, timeout).await?;
             Ok(Box::new(child) as Box<dyn RunnerProcess>)
         })
     }

@@ -721,6 +721,7 @@ impl State {
             req.model.clone(),
             socket,
             req.num_ctx,
+            self.config.num_parallel.max(1),
             self.config.load_timeout,
         );
         let tx = self.tx.clone();

@@ -57,6 +57,7 @@ impl Launcher for Fake {
         model: PathBuf,
         _socket: PathBuf,
         num_ctx: usize,
+        _parallel: usize,
         _timeout: Duration,
     ) -> BoxFuture<'static, Result<Box<dyn RunnerProcess>, ClientError>> {
         let fake = self.clone();
