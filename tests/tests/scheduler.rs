@@ -500,6 +500,64 @@ fn another_num_ctx_reloads_the_model() {
     assert_eq!(models[0]["context_length"], 512);
 }
 
+/// `num_batch` and `num_thread` are runner settings, as in Ollama: a request
+/// with other values gets a runner started with them (the old one goes),
+/// one with the same values keeps the loaded runner.
+#[test]
+fn other_runner_options_reload_the_model() {
+    let ctx = setup(&[], &["a"]);
+    let runner = || {
+        wait_for("one runner", || runner_pids(&ctx).len() == 1);
+        let pid = runner_pids(&ctx).remove(0);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        (pid, args.join(" "))
+    };
+    generate(&ctx, "a", json!({}));
+    let (first, args) = runner();
+    assert!(args.contains("--batch 512"), "{args}");
+    let batch = json!({"options": {"num_batch": 64, "num_predict": 2}});
+    generate(&ctx, "a", batch.clone());
+    let (second, args) = runner();
+    assert_ne!(first, second, "num_batch 64 needs another runner");
+    assert!(args.contains("--batch 64"), "{args}");
+    generate(&ctx, "a", batch);
+    assert_eq!(runner().0, second, "the same settings keep the runner");
+    generate(
+        &ctx,
+        "a",
+        json!({"options": {"num_batch": 64, "num_thread": 1, "num_predict": 2}}),
+    );
+    let (third, args) = runner();
+    assert_ne!(second, third, "num_thread 1 needs another runner");
+    assert!(args.contains("--threads 1"), "{args}");
+}
+
+/// A model with an ADAPTER layer is refused by name, not answered as if it
+/// were its base model.
+#[test]
+fn a_model_with_an_adapter_is_refused() {
+    let ctx = setup(&[], &["a"]);
+    ctx.tiny_gguf("lora.gguf", &TinyLlamaSpec::default());
+    std::fs::write(
+        ctx.work.join("Modelfile"),
+        "FROM ./a.gguf\nADAPTER ./lora.gguf\n",
+    )
+    .unwrap();
+    assert_ok(&ctx.cli(&["create", "tuned", "-f", "Modelfile"]));
+    let r = post(
+        &ctx,
+        "/api/generate",
+        &json!({"model": "tuned", "prompt": "Hello", "stream": false}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("ADAPTER"), "{}", r.text());
+    assert!(runner_pids(&ctx).is_empty(), "nothing was loaded");
+}
+
 #[test]
 fn run_keepalive_sets_how_long_the_model_stays() {
     let ctx = setup(&[], &[]);

@@ -30,7 +30,7 @@ use super::AppState;
 use crate::runner::client::{self, ClientError};
 use crate::runner::options::{self, Options};
 use crate::runner::protocol::{CompletionChunk, CompletionRequest, Embeddings, RunnerRequest};
-use crate::sched::{KeepAlive, Lease, LoadRequest, ModelShape};
+use crate::sched::{KeepAlive, Lease, LoadRequest, ModelShape, RunnerSettings};
 use crate::template::{ChatMessage, ChatTemplate, GoTemplate, SelectedTemplate};
 
 /// What a request needs to know about its model.
@@ -128,6 +128,10 @@ impl ModelInfo {
             details: self.details.clone(),
             shape: self.shape,
             num_ctx: opts.num_ctx,
+            settings: RunnerSettings {
+                num_batch: opts.num_batch,
+                num_thread: opts.num_thread,
+            },
             keep_alive,
         }
     }
@@ -177,6 +181,20 @@ pub(super) async fn model_info(state: &AppState, name: &str) -> Result<ModelInfo
                     reference.display_short()
                 ))
             })?;
+        // The runner cannot apply a LoRA yet: answering as the base model
+        // would pass off one model's output as another's.
+        if entry
+            .manifest
+            .layers_of(LayerKind::Adapter)
+            .next()
+            .is_some()
+        {
+            return Err(ApiError::BadRequest(format!(
+                "`{}` has an ADAPTER (LoRA) layer, and applying adapters is not supported yet; \
+                 create the model without ADAPTER, or from weights with the adapter merged in",
+                reference.display_short()
+            )));
+        }
         let blob = store.blob_path(&layer.digest);
         let params = crate::describe::parameters(&store, &entry.manifest)?;
         let system =

@@ -18,11 +18,6 @@ use super::protocol::{CompletionChunk, CompletionRequest, Embeddings, RunnerErro
 use super::sampler::Sampler;
 use super::text::{Piece, TextStream};
 
-/// Tokens evaluated per step across all sequences: bounds the activations
-/// and the attention scratch, and how long a long prompt holds up the
-/// decoding of the others (its prefill is cut into steps of this size).
-pub const BATCH: usize = 512;
-
 /// Where a job's answer lines go (JSON, without the newline). Unbounded so
 /// that one client that stops reading never stalls the others' step; what
 /// it holds is bounded by the generation's length.
@@ -67,13 +62,25 @@ pub struct Engine {
     model: Model,
     codec: Arc<dyn TextCodec>,
     num_ctx: usize,
+    /// Tokens evaluated per step across all sequences (`num_batch`):
+    /// bounds the activations and the attention scratch, and how long a
+    /// long prompt holds up the decoding of the others (its prefill is cut
+    /// into steps of this size).
+    batch: usize,
     /// Caches of the slots no sequence holds.
     free: Vec<Cache>,
 }
 
 impl Engine {
-    /// An engine with `parallel` slots of `num_ctx` tokens each.
-    pub fn new(model: Model, codec: Arc<dyn TextCodec>, num_ctx: usize, parallel: usize) -> Engine {
+    /// An engine with `parallel` slots of `num_ctx` tokens each, evaluating
+    /// up to `batch` prompt tokens per step.
+    pub fn new(
+        model: Model,
+        codec: Arc<dyn TextCodec>,
+        num_ctx: usize,
+        batch: usize,
+        parallel: usize,
+    ) -> Engine {
         let free = (0..parallel.max(1))
             .map(|_| model.new_cache(num_ctx))
             .collect();
@@ -81,6 +88,7 @@ impl Engine {
             model,
             codec,
             num_ctx,
+            batch: batch.max(1),
             free,
         }
     }
@@ -194,18 +202,19 @@ impl Engine {
             return;
         }
         // Decoding sequences need one token; prompts take what is left, in
-        // chunks that end where they would alone (at multiples of BATCH), so
+        // chunks that end where they would alone (at multiples of `batch`), so
         // that a sequence's numbers never depend on its company (F16
         // products differ in the last bits between one chunk and two). A
         // chunk that does not fit waits for the next step, unless it would
         // be the step's only prompt work.
-        let mut room = BATCH.saturating_sub(active.iter().filter(|s| !s.prefill()).count());
+        let batch = self.batch;
+        let mut room = batch.saturating_sub(active.iter().filter(|s| !s.prefill()).count());
         let mut any_prompt = false;
         let mut ends = Vec::with_capacity(active.len());
         for s in active.iter() {
             let left = s.pending.len() - s.fed;
             let n = if s.prefill() {
-                let n = left.min(BATCH - s.fed % BATCH);
+                let n = left.min(batch - s.fed % batch);
                 if n <= room || !any_prompt {
                     room = room.saturating_sub(n);
                     any_prompt = true;

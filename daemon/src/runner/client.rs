@@ -49,33 +49,59 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
 }
 
-/// Starts `exe runner` for `model` with `parallel` sequences of context
-/// `num_ctx`, listening on `socket`, and waits until it answers a health check. A runner that exits
-/// first fails with its last `error:` line; one still loading after
-/// `timeout` is killed.
+/// How to start a runner.
+#[derive(Debug, Clone, Copy)]
+pub struct RunnerSpec<'a> {
+    /// The GGUF file.
+    pub model: &'a Path,
+    /// Where it listens.
+    pub socket: &'a Path,
+    /// Context of each sequence.
+    pub num_ctx: usize,
+    /// Prompt tokens per forward pass.
+    pub num_batch: usize,
+    /// CPU threads; 0 for every core.
+    pub num_thread: usize,
+    /// Sequences served at once.
+    pub parallel: usize,
+}
+
+/// Starts `exe runner` as `spec` says and waits until it answers a health
+/// check. A runner that exits first fails with its last `error:` line; one
+/// still loading after `timeout` is killed.
 pub async fn spawn(
     exe: &Path,
-    socket: &Path,
-    model: &Path,
-    num_ctx: usize,
-    parallel: usize,
+    spec: &RunnerSpec<'_>,
     timeout: Duration,
 ) -> Result<Child, ClientError> {
+    let RunnerSpec {
+        model,
+        socket,
+        num_ctx,
+        parallel,
+        ..
+    } = *spec;
     let started = Instant::now();
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let _ = std::fs::remove_file(socket);
-    let mut child = Command::new(exe)
-        .arg("runner")
+    let mut cmd = Command::new(exe);
+    cmd.arg("runner")
         .arg("--model")
         .arg(model)
         .arg("--socket")
         .arg(socket)
         .arg("--num-ctx")
         .arg(num_ctx.to_string())
+        .arg("--batch")
+        .arg(spec.num_batch.to_string())
         .arg("--parallel")
-        .arg(parallel.to_string())
+        .arg(parallel.to_string());
+    if spec.num_thread > 0 {
+        cmd.arg("--threads").arg(spec.num_thread.to_string());
+    }
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -211,10 +237,15 @@ mod tests {
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
         let socket = dir.path().join("r.sock");
         let timeout = Duration::from_millis(300);
-        let e = spawn(&exe, &socket, Path::new("m.gguf"), 64, 1, timeout)
-            .await
-            .unwrap_err()
-            .to_string();
+        let spec = RunnerSpec {
+            model: Path::new("m.gguf"),
+            socket: &socket,
+            num_ctx: 64,
+            num_batch: 512,
+            num_thread: 0,
+            parallel: 1,
+        };
+        let e = spawn(&exe, &spec, timeout).await.unwrap_err().to_string();
         assert!(e.contains("load_timeout"), "{e}");
         let pid = std::fs::read_to_string(&pid_file).unwrap();
         let proc_dir = PathBuf::from(format!("/proc/{}", pid.trim()));

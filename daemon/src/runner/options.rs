@@ -10,6 +10,9 @@ use super::sampler::SamplerConfig;
 
 /// The context a request gets when neither it nor the model says (Ollama's default).
 pub const DEFAULT_NUM_CTX: usize = 4096;
+/// Prompt tokens per forward pass when neither the request nor the model
+/// says (Ollama's default).
+pub const DEFAULT_NUM_BATCH: usize = 512;
 /// The largest context we accept: 1 Mi tokens, past any model we can run here.
 pub const MAX_NUM_CTX: i64 = 1 << 20;
 
@@ -47,6 +50,8 @@ pub struct Options {
     pub stop: Vec<String>,
     /// CPU threads (0: the runner decides).
     pub num_thread: usize,
+    /// Prompt tokens evaluated per forward pass.
+    pub num_batch: usize,
     /// Sampling.
     pub sampler: SamplerConfig,
 }
@@ -59,6 +64,7 @@ impl Default for Options {
             num_keep: 4,
             stop: Vec::new(),
             num_thread: 0,
+            num_batch: DEFAULT_NUM_BATCH,
             sampler: SamplerConfig::default(),
         }
     }
@@ -180,6 +186,12 @@ pub fn resolve(model: &Parameters, request: &Parameters) -> Result<Options, Opti
         |v| (0..=1024).contains(v),
         "must be between 0 (automatic) and 1024",
     )?;
+    let num_batch = range(
+        "num_batch",
+        int(&p, "num_batch"),
+        |v| (1..=1 << 16).contains(v),
+        "must be between 1 and 65536",
+    )?;
     let num_keep = range(
         "num_keep",
         int(&p, "num_keep"),
@@ -198,6 +210,9 @@ pub fn resolve(model: &Parameters, request: &Parameters) -> Result<Options, Opti
         num_thread: num_thread
             .and_then(|v| usize::try_from(v).ok())
             .unwrap_or(0),
+        num_batch: num_batch
+            .and_then(|v| usize::try_from(v).ok())
+            .unwrap_or(d.num_batch),
         sampler: SamplerConfig {
             temperature: temperature.map_or(s.temperature, |v| v as f32),
             top_k: top_k.unwrap_or(s.top_k),

@@ -23,7 +23,7 @@ use crate::gguf::GgufFile;
 
 /// The usage line of `llmpmd runner`.
 pub const USAGE: &str =
-    "usage: llmpmd runner --model PATH --socket PATH [--num-ctx N] [--parallel N] [--threads N]";
+    "usage: llmpmd runner --model PATH --socket PATH [--num-ctx N] [--batch N] [--parallel N] [--threads N]";
 
 /// A request line longer than this is refused (prompts are text, not files).
 const MAX_REQUEST: usize = 64 << 20;
@@ -37,6 +37,8 @@ pub struct RunnerArgs {
     pub socket: PathBuf,
     /// Context size of each sequence.
     pub num_ctx: usize,
+    /// Prompt tokens per forward pass.
+    pub batch: usize,
     /// Sequences served at once, each with its own cache of `num_ctx`.
     pub parallel: usize,
     /// CPU threads (`None`: all cores).
@@ -50,6 +52,7 @@ impl RunnerArgs {
         let mut socket = None;
         let mut num_ctx = super::options::DEFAULT_NUM_CTX;
         let mut parallel = 1;
+        let mut batch = super::options::DEFAULT_NUM_BATCH;
         let mut threads = None;
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -60,6 +63,7 @@ impl RunnerArgs {
                 "--model" => model = Some(PathBuf::from(v)),
                 "--socket" => socket = Some(PathBuf::from(v)),
                 "--num-ctx" => num_ctx = v.parse().with_context(|| format!("`--num-ctx {v}`"))?,
+                "--batch" => batch = v.parse().with_context(|| format!("`--batch {v}`"))?,
                 "--parallel" => {
                     parallel = v.parse().with_context(|| format!("`--parallel {v}`"))?
                 }
@@ -70,14 +74,19 @@ impl RunnerArgs {
             }
         }
         match (model, socket) {
-            (Some(model), Some(socket)) if num_ctx > 0 && parallel > 0 => Ok(RunnerArgs {
-                model,
-                socket,
-                num_ctx,
-                parallel,
-                threads,
-            }),
-            (Some(_), Some(_)) => bail!("`--num-ctx` and `--parallel` must be at least 1"),
+            (Some(model), Some(socket)) if num_ctx > 0 && parallel > 0 && batch > 0 => {
+                Ok(RunnerArgs {
+                    model,
+                    socket,
+                    num_ctx,
+                    batch,
+                    parallel,
+                    threads,
+                })
+            }
+            (Some(_), Some(_)) => {
+                bail!("`--num-ctx`, `--batch` and `--parallel` must be at least 1")
+            }
             _ => bail!("`--model` and `--socket` are required\n\n{USAGE}"),
         }
     }
@@ -98,7 +107,7 @@ struct Shared {
 pub async fn run(args: RunnerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let path = args.model.clone();
-    let (num_ctx, parallel) = (args.num_ctx, args.parallel);
+    let (num_ctx, batch, parallel) = (args.num_ctx, args.batch, args.parallel);
     let (model, codec) = tokio::task::spawn_blocking(
         move || -> anyhow::Result<(Model, Arc<dyn TextCodec>)> {
             let model = Model::load(&path, &device()?)?;
@@ -124,7 +133,7 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<()> {
         n_embd: model.config().n_embd,
         jobs,
     });
-    let engine = Engine::new(model, codec, num_ctx, parallel);
+    let engine = Engine::new(model, codec, num_ctx, batch, parallel);
     std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::process::Child;
 
+use super::RunnerSettings;
 use crate::runner::client::{self, ClientError};
 
 /// A boxed future, for the object-safe traits below.
@@ -18,13 +19,14 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Starts runners.
 pub trait Launcher: Send + Sync + fmt::Debug {
     /// Starts a runner for `model` on `socket` serving `parallel`
-    /// sequences of `num_ctx` tokens; resolves once it answers requests,
-    /// or fails (killing it) after `timeout`.
+    /// sequences of `num_ctx` tokens with `settings`; resolves once it
+    /// answers requests, or fails (killing it) after `timeout`.
     fn launch(
         &self,
         model: PathBuf,
         socket: PathBuf,
         num_ctx: usize,
+        settings: RunnerSettings,
         parallel: usize,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Box<dyn RunnerProcess>, ClientError>>;
@@ -53,12 +55,21 @@ impl Launcher for ProcessLauncher {
         model: PathBuf,
         socket: PathBuf,
         num_ctx: usize,
+        settings: RunnerSettings,
         parallel: usize,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<Box<dyn RunnerProcess>, ClientError>> {
         let exe = self.exe.clone();
         Box::pin(async move {
-            let child = client::spawn(&exe, &socket, &model, num_ctx, parallel, timeout).await?;
+            let spec = client::RunnerSpec {
+                model: &model,
+                socket: &socket,
+                num_ctx,
+                num_batch: settings.num_batch,
+                num_thread: settings.num_thread,
+                parallel,
+            };
+            let child = client::spawn(&exe, &spec, timeout).await?;
             Ok(Box::new(child) as Box<dyn RunnerProcess>)
         })
     }

@@ -77,8 +77,30 @@ pub struct LoadRequest {
     pub shape: ModelShape,
     /// Context size; a runner with another one is reloaded.
     pub num_ctx: usize,
+    /// The rest of what the runner is started with; likewise.
+    pub settings: RunnerSettings,
     /// The request's `keep_alive`; `None` takes the configured default.
     pub keep_alive: Option<KeepAlive>,
+}
+
+/// What a runner process is started with besides its model and context:
+/// a request that needs other values gets another runner, as in Ollama
+/// (the loaded one goes once idle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunnerSettings {
+    /// Prompt tokens per forward pass.
+    pub num_batch: usize,
+    /// CPU threads; 0 lets the runner use every core.
+    pub num_thread: usize,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        RunnerSettings {
+            num_batch: crate::runner::options::DEFAULT_NUM_BATCH,
+            num_thread: 0,
+        }
+    }
 }
 
 /// Why no runner was given.
@@ -185,7 +207,7 @@ pub struct RunnerStatus {
 
 enum Msg {
     Acquire {
-        req: LoadRequest,
+        req: Box<LoadRequest>,
         reply: oneshot::Sender<Result<Lease, SchedError>>,
     },
     Release {
@@ -257,7 +279,10 @@ impl Scheduler {
     pub async fn acquire(&self, req: LoadRequest) -> Result<Lease, SchedError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Msg::Acquire { req, reply })
+            .send(Msg::Acquire {
+                req: Box::new(req),
+                reply,
+            })
             .map_err(|_| SchedError::Stopped)?;
         rx.await.map_err(|_| SchedError::Stopped)?
     }
@@ -302,6 +327,7 @@ struct Runner {
     digest: String,
     details: ModelDetails,
     num_ctx: usize,
+    settings: RunnerSettings,
     size: u64,
     socket: PathBuf,
     /// `None` while loading.
@@ -327,6 +353,11 @@ struct Runner {
 }
 
 impl Runner {
+    /// Whether it was started with what `req` needs.
+    fn serves(&self, req: &LoadRequest) -> bool {
+        self.num_ctx == req.num_ctx && self.settings == req.settings
+    }
+
     fn idle(&self) -> bool {
         self.process.is_some() && self.in_flight == 0
     }
@@ -441,7 +472,7 @@ impl State {
                         tracing::warn!(model = %req.name, queued = self.pending.len(), "request refused: the queue is full (max_queue)");
                         let _ = reply.send(Err(SchedError::Busy));
                     } else {
-                        self.pending.push_back(Pending { req, reply });
+                        self.pending.push_back(Pending { req: *req, reply });
                     }
                 }
                 Msg::Release { id } => {
@@ -588,7 +619,7 @@ impl State {
         if let Some(ri) = self
             .runners
             .iter()
-            .position(|r| r.model == req.model && r.retire.is_none() && r.num_ctx == req.num_ctx)
+            .position(|r| r.model == req.model && r.retire.is_none() && r.serves(req))
         {
             let r = &self.runners[ri];
             if r.process.is_some() && r.in_flight < slots {
@@ -617,7 +648,7 @@ impl State {
         for r in self.runners.iter_mut().filter(|r| r.model == req.model) {
             others = true;
             if r.retire.is_none() {
-                tracing::info!(model = %r.name, from = r.num_ctx, to = req.num_ctx, "reloading model for another num_ctx");
+                tracing::info!(model = %r.name, from_num_ctx = r.num_ctx, to_num_ctx = req.num_ctx, from = ?r.settings, to = ?req.settings, "reloading model with other options");
                 r.retire = Some("reloading with other options");
                 r.settled = false;
                 retired = true;
@@ -703,6 +734,7 @@ impl State {
             digest: req.digest.clone(),
             details: req.details.clone(),
             num_ctx: req.num_ctx,
+            settings: req.settings,
             size,
             socket: socket.clone(),
             process: None,
@@ -721,6 +753,7 @@ impl State {
             req.model.clone(),
             socket,
             req.num_ctx,
+            req.settings,
             self.config.num_parallel.max(1),
             self.config.load_timeout,
         );
@@ -775,7 +808,7 @@ impl State {
                 let mut k = 0;
                 while k < self.pending.len() {
                     let q = &self.pending[k].req;
-                    if q.model == r.model && q.num_ctx == r.num_ctx {
+                    if q.model == r.model && r.serves(q) {
                         if let Some(p) = self.pending.remove(k) {
                             let _ = p.reply.send(Err(SchedError::Runner(e.clone())));
                         }

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::launch::{BoxFuture, Launcher, RunnerProcess};
 use super::memory::{Budget, ModelShape};
-use super::{KeepAlive, LoadRequest, SchedConfig, SchedError, Scheduler};
+use super::{KeepAlive, LoadRequest, RunnerSettings, SchedConfig, SchedError, Scheduler};
 use crate::runner::client::ClientError;
 
 #[derive(Debug, Default)]
@@ -57,6 +57,7 @@ impl Launcher for Fake {
         model: PathBuf,
         _socket: PathBuf,
         num_ctx: usize,
+        _settings: RunnerSettings,
         _parallel: usize,
         _timeout: Duration,
     ) -> BoxFuture<'static, Result<Box<dyn RunnerProcess>, ClientError>> {
@@ -142,6 +143,7 @@ fn req(model: &str, keep_alive: Option<KeepAlive>) -> LoadRequest {
             ..ModelShape::default()
         },
         num_ctx: 128,
+        settings: RunnerSettings::default(),
         keep_alive,
     }
 }
