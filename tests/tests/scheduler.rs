@@ -216,6 +216,20 @@ fn short_generation_in_background(
     })
 }
 
+/// The shape of the first model [`setup`] creates.
+fn shape_of_first_model() -> ModelShape {
+    let mut bytes = Vec::new();
+    llmpm_tests::write_tiny_llama(
+        &TinyLlamaSpec {
+            seed: 100,
+            ..TinyLlamaSpec::default()
+        },
+        &mut bytes,
+    )
+    .unwrap();
+    ModelShape::from_gguf(&llmpmd::gguf::GgufFile::from_bytes(&bytes).unwrap())
+}
+
 /// The pids of the daemon's runner processes.
 fn runner_pids(ctx: &TestContext) -> Vec<String> {
     llmpm_tests::child_pids(ctx.daemon.as_ref().unwrap().pid())
@@ -374,16 +388,7 @@ fn keep_alive_stop_and_ps() {
 #[test]
 fn the_memory_budget_evicts_and_refuses() {
     // Room for two of these models, not three.
-    let mut bytes = Vec::new();
-    llmpm_tests::write_tiny_llama(
-        &TinyLlamaSpec {
-            seed: 100,
-            ..TinyLlamaSpec::default()
-        },
-        &mut bytes,
-    )
-    .unwrap();
-    let shape = ModelShape::from_gguf(&llmpmd::gguf::GgufFile::from_bytes(&bytes).unwrap());
+    let shape = shape_of_first_model();
     let one = shape.estimate(NUM_CTX);
     let budget = one * 5 / 2;
     let ctx = setup(
@@ -702,6 +707,11 @@ fn parallel_requests_run_side_by_side() {
     assert_eq!(last["done"], true, "{last}");
     assert_eq!(last["eval_count"], 1500, "{last}");
     let long_done = humantime_parse(last["created_at"].as_str().unwrap());
+    // Each slot has its own cache: the estimate counts two.
+    assert_eq!(
+        ps(&ctx)[0]["size"],
+        shape_of_first_model().estimate(2 * NUM_CTX)
+    );
     assert!(
         short_done < long_done,
         "the short request waited for the long one: done at {short_done:?}, the long one at {long_done:?}"

@@ -628,7 +628,10 @@ impl State {
             }
             return Step::Wait;
         }
-        let need = req.shape.estimate(req.num_ctx as u64);
+        // Each of the runner's slots has its own cache of num_ctx.
+        let need = req
+            .shape
+            .estimate((req.num_ctx as u64).saturating_mul(slots as u64));
         let ours: u64 = self.runners.iter().map(|r| r.size).sum();
         let budget = self.config.budget.total(ours);
         if let Some(budget) = budget.filter(|b| need > *b) {
