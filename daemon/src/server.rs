@@ -132,9 +132,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     res.context("server failed")
 }
 
+/// What the runners' memory is: the first GPU's when built for one and it
+/// is there (runners load onto it), else the system's.
+fn inventory() -> Box<dyn crate::sched::memory::MemoryInventory> {
+    #[cfg(feature = "nvml")]
+    match crate::sched::memory::GpuMemory::open(0) {
+        Ok(gpu) => {
+            tracing::info!("memory budget: free memory of GPU 0");
+            return Box::new(gpu);
+        }
+        Err(e) => tracing::info!(reason = %e, "no GPU inventory; memory budget: system memory"),
+    }
+    Box::new(crate::sched::memory::SystemMemory)
+}
+
 /// The scheduler's settings from the daemon's.
 fn sched_config(config: &Config, exe: PathBuf) -> crate::sched::SchedConfig {
-    use crate::sched::memory::{Budget, SystemMemory};
+    use crate::sched::memory::Budget;
     let size = |n: u32| usize::try_from(n).unwrap_or(usize::MAX).max(1);
     crate::sched::SchedConfig {
         launcher: Arc::new(crate::sched::ProcessLauncher { exe }),
@@ -145,7 +159,7 @@ fn sched_config(config: &Config, exe: PathBuf) -> crate::sched::SchedConfig {
         max_queue: size(config.max_queue),
         budget: match config.memory_budget {
             Some(n) => Budget::Fixed(n),
-            None => Budget::Available(Box::new(SystemMemory)),
+            None => Budget::Available(inventory()),
         },
         load_timeout: config.load_timeout,
     }

@@ -6,7 +6,7 @@ use llmpm_spec::api::{ProcessModel, ProcessResponse};
 
 use super::AppState;
 
-/// `GET /api/ps`. `size_vram` is 0: runners use the CPU only.
+/// `GET /api/ps`. `size_vram` is the whole size when runners use a GPU.
 pub async fn ps(State(state): State<AppState>) -> Json<ProcessResponse> {
     let models = state
         .sched
@@ -20,7 +20,7 @@ pub async fn ps(State(state): State<AppState>) -> Json<ProcessResponse> {
             digest: r.digest,
             details: r.details,
             expires_at: crate::describe::rfc3339(r.expires_at),
-            size_vram: 0,
+            size_vram: r.size_vram,
             context_length: r.num_ctx as u64,
         })
         .collect();

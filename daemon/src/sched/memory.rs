@@ -78,11 +78,57 @@ impl ModelShape {
     }
 }
 
-/// Where the memory figure comes from: the machine's inventory. CPU memory
-/// only today; a GPU would add its own.
+/// Where the memory figure comes from: the machine's inventory, system
+/// memory ([`SystemMemory`]) or, built with the `nvml` feature (which
+/// `cuda` turns on), a GPU's ([`GpuMemory`]).
 pub trait MemoryInventory: Send + Sync + fmt::Debug {
     /// Bytes free for new runners now, `None` when unknown.
     fn available(&self) -> Option<u64>;
+
+    /// Whether this is GPU memory (runners' weights live there).
+    fn on_gpu(&self) -> bool {
+        false
+    }
+}
+
+/// The free memory of one NVIDIA GPU, from NVML (loaded at run time, so a
+/// build with the feature still runs on a machine without the driver).
+#[cfg(feature = "nvml")]
+pub struct GpuMemory {
+    nvml: nvml_wrapper::Nvml,
+    index: u32,
+}
+
+#[cfg(feature = "nvml")]
+impl GpuMemory {
+    /// GPU `index` (runners use the first), or why it cannot be read.
+    pub fn open(index: u32) -> Result<GpuMemory, String> {
+        let nvml = nvml_wrapper::Nvml::init().map_err(|e| format!("NVML: {e}"))?;
+        nvml.device_by_index(index)
+            .map_err(|e| format!("NVML GPU {index}: {e}"))?;
+        Ok(GpuMemory { nvml, index })
+    }
+}
+
+#[cfg(feature = "nvml")]
+impl fmt::Debug for GpuMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GpuMemory")
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+#[cfg(feature = "nvml")]
+impl MemoryInventory for GpuMemory {
+    fn available(&self) -> Option<u64> {
+        let device = self.nvml.device_by_index(self.index).ok()?;
+        device.memory_info().ok().map(|m| m.free)
+    }
+
+    fn on_gpu(&self) -> bool {
+        true
+    }
 }
 
 /// The system's `MemAvailable` (Linux `/proc/meminfo`).
@@ -122,6 +168,14 @@ impl Budget {
         match self {
             Budget::Fixed(n) => Some(*n),
             Budget::Available(inv) => inv.available().map(|a| a.saturating_add(ours)),
+        }
+    }
+
+    /// Whether the budget is GPU memory.
+    pub fn on_gpu(&self) -> bool {
+        match self {
+            Budget::Fixed(_) => false,
+            Budget::Available(inv) => inv.on_gpu(),
         }
     }
 
@@ -203,6 +257,21 @@ mod tests {
         assert_eq!(mem_available(meminfo), Some(2 << 20));
         assert_eq!(mem_available("MemFree: 1 kB\n"), None);
         assert!(SystemMemory.available().is_some_and(|n| n > 0));
+        assert!(!Budget::Available(Box::new(SystemMemory)).on_gpu());
+    }
+
+    /// Without an NVIDIA driver (this machine) NVML does not open, and says
+    /// why; the daemon then budgets system memory.
+    #[cfg(feature = "nvml")]
+    #[test]
+    fn gpu_inventory_without_a_gpu() {
+        match GpuMemory::open(0) {
+            Err(e) => assert!(e.contains("NVML"), "{e}"),
+            Ok(g) => {
+                assert!(g.on_gpu());
+                assert!(g.available().is_some_and(|n| n > 0));
+            }
+        }
     }
 
     #[test]

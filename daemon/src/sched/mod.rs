@@ -197,6 +197,9 @@ pub struct RunnerStatus {
     pub details: ModelDetails,
     /// The memory estimate, bytes.
     pub size: u64,
+    /// How much of it is in GPU memory (all of it when the budget is a
+    /// GPU's, none otherwise).
+    pub size_vram: u64,
     /// Its context size.
     pub num_ctx: usize,
     /// When it will be unloaded if no request comes (far future: never).
@@ -841,6 +844,11 @@ impl State {
                 digest: r.digest.clone(),
                 details: r.details.clone(),
                 size: r.size,
+                size_vram: if self.config.budget.on_gpu() {
+                    r.size
+                } else {
+                    0
+                },
                 num_ctx: r.num_ctx,
                 // Serving or loading: it stays at least its keep_alive from now.
                 expires_at: r.expires_at.unwrap_or_else(|| match r.keep_alive {
