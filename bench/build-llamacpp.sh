@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Build llama.cpp locally (never committed) as the reference implementation:
 # the library, our greedy-decoding probe (bench/llamacpp/greedy.cpp) and,
-# with --bench, llama-bench. The source is the llama.cpp vendored in the PyPI
-# sdist of llama-cpp-python, because PyPI is a registry every machine of this
-# project reaches.
+# with --bench, llama-bench and llama-quantize (which makes the K-quant bench
+# files). The source is the llama.cpp vendored in the PyPI sdist of
+# llama-cpp-python, because PyPI is a registry every machine of this project
+# reaches.
 #
 # usage: bench/build-llamacpp.sh [--bench]
-# output: target/llama.cpp/bin/{llmpm-greedy,llama-bench}
+# output: target/llama.cpp/bin/{llmpm-greedy,llama-bench,llama-quantize}
+#   (LLAMA_CPP_DIR instead of target/llama.cpp: another checkout's build is
+#   reused, and only what it lacks is built)
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-out="$root/target/llama.cpp"
+out="${LLAMA_CPP_DIR:-$root/target/llama.cpp}"
 version="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 jobs="${JOBS:-$(nproc)}"
 want_bench=0
@@ -45,7 +48,7 @@ cmake -S "$src" -B "$out/build" "${generator[@]}" \
     "-DCMAKE_C_FLAGS=${amx_off[*]}" "-DCMAKE_CXX_FLAGS=${amx_off[*]}" >/dev/null
 
 targets=(llama)
-[[ $want_bench == 1 ]] && targets+=(llama-bench)
+[[ $want_bench == 1 ]] && targets+=(llama-bench llama-quantize)
 cmake --build "$out/build" -j "$jobs" --target "${targets[@]}"
 
 # Our probe links the static libraries directly: no CMake project of our own.
@@ -54,6 +57,8 @@ c++ -O2 -std=c++17 -I"$src/include" -I"$src/ggml/include" \
     "$root/bench/llamacpp/greedy.cpp" -o "$out/bin/llmpm-greedy" \
     -Wl,--start-group $libs -Wl,--end-group -lpthread -ldl -lm
 if [[ $want_bench == 1 ]]; then
-    cp "$(find "$out/build" -name llama-bench -type f | head -1)" "$out/bin/llama-bench"
+    for tool in llama-bench llama-quantize; do
+        cp "$(find "$out/build" -name "$tool" -type f | head -1)" "$out/bin/$tool"
+    done
 fi
 echo "built: $(ls "$out/bin")" >&2

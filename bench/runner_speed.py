@@ -2,13 +2,20 @@
 """Runner speed: llmpm (through its API, streaming) against llama.cpp's
 `llama-bench` on the same GGUF files, in one run, same thread count.
 
-Usage: python3 bench/runner_speed.py [--ftypes q4_0,q8_0] [--threads N] [--rounds 2]
+Usage: python3 bench/runner_speed.py [--ftypes q4_0,q8_0,q4_k_m] [--threads N] [--rounds 2]
 
 The files are Llama-3.2-1B-shaped (hidden 2048, 16 layers, vocabulary 128256,
 GQA 32/8) with deterministic random weights, written by `llmpm-gen-gguf
---preset 1b` into target/bench-models/ (never committed). llama.cpp is built
-by bench/build-llamacpp.sh into target/llama.cpp if missing; llmpm's release
-binaries are built if missing.
+--preset 1b` into target/bench-models/ (never committed). The types it does
+not write (q4_k_m, Ollama's default, and any other `llama-quantize` type) are
+quantized by llama.cpp's `llama-quantize` from its f16 file. llama.cpp is
+built by bench/build-llamacpp.sh into target/llama.cpp if missing; llmpm's
+release binaries are built if missing.
+
+Where things are (environment): CARGO_TARGET_DIR (llmpm's release binaries
+in its release/, default target/), LLAMA_CPP_DIR (default target/llama.cpp,
+e.g. another checkout's build), LLMPM_BENCH_MODELS (default
+target/bench-models).
 
 Reported per file, each side measured the same way where it can be:
   pp512   prompt processing tokens/s (512-token prompt)
@@ -34,9 +41,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-REL = ROOT / "target" / "release"
-LLAMA = ROOT / "target" / "llama.cpp" / "bin"
-MODELS = ROOT / "target" / "bench-models"
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+REL = TARGET / "release"
+LLAMA_DIR = Path(os.environ.get("LLAMA_CPP_DIR", ROOT / "target" / "llama.cpp"))
+LLAMA = LLAMA_DIR / "bin"
+MODELS = Path(os.environ.get("LLMPM_BENCH_MODELS", ROOT / "target" / "bench-models"))
+# What llmpm-gen-gguf writes itself; other types go through llama-quantize.
+GEN_FTYPES = ("f32", "f16", "q8_0", "q4_0")
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -59,18 +70,26 @@ def ensure_built():
         print("== building llmpm (release)", flush=True)
         run(["cargo", "build", "--release", "--quiet", "-p", "llmpmd", "-p", "llmpm",
              "-p", "llmpm-tests", "--bins"], cwd=ROOT)
-    if not (LLAMA / "llama-bench").exists() or not (LLAMA / "llmpm-greedy").exists():
+    if not all((LLAMA / b).exists() for b in ("llama-bench", "llama-quantize", "llmpm-greedy")):
         print("== building llama.cpp", flush=True)
-        run([str(ROOT / "bench" / "build-llamacpp.sh")])
+        run([str(ROOT / "bench" / "build-llamacpp.sh"), "--bench"],
+            env=dict(os.environ, LLAMA_CPP_DIR=str(LLAMA_DIR)))
 
 
 def model_file(ftype):
     MODELS.mkdir(parents=True, exist_ok=True)
     path = MODELS / f"llama-1b-shape-{ftype}.gguf"
     if not path.exists():
-        print(f"== generating {path.name}", flush=True)
         tmp = path.with_suffix(".tmp")
-        run([str(REL / "llmpm-gen-gguf"), "--out", str(tmp), "--preset", "1b", "--ftype", ftype])
+        if ftype in GEN_FTYPES:
+            print(f"== generating {path.name}", flush=True)
+            run([str(REL / "llmpm-gen-gguf"), "--out", str(tmp), "--preset", "1b",
+                 "--ftype", ftype])
+        else:
+            src = model_file("f16")
+            print(f"== quantizing {src.name} to {ftype}", flush=True)
+            run([str(LLAMA / "llama-quantize"), str(src), str(tmp), ftype.upper()],
+                stdout=subprocess.DEVNULL)
         tmp.rename(path)
     return path
 

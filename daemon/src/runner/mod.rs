@@ -6,6 +6,7 @@ pub mod client;
 pub mod codec;
 pub mod json;
 pub mod llama;
+pub mod matmul;
 pub mod model;
 pub mod options;
 pub mod protocol;

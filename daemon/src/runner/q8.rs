@@ -9,17 +9,16 @@
 //! logits. Greedy decoding then drifts from llama.cpp's after a dozen
 //! tokens (tests/tests/reference.rs), so Q8_0 goes through this kernel.
 //! candle's Q4_0 CPU path is several times slower than ggml's (issue 6), so
-//! Q4_0 does too; its quants stay packed, two per byte.
-//!
-//! A product of many activation rows (a prompt) walks the weights once:
-//! each task takes a band of weight rows and multiplies every activation row
-//! by it while the band is in cache, instead of one pass over all weights per
-//! activation row.
+//! Q4_0 does too; its quants stay packed, two per byte. How the products
+//! are driven (bands, four activation rows at a time) is [`super::matmul`]'s.
 
-use candle_core::quantized::QTensor;
-use candle_core::{DType, Tensor};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::Tensor;
 use half::f16;
-use rayon::prelude::*;
+
+#[cfg(target_arch = "x86_64")]
+use super::matmul::has_avx2;
+use super::matmul::{self, RowKernel};
 
 /// Values per block.
 const QK: usize = 32;
@@ -27,8 +26,35 @@ const QK: usize = 32;
 const Q8_BLOCK_BYTES: usize = 2 + QK;
 /// Bytes of one GGUF Q4_0 block: an f16 scale and 32 nibbles.
 const Q4_BLOCK_BYTES: usize = 2 + QK / 2;
-/// Output rows per parallel task.
-const ROWS_PER_TASK: usize = 16;
+
+/// A weight matrix for the integer kernels, which multiply it against
+/// activations quantized to 8 bits.
+#[derive(Debug)]
+pub struct Q8Matrix(Kind);
+
+#[derive(Debug)]
+enum Kind {
+    Q0(Q0Matrix),
+}
+
+impl Q8Matrix {
+    /// Whether an integer kernel multiplies `t`'s type.
+    pub fn handles(t: &QTensor) -> bool {
+        Q0Matrix::handles(t)
+    }
+
+    /// Copies a `QTensor` of shape `(n, k)` into its kernel's layout.
+    pub fn from_qtensor(t: &QTensor) -> candle_core::Result<Q8Matrix> {
+        Ok(Q8Matrix(Kind::Q0(Q0Matrix::from_qtensor(t)?)))
+    }
+
+    /// `x @ selfᵀ` for `x` of shape `(..., k)`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.0 {
+            Kind::Q0(m) => matmul::forward(m, x),
+        }
+    }
+}
 
 /// The quants of a weight matrix.
 #[derive(Debug)]
@@ -46,15 +72,9 @@ enum RowQuants<'a> {
     Q4(&'a [u8]),
 }
 
-/// Whether the AVX2 kernels can run here (std caches the detection).
-#[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
-    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-}
-
 /// A Q8_0 or Q4_0 weight matrix `(n, k)`: row `i` produces output `i`.
 #[derive(Debug)]
-pub struct Q8Matrix {
+struct Q0Matrix {
     n: usize,
     k: usize,
     /// `n * k / 32` block scales.
@@ -230,16 +250,14 @@ fn blocks_dot(wd: &[f32], xd: &[f32], sumi: impl Fn(usize) -> i32) -> f32 {
     lanes.iter().sum()
 }
 
-impl Q8Matrix {
+impl Q0Matrix {
     /// Whether this kernel multiplies `t`'s type.
-    pub fn handles(t: &QTensor) -> bool {
-        use candle_core::quantized::GgmlDType;
+    fn handles(t: &QTensor) -> bool {
         matches!(t.dtype(), GgmlDType::Q8_0 | GgmlDType::Q4_0)
     }
 
     /// Copies a Q8_0 or Q4_0 `QTensor` of shape `(n, k)`.
-    pub fn from_qtensor(t: &QTensor) -> candle_core::Result<Q8Matrix> {
-        use candle_core::quantized::GgmlDType;
+    fn from_qtensor(t: &QTensor) -> candle_core::Result<Q0Matrix> {
         let (n, k) = t.shape().dims2()?;
         let q4 = match t.dtype() {
             GgmlDType::Q8_0 => false,
@@ -271,7 +289,7 @@ impl Q8Matrix {
         } else {
             Quants::Q8(packed.into_iter().map(|q| q as i8).collect())
         };
-        Ok(Q8Matrix { n, k, d, qs })
+        Ok(Q0Matrix { n, k, d, qs })
     }
 
     /// Row `row`'s block scales and quants.
@@ -286,6 +304,60 @@ impl Q8Matrix {
             }
         };
         (wd, wq)
+    }
+
+    /// Plain Rust the compiler vectorizes for whatever target it builds
+    /// for; the other paths inline it with more instructions allowed.
+    #[inline(always)]
+    fn dot_row_portable(&self, row: usize, x: &QRow) -> f32 {
+        let (wd, wq) = self.row(row);
+        match wq {
+            RowQuants::Q8(wq) => blocks_dot(wd, &x.d, |b| {
+                let (wb, xb) = (&wq[b * QK..(b + 1) * QK], &x.qs[b * QK..(b + 1) * QK]);
+                wb.iter()
+                    .zip(xb)
+                    .map(|(&a, &b)| i32::from(a) * i32::from(b))
+                    .sum()
+            }),
+            RowQuants::Q4(wq) => {
+                let half = QK / 2;
+                blocks_dot(wd, &x.d, |b| {
+                    let wb = &wq[b * half..(b + 1) * half];
+                    let (lo, hi) = x.qs[b * QK..(b + 1) * QK].split_at(half);
+                    wb.iter()
+                        .zip(lo.iter().zip(hi))
+                        .map(|(&w, (&a, &b))| {
+                            let l = i32::from(w & 0x0F) - 8;
+                            let h = i32::from(w >> 4) - 8;
+                            l * i32::from(a) + h * i32::from(b)
+                        })
+                        .sum()
+                })
+            }
+        }
+    }
+}
+
+impl RowKernel for Q0Matrix {
+    type Act = QRow;
+
+    fn n(&self) -> usize {
+        self.n
+    }
+
+    fn k(&self) -> usize {
+        self.k
+    }
+
+    fn name(&self) -> &'static str {
+        match self.qs {
+            Quants::Q8(_) => "Q8_0",
+            Quants::Q4(_) => "Q4_0",
+        }
+    }
+
+    fn quantize(&self, x: &[f32]) -> QRow {
+        quantize_row(x)
     }
 
     /// Row `row` of the weights times `x`, on the best path this CPU has.
@@ -323,99 +395,13 @@ impl Q8Matrix {
         }
         xs.map(|x| self.dot_row_portable(row, x))
     }
-
-    /// Plain Rust the compiler vectorizes for whatever target it builds
-    /// for; the other paths inline it with more instructions allowed.
-    #[inline(always)]
-    fn dot_row_portable(&self, row: usize, x: &QRow) -> f32 {
-        let (wd, wq) = self.row(row);
-        match wq {
-            RowQuants::Q8(wq) => blocks_dot(wd, &x.d, |b| {
-                let (wb, xb) = (&wq[b * QK..(b + 1) * QK], &x.qs[b * QK..(b + 1) * QK]);
-                wb.iter()
-                    .zip(xb)
-                    .map(|(&a, &b)| i32::from(a) * i32::from(b))
-                    .sum()
-            }),
-            RowQuants::Q4(wq) => {
-                let half = QK / 2;
-                blocks_dot(wd, &x.d, |b| {
-                    let wb = &wq[b * half..(b + 1) * half];
-                    let (lo, hi) = x.qs[b * QK..(b + 1) * QK].split_at(half);
-                    wb.iter()
-                        .zip(lo.iter().zip(hi))
-                        .map(|(&w, (&a, &b))| {
-                            let l = i32::from(w & 0x0F) - 8;
-                            let h = i32::from(w >> 4) - 8;
-                            l * i32::from(a) + h * i32::from(b)
-                        })
-                        .sum()
-                })
-            }
-        }
-    }
-
-    /// `x @ selfᵀ` for `x` of shape `(..., k)`.
-    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let Some((&k, lead)) = dims.split_last() else {
-            candle_core::bail!("Q8_0 matmul of a scalar");
-        };
-        if k != self.k {
-            candle_core::bail!("Q8_0 matmul: input has {k} columns, weight {}", self.k);
-        }
-        let m: usize = lead.iter().product();
-        let xs: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let rows: Vec<QRow> = xs.chunks_exact(k).map(quantize_row).collect();
-        let n = self.n;
-        let mut out = vec![0.0f32; m * n];
-        if m == 1 {
-            out.par_chunks_mut(ROWS_PER_TASK)
-                .enumerate()
-                .for_each(|(c, chunk)| {
-                    for (j, o) in chunk.iter_mut().enumerate() {
-                        *o = self.dot_row(c * ROWS_PER_TASK + j, &rows[0]);
-                    }
-                });
-        } else {
-            // Weight-row bands in parallel, every activation row per band:
-            // the band is read from memory once (see the module docs). The
-            // result comes out transposed, (n, m), and is turned round after.
-            let mut t = vec![0.0f32; n * m];
-            t.par_chunks_mut(ROWS_PER_TASK * m)
-                .enumerate()
-                .for_each(|(c, band)| {
-                    for (j, outs) in band.chunks_exact_mut(m).enumerate() {
-                        let r = c * ROWS_PER_TASK + j;
-                        // Four activation rows per pass over the weight row.
-                        let mut o4 = outs.chunks_exact_mut(4);
-                        let mut x4 = rows.chunks_exact(4);
-                        for (o, x) in (&mut o4).zip(&mut x4) {
-                            o.copy_from_slice(&self.dot_row4(r, [&x[0], &x[1], &x[2], &x[3]]));
-                        }
-                        for (o, xr) in o4.into_remainder().iter_mut().zip(x4.remainder()) {
-                            *o = self.dot_row(r, xr);
-                        }
-                    }
-                });
-            for (r, col) in t.chunks_exact(m).enumerate() {
-                for (i, v) in col.iter().enumerate() {
-                    out[i * n + r] = *v;
-                }
-            }
-        }
-        let mut shape = lead.to_vec();
-        shape.push(self.n);
-        Tensor::from_vec(out, shape, x.device())
-    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use candle_core::quantized::GgmlDType;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     /// Deterministic values in [-1, 1), with the edge cases each format has:
     /// an all-zero block (scale 0), a block at the extremes, tiny values.
@@ -467,6 +453,7 @@ mod tests {
         let q = QTensor::quantize(&w, dtype).unwrap();
         assert!(Q8Matrix::handles(&q));
         let mat = Q8Matrix::from_qtensor(&q).unwrap();
+        let Kind::Q0(q0) = &mat.0;
         let xv = values(m * k, 2);
         let x = Tensor::from_vec(xv.clone(), (m, k), &Device::Cpu).unwrap();
         let got: Vec<f32> = mat
@@ -487,7 +474,7 @@ mod tests {
         let xq: Vec<QRow> = xv.chunks_exact(k).map(quantize_row).collect();
         for (i, xr) in xq.iter().enumerate() {
             for r in 0..n {
-                let (a, b) = (mat.dot_row_portable(r, xr), got[i * n + r]);
+                let (a, b) = (q0.dot_row_portable(r, xr), got[i * n + r]);
                 assert!(
                     (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
                     "{dtype:?} portable [{i},{r}]: {a} vs {b}"
@@ -525,11 +512,8 @@ mod tests {
     #[test]
     fn refuses_other_types_and_partial_blocks() {
         let w = Tensor::zeros((4, 64), DType::F32, &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&w, GgmlDType::Q4K);
-        // Q4_K needs 256-value blocks; either way it is not ours.
-        if let Ok(q) = q {
-            assert!(!Q8Matrix::handles(&q));
-            assert!(Q8Matrix::from_qtensor(&q).is_err());
-        }
+        let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
+        assert!(!Q8Matrix::handles(&q));
+        assert!(Q8Matrix::from_qtensor(&q).is_err());
     }
 }
