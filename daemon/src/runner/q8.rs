@@ -86,9 +86,15 @@ struct Q0Matrix {
 struct QRow {
     d: Vec<f32>,
     qs: Vec<i8>,
+    /// For the AVX-512 kernels (empty elsewhere): each block's scale eight
+    /// times, one per i32 lane of a block's products, and per lane
+    /// `-8 · Σ` of the lane's four quants (the Q4_0 weights' offset, so
+    /// that their nibbles can be multiplied unsigned).
+    d8: Vec<f32>,
+    m8: Vec<i32>,
 }
 
-fn quantize_row(x: &[f32]) -> QRow {
+fn quantize_row(x: &[f32], isa: Isa) -> QRow {
     let nb = x.len() / QK;
     let mut d = Vec::with_capacity(nb);
     let mut qs = Vec::with_capacity(x.len());
@@ -97,10 +103,63 @@ fn quantize_row(x: &[f32]) -> QRow {
         let scale = amax / 127.0;
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         d.push(f16::from_f32(scale).to_f32());
-        // ggml's SIMD paths round half to even.
-        qs.extend(block.iter().map(|v| (v * id).round_ties_even() as i8));
+        // ggml's SIMD paths round half to even. Adding and taking away
+        // 1.5·2²³ does that for |v| < 2²², here at most 127, in plain float
+        // arithmetic the compiler vectorizes (`round_ties_even` is a libm
+        // call per value on baseline x86-64).
+        const MAGIC: f32 = 12_582_912.0;
+        qs.extend(block.iter().map(|v| ((v * id + MAGIC) - MAGIC) as i8));
     }
-    QRow { d, qs }
+    let (mut d8, mut m8) = (Vec::new(), Vec::new());
+    if isa == Isa::Avx512Vnni {
+        d8 = d.iter().flat_map(|&v| [v; 8]).collect();
+        m8 = qs
+            .chunks_exact(4)
+            .map(|q| -8 * q.iter().map(|&v| i32::from(v)).sum::<i32>())
+            .collect();
+    }
+    QRow { d, qs, d8, m8 }
+}
+
+/// The instruction sets the kernels have a path for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    /// Plain Rust, for any CPU.
+    Portable,
+    /// AVX2 and FMA.
+    Avx2,
+    /// AVX-512 (F, BW, VL) with VNNI.
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// The best path this CPU runs (std caches the detection).
+    fn best() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vl")
+                && std::is_x86_feature_detected!("avx512vnni")
+            {
+                return Isa::Avx512Vnni;
+            }
+            if has_avx2() {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Portable
+    }
+
+    /// Every path this CPU can run, for the tests.
+    #[cfg(test)]
+    fn runnable() -> Vec<Isa> {
+        match Isa::best() {
+            Isa::Avx512Vnni => vec![Isa::Portable, Isa::Avx2, Isa::Avx512Vnni],
+            Isa::Avx2 => vec![Isa::Portable, Isa::Avx2],
+            Isa::Portable => vec![Isa::Portable],
+        }
+    }
 }
 
 /// ggml's AVX2 block products, in Rust intrinsics: per block of 32, the
@@ -130,37 +189,21 @@ mod avx2 {
         _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
     }
 
-    /// A Q8_0 row (`wq`, one scale per block in `wd`) times a Q8_0 activation row.
+    /// `N` activation rows against one weight row: each weight block is
+    /// loaded (and for Q4_0 unpacked) once for all of them, and each row
+    /// gets the bits it would get alone. `w_at(b)` gives block `b` of the
+    /// weights as 32 signed bytes.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn dot_q8(wq: &[i8], wd: &[f32], xq: &[i8], xd: &[f32]) -> f32 {
-        let nb = wd.len();
-        assert!(wq.len() >= nb * QK && xq.len() >= nb * QK && xd.len() >= nb);
-        let mut acc = _mm256_setzero_ps();
-        for b in 0..nb {
-            // SAFETY: bytes b·32 .. b·32 + 32 of both rows exist (asserted
-            // above); unaligned loads are allowed.
-            let (w, x) = unsafe {
-                (
-                    _mm256_loadu_si256(wq.as_ptr().add(b * QK).cast()),
-                    _mm256_loadu_si256(xq.as_ptr().add(b * QK).cast()),
-                )
-            };
-            let d = _mm256_set1_ps(wd[b] * xd[b]);
-            acc = _mm256_fmadd_ps(d, block_sum(w, x), acc);
-        }
-        hsum(acc)
-    }
-
-    /// Four activation rows at once against one weight row: each weight
-    /// block is loaded (and for Q4_0 unpacked) once for the four. `w_at(b)`
-    /// gives block `b` of the weights as 32 signed bytes.
-    #[target_feature(enable = "avx2,fma")]
-    fn dot_x4(wd: &[f32], xs: [(&[i8], &[f32]); 4], w_at: impl Fn(usize) -> __m256i) -> [f32; 4] {
+    fn dot_xn<const N: usize>(
+        wd: &[f32],
+        xs: [(&[i8], &[f32]); N],
+        w_at: impl Fn(usize) -> __m256i,
+    ) -> [f32; N] {
         let nb = wd.len();
         for (q, d) in xs {
             assert!(q.len() >= nb * QK && d.len() >= nb);
         }
-        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut acc = [_mm256_setzero_ps(); N];
         for b in 0..nb {
             let w = w_at(b);
             for (a, (q, d)) in acc.iter_mut().zip(xs) {
@@ -172,56 +215,136 @@ mod avx2 {
         acc.map(|a| hsum(a))
     }
 
-    /// [`dot_q8`] for four activation rows.
+    /// A Q8_0 row (`wq`, one scale per block in `wd`) times `N` Q8_0
+    /// activation rows.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn dot_q8_x4(wq: &[i8], wd: &[f32], xs: [(&[i8], &[f32]); 4]) -> [f32; 4] {
+    pub(super) fn dot_q8<const N: usize>(
+        wq: &[i8],
+        wd: &[f32],
+        xs: [(&[i8], &[f32]); N],
+    ) -> [f32; N] {
         assert!(wq.len() >= wd.len() * QK);
-        dot_x4(wd, xs, |b| {
+        dot_xn(wd, xs, |b| {
             // SAFETY: bytes b·32 .. b·32 + 32 exist (asserted above).
             unsafe { _mm256_loadu_si256(wq.as_ptr().add(b * QK).cast()) }
         })
     }
 
-    /// [`dot_q4`] for four activation rows.
+    /// A Q4_0 row (16 packed bytes per block) times `N` Q8_0 activation rows.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn dot_q4_x4(wq: &[u8], wd: &[f32], xs: [(&[i8], &[f32]); 4]) -> [f32; 4] {
+    pub(super) fn dot_q4<const N: usize>(
+        wq: &[u8],
+        wd: &[f32],
+        xs: [(&[i8], &[f32]); N],
+    ) -> [f32; N] {
         let half = QK / 2;
         assert!(wq.len() >= wd.len() * half);
         let low = _mm256_set1_epi8(0x0F);
         let eight = _mm256_set1_epi8(8);
-        dot_x4(wd, xs, |b| {
+        dot_xn(wd, xs, |b| {
             // SAFETY: bytes b·16 .. b·16 + 16 exist (asserted above).
             let packed = unsafe { _mm_loadu_si128(wq.as_ptr().add(b * half).cast()) };
+            // Values 0..16 from the low nibbles, 16..32 from the high ones.
             let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
             _mm256_sub_epi8(_mm256_and_si256(both, low), eight)
         })
     }
+}
 
-    /// A Q4_0 row (16 packed bytes per block) times a Q8_0 activation row.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn dot_q4(wq: &[u8], wd: &[f32], xq: &[i8], xd: &[f32]) -> f32 {
+/// The same products with AVX-512 VNNI: two blocks per 512-bit register,
+/// and `vpdpbusd` (unsigned × signed bytes, four products summed into each
+/// i32 lane) in place of AVX2's three-instruction multiply and widen.
+/// Q8_0 weights go in as |w| with x negated where w < 0; Q4_0 nibbles go in
+/// as they are (0..15), the offset of 8 taken off through the activation
+/// row's `m8`, which starts each lane's sum. The integer sums equal the
+/// AVX2 path's; the float sums run in sixteen lanes instead of eight, so
+/// the last bits differ from that path (one path serves a whole run).
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{QRow, QK};
+
+    /// `N` activation rows against one weight row. `w_at(b, two)` gives
+    /// blocks `b` and `b + 1` (only `b`, the rest zero, when `two` is false)
+    /// ready for `vpdpbusd`, with the mask of negative weights (Q8_0).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn dot_xn<const N: usize, const Q4: bool>(
+        wd: &[f32],
+        xs: [&QRow; N],
+        w_at: impl Fn(usize, bool) -> (__m512i, __mmask64),
+    ) -> [f32; N] {
         let nb = wd.len();
-        let half = QK / 2;
-        assert!(wq.len() >= nb * half && xq.len() >= nb * QK && xd.len() >= nb);
-        let low = _mm256_set1_epi8(0x0F);
-        let eight = _mm256_set1_epi8(8);
-        let mut acc = _mm256_setzero_ps();
-        for b in 0..nb {
-            // SAFETY: bytes b·16 .. b·16 + 16 of the weights and b·32 ..
-            // b·32 + 32 of the activations exist (asserted above).
-            let (packed, x) = unsafe {
-                (
-                    _mm_loadu_si128(wq.as_ptr().add(b * half).cast()),
-                    _mm256_loadu_si256(xq.as_ptr().add(b * QK).cast()),
-                )
-            };
-            // Values 0..16 from the low nibbles, 16..32 from the high ones.
-            let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
-            let w = _mm256_sub_epi8(_mm256_and_si256(both, low), eight);
-            let d = _mm256_set1_ps(wd[b] * xd[b]);
-            acc = _mm256_fmadd_ps(d, block_sum(w, x), acc);
+        for x in xs {
+            assert!(x.qs.len() >= nb * QK && x.d8.len() >= nb * 8 && x.m8.len() >= nb * 8);
         }
-        hsum(acc)
+        let mut acc = [_mm512_setzero_ps(); N];
+        let mut b = 0;
+        while b < nb {
+            let two = b + 1 < nb;
+            let (w, neg) = w_at(b, two);
+            let (bytes, lanes): (__mmask64, __mmask16) =
+                if two { (!0, !0) } else { (0xFFFF_FFFF, 0x00FF) };
+            let wdv = if two {
+                _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(wd[b]), _mm512_set1_ps(wd[b + 1]))
+            } else {
+                _mm512_maskz_mov_ps(lanes, _mm512_set1_ps(wd[b]))
+            };
+            for (a, x) in acc.iter_mut().zip(xs) {
+                // SAFETY: the masked lanes lie in blocks b (and b + 1 when
+                // `two`) of the row, which exist (asserted above); masked-off
+                // lanes are not read.
+                let (xq, d8, m8) = unsafe {
+                    (
+                        _mm512_maskz_loadu_epi8(bytes, x.qs.as_ptr().add(b * QK)),
+                        _mm512_maskz_loadu_ps(lanes, x.d8.as_ptr().add(b * 8)),
+                        _mm512_maskz_loadu_epi32(lanes, x.m8.as_ptr().add(b * 8)),
+                    )
+                };
+                let s = if Q4 {
+                    _mm512_dpbusd_epi32(m8, w, xq)
+                } else {
+                    let sx = _mm512_mask_sub_epi8(xq, neg, _mm512_setzero_si512(), xq);
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, sx)
+                };
+                *a = _mm512_fmadd_ps(_mm512_mul_ps(wdv, d8), _mm512_cvtepi32_ps(s), *a);
+            }
+            b += 2;
+        }
+        acc.map(|a| _mm512_reduce_add_ps(a))
+    }
+
+    /// A Q8_0 row times `N` activation rows.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) fn dot_q8<const N: usize>(wq: &[i8], wd: &[f32], xs: [&QRow; N]) -> [f32; N] {
+        assert!(wq.len() >= wd.len() * QK);
+        dot_xn::<N, false>(wd, xs, |b, two| {
+            let bytes: __mmask64 = if two { !0 } else { 0xFFFF_FFFF };
+            // SAFETY: blocks b (and b + 1 when `two`) exist (asserted above).
+            let w = unsafe { _mm512_maskz_loadu_epi8(bytes, wq.as_ptr().add(b * QK)) };
+            // |-128| is 128 as an unsigned byte, which is what vpdpbusd reads.
+            (_mm512_abs_epi8(w), _mm512_movepi8_mask(w))
+        })
+    }
+
+    /// A Q4_0 row times `N` activation rows.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) fn dot_q4<const N: usize>(wq: &[u8], wd: &[f32], xs: [&QRow; N]) -> [f32; N] {
+        let half = QK / 2;
+        assert!(wq.len() >= wd.len() * half);
+        let low = _mm256_set1_epi8(0x0F);
+        dot_xn::<N, true>(wd, xs, |b, two| {
+            let bytes: __mmask32 = if two { !0 } else { 0xFFFF };
+            // SAFETY: blocks b (and b + 1 when `two`) exist (asserted above).
+            let p = unsafe { _mm256_maskz_loadu_epi8(bytes, wq.as_ptr().add(b * half).cast()) };
+            let lo = _mm256_and_si256(p, low);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(p, 4), low);
+            // 128-bit lanes [lo b, lo b+1, hi b, hi b+1] to [lo b, hi b,
+            // lo b+1, hi b+1]: each block's values 0..16, then 16..32.
+            let v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+            (_mm512_shuffle_i64x2::<0xD8>(v, v), 0)
+        })
     }
 }
 
@@ -357,42 +480,56 @@ impl RowKernel for Q0Matrix {
     }
 
     fn quantize(&self, x: &[f32]) -> QRow {
-        quantize_row(x)
+        quantize_row(x, Isa::best())
     }
 
     /// Row `row` of the weights times `x`, on the best path this CPU has.
     fn dot_row(&self, row: usize, x: &QRow) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            let (wd, wq) = self.row(row);
-            // SAFETY: the CPU has AVX2 and FMA (`has_avx2`), all that the
-            // `avx2` functions need.
-            #[allow(unsafe_code)]
-            return unsafe {
-                match wq {
-                    RowQuants::Q8(wq) => avx2::dot_q8(wq, wd, &x.qs, &x.d),
-                    RowQuants::Q4(wq) => avx2::dot_q4(wq, wd, &x.qs, &x.d),
-                }
-            };
-        }
-        self.dot_row_portable(row, x)
+        let [v] = self.dot_rows(Isa::best(), row, [x]);
+        v
     }
 
     /// Row `row` of the weights times four activation rows.
     fn dot_row4(&self, row: usize, xs: [&QRow; 4]) -> [f32; 4] {
+        self.dot_rows(Isa::best(), row, xs)
+    }
+}
+
+impl Q0Matrix {
+    /// Row `row` of the weights times `N` activation rows (quantized for
+    /// `isa`) on `isa`'s path, which the CPU must have.
+    fn dot_rows<const N: usize>(&self, isa: Isa, row: usize, xs: [&QRow; N]) -> [f32; N] {
         #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
+        {
             let (wd, wq) = self.row(row);
-            let xs = xs.map(|x| (x.qs.as_slice(), x.d.as_slice()));
-            // SAFETY: as in `dot_row`.
-            #[allow(unsafe_code)]
-            return unsafe {
-                match wq {
-                    RowQuants::Q8(wq) => avx2::dot_q8_x4(wq, wd, xs),
-                    RowQuants::Q4(wq) => avx2::dot_q4_x4(wq, wd, xs),
+            match isa {
+                // SAFETY: `Isa::best` found AVX-512 F, BW, VL and VNNI, all
+                // that the `avx512` functions need.
+                #[allow(unsafe_code)]
+                Isa::Avx512Vnni => {
+                    return unsafe {
+                        match wq {
+                            RowQuants::Q8(wq) => avx512::dot_q8(wq, wd, xs),
+                            RowQuants::Q4(wq) => avx512::dot_q4(wq, wd, xs),
+                        }
+                    }
                 }
-            };
+                // SAFETY: the CPU has AVX2 and FMA (`Isa::best`), all that
+                // the `avx2` functions need.
+                #[allow(unsafe_code)]
+                Isa::Avx2 => {
+                    let xs = xs.map(|x| (x.qs.as_slice(), x.d.as_slice()));
+                    return unsafe {
+                        match wq {
+                            RowQuants::Q8(wq) => avx2::dot_q8(wq, wd, xs),
+                            RowQuants::Q4(wq) => avx2::dot_q4(wq, wd, xs),
+                        }
+                    };
+                }
+                Isa::Portable => {}
+            }
         }
+        let _ = isa;
         xs.map(|x| self.dot_row_portable(row, x))
     }
 }
@@ -432,7 +569,7 @@ mod tests {
             .unwrap();
         let mut out = Vec::new();
         for xr in x.chunks_exact(k) {
-            let q = quantize_row(xr);
+            let q = quantize_row(xr, Isa::Portable);
             let xd: Vec<f64> =
                 q.qs.iter()
                     .enumerate()
@@ -470,15 +607,27 @@ mod tests {
                 "{dtype:?} n={n} k={k} m={m} [{i}]: {g} vs {w}"
             );
         }
-        // The portable path (the fallback of CPUs without AVX2) agrees.
-        let xq: Vec<QRow> = xv.chunks_exact(k).map(quantize_row).collect();
-        for (i, xr) in xq.iter().enumerate() {
-            for r in 0..n {
-                let (a, b) = (q0.dot_row_portable(r, xr), got[i * n + r]);
-                assert!(
-                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                    "{dtype:?} portable [{i},{r}]: {a} vs {b}"
-                );
+        // Every path this CPU runs agrees with the reference (the portable
+        // one is the fallback of CPUs without AVX2), and gives a row the same
+        // bits alone and among four.
+        for isa in Isa::runnable() {
+            let xq: Vec<QRow> = xv.chunks_exact(k).map(|r| quantize_row(r, isa)).collect();
+            for (i, xr) in xq.iter().enumerate() {
+                for r in 0..n {
+                    let [a] = q0.dot_rows(isa, r, [xr]);
+                    let w = want[i * n + r];
+                    assert!(
+                        (a - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                        "{dtype:?} {isa:?} n={n} k={k} [{i},{r}]: {a} vs {w}"
+                    );
+                }
+            }
+            for x4 in xq.chunks_exact(4) {
+                for r in 0..n {
+                    let four = q0.dot_rows(isa, r, [&x4[0], &x4[1], &x4[2], &x4[3]]);
+                    let one = [&x4[0], &x4[1], &x4[2], &x4[3]].map(|x| q0.dot_rows(isa, r, [x])[0]);
+                    assert_eq!(four, one, "{dtype:?} {isa:?} row {r}");
+                }
             }
         }
         // One row at a time gives the same numbers as the batched product.
@@ -497,15 +646,46 @@ mod tests {
 
     #[test]
     fn q8_0_matches_the_scalar_reference() {
-        for (n, k, m) in [(1, 32, 1), (17, 96, 1), (33, 128, 5), (16, 256, 16)] {
+        // k = 96 and 160 are odd numbers of blocks: the AVX-512 path's
+        // last block goes alone.
+        for (n, k, m) in [
+            (1, 32, 1),
+            (17, 96, 1),
+            (33, 128, 5),
+            (16, 256, 16),
+            (5, 160, 4),
+        ] {
             check(GgmlDType::Q8_0, n, k, m);
         }
     }
 
     #[test]
     fn q4_0_matches_the_scalar_reference() {
-        for (n, k, m) in [(1, 32, 1), (17, 96, 1), (33, 128, 5), (16, 256, 16)] {
+        for (n, k, m) in [
+            (1, 32, 1),
+            (17, 96, 1),
+            (33, 128, 5),
+            (16, 256, 16),
+            (5, 160, 4),
+        ] {
             check(GgmlDType::Q4_0, n, k, m);
+        }
+    }
+
+    /// The quantizer rounds half to even, as ggml does, at every half step
+    /// of its range.
+    #[test]
+    fn quantizer_rounds_half_to_even() {
+        // amax 127 makes the scale 1: the quants are the values rounded.
+        let mut x: Vec<f32> = (-254..=254).map(|i| i as f32 / 2.0).collect();
+        x.retain(|v| v.abs() <= 127.0);
+        x.resize(x.len().div_ceil(QK) * QK, 127.0);
+        for block in x.chunks_exact_mut(QK) {
+            block[0] = 127.0;
+        }
+        let q = quantize_row(&x, Isa::Portable);
+        for (v, &got) in x.iter().zip(&q.qs) {
+            assert_eq!(got, v.round_ties_even() as i8, "{v}");
         }
     }
 
