@@ -15,6 +15,9 @@ use rayon::prelude::*;
 
 /// Output rows per parallel task.
 const ROWS_PER_TASK: usize = 16;
+/// About how many bytes of quantized activation rows (roughly `3 k` bytes
+/// each) a tile holds: a share of a core's L2.
+const TILE_BYTES: usize = 256 << 10;
 
 /// Whether the AVX2 kernels can run here (std caches the detection).
 #[cfg(target_arch = "x86_64")]
@@ -71,19 +74,28 @@ pub(super) fn forward<K: RowKernel>(w: &K, x: &Tensor) -> candle_core::Result<Te
     } else {
         // Weight-row bands in parallel, every activation row per band. The
         // result comes out transposed, (n, m), and is turned round after.
+        // The activation rows go in tiles that stay in the core's cache
+        // while every weight row of the band passes over them: a prompt's
+        // rows all together (megabytes) would be read from memory again
+        // for each weight row.
+        let tile = (TILE_BYTES / (3 * k).max(1)).clamp(4, m.max(4)) / 4 * 4;
         let mut t = vec![0.0f32; n * m];
         t.par_chunks_mut(ROWS_PER_TASK * m)
             .enumerate()
             .for_each(|(c, band)| {
-                for (j, outs) in band.chunks_exact_mut(m).enumerate() {
-                    let r = c * ROWS_PER_TASK + j;
-                    let mut o4 = outs.chunks_exact_mut(4);
-                    let mut x4 = rows.chunks_exact(4);
-                    for (o, x) in (&mut o4).zip(&mut x4) {
-                        o.copy_from_slice(&w.dot_row4(r, [&x[0], &x[1], &x[2], &x[3]]));
-                    }
-                    for (o, xr) in o4.into_remainder().iter_mut().zip(x4.remainder()) {
-                        *o = w.dot_row(r, xr);
+                for start in (0..m).step_by(tile) {
+                    let end = (start + tile).min(m);
+                    let tile_rows = &rows[start..end];
+                    for (j, outs) in band.chunks_exact_mut(m).enumerate() {
+                        let r = c * ROWS_PER_TASK + j;
+                        let mut o4 = outs[start..end].chunks_exact_mut(4);
+                        let mut x4 = tile_rows.chunks_exact(4);
+                        for (o, x) in (&mut o4).zip(&mut x4) {
+                            o.copy_from_slice(&w.dot_row4(r, [&x[0], &x[1], &x[2], &x[3]]));
+                        }
+                        for (o, xr) in o4.into_remainder().iter_mut().zip(x4.remainder()) {
+                            *o = w.dot_row(r, xr);
+                        }
                     }
                 }
             });
