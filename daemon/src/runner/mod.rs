@@ -13,4 +13,5 @@ pub mod protocol;
 pub mod q8;
 pub mod sampler;
 pub mod serve;
+pub mod strips;
 pub mod text;

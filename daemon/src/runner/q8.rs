@@ -19,9 +19,10 @@ use half::f16;
 #[cfg(target_arch = "x86_64")]
 use super::matmul::has_avx2;
 use super::matmul::{self, RowKernel};
+use super::strips::Strips;
 
 /// Values per block.
-const QK: usize = 32;
+pub(super) const QK: usize = 32;
 /// Bytes of one GGUF Q8_0 block: an f16 scale and 32 int8.
 const Q8_BLOCK_BYTES: usize = 2 + QK;
 /// Bytes of one GGUF Q4_0 block: an f16 scale and 32 nibbles.
@@ -35,6 +36,7 @@ pub struct Q8Matrix(Kind);
 #[derive(Debug)]
 enum Kind {
     Q0(Q0Matrix),
+    Strips(Strips),
 }
 
 impl Q8Matrix {
@@ -45,13 +47,18 @@ impl Q8Matrix {
 
     /// Copies a `QTensor` of shape `(n, k)` into its kernel's layout.
     pub fn from_qtensor(t: &QTensor) -> candle_core::Result<Q8Matrix> {
-        Ok(Q8Matrix(Kind::Q0(Q0Matrix::from_qtensor(t)?)))
+        Ok(Q8Matrix(if Strips::handles(t) {
+            Kind::Strips(Strips::from_qtensor(t)?)
+        } else {
+            Kind::Q0(Q0Matrix::from_qtensor(t)?)
+        }))
     }
 
     /// `x @ selfᵀ` for `x` of shape `(..., k)`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match &self.0 {
             Kind::Q0(m) => matmul::forward(m, x),
+            Kind::Strips(m) => m.forward(x),
         }
     }
 }
@@ -83,18 +90,18 @@ struct Q0Matrix {
 }
 
 /// An activation row quantized like ggml's `quantize_row_q8_0`.
-struct QRow {
-    d: Vec<f32>,
-    qs: Vec<i8>,
-    /// For the AVX-512 kernels (empty elsewhere): each block's scale eight
-    /// times, one per i32 lane of a block's products, and per lane
-    /// `-8 · Σ` of the lane's four quants (the Q4_0 weights' offset, so
-    /// that their nibbles can be multiplied unsigned).
-    d8: Vec<f32>,
-    m8: Vec<i32>,
+pub(super) struct QRow {
+    /// One scale per block.
+    pub(super) d: Vec<f32>,
+    /// The quants.
+    pub(super) qs: Vec<i8>,
+    /// Per block, the sum of its quants (for [`super::strips`], which
+    /// takes the weights' offset off with it; empty elsewhere).
+    pub(super) sums: Vec<i32>,
 }
 
-fn quantize_row(x: &[f32], isa: Isa) -> QRow {
+/// Quantizes `x` (whole blocks) for the kernels of `isa`.
+pub(super) fn quantize_row(x: &[f32], isa: Isa) -> QRow {
     let nb = x.len() / QK;
     let mut d = Vec::with_capacity(nb);
     let mut qs = Vec::with_capacity(x.len());
@@ -110,31 +117,31 @@ fn quantize_row(x: &[f32], isa: Isa) -> QRow {
         const MAGIC: f32 = 12_582_912.0;
         qs.extend(block.iter().map(|v| ((v * id + MAGIC) - MAGIC) as i8));
     }
-    let (mut d8, mut m8) = (Vec::new(), Vec::new());
-    if isa == Isa::Avx512Vnni {
-        d8 = d.iter().flat_map(|&v| [v; 8]).collect();
-        m8 = qs
-            .chunks_exact(4)
-            .map(|q| -8 * q.iter().map(|&v| i32::from(v)).sum::<i32>())
-            .collect();
-    }
-    QRow { d, qs, d8, m8 }
+    let sums = if isa == Isa::Avx512Vnni {
+        qs.chunks_exact(QK)
+            .map(|q| q.iter().map(|&v| i32::from(v)).sum())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    QRow { d, qs, sums }
 }
 
 /// The instruction sets the kernels have a path for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Isa {
+pub(super) enum Isa {
     /// Plain Rust, for any CPU.
     Portable,
     /// AVX2 and FMA.
     Avx2,
-    /// AVX-512 (F, BW, VL) with VNNI.
+    /// AVX-512 (F, BW, VL) with VNNI: the weights go in strips
+    /// ([`super::strips`]).
     Avx512Vnni,
 }
 
 impl Isa {
     /// The best path this CPU runs (std caches the detection).
-    fn best() -> Isa {
+    pub(super) fn best() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
             if std::is_x86_feature_detected!("avx512f")
@@ -151,12 +158,11 @@ impl Isa {
         Isa::Portable
     }
 
-    /// Every path this CPU can run, for the tests.
+    /// The row kernels' paths this CPU can run, for the tests.
     #[cfg(test)]
     fn runnable() -> Vec<Isa> {
         match Isa::best() {
-            Isa::Avx512Vnni => vec![Isa::Portable, Isa::Avx2, Isa::Avx512Vnni],
-            Isa::Avx2 => vec![Isa::Portable, Isa::Avx2],
+            Isa::Avx512Vnni | Isa::Avx2 => vec![Isa::Portable, Isa::Avx2],
             Isa::Portable => vec![Isa::Portable],
         }
     }
@@ -247,103 +253,6 @@ mod avx2 {
             // Values 0..16 from the low nibbles, 16..32 from the high ones.
             let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
             _mm256_sub_epi8(_mm256_and_si256(both, low), eight)
-        })
-    }
-}
-
-/// The same products with AVX-512 VNNI: two blocks per 512-bit register,
-/// and `vpdpbusd` (unsigned × signed bytes, four products summed into each
-/// i32 lane) in place of AVX2's three-instruction multiply and widen.
-/// Q8_0 weights go in as |w| with x negated where w < 0; Q4_0 nibbles go in
-/// as they are (0..15), the offset of 8 taken off through the activation
-/// row's `m8`, which starts each lane's sum. The integer sums equal the
-/// AVX2 path's; the float sums run in sixteen lanes instead of eight, so
-/// the last bits differ from that path (one path serves a whole run).
-#[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code)]
-mod avx512 {
-    use std::arch::x86_64::*;
-
-    use super::{QRow, QK};
-
-    /// `N` activation rows against one weight row. `w_at(b, two)` gives
-    /// blocks `b` and `b + 1` (only `b`, the rest zero, when `two` is false)
-    /// ready for `vpdpbusd`, with the mask of negative weights (Q8_0).
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    fn dot_xn<const N: usize, const Q4: bool>(
-        wd: &[f32],
-        xs: [&QRow; N],
-        w_at: impl Fn(usize, bool) -> (__m512i, __mmask64),
-    ) -> [f32; N] {
-        let nb = wd.len();
-        for x in xs {
-            assert!(x.qs.len() >= nb * QK && x.d8.len() >= nb * 8 && x.m8.len() >= nb * 8);
-        }
-        let mut acc = [_mm512_setzero_ps(); N];
-        let mut b = 0;
-        while b < nb {
-            let two = b + 1 < nb;
-            let (w, neg) = w_at(b, two);
-            let (bytes, lanes): (__mmask64, __mmask16) =
-                if two { (!0, !0) } else { (0xFFFF_FFFF, 0x00FF) };
-            let wdv = if two {
-                _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(wd[b]), _mm512_set1_ps(wd[b + 1]))
-            } else {
-                _mm512_maskz_mov_ps(lanes, _mm512_set1_ps(wd[b]))
-            };
-            for (a, x) in acc.iter_mut().zip(xs) {
-                // SAFETY: the masked lanes lie in blocks b (and b + 1 when
-                // `two`) of the row, which exist (asserted above); masked-off
-                // lanes are not read.
-                let (xq, d8, m8) = unsafe {
-                    (
-                        _mm512_maskz_loadu_epi8(bytes, x.qs.as_ptr().add(b * QK)),
-                        _mm512_maskz_loadu_ps(lanes, x.d8.as_ptr().add(b * 8)),
-                        _mm512_maskz_loadu_epi32(lanes, x.m8.as_ptr().add(b * 8)),
-                    )
-                };
-                let s = if Q4 {
-                    _mm512_dpbusd_epi32(m8, w, xq)
-                } else {
-                    let sx = _mm512_mask_sub_epi8(xq, neg, _mm512_setzero_si512(), xq);
-                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, sx)
-                };
-                *a = _mm512_fmadd_ps(_mm512_mul_ps(wdv, d8), _mm512_cvtepi32_ps(s), *a);
-            }
-            b += 2;
-        }
-        acc.map(|a| _mm512_reduce_add_ps(a))
-    }
-
-    /// A Q8_0 row times `N` activation rows.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub(super) fn dot_q8<const N: usize>(wq: &[i8], wd: &[f32], xs: [&QRow; N]) -> [f32; N] {
-        assert!(wq.len() >= wd.len() * QK);
-        dot_xn::<N, false>(wd, xs, |b, two| {
-            let bytes: __mmask64 = if two { !0 } else { 0xFFFF_FFFF };
-            // SAFETY: blocks b (and b + 1 when `two`) exist (asserted above).
-            let w = unsafe { _mm512_maskz_loadu_epi8(bytes, wq.as_ptr().add(b * QK)) };
-            // |-128| is 128 as an unsigned byte, which is what vpdpbusd reads.
-            (_mm512_abs_epi8(w), _mm512_movepi8_mask(w))
-        })
-    }
-
-    /// A Q4_0 row times `N` activation rows.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub(super) fn dot_q4<const N: usize>(wq: &[u8], wd: &[f32], xs: [&QRow; N]) -> [f32; N] {
-        let half = QK / 2;
-        assert!(wq.len() >= wd.len() * half);
-        let low = _mm256_set1_epi8(0x0F);
-        dot_xn::<N, true>(wd, xs, |b, two| {
-            let bytes: __mmask32 = if two { !0 } else { 0xFFFF };
-            // SAFETY: blocks b (and b + 1 when `two`) exist (asserted above).
-            let p = unsafe { _mm256_maskz_loadu_epi8(bytes, wq.as_ptr().add(b * half).cast()) };
-            let lo = _mm256_and_si256(p, low);
-            let hi = _mm256_and_si256(_mm256_srli_epi16(p, 4), low);
-            // 128-bit lanes [lo b, lo b+1, hi b, hi b+1] to [lo b, hi b,
-            // lo b+1, hi b+1]: each block's values 0..16, then 16..32.
-            let v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-            (_mm512_shuffle_i64x2::<0xD8>(v, v), 0)
         })
     }
 }
@@ -503,21 +412,10 @@ impl Q0Matrix {
         {
             let (wd, wq) = self.row(row);
             match isa {
-                // SAFETY: `Isa::best` found AVX-512 F, BW, VL and VNNI, all
-                // that the `avx512` functions need.
+                // SAFETY: the CPU has AVX2 and FMA (`Isa::best`; AVX-512
+                // machines have both), all that the `avx2` functions need.
                 #[allow(unsafe_code)]
-                Isa::Avx512Vnni => {
-                    return unsafe {
-                        match wq {
-                            RowQuants::Q8(wq) => avx512::dot_q8(wq, wd, xs),
-                            RowQuants::Q4(wq) => avx512::dot_q4(wq, wd, xs),
-                        }
-                    }
-                }
-                // SAFETY: the CPU has AVX2 and FMA (`Isa::best`), all that
-                // the `avx2` functions need.
-                #[allow(unsafe_code)]
-                Isa::Avx2 => {
+                Isa::Avx2 | Isa::Avx512Vnni => {
                     let xs = xs.map(|x| (x.qs.as_slice(), x.d.as_slice()));
                     return unsafe {
                         match wq {
@@ -536,13 +434,13 @@ impl Q0Matrix {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use candle_core::{DType, Device};
 
     /// Deterministic values in [-1, 1), with the edge cases each format has:
     /// an all-zero block (scale 0), a block at the extremes, tiny values.
-    fn values(n: usize, seed: u64) -> Vec<f32> {
+    pub(in crate::runner) fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = fastrand::Rng::with_seed(seed);
         let mut v: Vec<f32> = (0..n).map(|_| rng.f32() * 2.0 - 1.0).collect();
         if n >= 3 * QK {
@@ -559,7 +457,7 @@ mod tests {
 
     /// The plain scalar reference: dequantized weights times the dequantized
     /// Q8_0 activations, summed in f64.
-    fn reference(w: &QTensor, x: &[f32], n: usize, k: usize) -> Vec<f32> {
+    pub(in crate::runner) fn reference(w: &QTensor, x: &[f32], n: usize, k: usize) -> Vec<f32> {
         let wf: Vec<f32> = w
             .dequantize(&Device::Cpu)
             .unwrap()
@@ -590,7 +488,8 @@ mod tests {
         let q = QTensor::quantize(&w, dtype).unwrap();
         assert!(Q8Matrix::handles(&q));
         let mat = Q8Matrix::from_qtensor(&q).unwrap();
-        let Kind::Q0(q0) = &mat.0;
+        // The row kernels, whichever layout the front chose for this CPU.
+        let q0 = Q0Matrix::from_qtensor(&q).unwrap();
         let xv = values(m * k, 2);
         let x = Tensor::from_vec(xv.clone(), (m, k), &Device::Cpu).unwrap();
         let got: Vec<f32> = mat

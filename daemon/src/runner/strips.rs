@@ -1,0 +1,318 @@
+//! Q8_0 and Q4_0 weights repacked in strips of 16 rows for AVX-512 VNNI,
+//! and their product with Q8_0 activations.
+//!
+//! One 512-bit register holds four quants of each of the strip's 16 rows,
+//! so one `vpdpbusd` multiplies those 64 quants with four activation values
+//! broadcast to every lane: the lanes are the 16 outputs, with no sum across
+//! lanes at the end and one float scale-and-add per block for 16 outputs
+//! instead of per output (the layout of ggml's repacked CPU kernels). A
+//! block's integer dot product is exact, and each output accumulates
+//! `d_w · d_x · dot` over the blocks in order, as ggml's scalar reference does.
+//!
+//! `vpdpbusd` multiplies unsigned by signed bytes, so the weights go in
+//! unsigned: Q4_0 nibbles as stored (0..15, value + 8), Q8_0 quants plus 128.
+//! The offset comes back off through the activation block's sum: each
+//! block's accumulator starts at `-offset · Σx`.
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Tensor};
+use half::f16;
+use rayon::prelude::*;
+
+use super::q8::{quantize_row, Isa, QRow, QK};
+
+/// Rows per strip: one output per 32-bit lane of a 512-bit register.
+const STRIP: usize = 16;
+/// Bytes of one GGUF block: an f16 scale, then 32 int8 (Q8_0) or 32 nibbles (Q4_0).
+const Q8_BLOCK_BYTES: usize = 2 + QK;
+const Q4_BLOCK_BYTES: usize = 2 + QK / 2;
+/// About how many bytes of quantized activation rows a tile holds while
+/// the strips of a task pass over it: a share of a core's L2.
+const TILE_BYTES: usize = 256 << 10;
+
+/// A Q8_0 or Q4_0 matrix `(n, k)` in strips of 16 rows. Per strip and
+/// block: the 16 rows' scales (f16, as in the file), then the quants by
+/// groups of four values, each group as 16 rows × 4 bytes (Q4_0: 4 packed
+/// bytes hold groups `g` and `g + 4`, low and high nibbles).
+#[derive(Debug)]
+pub struct Strips {
+    n: usize,
+    k: usize,
+    q4: bool,
+    d: Vec<f16>,
+    qs: Vec<u8>,
+}
+
+impl Strips {
+    /// Whether this layout can multiply `t` on this CPU.
+    pub fn handles(t: &QTensor) -> bool {
+        Isa::best() == Isa::Avx512Vnni
+            && matches!(t.dtype(), GgmlDType::Q8_0 | GgmlDType::Q4_0)
+            && t.device().is_cpu()
+    }
+
+    /// Repacks a Q8_0 or Q4_0 `QTensor` of shape `(n, k)`.
+    pub fn from_qtensor(t: &QTensor) -> candle_core::Result<Strips> {
+        let (n, k) = t.shape().dims2()?;
+        let q4 = match t.dtype() {
+            GgmlDType::Q8_0 => false,
+            GgmlDType::Q4_0 => true,
+            other => candle_core::bail!("no strip kernel for {other:?}"),
+        };
+        if k % QK != 0 {
+            candle_core::bail!("{:?} rows of {k} values are not whole blocks", t.dtype());
+        }
+        let nb = k / QK;
+        let data = t.data()?;
+        let block_bytes = if q4 { Q4_BLOCK_BYTES } else { Q8_BLOCK_BYTES };
+        if data.len() != n * nb * block_bytes {
+            candle_core::bail!(
+                "{:?} data is {} bytes, expected {}",
+                t.dtype(),
+                data.len(),
+                n * nb * block_bytes
+            );
+        }
+        let strips = n.div_ceil(STRIP);
+        let quant_bytes = block_bytes - 2;
+        // Rows past `n` in the last strip stay zero: scale 0, no output.
+        let mut d = vec![f16::ZERO; strips * nb * STRIP];
+        let mut qs = vec![0u8; strips * nb * STRIP * quant_bytes];
+        for (row, src) in data.chunks_exact(nb * block_bytes).enumerate() {
+            let (s, i) = (row / STRIP, row % STRIP);
+            for (b, block) in src.chunks_exact(block_bytes).enumerate() {
+                let at = s * nb + b;
+                d[at * STRIP + i] = f16::from_le_bytes([block[0], block[1]]);
+                let dst = &mut qs[at * STRIP * quant_bytes..(at + 1) * STRIP * quant_bytes];
+                for (g, four) in block[2..].chunks_exact(4).enumerate() {
+                    let o = g * STRIP * 4 + i * 4;
+                    for (t, &q) in four.iter().enumerate() {
+                        // Q8_0 quants are signed: plus 128 they are unsigned.
+                        dst[o + t] = if q4 { q } else { q ^ 0x80 };
+                    }
+                }
+            }
+        }
+        Ok(Strips { n, k, q4, d, qs })
+    }
+
+    fn strips(&self) -> usize {
+        self.n.div_ceil(STRIP)
+    }
+
+    /// Strip `s`'s scales and quants.
+    fn strip(&self, s: usize) -> (&[f16], &[u8]) {
+        let nb = self.k / QK;
+        let per = nb * STRIP * if self.q4 { QK / 2 } else { QK };
+        (
+            &self.d[s * nb * STRIP..(s + 1) * nb * STRIP],
+            &self.qs[s * per..(s + 1) * per],
+        )
+    }
+
+    /// Strip `s` times `N` activation rows: 16 outputs per row.
+    fn dot<const N: usize>(&self, s: usize, xs: [&QRow; N]) -> [[f32; STRIP]; N] {
+        let (wd, wq) = self.strip(s);
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: a `Strips` exists only where `Isa::best` found AVX-512
+            // F, BW, VL and VNNI (`handles`), all that `avx512` needs.
+            #[allow(unsafe_code)]
+            unsafe {
+                if self.q4 {
+                    avx512::strip_dot::<N, true>(wq, wd, xs)
+                } else {
+                    avx512::strip_dot::<N, false>(wq, wd, xs)
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (wd, wq, xs);
+            unreachable!("strips are built on x86_64 only")
+        }
+    }
+
+    /// `x @ selfᵀ` for `x` of shape `(..., k)`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let Some((&k, lead)) = dims.split_last() else {
+            candle_core::bail!("matmul of a scalar");
+        };
+        if k != self.k {
+            candle_core::bail!("matmul: input has {k} columns, weight {}", self.k);
+        }
+        let m: usize = lead.iter().product();
+        let xs: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let rows: Vec<QRow> = xs
+            .chunks_exact(k)
+            .map(|r| quantize_row(r, Isa::Avx512Vnni))
+            .collect();
+        let (n, strips) = (self.n, self.strips());
+        // Per strip, its 16 outputs for every activation row: (strips·16, m).
+        let mut t = vec![0.0f32; strips * STRIP * m];
+        let tile = (TILE_BYTES / (k + k / QK * 8).max(1)).clamp(4, m.max(4)) / 4 * 4;
+        t.par_chunks_mut(STRIP * m)
+            .enumerate()
+            .for_each(|(s, outs)| {
+                for start in (0..m).step_by(tile) {
+                    let end = (start + tile).min(m);
+                    let tile_rows = &rows[start..end];
+                    let mut x4 = tile_rows.chunks_exact(4);
+                    let mut i = start;
+                    let mut put = |v: &[f32; STRIP], i: usize| {
+                        for (lane, &o) in v.iter().enumerate() {
+                            outs[lane * m + i] = o;
+                        }
+                    };
+                    for x in &mut x4 {
+                        let r = self.dot(s, [&x[0], &x[1], &x[2], &x[3]]);
+                        for v in &r {
+                            put(v, i);
+                            i += 1;
+                        }
+                    }
+                    for x in x4.remainder() {
+                        let [v] = self.dot(s, [x]);
+                        put(&v, i);
+                        i += 1;
+                    }
+                }
+            });
+        let mut out = vec![0.0f32; m * n];
+        for (r, col) in t.chunks_exact(m).take(n).enumerate() {
+            for (i, v) in col.iter().enumerate() {
+                out[i * n + r] = *v;
+            }
+        }
+        let mut shape = lead.to_vec();
+        shape.push(n);
+        Tensor::from_vec(out, shape, x.device())
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use half::f16;
+
+    use super::{QRow, QK, STRIP};
+
+    /// One strip (`wq`, scales `wd`) times `N` activation rows.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) fn strip_dot<const N: usize, const Q4: bool>(
+        wq: &[u8],
+        wd: &[f16],
+        xs: [&QRow; N],
+    ) -> [[f32; STRIP]; N] {
+        let nb = wd.len() / STRIP;
+        let block = STRIP * if Q4 { QK / 2 } else { QK };
+        assert!(wq.len() >= nb * block);
+        for x in xs {
+            assert!(x.qs.len() >= nb * QK && x.d.len() >= nb && x.sums.len() >= nb);
+        }
+        let offset: i32 = if Q4 { -8 } else { -128 };
+        let low = _mm512_set1_epi8(0x0F);
+        let mut acc = [_mm512_setzero_ps(); N];
+        for b in 0..nb {
+            // SAFETY: scales b·16 .. b·16 + 16 and quant bytes b·block ..
+            // (b + 1)·block exist (asserted above).
+            let ws =
+                unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(wd.as_ptr().add(b * STRIP).cast())) };
+            let mut w = [_mm512_setzero_si512(); 8];
+            let base = unsafe { wq.as_ptr().add(b * block) };
+            if Q4 {
+                for g in 0..4 {
+                    // SAFETY: within this block's bytes (asserted above).
+                    let p = unsafe { _mm512_loadu_si512(base.add(g * 64).cast()) };
+                    w[g] = _mm512_and_si512(p, low);
+                    w[g + 4] = _mm512_and_si512(_mm512_srli_epi16(p, 4), low);
+                }
+            } else {
+                for (g, wg) in w.iter_mut().enumerate() {
+                    // SAFETY: within this block's bytes (asserted above).
+                    *wg = unsafe { _mm512_loadu_si512(base.add(g * 64).cast()) };
+                }
+            }
+            for (a, x) in acc.iter_mut().zip(xs) {
+                // SAFETY: bytes b·32 .. b·32 + 32 of the row exist (asserted above).
+                let xp = unsafe { x.qs.as_ptr().add(b * QK) }.cast::<i32>();
+                let group = |g: usize| {
+                    // SAFETY: group g < 8 lies in the block; unaligned read.
+                    _mm512_set1_epi32(unsafe { xp.add(g).read_unaligned() })
+                };
+                // Two chains, so the multiply-adds do not all wait on one.
+                let mut s0 = _mm512_set1_epi32(offset * x.sums[b]);
+                let mut s1 = _mm512_setzero_si512();
+                for g in (0..8).step_by(2) {
+                    s0 = _mm512_dpbusd_epi32(s0, w[g], group(g));
+                    s1 = _mm512_dpbusd_epi32(s1, w[g + 1], group(g + 1));
+                }
+                let s = _mm512_add_epi32(s0, s1);
+                let scale = _mm512_mul_ps(ws, _mm512_set1_ps(x.d[b]));
+                *a = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(s), *a);
+            }
+        }
+        acc.map(|a| {
+            let mut o = [0.0f32; STRIP];
+            // SAFETY: `o` has room for 16 floats.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), a) };
+            o
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The strips against a plain f64 reference, for both formats, shapes
+    /// with a partial last strip, and 1-row against 4-row identity. Only
+    /// where the CPU has AVX-512 VNNI (elsewhere no `Strips` is built, and
+    /// the row kernels of `q8` run instead, tested there).
+    #[test]
+    fn strips_match_the_scalar_reference() {
+        if Isa::best() != Isa::Avx512Vnni {
+            return;
+        }
+        for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0] {
+            for (n, k, m) in [(1, 32, 1), (17, 96, 3), (40, 256, 9), (16, 64, 4)] {
+                let wv = super::super::q8::tests::values(n * k, 1);
+                let w = Tensor::from_vec(wv, (n, k), &Device::Cpu).unwrap();
+                let q = QTensor::quantize(&w, dtype).unwrap();
+                assert!(Strips::handles(&q));
+                let st = Strips::from_qtensor(&q).unwrap();
+                let xv = super::super::q8::tests::values(m * k, 2);
+                let x = Tensor::from_vec(xv.clone(), (m, k), &Device::Cpu).unwrap();
+                let got: Vec<f32> = st
+                    .forward(&x)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let want = super::super::q8::tests::reference(&q, &xv, n, k);
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                        "{dtype:?} n={n} k={k} m={m} [{i}]: {g} vs {w}"
+                    );
+                }
+                for i in 0..m {
+                    let one: Vec<f32> = st
+                        .forward(&x.narrow(0, i, 1).unwrap())
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap();
+                    assert_eq!(one, got[i * n..(i + 1) * n], "{dtype:?} row {i}");
+                }
+            }
+        }
+    }
+}
