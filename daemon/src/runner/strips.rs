@@ -78,21 +78,29 @@ impl Strips {
         // Rows past `n` in the last strip stay zero: scale 0, no output.
         let mut d = vec![f16::ZERO; strips * nb * STRIP];
         let mut qs = vec![0u8; strips * nb * STRIP * quant_bytes];
-        for (row, src) in data.chunks_exact(nb * block_bytes).enumerate() {
-            let (s, i) = (row / STRIP, row % STRIP);
-            for (b, block) in src.chunks_exact(block_bytes).enumerate() {
-                let at = s * nb + b;
-                d[at * STRIP + i] = f16::from_le_bytes([block[0], block[1]]);
-                let dst = &mut qs[at * STRIP * quant_bytes..(at + 1) * STRIP * quant_bytes];
-                for (g, four) in block[2..].chunks_exact(4).enumerate() {
-                    let o = g * STRIP * 4 + i * 4;
-                    for (t, &q) in four.iter().enumerate() {
-                        // Q8_0 quants are signed: plus 128 they are unsigned.
-                        dst[o + t] = if q4 { q } else { q ^ 0x80 };
+        let row_bytes = nb * block_bytes;
+        // Strips in parallel: loading is mostly this copy.
+        d.par_chunks_mut(nb * STRIP)
+            .zip(qs.par_chunks_mut(nb * STRIP * quant_bytes))
+            .enumerate()
+            .for_each(|(s, (sd, sq))| {
+                let first = s * STRIP * row_bytes;
+                let last = ((s + 1) * STRIP * row_bytes).min(data.len());
+                let rows = data[first..last].chunks_exact(row_bytes);
+                for (i, src) in rows.enumerate() {
+                    for (b, block) in src.chunks_exact(block_bytes).enumerate() {
+                        sd[b * STRIP + i] = f16::from_le_bytes([block[0], block[1]]);
+                        let dst = &mut sq[b * STRIP * quant_bytes..(b + 1) * STRIP * quant_bytes];
+                        for (g, four) in block[2..].chunks_exact(4).enumerate() {
+                            let o = g * STRIP * 4 + i * 4;
+                            for (t, &q) in four.iter().enumerate() {
+                                // Q8_0 quants are signed: plus 128 they are unsigned.
+                                dst[o + t] = if q4 { q } else { q ^ 0x80 };
+                            }
+                        }
                     }
                 }
-            }
-        }
+            });
         Ok(Strips { n, k, q4, d, qs })
     }
 
