@@ -237,3 +237,35 @@ fn batched_sequences_match_alone() {
         }
     }
 }
+
+/// A model with tied embeddings (no `output.weight`, as Llama 3.2 1B/3B
+/// ship) computes exactly what the same model with the table copied into
+/// `output.weight` does: on the integer kernels the embeddings are then read
+/// from the output matrix, one copy in memory instead of two.
+#[test]
+fn tied_embeddings_match_an_untied_copy() {
+    use llmpmd::gguf::tiny::OutputWeight;
+    let dir = tempfile::tempdir().unwrap();
+    let prompt: Vec<u32> = (1..24).collect();
+    for ftype in [FileType::Q8_0, FileType::Q4_0, FileType::F16] {
+        let logits = |output: OutputWeight| {
+            let path = dir.path().join(format!("{ftype:?}-{output:?}.gguf"));
+            let spec = TinyLlamaSpec {
+                ftype,
+                output,
+                ..TinyLlamaSpec::default()
+            };
+            write_tiny_llama(&spec, &mut std::fs::File::create(&path).unwrap()).unwrap();
+            let model = Model::load(&path, &Device::Cpu).unwrap();
+            let mut cache = model.new_cache(64);
+            let mut out = vec![model.forward(&prompt, &mut cache).unwrap()];
+            out.push(model.forward(&[7], &mut cache).unwrap());
+            out
+        };
+        assert_eq!(
+            logits(OutputWeight::Tied),
+            logits(OutputWeight::CopyOfEmbeddings),
+            "{ftype:?}"
+        );
+    }
+}

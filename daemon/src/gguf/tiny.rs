@@ -71,6 +71,22 @@ pub struct TinyLlamaSpec {
     /// `eos_token_id` is `<|eot_id|>` as in Llama 3 Instruct, without it
     /// `<|end_of_text|>` as in the base model.
     pub with_chat_template: bool,
+    /// Whether `output.weight` is its own matrix (the default), left out
+    /// (tied embeddings, as Llama 3.2 1B/3B ship), or a copy of the token
+    /// embeddings (the same model, untied, for comparing the two).
+    pub output: OutputWeight,
+}
+
+/// How a tiny model's output matrix is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputWeight {
+    /// Random weights of its own.
+    #[default]
+    Own,
+    /// No `output.weight`: the token embeddings serve.
+    Tied,
+    /// `output.weight` holds the token embeddings' values.
+    CopyOfEmbeddings,
 }
 
 impl Default for TinyLlamaSpec {
@@ -87,6 +103,7 @@ impl Default for TinyLlamaSpec {
             ftype: FileType::F32,
             seed: 42,
             with_chat_template: true,
+            output: OutputWeight::Own,
         }
     }
 }
@@ -239,13 +256,16 @@ fn build(spec: &TinyLlamaSpec) -> Result<GgufWriter, super::GgufError> {
     }
     w.add_kv("general.quantization_version", Value::U32(2))?;
 
-    let matrix = |w: &mut GgufWriter, name: &str, ne0: u64, ne1: u64| {
-        let values = random_values(spec.seed, name, ne0 * ne1, |u| {
+    // Writes `name` with the values `source` would get.
+    let matrix_as = |w: &mut GgufWriter, name: &str, source: &str, ne0: u64, ne1: u64| {
+        let values = random_values(spec.seed, source, ne0 * ne1, |u| {
             // Uniform in ±1/sqrt(fan_in) keeps activations near unit scale.
             u / (ne0 as f32).sqrt()
         });
         w.add_tensor_f32(name, &[ne0, ne1], weight_type, &values)
     };
+    let matrix =
+        |w: &mut GgufWriter, name: &str, ne0: u64, ne1: u64| matrix_as(w, name, name, ne0, ne1);
     let norm = |w: &mut GgufWriter, name: &str| {
         let values = random_values(spec.seed, name, embd, |u| 1.0 + 0.1 * u);
         w.add_tensor_f32(name, &[embd], GgmlType::F32, &values)
@@ -265,7 +285,13 @@ fn build(spec: &TinyLlamaSpec) -> Result<GgufWriter, super::GgufError> {
         matrix(&mut w, &name("ffn_down"), ff, embd)?;
     }
     norm(&mut w, "output_norm.weight")?;
-    matrix(&mut w, "output.weight", embd, n_vocab)?;
+    match spec.output {
+        OutputWeight::Own => matrix(&mut w, "output.weight", embd, n_vocab)?,
+        OutputWeight::Tied => {}
+        OutputWeight::CopyOfEmbeddings => {
+            matrix_as(&mut w, "output.weight", "token_embd.weight", embd, n_vocab)?
+        }
+    }
     Ok(w)
 }
 

@@ -123,7 +123,7 @@ pub(crate) struct Layer {
 /// The weights of a loaded Llama model.
 pub struct Llama {
     pub(crate) config: LlamaConfig,
-    pub(crate) tok_embd: Arc<QTensor>,
+    pub(crate) tok_embd: Embeddings,
     pub(crate) layers: Vec<Layer>,
     pub(crate) output_norm: Tensor,
     pub(crate) output: Linear,
@@ -184,6 +184,15 @@ impl Cache {
     }
 }
 
+/// Where token embeddings come from.
+pub(crate) enum Embeddings {
+    /// The table as the file has it.
+    Table(Arc<QTensor>),
+    /// The rows of the output matrix (tied embeddings), which holds the
+    /// same table in its own layout: one copy in memory instead of two.
+    Output,
+}
+
 /// A weight matrix, multiplied the way ggml does (see [`super::q8`]).
 pub(crate) enum Linear {
     /// Q8_0 through our ggml-exact kernel.
@@ -198,6 +207,19 @@ impl Linear {
         match self {
             Linear::Q8(m) => m.forward(x),
             Linear::Candle(m) => m.forward(x),
+        }
+    }
+
+    /// Whether [`Linear::rows`] can read rows of the matrix.
+    pub(crate) fn has_rows(&self) -> bool {
+        matches!(self, Linear::Q8(m) if m.has_rows())
+    }
+
+    /// Rows `ids` of the matrix, dequantized.
+    fn rows(&self, ids: &[u32], device: &Device) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Q8(m) => m.rows(ids, device),
+            Linear::Candle(_) => candle_core::bail!("this matrix does not give rows"),
         }
     }
 }
@@ -371,8 +393,10 @@ impl Llama {
         if parts.is_empty() {
             candle_core::bail!("no sequences to evaluate");
         }
-        let ids = Tensor::new(ids.as_slice(), &self.device)?;
-        let mut x = self.tok_embd.embedding(&ids)?; // (T, embd)
+        let mut x = match &self.tok_embd {
+            Embeddings::Table(t) => t.embedding(&Tensor::new(ids.as_slice(), &self.device)?)?,
+            Embeddings::Output => self.output.rows(&ids, &self.device)?,
+        }; // (T, embd)
         if let Some(s) = self.embd_scale {
             x = (x * s)?;
         }

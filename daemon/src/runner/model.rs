@@ -12,7 +12,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 
-use super::llama::{linear, Activation, Arch, Cache, Layer, Llama, LlamaConfig, Part};
+use super::llama::{linear, Activation, Arch, Cache, Embeddings, Layer, Llama, LlamaConfig, Part};
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -397,10 +397,18 @@ impl Model {
         }
         let output_norm = l.f32("output_norm.weight", &[e])?;
         // Models with tied embeddings (Llama 3.2 1B/3B) ship no `output.weight`.
-        let output = if content.tensor_infos.contains_key("output.weight") {
-            linear(Arc::new(l.qtensor("output.weight", &[n_vocab, e])?))?
+        let (output, tok_embd) = if content.tensor_infos.contains_key("output.weight") {
+            let output = linear(Arc::new(l.qtensor("output.weight", &[n_vocab, e])?))?;
+            (output, Embeddings::Table(tok_embd))
         } else {
-            linear(tok_embd.clone())?
+            let output = linear(tok_embd.clone())?;
+            // The output matrix holds the table too: keep one copy.
+            let embd = if output.has_rows() {
+                Embeddings::Output
+            } else {
+                Embeddings::Table(tok_embd)
+            };
+            (output, embd)
         };
         let half = config.rope_dim / 2;
         let freqs = |base: f32| -> Vec<f32> {

@@ -54,6 +54,19 @@ impl Q8Matrix {
         }))
     }
 
+    /// Whether [`Q8Matrix::rows`] can read rows (the strip layout).
+    pub fn has_rows(&self) -> bool {
+        matches!(self.0, Kind::Strips(_))
+    }
+
+    /// Rows `ids`, dequantized (a tied embedding; strip layout only).
+    pub fn rows(&self, ids: &[u32], device: &candle_core::Device) -> candle_core::Result<Tensor> {
+        match &self.0 {
+            Kind::Strips(m) => m.rows(ids, device),
+            _ => candle_core::bail!("this layout does not give rows"),
+        }
+    }
+
     /// `x @ selfᵀ` for `x` of shape `(..., k)`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match &self.0 {

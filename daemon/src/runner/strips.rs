@@ -141,6 +141,42 @@ impl Strips {
         }
     }
 
+    /// Rows `ids` of the matrix, dequantized, `(ids.len(), k)`: a tied
+    /// token embedding read from the output matrix's strips instead of a
+    /// second copy of the table.
+    pub fn rows(&self, ids: &[u32], device: &candle_core::Device) -> candle_core::Result<Tensor> {
+        let nb = self.k / QK;
+        let mut out = Vec::with_capacity(ids.len() * self.k);
+        for &id in ids {
+            let r = id as usize;
+            if r >= self.n {
+                candle_core::bail!("token id {r} is outside the {} rows", self.n);
+            }
+            let (wd, wq) = self.strip(r / STRIP);
+            let i = r % STRIP;
+            let qb = STRIP * if self.q4 { QK / 2 } else { QK };
+            for b in 0..nb {
+                let d = wd[b * STRIP + i].to_f32();
+                let block = &wq[b * qb..(b + 1) * qb];
+                let mut v = [0.0f32; QK];
+                for g in 0..qb / (STRIP * 4) {
+                    for t in 0..4 {
+                        let q = block[g * STRIP * 4 + i * 4 + t];
+                        if self.q4 {
+                            v[g * 4 + t] = d * f32::from(i8::try_from(q & 0x0F).unwrap_or(0) - 8);
+                            v[QK / 2 + g * 4 + t] =
+                                d * f32::from(i8::try_from(q >> 4).unwrap_or(0) - 8);
+                        } else {
+                            v[g * 4 + t] = d * f32::from((q ^ 0x80) as i8);
+                        }
+                    }
+                }
+                out.extend_from_slice(&v);
+            }
+        }
+        Tensor::from_vec(out, (ids.len(), self.k), device)
+    }
+
     /// `x @ selfᵀ` for `x` of shape `(..., k)`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims().to_vec();
@@ -310,6 +346,24 @@ mod tests {
                         "{dtype:?} n={n} k={k} m={m} [{i}]: {g} vs {w}"
                     );
                 }
+                // Rows read back as the table's own dequantization gives them.
+                let ids: Vec<u32> = (0..n as u32).collect();
+                let rows: Vec<f32> = st
+                    .rows(&ids, &Device::Cpu)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let table: Vec<f32> = q
+                    .dequantize(&Device::Cpu)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                assert_eq!(rows, table, "{dtype:?} rows");
+                assert!(st.rows(&[n as u32], &Device::Cpu).is_err());
                 for i in 0..m {
                     let one: Vec<f32> = st
                         .forward(&x.narrow(0, i, 1).unwrap())
