@@ -12,7 +12,11 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 
-use super::llama::{linear, Activation, Arch, Cache, Embeddings, Layer, Llama, LlamaConfig, Part};
+use super::llama::{
+    linear, Activation, Arch, Cache, Embeddings, Layer, Linear, Llama, LlamaConfig, Part,
+};
+use super::q8::Q8Matrix;
+use super::strips::Strips;
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -242,6 +246,8 @@ struct Loader<'a> {
     content: &'a Content,
     reader: &'a mut BufReader<File>,
     device: &'a Device,
+    /// The file mapped, where matrices are repacked straight from it.
+    map: Option<memmap2::Mmap>,
 }
 
 impl Loader<'_> {
@@ -275,6 +281,48 @@ impl Loader<'_> {
             })
     }
 
+    /// The weight matrix `name` of shape `expected` (rows, columns), in the
+    /// layout its kernel wants: Q8_0/Q4_0 for the strip kernels repacked
+    /// straight from the mapped file (no intermediate copy), the rest
+    /// through candle's reader.
+    fn matrix(&mut self, name: &str, expected: &[usize]) -> Result<Linear, ModelError> {
+        self.check(name, expected)?;
+        let err = |e: candle_core::Error| ModelError::Tensor {
+            name: name.into(),
+            message: e.to_string(),
+        };
+        let info = self.content.tensor_infos.get(name);
+        if let (Some(map), Some(info), [n, k]) = (&self.map, info, expected) {
+            if self.device.is_cpu() && Strips::takes(info.ggml_dtype) {
+                let start = self
+                    .content
+                    .tensor_data_offset
+                    .checked_add(info.offset)
+                    .and_then(|s| usize::try_from(s).ok());
+                let len = Strips::file_bytes(info.ggml_dtype, *n, *k);
+                let range = start
+                    .zip(len)
+                    .and_then(|(s, l)| Some(s..s.checked_add(l)?))
+                    .filter(|r| r.end <= map.len());
+                let Some(range) = range else {
+                    return Err(ModelError::Tensor {
+                        name: name.into(),
+                        message: format!(
+                            "its data lies past the end of the file ({} bytes)",
+                            map.len()
+                        ),
+                    });
+                };
+                let strips = Strips::from_bytes(info.ggml_dtype, *n, *k, &map[range.clone()])
+                    .map_err(err)?;
+                release(map, range);
+                return Ok(Linear::Q8(Q8Matrix::from_strips(strips)));
+            }
+        }
+        let q = self.qtensor(name, expected)?;
+        linear(Arc::new(q)).map_err(err)
+    }
+
     fn has(&self, name: &str) -> bool {
         self.content.tensor_infos.contains_key(name)
     }
@@ -298,6 +346,30 @@ impl Loader<'_> {
                 message: e.to_string(),
             })
     }
+}
+
+/// Drops the mapped pages of `range` from this process: once a matrix is
+/// repacked its file bytes are not read again, and keeping them mapped
+/// would count them in the runner's memory beside the copy.
+#[allow(unsafe_code)]
+fn release(map: &memmap2::Mmap, range: std::ops::Range<usize>) {
+    // SAFETY: the mapping is read-only and shared; MADV_DONTNEED only
+    // unmaps our pages of it, and a later read would fault them in from the
+    // file again. Nothing holds a reference into the range.
+    let _ = unsafe {
+        map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, range.len())
+    };
+}
+
+/// Maps `file` for reading.
+#[allow(unsafe_code)]
+fn map(file: &File) -> Option<memmap2::Mmap> {
+    // SAFETY: a mapping is undefined behaviour if the file changes under
+    // it. Models are blobs of the content-addressed store, written once
+    // under a temporary name, verified and renamed into place, never written
+    // again; a file truncated by someone else would kill this runner
+    // (SIGBUS), which the daemon handles like any runner crash.
+    unsafe { memmap2::Mmap::map(file) }.ok()
 }
 
 impl Model {
@@ -329,10 +401,12 @@ impl Model {
             }
         };
         let mut config = read_config(&content.metadata, &arch)?;
+        let map = map(reader.get_ref());
         let mut l = Loader {
             content: &content,
             reader: &mut reader,
             device,
+            map,
         };
         let embd_dims = l.dims("token_embd.weight")?;
         let n_vocab = match embd_dims.as_slice() {
@@ -356,17 +430,29 @@ impl Model {
         let hd = config.head_dim;
         // Gemma 3: every sixth layer is global, the rest see a window.
         const SWA_PATTERN: usize = 6;
-        let tok_embd = Arc::new(l.qtensor("token_embd.weight", &[n_vocab, e])?);
+        // Models with tied embeddings (Llama 3.2 1B/3B) ship no
+        // `output.weight`: the table is the output matrix too. When that
+        // matrix's layout gives rows back, one copy serves both.
+        let (tok_embd, tied_output) = if l.has("output.weight") {
+            let t = Arc::new(l.qtensor("token_embd.weight", &[n_vocab, e])?);
+            (Embeddings::Table(t), None)
+        } else {
+            let output = l.matrix("token_embd.weight", &[n_vocab, e])?;
+            if output.has_rows() {
+                (Embeddings::Output, Some(output))
+            } else {
+                let t = Arc::new(l.qtensor("token_embd.weight", &[n_vocab, e])?);
+                let output = linear(t.clone()).map_err(|e| ModelError::Tensor {
+                    name: "token_embd.weight".into(),
+                    message: e.to_string(),
+                })?;
+                (Embeddings::Table(t), Some(output))
+            }
+        };
         let mut layers = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
             let n = |p: &str| format!("blk.{i}.{p}.weight");
-            let mm = |l: &mut Loader<'_>, name: String, shape: &[usize]| {
-                let q = l.qtensor(&name, shape)?;
-                linear(Arc::new(q)).map_err(|e| ModelError::Tensor {
-                    name,
-                    message: e.to_string(),
-                })
-            };
+            let mm = |l: &mut Loader<'_>, name: String, shape: &[usize]| l.matrix(&name, shape);
             let b = |p: &str| format!("blk.{i}.{p}.bias");
             // Biases are qwen2's; any architecture may carry them.
             let (bq, bk, bv) = (b("attn_q"), b("attn_k"), b("attn_v"));
@@ -397,18 +483,9 @@ impl Model {
         }
         let output_norm = l.f32("output_norm.weight", &[e])?;
         // Models with tied embeddings (Llama 3.2 1B/3B) ship no `output.weight`.
-        let (output, tok_embd) = if content.tensor_infos.contains_key("output.weight") {
-            let output = linear(Arc::new(l.qtensor("output.weight", &[n_vocab, e])?))?;
-            (output, Embeddings::Table(tok_embd))
-        } else {
-            let output = linear(tok_embd.clone())?;
-            // The output matrix holds the table too: keep one copy.
-            let embd = if output.has_rows() {
-                Embeddings::Output
-            } else {
-                Embeddings::Table(tok_embd)
-            };
-            (output, embd)
+        let output = match tied_output {
+            Some(output) => output,
+            None => l.matrix("output.weight", &[n_vocab, e])?,
         };
         let half = config.rope_dim / 2;
         let freqs = |base: f32| -> Vec<f32> {
@@ -601,6 +678,27 @@ mod tests {
             msg.contains("`blk.0.attn_norm.weight`") && msg.contains("[16]"),
             "{msg}"
         );
+    }
+
+    /// Every cut of a quantized file's tensor data is an error that names
+    /// a tensor, never a panic or a read past the end (the strip layout
+    /// repacks straight from the mapped file).
+    #[test]
+    fn a_truncated_file_names_a_tensor() {
+        use crate::gguf::FileType;
+        for ftype in [FileType::Q8_0, FileType::Q4_0, FileType::F32] {
+            let spec = TinyLlamaSpec {
+                ftype,
+                ..TinyLlamaSpec::default()
+            };
+            let good = tiny_llama_bytes(&spec).unwrap();
+            for cut in [1, 100, good.len() / 3] {
+                let e = load_bytes(&good[..good.len() - cut])
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.contains(".weight"), "{ftype:?} cut {cut}: {e}");
+            }
+        }
     }
 
     #[test]

@@ -54,6 +54,11 @@ impl Q8Matrix {
         }))
     }
 
+    /// Weights already in strips.
+    pub fn from_strips(s: Strips) -> Q8Matrix {
+        Q8Matrix(Kind::Strips(s))
+    }
+
     /// Whether [`Q8Matrix::rows`] can read rows (the strip layout).
     pub fn has_rows(&self) -> bool {
         matches!(self.0, Kind::Strips(_))

@@ -54,23 +54,46 @@ impl Strips {
     /// Repacks a Q8_0 or Q4_0 `QTensor` of shape `(n, k)`.
     pub fn from_qtensor(t: &QTensor) -> candle_core::Result<Strips> {
         let (n, k) = t.shape().dims2()?;
-        let q4 = match t.dtype() {
+        Strips::from_bytes(t.dtype(), n, k, &t.data()?)
+    }
+
+    /// Whether [`Strips::from_bytes`] takes `dtype` on this CPU.
+    pub fn takes(dtype: GgmlDType) -> bool {
+        Isa::best() == Isa::Avx512Vnni && matches!(dtype, GgmlDType::Q8_0 | GgmlDType::Q4_0)
+    }
+
+    /// Bytes of a `(n, k)` matrix of `dtype` in the file.
+    pub fn file_bytes(dtype: GgmlDType, n: usize, k: usize) -> Option<usize> {
+        let block = match dtype {
+            GgmlDType::Q8_0 => Q8_BLOCK_BYTES,
+            GgmlDType::Q4_0 => Q4_BLOCK_BYTES,
+            _ => return None,
+        };
+        n.checked_mul(k / QK)?.checked_mul(block)
+    }
+
+    /// Repacks a `(n, k)` Q8_0 or Q4_0 matrix from its bytes in a GGUF
+    /// file (rows of blocks, as llama.cpp writes them).
+    pub fn from_bytes(
+        dtype: GgmlDType,
+        n: usize,
+        k: usize,
+        data: &[u8],
+    ) -> candle_core::Result<Strips> {
+        let q4 = match dtype {
             GgmlDType::Q8_0 => false,
             GgmlDType::Q4_0 => true,
             other => candle_core::bail!("no strip kernel for {other:?}"),
         };
-        if k % QK != 0 {
-            candle_core::bail!("{:?} rows of {k} values are not whole blocks", t.dtype());
+        if k % QK != 0 || k == 0 {
+            candle_core::bail!("{dtype:?} rows of {k} values are not whole blocks");
         }
         let nb = k / QK;
-        let data = t.data()?;
         let block_bytes = if q4 { Q4_BLOCK_BYTES } else { Q8_BLOCK_BYTES };
-        if data.len() != n * nb * block_bytes {
+        if Some(data.len()) != Strips::file_bytes(dtype, n, k) {
             candle_core::bail!(
-                "{:?} data is {} bytes, expected {}",
-                t.dtype(),
-                data.len(),
-                n * nb * block_bytes
+                "{dtype:?} data is {} bytes, expected {n} rows of {nb} blocks of {block_bytes}",
+                data.len()
             );
         }
         let strips = n.div_ceil(STRIP);
