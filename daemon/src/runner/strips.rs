@@ -85,7 +85,7 @@ impl Strips {
             GgmlDType::Q4_0 => true,
             other => candle_core::bail!("no strip kernel for {other:?}"),
         };
-        if k % QK != 0 || k == 0 {
+        if !k.is_multiple_of(QK) || k == 0 {
             candle_core::bail!("{dtype:?} rows of {k} values are not whole blocks");
         }
         let nb = k / QK;
