@@ -114,12 +114,12 @@ impl Strips {
                     for (b, block) in src.chunks_exact(block_bytes).enumerate() {
                         sd[b * STRIP + i] = f16::from_le_bytes([block[0], block[1]]);
                         let dst = &mut sq[b * STRIP * quant_bytes..(b + 1) * STRIP * quant_bytes];
+                        // Q8_0 quants are signed: plus 128 they are unsigned.
+                        let flip = if q4 { 0 } else { 0x8080_8080u32 };
                         for (g, four) in block[2..].chunks_exact(4).enumerate() {
                             let o = g * STRIP * 4 + i * 4;
-                            for (t, &q) in four.iter().enumerate() {
-                                // Q8_0 quants are signed: plus 128 they are unsigned.
-                                dst[o + t] = if q4 { q } else { q ^ 0x80 };
-                            }
+                            let v = u32::from_le_bytes([four[0], four[1], four[2], four[3]]) ^ flip;
+                            dst[o..o + 4].copy_from_slice(&v.to_le_bytes());
                         }
                     }
                 }
