@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Build llama.cpp locally (never committed) as the reference implementation:
 # the library, our greedy-decoding probe (bench/llamacpp/greedy.cpp) and,
-# with --bench, llama-bench and llama-quantize (which makes the K-quant bench
+# with --bench, llama-bench, llama-batched-bench (bench/parallel_decode.py)
+# and llama-quantize (which makes the K-quant bench
 # files). The source is the llama.cpp vendored in the PyPI sdist of
 # llama-cpp-python, because PyPI is a registry every machine of this project
 # reaches.
 #
 # usage: bench/build-llamacpp.sh [--bench]
-# output: target/llama.cpp/bin/{llmpm-greedy,llama-bench,llama-quantize}
+# output: target/llama.cpp/bin/{llmpm-greedy,llama-bench,llama-batched-bench,llama-quantize}
 #   (LLAMA_CPP_DIR instead of target/llama.cpp: another checkout's build is
 #   reused, and only what it lacks is built)
 set -euo pipefail
@@ -48,7 +49,7 @@ cmake -S "$src" -B "$out/build" "${generator[@]}" \
     "-DCMAKE_C_FLAGS=${amx_off[*]}" "-DCMAKE_CXX_FLAGS=${amx_off[*]}" >/dev/null
 
 targets=(llama)
-[[ $want_bench == 1 ]] && targets+=(llama-bench llama-quantize)
+[[ $want_bench == 1 ]] && targets+=(llama-bench llama-batched-bench llama-quantize)
 cmake --build "$out/build" -j "$jobs" --target "${targets[@]}"
 
 # Our probe links the static libraries directly: no CMake project of our own.
@@ -57,7 +58,7 @@ c++ -O2 -std=c++17 -I"$src/include" -I"$src/ggml/include" \
     "$root/bench/llamacpp/greedy.cpp" -o "$out/bin/llmpm-greedy" \
     -Wl,--start-group $libs -Wl,--end-group -lpthread -ldl -lm
 if [[ $want_bench == 1 ]]; then
-    for tool in llama-bench llama-quantize; do
+    for tool in llama-bench llama-batched-bench llama-quantize; do
         cp "$(find "$out/build" -name "$tool" -type f | head -1)" "$out/bin/$tool"
     done
 fi
