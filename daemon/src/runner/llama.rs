@@ -231,7 +231,8 @@ impl Linear {
 pub(crate) fn linear(t: Arc<QTensor>) -> candle_core::Result<Linear> {
     use candle_core::quantized::GgmlDType;
     Ok(match t.dtype() {
-        // Our kernel is for the CPU; on a GPU candle's own Q8_0 path runs.
+        // Our integer kernels (Q8_0, Q4_0 and the K-quants) are for the CPU;
+        // on a GPU candle's own paths run.
         _ if t.device().is_cpu() && Q8Matrix::handles(&t) => {
             Linear::Q8(Q8Matrix::from_qtensor(&t)?)
         }

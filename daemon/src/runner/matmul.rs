@@ -1,5 +1,6 @@
-//! The driver that the integer kernels ([`super::q8`]) share: activations
-//! quantized once per product, output rows in parallel bands, and for many activation rows (a prompt) a walk over the weights
+//! The driver that the integer kernels ([`super::q8`], [`super::kquant`])
+//! share: activations quantized once per product, output rows in parallel
+//! bands, and for many activation rows (a prompt) a walk over the weights
 //! that reads each band once.
 //!
 //! A product of many activation rows walks the weights once: each task takes
@@ -10,14 +11,14 @@
 //! row the same bits whether it comes alone or in a group of four, so a
 //! sequence decodes the same alone and batched.
 
+use std::ops::Range;
+
 use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
-/// Output rows per parallel task.
-const ROWS_PER_TASK: usize = 16;
-/// About how many bytes of quantized activation rows (roughly `3 k` bytes
-/// each) a tile holds: a share of a core's L2.
-const TILE_BYTES: usize = 256 << 10;
+/// Output rows per parallel task; kernels that work on tiles of rows take
+/// bands that start on a multiple of their tile, which divides this.
+pub(super) const BAND: usize = 16;
 
 /// Whether the AVX2 kernels can run here (std caches the detection).
 #[cfg(target_arch = "x86_64")]
@@ -38,11 +39,11 @@ pub(super) trait RowKernel: Sync {
     fn name(&self) -> &'static str;
     /// Quantizes one activation row of `k` values.
     fn quantize(&self, x: &[f32]) -> Self::Act;
-    /// Weight row `row` times `x`.
-    fn dot_row(&self, row: usize, x: &Self::Act) -> f32;
-    /// Weight row `row` times four activation rows; each result must be the
-    /// bits `dot_row` gives for that row.
-    fn dot_row4(&self, row: usize, xs: [&Self::Act; 4]) -> [f32; 4];
+    /// Weight rows `rows` (at most [`BAND`], from a multiple of it) times
+    /// one to four activation rows: `out[i * rows.len() + j]` is row
+    /// `rows.start + j` times `xs[i]`. A result must have the same bits
+    /// whatever the other rows in `xs` are.
+    fn dot_band(&self, rows: Range<usize>, xs: &[&Self::Act], out: &mut [f32]);
 }
 
 /// `x @ wᵀ` for `x` of shape `(..., k)`.
@@ -64,37 +65,30 @@ pub(super) fn forward<K: RowKernel>(w: &K, x: &Tensor) -> candle_core::Result<Te
     let n = w.n();
     let mut out = vec![0.0f32; m * n];
     if m == 1 {
-        out.par_chunks_mut(ROWS_PER_TASK)
-            .enumerate()
-            .for_each(|(c, chunk)| {
-                for (j, o) in chunk.iter_mut().enumerate() {
-                    *o = w.dot_row(c * ROWS_PER_TASK + j, &rows[0]);
-                }
-            });
+        out.par_chunks_mut(BAND).enumerate().for_each(|(c, chunk)| {
+            let r0 = c * BAND;
+            w.dot_band(r0..r0 + chunk.len(), &[&rows[0]], chunk);
+        });
     } else {
         // Weight-row bands in parallel, every activation row per band. The
         // result comes out transposed, (n, m), and is turned round after.
-        // The activation rows go in tiles that stay in the core's cache
-        // while every weight row of the band passes over them: a prompt's
-        // rows all together (megabytes) would be read from memory again
-        // for each weight row.
-        let tile = (TILE_BYTES / (3 * k).max(1)).clamp(4, m.max(4)) / 4 * 4;
         let mut t = vec![0.0f32; n * m];
-        t.par_chunks_mut(ROWS_PER_TASK * m)
+        t.par_chunks_mut(BAND * m)
             .enumerate()
             .for_each(|(c, band)| {
-                for start in (0..m).step_by(tile) {
-                    let end = (start + tile).min(m);
-                    let tile_rows = &rows[start..end];
-                    for (j, outs) in band.chunks_exact_mut(m).enumerate() {
-                        let r = c * ROWS_PER_TASK + j;
-                        let mut o4 = outs[start..end].chunks_exact_mut(4);
-                        let mut x4 = tile_rows.chunks_exact(4);
-                        for (o, x) in (&mut o4).zip(&mut x4) {
-                            o.copy_from_slice(&w.dot_row4(r, [&x[0], &x[1], &x[2], &x[3]]));
-                        }
-                        for (o, xr) in o4.into_remainder().iter_mut().zip(x4.remainder()) {
-                            *o = w.dot_row(r, xr);
+                let r0 = c * BAND;
+                let len = band.len() / m;
+                let mut tmp = [0.0f32; 4 * BAND];
+                for (g, group) in rows.chunks(4).enumerate() {
+                    let mut xs = [&group[0]; 4];
+                    for (x, row) in xs.iter_mut().zip(group) {
+                        *x = row;
+                    }
+                    let tmp = &mut tmp[..group.len() * len];
+                    w.dot_band(r0..r0 + len, &xs[..group.len()], tmp);
+                    for (i, o) in tmp.chunks_exact(len).enumerate() {
+                        for (j, v) in o.iter().enumerate() {
+                            band[j * m + 4 * g + i] = *v;
                         }
                     }
                 }

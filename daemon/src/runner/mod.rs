@@ -5,6 +5,7 @@ pub mod batch;
 pub mod client;
 pub mod codec;
 pub mod json;
+pub mod kquant;
 pub mod llama;
 pub mod matmul;
 pub mod model;

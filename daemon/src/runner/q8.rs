@@ -1,6 +1,8 @@
-//! Q8_0 and Q4_0 matrix products with llama.cpp's arithmetic: activations
-//! quantized to Q8_0 in blocks of 32 (one scale each), integer dot products
-//! per block against the weights' quants, scaled and summed in f32.
+//! The integer matrix kernels' front ([`Q8Matrix`]: weights multiplied
+//! against activations quantized to 8 bits), and the Q8_0 and Q4_0 products
+//! with llama.cpp's arithmetic: activations quantized to Q8_0 in blocks of 32
+//! (one scale each), integer dot products per block against the weights'
+//! quants, scaled and summed in f32. The K-quants are in [`super::kquant`].
 //!
 //! candle 0.11 multiplies Q8_0 weights on AVX512-VNNI machines through a
 //! repacked kernel that quantizes activations to Q8_K (one scale per 256
@@ -12,10 +14,13 @@
 //! Q4_0 does too; its quants stay packed, two per byte. How the products
 //! are driven (bands, four activation rows at a time) is [`super::matmul`]'s.
 
+use std::ops::Range;
+
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Tensor;
 use half::f16;
 
+use super::kquant::KMatrix;
 #[cfg(target_arch = "x86_64")]
 use super::matmul::has_avx2;
 use super::matmul::{self, RowKernel};
@@ -29,7 +34,8 @@ const Q8_BLOCK_BYTES: usize = 2 + QK;
 const Q4_BLOCK_BYTES: usize = 2 + QK / 2;
 
 /// A weight matrix for the integer kernels, which multiply it against
-/// activations quantized to 8 bits.
+/// activations quantized to 8 bits: Q8_0 and Q4_0 against Q8_0 blocks
+/// (here), Q4_K, Q5_K and Q6_K against Q8_K ones ([`super::kquant`]).
 #[derive(Debug)]
 pub struct Q8Matrix(Kind);
 
@@ -37,17 +43,20 @@ pub struct Q8Matrix(Kind);
 enum Kind {
     Q0(Q0Matrix),
     Strips(Strips),
+    K(KMatrix),
 }
 
 impl Q8Matrix {
     /// Whether an integer kernel multiplies `t`'s type.
     pub fn handles(t: &QTensor) -> bool {
-        Q0Matrix::handles(t)
+        Q0Matrix::handles(t) || KMatrix::handles(t)
     }
 
     /// Copies a `QTensor` of shape `(n, k)` into its kernel's layout.
     pub fn from_qtensor(t: &QTensor) -> candle_core::Result<Q8Matrix> {
-        Ok(Q8Matrix(if Strips::handles(t) {
+        Ok(Q8Matrix(if KMatrix::handles(t) {
+            Kind::K(KMatrix::from_qtensor(t)?)
+        } else if Strips::handles(t) {
             Kind::Strips(Strips::from_qtensor(t)?)
         } else {
             Kind::Q0(Q0Matrix::from_qtensor(t)?)
@@ -77,6 +86,7 @@ impl Q8Matrix {
         match &self.0 {
             Kind::Q0(m) => matmul::forward(m, x),
             Kind::Strips(m) => m.forward(x),
+            Kind::K(m) => matmul::forward(m, x),
         }
     }
 }
@@ -410,6 +420,25 @@ impl RowKernel for Q0Matrix {
         quantize_row(x, Isa::best())
     }
 
+    fn dot_band(&self, rows: Range<usize>, xs: &[&QRow], out: &mut [f32]) {
+        let len = rows.len();
+        if let &[a, b, c, d] = xs {
+            for (j, r) in rows.enumerate() {
+                for (i, v) in self.dot_row4(r, [a, b, c, d]).into_iter().enumerate() {
+                    out[i * len + j] = v;
+                }
+            }
+        } else {
+            for (i, x) in xs.iter().enumerate() {
+                for (j, r) in rows.clone().enumerate() {
+                    out[i * len + j] = self.dot_row(r, x);
+                }
+            }
+        }
+    }
+}
+
+impl Q0Matrix {
     /// Row `row` of the weights times `x`, on the best path this CPU has.
     fn dot_row(&self, row: usize, x: &QRow) -> f32 {
         let [v] = self.dot_rows(Isa::best(), row, [x]);
@@ -612,5 +641,9 @@ pub(super) mod tests {
         let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
         assert!(!Q8Matrix::handles(&q));
         assert!(Q8Matrix::from_qtensor(&q).is_err());
+        // Q4_K needs 256-value blocks: 64 are refused.
+        if let Ok(q) = QTensor::quantize(&w, GgmlDType::Q4K) {
+            assert!(Q8Matrix::from_qtensor(&q).is_err());
+        }
     }
 }

@@ -1,0 +1,1241 @@
+//! Q4_K, Q5_K and Q6_K matrix products: activations quantized to Q8_K as
+//! ggml does (blocks of 256, one f32 scale, the sums of each 16 and 32
+//! quants), exact integer dot products per sub-block against the weights'
+//! quants, scaled and summed in f32.
+//!
+//! Q4_K_M, Ollama's default quantization, is a mix of Q4_K and Q6_K (some
+//! files carry Q5_K too). ggml's own kernel shape, one weight row against one
+//! activation row with the scales applied per row, spends most of its
+//! instructions on unpacking and scaling rather than multiplying; on this
+//! project's machines it was three times slower than candle 0.11's tiled
+//! kernel on prompts. So the weights are stored in tiles of [`TILE`] rows:
+//! per super-block of 256 columns, each 64-byte vector holds four quants of
+//! each of the 16 rows, and one `vpdpbusd` multiplies it by four activation
+//! quants broadcast, 64 products into the 16 rows' sums at once. The bytes
+//! are GGUF's own, taken four at a time from each row (nibbles stay packed);
+//! only the 6-bit scales and mins of Q4_K and Q5_K are unpacked to bytes, and
+//! Q6_K's `d` is converted to f32 (so that every tile is whole cache lines).
+//!
+//! Every path (AVX-512 VNNI, AVX2 with or without AVX-VNNI, portable) does
+//! the same float operations in the same order on the same exact integer
+//! sums, so one row's result has the same bits on every CPU, alone or in a
+//! group of four activation rows. Per super-block and row the sum is
+//! `s = Σ_j (d·scale_j)·sumi_j − Σ_j (dmin·min_j)·bsum_j` (fused
+//! multiply-adds, sub-blocks in a fixed order), then `acc += d_x·s`. ggml
+//! scales the integers first and multiplies by `d·d_x` once; the difference
+//! is rounding in the last bits of f32.
+
+use std::ops::Range;
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use half::f16;
+
+use super::matmul::RowKernel;
+
+/// Values per super-block.
+const QK_K: usize = 256;
+/// Weight rows per tile: one 512-bit vector of i32 sums.
+const TILE: usize = 16;
+/// Bytes of a GGUF Q4_K block: f16 `d` and `dmin`, twelve bytes of 6-bit
+/// scales and mins for the eight sub-blocks of 32, 128 bytes of nibbles.
+const Q4K_BYTES: usize = 2 + 2 + 12 + QK_K / 2;
+/// Bytes of a GGUF Q5_K block: Q4_K's, with the fifth bits (32 bytes) before
+/// the nibbles.
+const Q5K_BYTES: usize = Q4K_BYTES + QK_K / 8;
+/// Bytes of a GGUF Q6_K block: 128 bytes of low nibbles, 64 of high two-bit
+/// fields, sixteen i8 scales (one per 16 values), f16 `d`.
+const Q6K_BYTES: usize = QK_K / 2 + QK_K / 4 + QK_K / 16 + 2;
+
+/// An activation row quantized like ggml's `quantize_row_q8_K`.
+pub(super) struct Q8KRow {
+    /// Per block: the scale.
+    d: Vec<f32>,
+    /// Per block: the 256 quants, four to a group (one broadcast dword).
+    qs: Vec<[[i8; 4]; 64]>,
+    /// Per block: the sum of each 32 quants (Q4_K's and Q5_K's sub-blocks),
+    /// as f32 (exact).
+    bsum32: Vec<[f32; 8]>,
+    /// Per block: 32 times the sum of each 16 quants (Q6_K's sub-blocks and
+    /// its quants' offset of 32).
+    bsum16x32: Vec<[i32; 16]>,
+}
+
+fn quantize_q8k(x: &[f32]) -> Q8KRow {
+    let nb = x.len() / QK_K;
+    let mut row = Q8KRow {
+        d: Vec::with_capacity(nb),
+        qs: Vec::with_capacity(nb),
+        bsum32: Vec::with_capacity(nb),
+        bsum16x32: Vec::with_capacity(nb),
+    };
+    for block in x.chunks_exact(QK_K) {
+        // The value of largest magnitude, the first one on ties, maps to
+        // -127, so the other end may reach 127 only (ggml's choice).
+        let (mut amax, mut max) = (0.0f32, 0.0f32);
+        for &v in block {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let mut qs = [[0i8; 4]; 64];
+        if amax == 0.0 {
+            row.d.push(0.0);
+        } else {
+            let iscale = -127.0 / max;
+            for (q, v) in qs.as_flattened_mut().iter_mut().zip(block) {
+                // ggml rounds half to even (its float-add trick).
+                *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+            }
+            row.d.push(1.0 / iscale);
+        }
+        let flat = qs.as_flattened();
+        let sum = |r: Range<usize>| flat[r].iter().map(|&v| i32::from(v)).sum::<i32>();
+        row.bsum32
+            .push(std::array::from_fn(|j| sum(32 * j..32 * j + 32) as f32));
+        row.bsum16x32
+            .push(std::array::from_fn(|j| 32 * sum(16 * j..16 * j + 16)));
+        row.qs.push(qs);
+    }
+    row
+}
+
+/// The activation quants `4g..4g + 4` of block `b` as one little-endian
+/// dword, for a broadcast.
+#[inline(always)]
+fn dword(x: &Q8KRow, b: usize, g: usize) -> i32 {
+    i32::from_le_bytes(x.qs[b][g].map(|v| v as u8))
+}
+
+/// 16 rows × 256 columns of Q4_K. Bytes `4r..4r + 4` of `qs[v]` are GGUF
+/// bytes `4v..4v + 4` of row `r`'s block, so with `v = 8c + g` the low
+/// nibbles are the row's values `64c + 4g..` (sub-block `2c`) and the high
+/// ones `64c + 32 + 4g..` (sub-block `2c + 1`). Each 64 bytes split in two
+/// halves of eight rows for 256-bit vectors.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Q4Tile {
+    qs: [[[u8; 32]; 2]; 32],
+    /// `sc[j]`: sub-block `j`'s scale for each row.
+    sc: [[[u8; 8]; 2]; 8],
+    /// `m[j]`: sub-block `j`'s min for each row.
+    m: [[[u8; 8]; 2]; 8],
+    d: [[f16; 8]; 2],
+    dmin: [[f16; 8]; 2],
+}
+
+/// [`Q4Tile`] with Q5_K's fifth bits: bytes `4r..4r + 4` of `qh[g]` are
+/// GGUF's `qh` bytes `4g..4g + 4` of row `r`, where bit `j` belongs to
+/// sub-block `j`: bits `2c` and `2c + 1` complete the nibbles of `qs[8c + g]`.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Q5Tile {
+    qs: [[[u8; 32]; 2]; 32],
+    qh: [[[u8; 32]; 2]; 8],
+    sc: [[[u8; 8]; 2]; 8],
+    m: [[[u8; 8]; 2]; 8],
+    d: [[f16; 8]; 2],
+    dmin: [[f16; 8]; 2],
+}
+
+/// 16 rows × 256 columns of Q6_K: `ql[v]` holds GGUF's `ql` bytes
+/// `4v..4v + 4` of each row and `qh[u]` its `qh` bytes `4u..4u + 4`. With
+/// `v = 16h + 8a + l` (`l` < 8), the low nibbles of `ql[v]` are the row's
+/// values `128h + 32a + 4l..` and take bits `2a..2a + 2` of `qh[8h + l]` on
+/// top, the high nibbles are the values 64 further and take bits
+/// `2a + 4..2a + 6`.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Q6Tile {
+    ql: [[[u8; 32]; 2]; 32],
+    qh: [[[u8; 32]; 2]; 16],
+    /// `sc[j]`: sub-block `j`'s (16 values) scale for each row.
+    sc: [[[i8; 8]; 2]; 16],
+    d: [[f32; 8]; 2],
+}
+
+enum Tiles {
+    Q4K(Vec<Q4Tile>),
+    Q5K(Vec<Q5Tile>),
+    Q6K(Vec<Q6Tile>),
+}
+
+/// A Q4_K, Q5_K or Q6_K weight matrix `(n, k)` in tiles: tile `t`'s
+/// super-blocks are `tiles[t * k / 256..]`, rows past `n` zero.
+pub(super) struct KMatrix {
+    n: usize,
+    k: usize,
+    tiles: Tiles,
+}
+
+impl std::fmt::Debug for KMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KMatrix")
+            .field("format", &self.name())
+            .field("n", &self.n)
+            .field("k", &self.k)
+            .finish_non_exhaustive()
+    }
+}
+
+fn f16_at(b: &[u8], at: usize) -> f16 {
+    f16::from_le_bytes([b[at], b[at + 1]])
+}
+
+/// Q4_K's and Q5_K's twelve bytes of 6-bit scales and mins as two times
+/// eight: bytes 0..4 hold scales 0..4 and bytes 4..8 mins 0..4 in their low
+/// six bits; bytes 8..12 hold the low four bits of scale and min `j` (4..8)
+/// in their low and high nibble, and the top two bits of both are in the top
+/// two bits of bytes `j - 4` (scale) and `j` (min).
+fn unpack_scales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let (mut sc, mut m) = ([0u8; 8], [0u8; 8]);
+    for j in 0..4 {
+        sc[j] = s[j] & 63;
+        m[j] = s[j + 4] & 63;
+        sc[4 + j] = (s[j + 8] & 0x0F) | ((s[j] >> 6) << 4);
+        m[4 + j] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
+    }
+    (sc, m)
+}
+
+/// Copies four bytes of each row into the rows' lanes of a 64-byte vector.
+fn put4(v: &mut [[u8; 32]; 2], r: usize, src: &[u8]) {
+    v[r / 8][4 * (r % 8)..4 * (r % 8) + 4].copy_from_slice(&src[..4]);
+}
+
+/// Tiles `(n, k)` GGUF blocks of `block_bytes`; `fill(tile, r, block)`
+/// copies row `r`'s block into a tile (rows past `n` stay zero).
+fn tile_blocks<T: Copy + Send>(
+    data: &[u8],
+    n: usize,
+    k: usize,
+    block_bytes: usize,
+    zero: T,
+    fill: impl Fn(&mut T, usize, &[u8]) + Sync,
+) -> Vec<T> {
+    use rayon::prelude::*;
+    let nb = k / QK_K;
+    let tiles = n.div_ceil(TILE);
+    let mut out = vec![zero; tiles * nb];
+    // Large matrices load in parallel: this is all the loading work.
+    out.par_chunks_mut(nb).enumerate().for_each(|(t, row)| {
+        for r in 0..TILE.min(n - t * TILE) {
+            let at = (t * TILE + r) * nb * block_bytes;
+            for (b, tile) in row.iter_mut().enumerate() {
+                fill(
+                    tile,
+                    r,
+                    &data[at + b * block_bytes..at + (b + 1) * block_bytes],
+                );
+            }
+        }
+    });
+    out
+}
+
+impl KMatrix {
+    /// Whether this kernel multiplies `t`'s type.
+    pub(super) fn handles(t: &QTensor) -> bool {
+        matches!(t.dtype(), GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K)
+    }
+
+    /// Copies a Q4_K, Q5_K or Q6_K `QTensor` of shape `(n, k)` into tiles.
+    pub(super) fn from_qtensor(t: &QTensor) -> candle_core::Result<KMatrix> {
+        let (n, k) = t.shape().dims2()?;
+        let block_bytes = match t.dtype() {
+            GgmlDType::Q4K => Q4K_BYTES,
+            GgmlDType::Q5K => Q5K_BYTES,
+            GgmlDType::Q6K => Q6K_BYTES,
+            other => candle_core::bail!("no K-quant kernel for {other:?}"),
+        };
+        if k % QK_K != 0 {
+            candle_core::bail!("{:?} rows of {k} values are not whole blocks", t.dtype());
+        }
+        let data = t.data()?;
+        if data.len() != n * k / QK_K * block_bytes {
+            candle_core::bail!(
+                "{:?} data is {} bytes, expected {}",
+                t.dtype(),
+                data.len(),
+                n * k / QK_K * block_bytes
+            );
+        }
+        let z8 = [[0u8; 8]; 2];
+        let zh = [[f16::ZERO; 8]; 2];
+        let z32 = [[0u8; 32]; 2];
+        let tiles = match t.dtype() {
+            GgmlDType::Q4K => {
+                let zero = Q4Tile {
+                    qs: [z32; 32],
+                    sc: [z8; 8],
+                    m: [z8; 8],
+                    d: zh,
+                    dmin: zh,
+                };
+                Tiles::Q4K(tile_blocks(&data, n, k, Q4K_BYTES, zero, |t, r, b| {
+                    t.d[r / 8][r % 8] = f16_at(b, 0);
+                    t.dmin[r / 8][r % 8] = f16_at(b, 2);
+                    let (sc, m) = unpack_scales(&b[4..16]);
+                    for j in 0..8 {
+                        t.sc[j][r / 8][r % 8] = sc[j];
+                        t.m[j][r / 8][r % 8] = m[j];
+                    }
+                    for (v, q) in t.qs.iter_mut().enumerate() {
+                        put4(q, r, &b[16 + 4 * v..]);
+                    }
+                }))
+            }
+            GgmlDType::Q5K => {
+                let zero = Q5Tile {
+                    qs: [z32; 32],
+                    qh: [z32; 8],
+                    sc: [z8; 8],
+                    m: [z8; 8],
+                    d: zh,
+                    dmin: zh,
+                };
+                Tiles::Q5K(tile_blocks(&data, n, k, Q5K_BYTES, zero, |t, r, b| {
+                    t.d[r / 8][r % 8] = f16_at(b, 0);
+                    t.dmin[r / 8][r % 8] = f16_at(b, 2);
+                    let (sc, m) = unpack_scales(&b[4..16]);
+                    for j in 0..8 {
+                        t.sc[j][r / 8][r % 8] = sc[j];
+                        t.m[j][r / 8][r % 8] = m[j];
+                    }
+                    for (g, q) in t.qh.iter_mut().enumerate() {
+                        put4(q, r, &b[16 + 4 * g..]);
+                    }
+                    for (v, q) in t.qs.iter_mut().enumerate() {
+                        put4(q, r, &b[48 + 4 * v..]);
+                    }
+                }))
+            }
+            _ => {
+                let zero = Q6Tile {
+                    ql: [z32; 32],
+                    qh: [z32; 16],
+                    sc: [[[0i8; 8]; 2]; 16],
+                    d: [[0.0; 8]; 2],
+                };
+                Tiles::Q6K(tile_blocks(&data, n, k, Q6K_BYTES, zero, |t, r, b| {
+                    for (v, q) in t.ql.iter_mut().enumerate() {
+                        put4(q, r, &b[4 * v..]);
+                    }
+                    for (u, q) in t.qh.iter_mut().enumerate() {
+                        put4(q, r, &b[128 + 4 * u..]);
+                    }
+                    for j in 0..16 {
+                        t.sc[j][r / 8][r % 8] = b[192 + j] as i8;
+                    }
+                    t.d[r / 8][r % 8] = f16_at(b, 208).to_f32();
+                }))
+            }
+        };
+        Ok(KMatrix { n, k, tiles })
+    }
+
+    /// Tile `t` times `G` activation rows on `isa`: one result per row of the
+    /// tile.
+    fn dot_tile<const G: usize>(&self, isa: Isa, t: usize, xs: [&Q8KRow; G]) -> [[f32; TILE]; G] {
+        let nb = self.k / QK_K;
+        let span = t * nb..(t + 1) * nb;
+        for x in xs {
+            assert!(x.d.len() == nb && x.qs.len() == nb);
+            assert!(x.bsum32.len() == nb && x.bsum16x32.len() == nb);
+        }
+        macro_rules! on {
+            ($tiles:expr, $f:ident) => {{
+                let tiles = &$tiles[span];
+                match isa {
+                    Isa::Portable => portable::$f(tiles, xs),
+                    // SAFETY (all three): `isa` only names instruction sets
+                    // the CPU has (`Isa::available`).
+                    #[cfg(target_arch = "x86_64")]
+                    #[allow(unsafe_code)]
+                    Isa::Avx2 => unsafe { avx2::$f(tiles, xs) },
+                    #[cfg(target_arch = "x86_64")]
+                    #[allow(unsafe_code)]
+                    Isa::AvxVnni => unsafe { avxvnni::$f(tiles, xs) },
+                    #[cfg(target_arch = "x86_64")]
+                    #[allow(unsafe_code)]
+                    Isa::Avx512Vnni => unsafe { avx512::$f(tiles, xs) },
+                }
+            }};
+        }
+        match &self.tiles {
+            Tiles::Q4K(tiles) => on!(tiles, q4k),
+            Tiles::Q5K(tiles) => on!(tiles, q5k),
+            Tiles::Q6K(tiles) => on!(tiles, q6k),
+        }
+    }
+
+    fn dot_band_on(&self, isa: Isa, rows: Range<usize>, xs: &[&Q8KRow], out: &mut [f32]) {
+        assert!(
+            rows.start.is_multiple_of(TILE)
+                && rows.end <= self.n
+                && out.len() == xs.len() * rows.len()
+        );
+        let len = rows.len();
+        for (t0, o) in (rows.start..rows.end).step_by(TILE).zip(0..) {
+            let t = t0 / TILE;
+            let cols = TILE.min(rows.end - t0);
+            let mut put = |i: usize, tile: &[f32; TILE]| {
+                out[i * len + o * TILE..i * len + o * TILE + cols].copy_from_slice(&tile[..cols]);
+            };
+            if let &[a, b, c, d] = xs {
+                for (i, tile) in self.dot_tile(isa, t, [a, b, c, d]).iter().enumerate() {
+                    put(i, tile);
+                }
+            } else {
+                for (i, x) in xs.iter().enumerate() {
+                    put(i, &self.dot_tile(isa, t, [*x])[0]);
+                }
+            }
+        }
+    }
+}
+
+impl RowKernel for KMatrix {
+    type Act = Q8KRow;
+
+    fn n(&self) -> usize {
+        self.n
+    }
+
+    fn k(&self) -> usize {
+        self.k
+    }
+
+    fn name(&self) -> &'static str {
+        match self.tiles {
+            Tiles::Q4K(_) => "Q4_K",
+            Tiles::Q5K(_) => "Q5_K",
+            Tiles::Q6K(_) => "Q6_K",
+        }
+    }
+
+    fn quantize(&self, x: &[f32]) -> Q8KRow {
+        quantize_q8k(x)
+    }
+
+    fn dot_band(&self, rows: Range<usize>, xs: &[&Q8KRow], out: &mut [f32]) {
+        self.dot_band_on(isa(), rows, xs, out);
+    }
+}
+
+/// The instruction sets the kernels are built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Isa {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// AVX2 with VEX-encoded VNNI (`vpdpbusd` on 256 bits).
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
+    /// AVX-512 with VNNI: whole tiles in 512-bit vectors.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// Every instruction set this CPU runs, best last.
+    fn available() -> Vec<Isa> {
+        #[allow(unused_mut)]
+        let mut out = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") && has!("f16c") {
+                out.push(Isa::Avx2);
+                if has!("avxvnni") {
+                    out.push(Isa::AvxVnni);
+                }
+            }
+            if has!("avx512f") && has!("avx512bw") && has!("avx512vnni") {
+                out.push(Isa::Avx512Vnni);
+            }
+        }
+        out
+    }
+}
+
+/// The best instruction set here, detected once.
+fn isa() -> Isa {
+    static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *BEST.get_or_init(|| Isa::available().last().copied().unwrap_or(Isa::Portable))
+}
+
+/// The reference arithmetic in plain Rust, lane by lane, for CPUs without
+/// the SIMD paths; the SIMD paths do exactly this on 8 or 16 lanes at once.
+mod portable {
+    use super::{dword, Q4Tile, Q5Tile, Q6Tile, Q8KRow, TILE};
+
+    /// `Σ_e w[e]·x[e]` over one group of four.
+    fn dot4(w: [u8; 4], x: i32) -> i32 {
+        let x = x.to_le_bytes();
+        (0..4)
+            .map(|e| i32::from(w[e]) * i32::from(x[e] as i8))
+            .sum()
+    }
+
+    /// Row `r`'s four bytes in vector `v`.
+    fn four(v: &[[u8; 32]; 2], r: usize) -> [u8; 4] {
+        let at = 4 * (r % 8);
+        std::array::from_fn(|e| v[r / 8][at + e])
+    }
+
+    fn lane<T: Copy>(v: &[[T; 8]; 2], r: usize) -> T {
+        v[r / 8][r % 8]
+    }
+
+    pub(super) fn q4k<const G: usize>(tiles: &[Q4Tile], xs: [&Q8KRow; G]) -> [[f32; TILE]; G] {
+        std::array::from_fn(|i| {
+            std::array::from_fn(|r| {
+                let x = xs[i];
+                let mut acc = 0.0f32;
+                for (b, t) in tiles.iter().enumerate() {
+                    let (d, dmin) = (lane(&t.d, r).to_f32(), lane(&t.dmin, r).to_f32());
+                    let mut s = 0.0f32;
+                    for c in 0..4 {
+                        let (mut i0, mut i1) = (0, 0);
+                        for g in 0..8 {
+                            let w = four(&t.qs[8 * c + g], r);
+                            i0 += dot4(w.map(|q| q & 0x0F), dword(x, b, 16 * c + g));
+                            i1 += dot4(w.map(|q| q >> 4), dword(x, b, 16 * c + 8 + g));
+                        }
+                        let sc = |j: usize| d * f32::from(lane(&t.sc[j], r));
+                        s = sc(2 * c).mul_add(i0 as f32, s);
+                        s = sc(2 * c + 1).mul_add(i1 as f32, s);
+                    }
+                    for j in 0..8 {
+                        let dm = dmin * f32::from(lane(&t.m[j], r));
+                        s = (-dm).mul_add(x.bsum32[b][j], s);
+                    }
+                    acc = x.d[b].mul_add(s, acc);
+                }
+                acc
+            })
+        })
+    }
+
+    pub(super) fn q5k<const G: usize>(tiles: &[Q5Tile], xs: [&Q8KRow; G]) -> [[f32; TILE]; G] {
+        std::array::from_fn(|i| {
+            std::array::from_fn(|r| {
+                let x = xs[i];
+                let mut acc = 0.0f32;
+                for (b, t) in tiles.iter().enumerate() {
+                    let (d, dmin) = (lane(&t.d, r).to_f32(), lane(&t.dmin, r).to_f32());
+                    let mut s = 0.0f32;
+                    for c in 0..4 {
+                        let (mut i0, mut i1) = (0, 0);
+                        for g in 0..8 {
+                            let w = four(&t.qs[8 * c + g], r);
+                            let h = four(&t.qh[g], r);
+                            let lo = std::array::from_fn(|e| {
+                                (w[e] & 0x0F) | (((h[e] >> (2 * c)) & 1) << 4)
+                            });
+                            let hi = std::array::from_fn(|e| {
+                                (w[e] >> 4) | (((h[e] >> (2 * c + 1)) & 1) << 4)
+                            });
+                            i0 += dot4(lo, dword(x, b, 16 * c + g));
+                            i1 += dot4(hi, dword(x, b, 16 * c + 8 + g));
+                        }
+                        let sc = |j: usize| d * f32::from(lane(&t.sc[j], r));
+                        s = sc(2 * c).mul_add(i0 as f32, s);
+                        s = sc(2 * c + 1).mul_add(i1 as f32, s);
+                    }
+                    for j in 0..8 {
+                        let dm = dmin * f32::from(lane(&t.m[j], r));
+                        s = (-dm).mul_add(x.bsum32[b][j], s);
+                    }
+                    acc = x.d[b].mul_add(s, acc);
+                }
+                acc
+            })
+        })
+    }
+
+    pub(super) fn q6k<const G: usize>(tiles: &[Q6Tile], xs: [&Q8KRow; G]) -> [[f32; TILE]; G] {
+        std::array::from_fn(|i| {
+            std::array::from_fn(|r| {
+                let x = xs[i];
+                let mut acc = 0.0f32;
+                for (b, t) in tiles.iter().enumerate() {
+                    let d = lane(&t.d, r);
+                    let mut s = 0.0f32;
+                    for (h, a, q) in super::Q6_ORDER {
+                        let (mut i0, mut i1) = (0, 0);
+                        for l in 4 * q..4 * q + 4 {
+                            let w = four(&t.ql[16 * h + 8 * a + l], r);
+                            let hb = four(&t.qh[8 * h + l], r);
+                            let lo = std::array::from_fn(|e| {
+                                (w[e] & 0x0F) | (((hb[e] >> (2 * a)) & 3) << 4)
+                            });
+                            let hi = std::array::from_fn(|e| {
+                                (w[e] >> 4) | (((hb[e] >> (2 * a + 4)) & 3) << 4)
+                            });
+                            let g = 32 * h + 8 * a + l;
+                            i0 += dot4(lo, dword(x, b, g));
+                            i1 += dot4(hi, dword(x, b, g + 16));
+                        }
+                        let j = 8 * h + 2 * a + q;
+                        let sc = |j: usize| d * f32::from(lane(&t.sc[j], r));
+                        s = sc(j).mul_add((i0 - x.bsum16x32[b][j]) as f32, s);
+                        s = sc(j + 4).mul_add((i1 - x.bsum16x32[b][j + 4]) as f32, s);
+                    }
+                    acc = x.d[b].mul_add(s, acc);
+                }
+                acc
+            })
+        })
+    }
+}
+
+/// Q6_K's sub-block pairs `(h, a, q)` in the order every path sums them:
+/// sub-blocks `8h + 2a + q` and 4 more, which share their `ql` bytes.
+const Q6_ORDER: [(usize, usize, usize); 8] = [
+    (0, 0, 0),
+    (0, 0, 1),
+    (0, 1, 0),
+    (0, 1, 1),
+    (1, 0, 0),
+    (1, 0, 1),
+    (1, 1, 0),
+    (1, 1, 1),
+];
+
+/// Loads of exactly-sized arrays, for both SIMD modules.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod load {
+    use std::arch::x86_64::*;
+
+    /// The bytes of `v`, which must be exactly `N` of them (checked at
+    /// compile time).
+    macro_rules! loader {
+        ($name:ident, $n:literal, $ty:ty, $load:ident, $features:literal) => {
+            #[target_feature(enable = $features)]
+            pub(super) fn $name<T: Copy>(v: &T) -> $ty {
+                const { assert!(std::mem::size_of::<T>() == $n) };
+                // SAFETY: `v` is $n readable bytes (asserted above), and
+                // unaligned loads are allowed.
+                unsafe { $load((v as *const T).cast()) }
+            }
+        };
+    }
+    loader!(ld64, 8, __m128i, _mm_loadl_epi64, "sse2");
+    loader!(ld128, 16, __m128i, _mm_loadu_si128, "sse2");
+    loader!(ld256, 32, __m256i, _mm256_loadu_si256, "avx");
+    loader!(ld256f, 32, __m256, _mm256_loadu_ps, "avx");
+    loader!(ld512, 64, __m512i, _mm512_loadu_si512, "avx512f");
+    loader!(ld512f, 64, __m512, _mm512_loadu_ps, "avx512f");
+}
+
+/// Whole tiles in 512-bit vectors.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::load::{ld128, ld256, ld512, ld512f};
+    use super::{Q4Tile, Q5Tile, Q6Tile, Q8KRow, Q6_ORDER, TILE};
+
+    /// ternlog's table for `(a & c) | b`: a byte's bits from `a` where the
+    /// mask `c` is set, or'ed with `b` (zero there).
+    const A_AND_C_OR_B: i32 = 0xEC;
+
+    /// The group-of-four dword `g` of an activation block, broadcast.
+    #[target_feature(enable = "avx512f")]
+    fn bcast(q: &[[i8; 4]; 64], g: usize) -> __m512i {
+        _mm512_set1_epi32(i32::from_le_bytes(q[g].map(|v| v as u8)))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn u8s(v: &[[u8; 8]; 2]) -> __m512 {
+        _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(ld128(v)))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn i8s(v: &[[i8; 8]; 2]) -> __m512 {
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(ld128(v)))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn f16s(v: &[[half::f16; 8]; 2]) -> __m512 {
+        _mm512_cvtph_ps(ld256(v))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn store<const G: usize>(acc: [__m512; G]) -> [[f32; TILE]; G] {
+        let mut out = [[0.0f32; TILE]; G];
+        for (o, a) in out.iter_mut().zip(acc) {
+            // SAFETY: `o` is 16 writable f32.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), a) };
+        }
+        out
+    }
+
+    /// The part of Q4_K and Q5_K after the sub-block sums: the mins, then
+    /// the super-block into `acc`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    fn finish45<const G: usize>(
+        m: &[[[u8; 8]; 2]; 8],
+        dmin: __m512,
+        xs: [&Q8KRow; G],
+        b: usize,
+        s: &mut [__m512; G],
+        acc: &mut [__m512; G],
+    ) {
+        for (j, m) in m.iter().enumerate() {
+            let dm = _mm512_mul_ps(dmin, u8s(m));
+            for r in 0..G {
+                s[r] = _mm512_fnmadd_ps(dm, _mm512_set1_ps(xs[r].bsum32[b][j]), s[r]);
+            }
+        }
+        for r in 0..G {
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(xs[r].d[b]), s[r], acc[r]);
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) fn q4k<const G: usize>(tiles: &[Q4Tile], xs: [&Q8KRow; G]) -> [[f32; TILE]; G] {
+        let low = _mm512_set1_epi8(0x0F);
+        let high = _mm512_set1_epi8(0xF0u8 as i8);
+        let sixteenth = _mm512_set1_ps(1.0 / 16.0);
+        let mut acc = [_mm512_setzero_ps(); G];
+        for (b, t) in tiles.iter().enumerate() {
+            let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
+            let d = f16s(&t.d);
+            let mut s = [_mm512_setzero_ps(); G];
+            for c in 0..4 {
+                let mut i0 = [_mm512_setzero_si512(); G];
+                let mut i1 = [_mm512_setzero_si512(); G];
+                for g in 0..8 {
+                    let q = ld512(&t.qs[8 * c + g]);
+                    let lo = _mm512_and_si512(q, low);
+                    // The high nibbles left in place are 16 times their
+                    // value; vpdpbusd sums them without overflow (no i16
+                    // step) and the scale below takes the 16 back, exactly.
+                    let hi = _mm512_and_si512(q, high);
+                    for r in 0..G {
+                        i0[r] = _mm512_dpbusd_epi32(i0[r], lo, bcast(xq[r], 16 * c + g));
+                        i1[r] = _mm512_dpbusd_epi32(i1[r], hi, bcast(xq[r], 16 * c + 8 + g));
+                    }
+                }
+                let ds0 = _mm512_mul_ps(d, u8s(&t.sc[2 * c]));
+                let ds1 = _mm512_mul_ps(_mm512_mul_ps(d, u8s(&t.sc[2 * c + 1])), sixteenth);
+                for r in 0..G {
+                    s[r] = _mm512_fmadd_ps(ds0, _mm512_cvtepi32_ps(i0[r]), s[r]);
+                    s[r] = _mm512_fmadd_ps(ds1, _mm512_cvtepi32_ps(i1[r]), s[r]);
+                }
+            }
+            finish45(&t.m, f16s(&t.dmin), xs, b, &mut s, &mut acc);
+        }
+        store(acc)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) fn q5k<const G: usize>(tiles: &[Q5Tile], xs: [&Q8KRow; G]) -> [[f32; TILE]; G] {
+        let low = _mm512_set1_epi8(0x0F);
+        let bit4 = _mm512_set1_epi8(0x10);
+        let mut acc = [_mm512_setzero_ps(); G];
+        for (b, t) in tiles.iter().enumerate() {
+            let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
+            let d = f16s(&t.d);
+            let mut s = [_mm512_setzero_ps(); G];
+            for c in 0..4 {
+                let shift = _mm_cvtsi32_si128(2 * c as i32);
+                let mut i0 = [_mm512_setzero_si512(); G];
+                let mut i1 = [_mm512_setzero_si512(); G];
+                for g in 0..8 {
+                    let q = ld512(&t.qs[8 * c + g]);
+                    // Bits 2c and 2c + 1 of each byte, moved to bit 4; the
+                    // 16-bit shifts carry nothing into bit 4 that the mask
+                    // keeps.
+                    let h = _mm512_srl_epi16(ld512(&t.qh[g]), shift);
+                    let h0 = _mm512_and_si512(_mm512_slli_epi16(h, 4), bit4);
+                    let h1 = _mm512_and_si512(_mm512_slli_epi16(h, 3), bit4);
+                    let lo = _mm512_ternarylogic_epi32(q, h0, low, A_AND_C_OR_B);
+                    let hi =
+                        _mm512_ternarylogic_epi32(_mm512_srli_epi16(q, 4), h1, low, A_AND_C_OR_B);
+                    for r in 0..G {
+                        i0[r] = _mm512_dpbusd_epi32(i0[r], lo, bcast(xq[r], 16 * c + g));
+                        i1[r] = _mm512_dpbusd_epi32(i1[r], hi, bcast(xq[r], 16 * c + 8 + g));
+                    }
+                }
+                let ds0 = _mm512_mul_ps(d, u8s(&t.sc[2 * c]));
+                let ds1 = _mm512_mul_ps(d, u8s(&t.sc[2 * c + 1]));
+                for r in 0..G {
+                    s[r] = _mm512_fmadd_ps(ds0, _mm512_cvtepi32_ps(i0[r]), s[r]);
+                    s[r] = _mm512_fmadd_ps(ds1, _mm512_cvtepi32_ps(i1[r]), s[r]);
+                }
+            }
+            finish45(&t.m, f16s(&t.dmin), xs, b, &mut s, &mut acc);
+        }
+        store(acc)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) fn q6k<const G: usize>(tiles: &[Q6Tile], xs: [&Q8KRow; G]) -> [[f32; TILE]; G] {
+        let low = _mm512_set1_epi8(0x0F);
+        let top = _mm512_set1_epi8(0x30);
+        let mut acc = [_mm512_setzero_ps(); G];
+        for (b, t) in tiles.iter().enumerate() {
+            let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
+            let d = ld512f(&t.d);
+            let mut s = [_mm512_setzero_ps(); G];
+            for (h, a, q) in Q6_ORDER {
+                let mut i0 = [_mm512_setzero_si512(); G];
+                let mut i1 = [_mm512_setzero_si512(); G];
+                for l in 4 * q..4 * q + 4 {
+                    let w = ld512(&t.ql[16 * h + 8 * a + l]);
+                    let hb = ld512(&t.qh[8 * h + l]);
+                    // Fields a and a + 2 moved to bits 4 and 5; the 16-bit
+                    // shifts carry nothing into them that `top` keeps.
+                    let (f0, f1) = if a == 0 {
+                        (_mm512_slli_epi16(hb, 4), hb)
+                    } else {
+                        (_mm512_slli_epi16(hb, 2), _mm512_srli_epi16(hb, 2))
+                    };
+                    let lo =
+                        _mm512_ternarylogic_epi32(w, _mm512_and_si512(f0, top), low, A_AND_C_OR_B);
+                    let hi = _mm512_ternarylogic_epi32(
+                        _mm512_srli_epi16(w, 4),
+                        _mm512_and_si512(f1, top),
+                        low,
+                        A_AND_C_OR_B,
+                    );
+                    let g = 32 * h + 8 * a + l;
+                    for r in 0..G {
+                        i0[r] = _mm512_dpbusd_epi32(i0[r], lo, bcast(xq[r], g));
+                        i1[r] = _mm512_dpbusd_epi32(i1[r], hi, bcast(xq[r], g + 16));
+                    }
+                }
+                let j = 8 * h + 2 * a + q;
+                let ds0 = _mm512_mul_ps(d, i8s(&t.sc[j]));
+                let ds1 = _mm512_mul_ps(d, i8s(&t.sc[j + 4]));
+                for r in 0..G {
+                    let off = &xs[r].bsum16x32[b];
+                    let v0 = _mm512_sub_epi32(i0[r], _mm512_set1_epi32(off[j]));
+                    let v1 = _mm512_sub_epi32(i1[r], _mm512_set1_epi32(off[j + 4]));
+                    s[r] = _mm512_fmadd_ps(ds0, _mm512_cvtepi32_ps(v0), s[r]);
+                    s[r] = _mm512_fmadd_ps(ds1, _mm512_cvtepi32_ps(v1), s[r]);
+                }
+            }
+            for r in 0..G {
+                acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(xs[r].d[b]), s[r], acc[r]);
+            }
+        }
+        store(acc)
+    }
+}
+
+/// Tiles as two halves of eight rows in 256-bit vectors, once per
+/// instruction set: `$dp` is `vpdpbusd` (`acc` plus the four products of
+/// each dword of `w` and `x`), which plain AVX2 does in three instructions.
+#[cfg(target_arch = "x86_64")]
+macro_rules! ymm_kernels {
+    ($features:literal, |$acc:ident, $w:ident, $x:ident| $dp:expr) => {
+        use std::arch::x86_64::*;
+
+        use super::load::{ld128, ld256, ld256f, ld64};
+        use super::{Q4Tile, Q5Tile, Q6Tile, Q8KRow, Q6_ORDER, TILE};
+
+        #[target_feature(enable = $features)]
+        fn dp($acc: __m256i, $w: __m256i, $x: __m256i) -> __m256i {
+            $dp
+        }
+
+        #[target_feature(enable = $features)]
+        fn bcast(q: &[[i8; 4]; 64], g: usize) -> __m256i {
+            _mm256_set1_epi32(i32::from_le_bytes(q[g].map(|v| v as u8)))
+        }
+
+        #[target_feature(enable = $features)]
+        fn u8s(v: &[u8; 8]) -> __m256 {
+            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(ld64(v)))
+        }
+
+        #[target_feature(enable = $features)]
+        fn i8s(v: &[i8; 8]) -> __m256 {
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(ld64(v)))
+        }
+
+        #[target_feature(enable = $features)]
+        fn f16s(v: &[half::f16; 8]) -> __m256 {
+            _mm256_cvtph_ps(ld128(v))
+        }
+
+        #[target_feature(enable = $features)]
+        fn store<const G: usize>(out: &mut [[f32; TILE]; G], hh: usize, acc: [__m256; G]) {
+            for (o, a) in out.iter_mut().zip(acc) {
+                // SAFETY: lanes 8·hh .. 8·hh + 8 of `o` are 8 writable f32.
+                unsafe { _mm256_storeu_ps(o[8 * hh..].as_mut_ptr(), a) };
+            }
+        }
+
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        fn finish45<const G: usize>(
+            m: &[[[u8; 8]; 2]; 8],
+            dmin: __m256,
+            hh: usize,
+            xs: [&Q8KRow; G],
+            b: usize,
+            s: &mut [__m256; G],
+            acc: &mut [__m256; G],
+        ) {
+            for (j, m) in m.iter().enumerate() {
+                let dm = _mm256_mul_ps(dmin, u8s(&m[hh]));
+                for r in 0..G {
+                    s[r] = _mm256_fnmadd_ps(dm, _mm256_set1_ps(xs[r].bsum32[b][j]), s[r]);
+                }
+            }
+            for r in 0..G {
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(xs[r].d[b]), s[r], acc[r]);
+            }
+        }
+
+        #[target_feature(enable = $features)]
+        pub(super) fn q4k<const G: usize>(tiles: &[Q4Tile], xs: [&Q8KRow; G]) -> [[f32; TILE]; G] {
+            let low = _mm256_set1_epi8(0x0F);
+            let mut out = [[0.0f32; TILE]; G];
+            for hh in 0..2 {
+                let mut acc = [_mm256_setzero_ps(); G];
+                for (b, t) in tiles.iter().enumerate() {
+                    let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
+                    let d = f16s(&t.d[hh]);
+                    let mut s = [_mm256_setzero_ps(); G];
+                    for c in 0..4 {
+                        let mut i0 = [_mm256_setzero_si256(); G];
+                        let mut i1 = [_mm256_setzero_si256(); G];
+                        for g in 0..8 {
+                            let q = ld256(&t.qs[8 * c + g][hh]);
+                            // Nibbles ≤ 15: maddubs' i16 pairs cannot saturate.
+                            let lo = _mm256_and_si256(q, low);
+                            let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+                            for r in 0..G {
+                                i0[r] = dp(i0[r], lo, bcast(xq[r], 16 * c + g));
+                                i1[r] = dp(i1[r], hi, bcast(xq[r], 16 * c + 8 + g));
+                            }
+                        }
+                        let ds0 = _mm256_mul_ps(d, u8s(&t.sc[2 * c][hh]));
+                        let ds1 = _mm256_mul_ps(d, u8s(&t.sc[2 * c + 1][hh]));
+                        for r in 0..G {
+                            s[r] = _mm256_fmadd_ps(ds0, _mm256_cvtepi32_ps(i0[r]), s[r]);
+                            s[r] = _mm256_fmadd_ps(ds1, _mm256_cvtepi32_ps(i1[r]), s[r]);
+                        }
+                    }
+                    finish45(&t.m, f16s(&t.dmin[hh]), hh, xs, b, &mut s, &mut acc);
+                }
+                store(&mut out, hh, acc);
+            }
+            out
+        }
+
+        #[target_feature(enable = $features)]
+        pub(super) fn q5k<const G: usize>(tiles: &[Q5Tile], xs: [&Q8KRow; G]) -> [[f32; TILE]; G] {
+            let low = _mm256_set1_epi8(0x0F);
+            let bit4 = _mm256_set1_epi8(0x10);
+            let mut out = [[0.0f32; TILE]; G];
+            for hh in 0..2 {
+                let mut acc = [_mm256_setzero_ps(); G];
+                for (b, t) in tiles.iter().enumerate() {
+                    let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
+                    let d = f16s(&t.d[hh]);
+                    let mut s = [_mm256_setzero_ps(); G];
+                    for c in 0..4 {
+                        let shift = _mm_cvtsi32_si128(2 * c as i32);
+                        let mut i0 = [_mm256_setzero_si256(); G];
+                        let mut i1 = [_mm256_setzero_si256(); G];
+                        for g in 0..8 {
+                            let q = ld256(&t.qs[8 * c + g][hh]);
+                            // As in the AVX-512 kernel; values ≤ 31.
+                            let h = _mm256_srl_epi16(ld256(&t.qh[g][hh]), shift);
+                            let h0 = _mm256_and_si256(_mm256_slli_epi16(h, 4), bit4);
+                            let h1 = _mm256_and_si256(_mm256_slli_epi16(h, 3), bit4);
+                            let lo = _mm256_or_si256(_mm256_and_si256(q, low), h0);
+                            let hi =
+                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), h1);
+                            for r in 0..G {
+                                i0[r] = dp(i0[r], lo, bcast(xq[r], 16 * c + g));
+                                i1[r] = dp(i1[r], hi, bcast(xq[r], 16 * c + 8 + g));
+                            }
+                        }
+                        let ds0 = _mm256_mul_ps(d, u8s(&t.sc[2 * c][hh]));
+                        let ds1 = _mm256_mul_ps(d, u8s(&t.sc[2 * c + 1][hh]));
+                        for r in 0..G {
+                            s[r] = _mm256_fmadd_ps(ds0, _mm256_cvtepi32_ps(i0[r]), s[r]);
+                            s[r] = _mm256_fmadd_ps(ds1, _mm256_cvtepi32_ps(i1[r]), s[r]);
+                        }
+                    }
+                    finish45(&t.m, f16s(&t.dmin[hh]), hh, xs, b, &mut s, &mut acc);
+                }
+                store(&mut out, hh, acc);
+            }
+            out
+        }
+
+        #[target_feature(enable = $features)]
+        pub(super) fn q6k<const G: usize>(tiles: &[Q6Tile], xs: [&Q8KRow; G]) -> [[f32; TILE]; G] {
+            let low = _mm256_set1_epi8(0x0F);
+            let top = _mm256_set1_epi8(0x30);
+            let mut out = [[0.0f32; TILE]; G];
+            for hh in 0..2 {
+                let mut acc = [_mm256_setzero_ps(); G];
+                for (b, t) in tiles.iter().enumerate() {
+                    let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
+                    let d = ld256f(&t.d[hh]);
+                    let mut s = [_mm256_setzero_ps(); G];
+                    for (h, a, q) in Q6_ORDER {
+                        let mut i0 = [_mm256_setzero_si256(); G];
+                        let mut i1 = [_mm256_setzero_si256(); G];
+                        for l in 4 * q..4 * q + 4 {
+                            let w = ld256(&t.ql[16 * h + 8 * a + l][hh]);
+                            let hb = ld256(&t.qh[8 * h + l][hh]);
+                            // As in the AVX-512 kernel; values ≤ 63.
+                            let (f0, f1) = if a == 0 {
+                                (_mm256_slli_epi16(hb, 4), hb)
+                            } else {
+                                (_mm256_slli_epi16(hb, 2), _mm256_srli_epi16(hb, 2))
+                            };
+                            let lo = _mm256_or_si256(
+                                _mm256_and_si256(w, low),
+                                _mm256_and_si256(f0, top),
+                            );
+                            let hi = _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16(w, 4), low),
+                                _mm256_and_si256(f1, top),
+                            );
+                            let g = 32 * h + 8 * a + l;
+                            for r in 0..G {
+                                i0[r] = dp(i0[r], lo, bcast(xq[r], g));
+                                i1[r] = dp(i1[r], hi, bcast(xq[r], g + 16));
+                            }
+                        }
+                        let j = 8 * h + 2 * a + q;
+                        let ds0 = _mm256_mul_ps(d, i8s(&t.sc[j][hh]));
+                        let ds1 = _mm256_mul_ps(d, i8s(&t.sc[j + 4][hh]));
+                        for r in 0..G {
+                            let off = &xs[r].bsum16x32[b];
+                            let v0 = _mm256_sub_epi32(i0[r], _mm256_set1_epi32(off[j]));
+                            let v1 = _mm256_sub_epi32(i1[r], _mm256_set1_epi32(off[j + 4]));
+                            s[r] = _mm256_fmadd_ps(ds0, _mm256_cvtepi32_ps(v0), s[r]);
+                            s[r] = _mm256_fmadd_ps(ds1, _mm256_cvtepi32_ps(v1), s[r]);
+                        }
+                    }
+                    for r in 0..G {
+                        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(xs[r].d[b]), s[r], acc[r]);
+                    }
+                }
+                store(&mut out, hh, acc);
+            }
+            out
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2 {
+    ymm_kernels!("avx2,fma,f16c", |acc, w, x| {
+        // u8·i8 pairs ≤ 2·63·127: within i16.
+        let pairs = _mm256_maddubs_epi16(w, x);
+        _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avxvnni {
+    ymm_kernels!(
+        "avx2,fma,f16c,avxvnni",
+        |acc, w, x| _mm256_dpbusd_avx_epi32(acc, w, x)
+    );
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    /// Deterministic values in [-1, 1), with per block of 256 the edge cases
+    /// of the K-quants first: all zero (scales 0), ±1 alternating (extreme
+    /// quants), tiny values, all positive (min 0), all negative (the largest
+    /// mins), one value a hundred times the rest (extreme scale).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut v: Vec<f32> = (0..n).map(|_| rng.f32() * 2.0 - 1.0).collect();
+        for (b, block) in v.chunks_exact_mut(QK_K).enumerate() {
+            match b {
+                0 => block.fill(0.0),
+                1 => {
+                    for (i, x) in block.iter_mut().enumerate() {
+                        *x = if i % 2 == 0 { 1.0 } else { -1.0 };
+                    }
+                }
+                2 => block.iter_mut().for_each(|x| *x *= 1e-6),
+                3 => block.iter_mut().for_each(|x| *x = 0.5 + 0.5 * x.abs()),
+                4 => block.iter_mut().for_each(|x| *x = -1.0 - x.abs()),
+                5 => block[17] = 100.0,
+                _ => {}
+            }
+        }
+        v
+    }
+
+    /// The plain scalar reference: dequantized weights (candle's
+    /// `dequantize`) times the dequantized Q8_K activations, in f64.
+    fn reference(w: &QTensor, xs: &[Q8KRow], n: usize, k: usize) -> Vec<f32> {
+        let wf: Vec<f32> = w
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let mut out = Vec::new();
+        for x in xs {
+            let xd: Vec<f64> = (0..k)
+                .map(|i| {
+                    let (b, j) = (i / QK_K, i % QK_K);
+                    f64::from(x.qs[b][j / 4][j % 4]) * f64::from(x.d[b])
+                })
+                .collect();
+            for r in 0..n {
+                let row = &wf[r * k..(r + 1) * k];
+                let s: f64 = row.iter().zip(&xd).map(|(&a, &b)| f64::from(a) * b).sum();
+                out.push(s as f32);
+            }
+        }
+        out
+    }
+
+    fn matmul(mat: &KMatrix, x: &Tensor) -> Vec<f32> {
+        super::super::matmul::forward(mat, x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    fn check(dtype: GgmlDType, n: usize, k: usize, m: usize) {
+        let w = Tensor::from_vec(values(n * k, 1), (n, k), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        assert!(KMatrix::handles(&q));
+        let mat = KMatrix::from_qtensor(&q).unwrap();
+        let xv = values(m * k, 2);
+        let xs: Vec<Q8KRow> = xv.chunks_exact(k).map(quantize_q8k).collect();
+        let want = reference(&q, &xs, n, k);
+        let isas = Isa::available();
+        // Every path this CPU runs, the portable one included: the
+        // reference within rounding, and the same bits as each other.
+        let on = |isa: Isa| -> Vec<f32> {
+            let mut got = vec![0.0f32; m * n];
+            for (i, o) in got.chunks_exact_mut(n).enumerate() {
+                mat.dot_band_on(isa, 0..n, &[&xs[i]], o);
+            }
+            got
+        };
+        let first = on(isas[0]);
+        for (i, (g, w)) in first.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                "{dtype:?} n={n} k={k} [{i}]: {g} vs {w}"
+            );
+        }
+        for &isa in &isas[1..] {
+            let got = on(isa);
+            for (i, (a, b)) in got.iter().zip(&first).enumerate() {
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "{dtype:?} {isa:?} [{i}]: {a} vs {b}"
+                );
+            }
+            // Any slot of a group of four gives the same bits as alone.
+            for i in 0..m {
+                for slot in 0..4 {
+                    let mut four = [&xs[(i + 1) % m], &xs[(i + 2) % m], &xs[(i + 3) % m], &xs[i]];
+                    four.swap(slot, 3);
+                    let mut out = vec![0.0f32; 4 * n];
+                    mat.dot_band_on(isa, 0..n, &four, &mut out);
+                    assert_eq!(
+                        out[slot * n..(slot + 1) * n],
+                        first[i * n..(i + 1) * n],
+                        "{dtype:?} {isa:?} row {i} in slot {slot}"
+                    );
+                }
+            }
+        }
+        // Through the driver: a batch, and each row alone.
+        let x = Tensor::from_vec(xv, (m, k), &Device::Cpu).unwrap();
+        assert_eq!(matmul(&mat, &x), first, "{dtype:?} batch");
+        for i in 0..m {
+            let one = matmul(&mat, &x.narrow(0, i, 1).unwrap());
+            assert_eq!(one, first[i * n..(i + 1) * n], "{dtype:?} row {i} alone");
+        }
+    }
+
+    /// Shapes with partial tiles (n not a multiple of 16), several bands,
+    /// and batches that are and are not multiples of four.
+    const SHAPES: [(usize, usize, usize); 4] =
+        [(1, 256, 1), (5, 512, 3), (17, 768, 5), (48, 1536, 9)];
+
+    #[test]
+    fn q4_k_matches_the_scalar_reference() {
+        for (n, k, m) in SHAPES {
+            check(GgmlDType::Q4K, n, k, m);
+        }
+    }
+
+    #[test]
+    fn q5_k_matches_the_scalar_reference() {
+        for (n, k, m) in SHAPES {
+            check(GgmlDType::Q5K, n, k, m);
+        }
+    }
+
+    #[test]
+    fn q6_k_matches_the_scalar_reference() {
+        for (n, k, m) in SHAPES {
+            check(GgmlDType::Q6K, n, k, m);
+        }
+    }
+
+    #[test]
+    fn q8_k_quantizes_as_ggml() {
+        let mut x = values(3 * QK_K, 3);
+        // The largest magnitude is negative here, and appears twice: the
+        // first one sets the scale and becomes -127.
+        x[QK_K + 9] = -3.0;
+        x[QK_K + 200] = 3.0;
+        let q = quantize_q8k(&x);
+        assert_eq!(q.d[0], 0.0);
+        assert!(q.qs[0].as_flattened().iter().all(|&v| v == 0));
+        assert_eq!(q.qs[1][2][1], -127);
+        assert_eq!(q.qs[1][50][0], 127);
+        assert_eq!(q.d[1], 1.0 / (-127.0 / -3.0));
+        for b in 0..3 {
+            let flat = q.qs[b].as_flattened();
+            let sum = |r: Range<usize>| flat[r].iter().map(|&v| i32::from(v)).sum::<i32>();
+            for j in 0..16 {
+                assert_eq!(q.bsum16x32[b][j], 32 * sum(16 * j..16 * j + 16));
+            }
+            for j in 0..8 {
+                assert_eq!(q.bsum32[b][j], sum(32 * j..32 * j + 32) as f32);
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_other_types_and_partial_blocks() {
+        let w = Tensor::zeros((4, 256), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        assert!(!KMatrix::handles(&q));
+        assert!(KMatrix::from_qtensor(&q).is_err());
+    }
+}
