@@ -23,7 +23,7 @@ use half::f16;
 use super::kquant::KMatrix;
 #[cfg(target_arch = "x86_64")]
 use super::matmul::has_avx2;
-use super::matmul::{self, RowKernel};
+use super::matmul::{self, round_half_even, RowKernel};
 
 /// Values per block.
 const QK: usize = 32;
@@ -110,7 +110,7 @@ fn quantize_row(x: &[f32]) -> QRow {
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         d.push(f16::from_f32(scale).to_f32());
         // ggml's SIMD paths round half to even.
-        qs.extend(block.iter().map(|v| (v * id).round_ties_even() as i8));
+        qs.extend(block.iter().map(|v| round_half_even(v * id) as i8));
     }
     QRow { d, qs }
 }
