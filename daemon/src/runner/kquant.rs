@@ -30,7 +30,7 @@ use std::ops::Range;
 use candle_core::quantized::{GgmlDType, QTensor};
 use half::f16;
 
-use super::matmul::RowKernel;
+use super::matmul::{round_half_even, RowKernel};
 
 /// Values per super-block.
 const QK_K: usize = 256;
@@ -84,8 +84,7 @@ fn quantize_q8k(x: &[f32]) -> Q8KRow {
         } else {
             let iscale = -127.0 / max;
             for (q, v) in qs.as_flattened_mut().iter_mut().zip(block) {
-                // ggml rounds half to even (its float-add trick).
-                *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+                *q = round_half_even(iscale * v).min(127) as i8;
             }
             row.d.push(1.0 / iscale);
         }
@@ -1181,9 +1180,15 @@ mod tests {
     }
 
     /// Shapes with partial tiles (n not a multiple of 16), several bands,
-    /// and batches that are and are not multiples of four.
-    const SHAPES: [(usize, usize, usize); 4] =
-        [(1, 256, 1), (5, 512, 3), (17, 768, 5), (48, 1536, 9)];
+    /// batches that are and are not multiples of four, and one of more
+    /// activation rows than the driver takes per pass.
+    const SHAPES: [(usize, usize, usize); 5] = [
+        (1, 256, 1),
+        (5, 512, 3),
+        (17, 768, 5),
+        (48, 1536, 9),
+        (20, 256, 70),
+    ];
 
     #[test]
     fn q4_k_matches_the_scalar_reference() {

@@ -23,7 +23,7 @@ use half::f16;
 use super::kquant::KMatrix;
 #[cfg(target_arch = "x86_64")]
 use super::matmul::has_avx2;
-use super::matmul::{self, RowKernel};
+use super::matmul::{self, round_half_even, RowKernel};
 use super::strips::Strips;
 
 /// Values per block.
@@ -138,12 +138,8 @@ pub(super) fn quantize_row(x: &[f32], isa: Isa) -> QRow {
         let scale = amax / 127.0;
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         d.push(f16::from_f32(scale).to_f32());
-        // ggml's SIMD paths round half to even. Adding and taking away
-        // 1.5·2²³ does that for |v| < 2²², here at most 127, in plain float
-        // arithmetic the compiler vectorizes (`round_ties_even` is a libm
-        // call per value on baseline x86-64).
-        const MAGIC: f32 = 12_582_912.0;
-        qs.extend(block.iter().map(|v| ((v * id + MAGIC) - MAGIC) as i8));
+        // ggml's SIMD paths round half to even.
+        qs.extend(block.iter().map(|v| round_half_even(v * id) as i8));
     }
     let sums = if isa == Isa::Avx512Vnni {
         qs.chunks_exact(QK)
