@@ -30,7 +30,7 @@ use std::ops::Range;
 use candle_core::quantized::{GgmlDType, QTensor};
 use half::f16;
 
-use super::matmul::{round_half_even, RowKernel};
+use super::matmul::{round_half_even, Isa, RowKernel};
 
 /// Values per super-block.
 const QK_K: usize = 256;
@@ -418,50 +418,8 @@ impl RowKernel for KMatrix {
     }
 
     fn dot_band(&self, rows: Range<usize>, xs: &[&Q8KRow], out: &mut [f32]) {
-        self.dot_band_on(isa(), rows, xs, out);
+        self.dot_band_on(Isa::best(), rows, xs, out);
     }
-}
-
-/// The instruction sets the kernels are built for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Isa {
-    Portable,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    /// AVX2 with VEX-encoded VNNI (`vpdpbusd` on 256 bits).
-    #[cfg(target_arch = "x86_64")]
-    AvxVnni,
-    /// AVX-512 with VNNI: whole tiles in 512-bit vectors.
-    #[cfg(target_arch = "x86_64")]
-    Avx512Vnni,
-}
-
-impl Isa {
-    /// Every instruction set this CPU runs, best last.
-    fn available() -> Vec<Isa> {
-        #[allow(unused_mut)]
-        let mut out = vec![Isa::Portable];
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::is_x86_feature_detected as has;
-            if has!("avx2") && has!("fma") && has!("f16c") {
-                out.push(Isa::Avx2);
-                if has!("avxvnni") {
-                    out.push(Isa::AvxVnni);
-                }
-            }
-            if has!("avx512f") && has!("avx512bw") && has!("avx512vnni") {
-                out.push(Isa::Avx512Vnni);
-            }
-        }
-        out
-    }
-}
-
-/// The best instruction set here, detected once.
-fn isa() -> Isa {
-    static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
-    *BEST.get_or_init(|| Isa::available().last().copied().unwrap_or(Isa::Portable))
 }
 
 /// The reference arithmetic in plain Rust, lane by lane, for CPUs without

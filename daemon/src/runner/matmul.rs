@@ -23,10 +23,58 @@ pub(super) const BAND: usize = 16;
 /// (k = 8192 in Q8_K, about 9 KiB each) 64 of them are half of a 2 MiB L2.
 const M_BLOCK: usize = 64;
 
-/// Whether the AVX2 kernels can run here (std caches the detection).
-#[cfg(target_arch = "x86_64")]
-pub(super) fn has_avx2() -> bool {
-    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+/// The instruction sets the kernels are built for; each kernel module
+/// runs the best it has a path for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Isa {
+    /// Plain Rust, for any CPU.
+    Portable,
+    /// AVX2 with FMA and F16C.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// AVX2 with VEX-encoded VNNI (`vpdpbusd` on 256 bits).
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
+    /// AVX-512 (F, BW, VL) with VNNI.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// Every instruction set this CPU runs, best last. Each x86 one past
+    /// `Portable` implies AVX2, FMA and F16C.
+    pub(super) fn available() -> Vec<Isa> {
+        #[allow(unused_mut)]
+        let mut out = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") && has!("f16c") {
+                out.push(Isa::Avx2);
+                if has!("avxvnni") {
+                    out.push(Isa::AvxVnni);
+                }
+                if has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni") {
+                    out.push(Isa::Avx512Vnni);
+                }
+            }
+        }
+        out
+    }
+
+    /// The best instruction set here, detected once.
+    pub(super) fn best() -> Isa {
+        static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| Isa::available().last().copied().unwrap_or(Isa::Portable))
+    }
+
+    /// Whether this is AVX-512 VNNI.
+    pub(super) fn vnni512(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return self == Isa::Avx512Vnni;
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
 }
 
 /// `x` rounded to the nearest integer, ties to even, for |x| < 2^22, as

@@ -21,9 +21,7 @@ use candle_core::Tensor;
 use half::f16;
 
 use super::kquant::KMatrix;
-#[cfg(target_arch = "x86_64")]
-use super::matmul::has_avx2;
-use super::matmul::{self, round_half_even, RowKernel};
+use super::matmul::{self, round_half_even, Isa, RowKernel};
 use super::strips::Strips;
 
 /// Values per block.
@@ -141,7 +139,7 @@ pub(super) fn quantize_row(x: &[f32], isa: Isa) -> QRow {
         // ggml's SIMD paths round half to even.
         qs.extend(block.iter().map(|v| round_half_even(v * id) as i8));
     }
-    let sums = if isa == Isa::Avx512Vnni {
+    let sums = if isa.vnni512() {
         qs.chunks_exact(QK)
             .map(|q| q.iter().map(|&v| i32::from(v)).sum())
             .collect()
@@ -151,45 +149,17 @@ pub(super) fn quantize_row(x: &[f32], isa: Isa) -> QRow {
     QRow { d, qs, sums }
 }
 
-/// The instruction sets the kernels have a path for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Isa {
-    /// Plain Rust, for any CPU.
-    Portable,
-    /// AVX2 and FMA.
-    Avx2,
-    /// AVX-512 (F, BW, VL) with VNNI: the weights go in strips
-    /// ([`super::strips`]).
-    Avx512Vnni,
-}
-
-impl Isa {
-    /// The best path this CPU runs (std caches the detection).
-    pub(super) fn best() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f")
-                && std::is_x86_feature_detected!("avx512bw")
-                && std::is_x86_feature_detected!("avx512vl")
-                && std::is_x86_feature_detected!("avx512vnni")
-            {
-                return Isa::Avx512Vnni;
-            }
-            if has_avx2() {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Portable
+/// The row kernels' paths this CPU can run, for the tests: portable, and
+/// AVX2 where there is any SIMD path (every x86 [`Isa`] past portable has
+/// AVX2 and FMA).
+#[cfg(test)]
+fn runnable() -> Vec<Isa> {
+    let mut out = vec![Isa::Portable];
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best() != Isa::Portable {
+        out.push(Isa::Avx2);
     }
-
-    /// The row kernels' paths this CPU can run, for the tests.
-    #[cfg(test)]
-    fn runnable() -> Vec<Isa> {
-        match Isa::best() {
-            Isa::Avx512Vnni | Isa::Avx2 => vec![Isa::Portable, Isa::Avx2],
-            Isa::Portable => vec![Isa::Portable],
-        }
-    }
+    out
 }
 
 /// ggml's AVX2 block products, in Rust intrinsics: per block of 32, the
@@ -455,10 +425,10 @@ impl Q0Matrix {
         {
             let (wd, wq) = self.row(row);
             match isa {
-                // SAFETY: the CPU has AVX2 and FMA (`Isa::best`; AVX-512
-                // machines have both), all that the `avx2` functions need.
+                // SAFETY: every x86 `Isa` past portable was detected with
+                // AVX2 and FMA, all that the `avx2` functions need.
                 #[allow(unsafe_code)]
-                Isa::Avx2 | Isa::Avx512Vnni => {
+                Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni => {
                     let xs = xs.map(|x| (x.qs.as_slice(), x.d.as_slice()));
                     return unsafe {
                         match wq {
@@ -552,7 +522,7 @@ pub(super) mod tests {
         // Every path this CPU runs agrees with the reference (the portable
         // one is the fallback of CPUs without AVX2), and gives a row the same
         // bits alone and among four.
-        for isa in Isa::runnable() {
+        for isa in runnable() {
             let xq: Vec<QRow> = xv.chunks_exact(k).map(|r| quantize_row(r, isa)).collect();
             for (i, xr) in xq.iter().enumerate() {
                 for r in 0..n {

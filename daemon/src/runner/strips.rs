@@ -19,7 +19,8 @@ use candle_core::{DType, Tensor};
 use half::f16;
 use rayon::prelude::*;
 
-use super::q8::{quantize_row, Isa, QRow, QK};
+use super::matmul::Isa;
+use super::q8::{quantize_row, QRow, QK};
 
 /// Rows per strip: one output per 32-bit lane of a 512-bit register.
 const STRIP: usize = 16;
@@ -46,7 +47,7 @@ pub struct Strips {
 impl Strips {
     /// Whether this layout can multiply `t` on this CPU.
     pub fn handles(t: &QTensor) -> bool {
-        Isa::best() == Isa::Avx512Vnni
+        Isa::best().vnni512()
             && matches!(t.dtype(), GgmlDType::Q8_0 | GgmlDType::Q4_0)
             && t.device().is_cpu()
     }
@@ -59,7 +60,7 @@ impl Strips {
 
     /// Whether [`Strips::from_bytes`] takes `dtype` on this CPU.
     pub fn takes(dtype: GgmlDType) -> bool {
-        Isa::best() == Isa::Avx512Vnni && matches!(dtype, GgmlDType::Q8_0 | GgmlDType::Q4_0)
+        Isa::best().vnni512() && matches!(dtype, GgmlDType::Q8_0 | GgmlDType::Q4_0)
     }
 
     /// Bytes of a `(n, k)` matrix of `dtype` in the file.
@@ -213,7 +214,7 @@ impl Strips {
         let xs: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
         let rows: Vec<QRow> = xs
             .chunks_exact(k)
-            .map(|r| quantize_row(r, Isa::Avx512Vnni))
+            .map(|r| quantize_row(r, Isa::best()))
             .collect();
         let (n, strips) = (self.n, self.strips());
         // Per strip, its 16 outputs for every activation row: (strips·16, m).
@@ -343,7 +344,7 @@ mod tests {
     /// the row kernels of `q8` run instead, tested there).
     #[test]
     fn strips_match_the_scalar_reference() {
-        if Isa::best() != Isa::Avx512Vnni {
+        if !Isa::best().vnni512() {
             return;
         }
         for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0] {
