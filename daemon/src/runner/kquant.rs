@@ -8,7 +8,7 @@
 //! activation row with the scales applied per row, spends most of its
 //! instructions on unpacking and scaling rather than multiplying; on this
 //! project's machines it was three times slower than candle 0.11's tiled
-//! kernel on prompts. So the weights are stored in tiles of [`TILE`] rows:
+//! kernel on prompts. So the weights are stored in tiles of `TILE` rows:
 //! per super-block of 256 columns, each 64-byte vector holds four quants of
 //! each of the 16 rows, and one `vpdpbusd` multiplies it by four activation
 //! quants broadcast, 64 products into the 16 rows' sums at once. The bytes
