@@ -75,7 +75,11 @@ pub(super) fn forward<K: RowKernel>(w: &K, x: &Tensor) -> candle_core::Result<Te
     }
     let m: usize = lead.iter().product();
     let xs: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let rows: Vec<K::Act> = xs.chunks_exact(k).map(|r| w.quantize(r)).collect();
+    let rows: Vec<K::Act> = if m >= 8 {
+        xs.par_chunks_exact(k).map(|r| w.quantize(r)).collect()
+    } else {
+        xs.chunks_exact(k).map(|r| w.quantize(r)).collect()
+    };
     let n = w.n();
     let mut out = vec![0.0f32; m * n];
     if m == 1 {
