@@ -8,7 +8,7 @@
 //! activation row with the scales applied per row, spends most of its
 //! instructions on unpacking and scaling rather than multiplying; on this
 //! project's machines it was three times slower than candle 0.11's tiled
-//! kernel on prompts. So the weights are stored in tiles of [`TILE`] rows:
+//! kernel on prompts. So the weights are stored in tiles of `TILE` rows:
 //! per super-block of 256 columns, each 64-byte vector holds four quants of
 //! each of the 16 rows, and one `vpdpbusd` multiplies it by four activation
 //! quants broadcast, 64 products into the 16 rows' sums at once. The bytes
@@ -61,6 +61,35 @@ pub(super) struct Q8KRow {
 }
 
 fn quantize_q8k(x: &[f32]) -> Q8KRow {
+    match isa() {
+        // SAFETY (both): `isa` only names instruction sets the CPU has.
+        #[cfg(target_arch = "x86_64")]
+        #[allow(unsafe_code)]
+        Isa::Avx512Vnni => unsafe { quantize_avx512(x) },
+        #[cfg(target_arch = "x86_64")]
+        #[allow(unsafe_code)]
+        Isa::Avx2 | Isa::AvxVnni => unsafe { quantize_avx2(x) },
+        Isa::Portable => quantize_q8k_plain(x),
+    }
+}
+
+/// [`quantize_q8k_plain`] vectorized by the compiler for AVX-512 (the same
+/// integer results).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn quantize_avx512(x: &[f32]) -> Q8KRow {
+    quantize_q8k_plain(x)
+}
+
+/// [`quantize_q8k_plain`] vectorized by the compiler for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn quantize_avx2(x: &[f32]) -> Q8KRow {
+    quantize_q8k_plain(x)
+}
+
+#[inline(always)]
+fn quantize_q8k_plain(x: &[f32]) -> Q8KRow {
     let nb = x.len() / QK_K;
     let mut row = Q8KRow {
         d: Vec::with_capacity(nb),
@@ -70,14 +99,23 @@ fn quantize_q8k(x: &[f32]) -> Q8KRow {
     };
     for block in x.chunks_exact(QK_K) {
         // The value of largest magnitude, the first one on ties, maps to
-        // -127, so the other end may reach 127 only (ggml's choice).
-        let (mut amax, mut max) = (0.0f32, 0.0f32);
-        for &v in block {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
+        // -127, so the other end may reach 127 only (ggml's choice). The
+        // magnitude first, in eight lanes the compiler vectorizes, then the
+        // value that has it.
+        let mut lanes = [0.0f32; 8];
+        for c in block.chunks_exact(8) {
+            for (l, v) in lanes.iter_mut().zip(c) {
+                if v.abs() > *l {
+                    *l = v.abs();
+                }
             }
         }
+        let amax = lanes.iter().fold(0.0f32, |m, &a| if a > m { a } else { m });
+        let max = block
+            .iter()
+            .copied()
+            .find(|v| v.abs() == amax)
+            .unwrap_or(0.0);
         let mut qs = [[0i8; 4]; 64];
         if amax == 0.0 {
             row.d.push(0.0);
@@ -1190,6 +1228,30 @@ mod tests {
             }
             for j in 0..8 {
                 assert_eq!(q.bsum32[b][j], sum(32 * j..32 * j + 32) as f32);
+            }
+        }
+    }
+
+    #[test]
+    fn q8_k_is_the_same_on_every_path() {
+        let x = values(8 * QK_K, 4);
+        let plain = quantize_q8k_plain(&x);
+        let same = |q: Q8KRow, isa: &str| {
+            assert_eq!(q.d, plain.d, "{isa}");
+            assert_eq!(q.qs, plain.qs, "{isa}");
+            assert_eq!(q.bsum32, plain.bsum32, "{isa}");
+            assert_eq!(q.bsum16x32, plain.bsum16x32, "{isa}");
+        };
+        for isa in Isa::available() {
+            match isa {
+                Isa::Portable => {}
+                // SAFETY (both): the CPU has what `isa` names.
+                #[cfg(target_arch = "x86_64")]
+                #[allow(unsafe_code)]
+                Isa::Avx2 | Isa::AvxVnni => same(unsafe { quantize_avx2(&x) }, "AVX2"),
+                #[cfg(target_arch = "x86_64")]
+                #[allow(unsafe_code)]
+                Isa::Avx512Vnni => same(unsafe { quantize_avx512(&x) }, "AVX-512"),
             }
         }
     }

@@ -1,15 +1,14 @@
 //! The driver that the integer kernels ([`super::q8`], [`super::kquant`])
-//! share: activations quantized once per product, output rows in parallel
-//! bands, and for many activation rows (a prompt) a walk over the weights
-//! that reads each band once.
+//! share: activations quantized once per product, then output rows in
+//! parallel bands of `BAND`.
 //!
-//! A product of many activation rows walks the weights once: each task takes
-//! a band of weight rows and multiplies every activation row by it while the
-//! band is in cache, instead of one pass over all weights per activation row.
-//! Four activation rows go through the kernel together, so that each weight
-//! block is loaded and unpacked once for four. A kernel gives one activation
-//! row the same bits whether it comes alone or in a group of four, so a
-//! sequence decodes the same alone and batched.
+//! Many activation rows (a prompt) go in blocks of `M_BLOCK` that stay in
+//! cache while each task multiplies its band of weight rows by all of them,
+//! so the weights are read once per block instead of once per activation
+//! row. Four activation rows go through the kernel together, so that each
+//! weight block is loaded and unpacked once for four. A kernel gives one
+//! activation row the same bits whether it comes alone or in a group of
+//! four, so a sequence decodes the same alone and batched.
 
 use std::ops::Range;
 
@@ -124,7 +123,11 @@ pub(super) fn forward<K: RowKernel>(w: &K, x: &Tensor) -> candle_core::Result<Te
     }
     let m: usize = lead.iter().product();
     let xs: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let rows: Vec<K::Act> = xs.chunks_exact(k).map(|r| w.quantize(r)).collect();
+    let rows: Vec<K::Act> = if m >= 8 {
+        xs.par_chunks_exact(k).map(|r| w.quantize(r)).collect()
+    } else {
+        xs.chunks_exact(k).map(|r| w.quantize(r)).collect()
+    };
     let n = w.n();
     let mut out = vec![0.0f32; m * n];
     if m == 1 {
