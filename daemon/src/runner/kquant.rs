@@ -61,7 +61,7 @@ pub(super) struct Q8KRow {
 }
 
 fn quantize_q8k(x: &[f32]) -> Q8KRow {
-    match isa() {
+    match Isa::best() {
         // SAFETY (both): `isa` only names instruction sets the CPU has.
         #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
