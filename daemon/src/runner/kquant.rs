@@ -16,14 +16,17 @@
 //! only the 6-bit scales and mins of Q4_K and Q5_K are unpacked to bytes, and
 //! Q6_K's `d` is converted to f32 (so that every tile is whole cache lines).
 //!
-//! Every path (AVX-512 VNNI, AVX2 with or without AVX-VNNI, portable) does
-//! the same float operations in the same order on the same exact integer
-//! sums, so one row's result has the same bits on every CPU, alone or in a
-//! group of four activation rows. Per super-block and row the sum is
-//! `s = Σ_j (d·scale_j)·sumi_j − Σ_j (dmin·min_j)·bsum_j` (fused
-//! multiply-adds, sub-blocks in a fixed order), then `acc += d_x·s`. ggml
-//! scales the integers first and multiplies by `d·d_x` once; the difference
-//! is rounding in the last bits of f32.
+//! Every path (AVX-512 VNNI, AVX2 with or without AVX-VNNI, portable, and
+//! AMX for Q4_K prompts) does the same float operations in the same order on
+//! the same exact integer sums, so one row's result has the same bits on
+//! every CPU, alone or in a group of activation rows. Q4_K, as ggml does,
+//! sums `isum = Σ_j scale_j · sumi_j` in integers and takes per super-block
+//! and row `s = d · isum − dmin · Σ_j min_j · bsum_j` (the mins' sum exact in
+//! f32), then `acc += d_x · s`; the integer form lets AMX multiply the
+//! scales into the weights. Q5_K and Q6_K scale each sub-block's sum in
+//! f32, `s = Σ_j (d·scale_j)·sumi_j − …` (fused multiply-adds, sub-blocks in
+//! a fixed order). Either differs from ggml only by rounding in the last
+//! bits of f32.
 
 use std::ops::Range;
 
@@ -458,6 +461,18 @@ impl RowKernel for KMatrix {
     fn dot_band(&self, rows: Range<usize>, xs: &[&Q8KRow], out: &mut [f32]) {
         self.dot_band_on(Isa::best(), rows, xs, out);
     }
+
+    fn forward_many(&self, xs: &[Q8KRow], out: &mut [f32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if let Tiles::Q4K(tiles) = &self.tiles {
+            if super::amx::available() {
+                blocks::q4k(tiles, self.n, self.k, xs, out);
+                return true;
+            }
+        }
+        let _ = (xs, out);
+        false
+    }
 }
 
 /// The reference arithmetic in plain Rust, lane by lane, for CPUs without
@@ -490,7 +505,7 @@ mod portable {
                 let mut acc = 0.0f32;
                 for (b, t) in tiles.iter().enumerate() {
                     let (d, dmin) = (lane(&t.d, r).to_f32(), lane(&t.dmin, r).to_f32());
-                    let mut s = 0.0f32;
+                    let mut isum = 0i32;
                     for c in 0..4 {
                         let (mut i0, mut i1) = (0, 0);
                         for g in 0..8 {
@@ -498,14 +513,14 @@ mod portable {
                             i0 += dot4(w.map(|q| q & 0x0F), dword(x, b, 16 * c + g));
                             i1 += dot4(w.map(|q| q >> 4), dword(x, b, 16 * c + 8 + g));
                         }
-                        let sc = |j: usize| d * f32::from(lane(&t.sc[j], r));
-                        s = sc(2 * c).mul_add(i0 as f32, s);
-                        s = sc(2 * c + 1).mul_add(i1 as f32, s);
+                        let sc = |j: usize| i32::from(lane(&t.sc[j], r));
+                        isum += sc(2 * c) * i0 + sc(2 * c + 1) * i1;
                     }
+                    let mut fm = 0.0f32;
                     for j in 0..8 {
-                        let dm = dmin * f32::from(lane(&t.m[j], r));
-                        s = (-dm).mul_add(x.bsum32[b][j], s);
+                        fm = f32::from(lane(&t.m[j], r)).mul_add(x.bsum32[b][j], fm);
                     }
+                    let s = d.mul_add(isum as f32, -(dmin * fm));
                     acc = x.d[b].mul_add(s, acc);
                 }
                 acc
@@ -697,12 +712,10 @@ mod avx512 {
     pub(super) fn q4k<const G: usize>(tiles: &[Q4Tile], xs: [&Q8KRow; G]) -> [[f32; TILE]; G] {
         let low = _mm512_set1_epi8(0x0F);
         let high = _mm512_set1_epi8(0xF0u8 as i8);
-        let sixteenth = _mm512_set1_ps(1.0 / 16.0);
         let mut acc = [_mm512_setzero_ps(); G];
         for (b, t) in tiles.iter().enumerate() {
             let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
-            let d = f16s(&t.d);
-            let mut s = [_mm512_setzero_ps(); G];
+            let mut isum = [_mm512_setzero_si512(); G];
             for c in 0..4 {
                 let mut i0 = [_mm512_setzero_si512(); G];
                 let mut i1 = [_mm512_setzero_si512(); G];
@@ -718,16 +731,135 @@ mod avx512 {
                         i1[r] = _mm512_dpbusd_epi32(i1[r], hi, bcast(xq[r], 16 * c + 8 + g));
                     }
                 }
-                let ds0 = _mm512_mul_ps(d, u8s(&t.sc[2 * c]));
-                let ds1 = _mm512_mul_ps(_mm512_mul_ps(d, u8s(&t.sc[2 * c + 1])), sixteenth);
+                let sc0 = _mm512_cvtepu8_epi32(ld128(&t.sc[2 * c]));
+                let sc1 = _mm512_cvtepu8_epi32(ld128(&t.sc[2 * c + 1]));
                 for r in 0..G {
-                    s[r] = _mm512_fmadd_ps(ds0, _mm512_cvtepi32_ps(i0[r]), s[r]);
-                    s[r] = _mm512_fmadd_ps(ds1, _mm512_cvtepi32_ps(i1[r]), s[r]);
+                    let v0 = _mm512_mullo_epi32(sc0, i0[r]);
+                    // i1 holds 16 times the sums: exact to shift back.
+                    let v1 = _mm512_mullo_epi32(sc1, _mm512_srai_epi32(i1[r], 4));
+                    isum[r] = _mm512_add_epi32(isum[r], _mm512_add_epi32(v0, v1));
                 }
             }
-            finish45(&t.m, f16s(&t.dmin), xs, b, &mut s, &mut acc);
+            finish4(t, xs, b, &isum, &mut acc);
         }
         store(acc)
+    }
+
+    /// Q4_K's super-block from the scaled integer sums `isum`: the mins
+    /// (exact in f32: each `m · bsum` and their sum are below 2^24), then
+    /// `d · isum − dmin · mins` into `acc`, in [`super::portable`]'s order.
+    #[target_feature(enable = "avx512f")]
+    fn finish4<const G: usize>(
+        t: &Q4Tile,
+        xs: [&Q8KRow; G],
+        b: usize,
+        isum: &[__m512i; G],
+        acc: &mut [__m512; G],
+    ) {
+        let (d, dmin) = (f16s(&t.d), f16s(&t.dmin));
+        let m: [__m512; 8] = std::array::from_fn(|j| u8s(&t.m[j]));
+        for r in 0..G {
+            let mut fm = _mm512_setzero_ps();
+            for (j, m) in m.iter().enumerate() {
+                fm = _mm512_fmadd_ps(*m, _mm512_set1_ps(xs[r].bsum32[b][j]), fm);
+            }
+            let s = _mm512_fmsub_ps(d, _mm512_cvtepi32_ps(isum[r]), _mm512_mul_ps(dmin, fm));
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(xs[r].d[b]), s, acc[r]);
+        }
+    }
+
+    /// [`q4k`] for 32 activation rows (two groups of 16) at once on AMX.
+    /// The weights come with their sub-block scales multiplied in (`sc ·
+    /// q` < 1024, split into a low byte and the bits above it, as
+    /// `super::blocks` unpacks them), so per super-block sixteen `tdpbsud`
+    /// give `q4k`'s `isum` for 32 × 16 outputs, exactly; then `finish4`'s
+    /// operations. Each A tile feeds two products and each B tile two,
+    /// into four independent sums. `a[g]` holds group `g`'s quants as A
+    /// tiles (per block, four of 64 columns), `b_tiles` per block four
+    /// pairs (low, high) of B tiles, `bsum[g][b]` the groups' sums of 32
+    /// quants by sub-block and row, `dx[g][b]` their scales by row.
+    ///
+    /// # Safety
+    /// AMX is granted and `blocks::Q4K_CONFIG` loaded on this thread.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn q4k_amx(
+        tiles: &[Q4Tile],
+        b_tiles: &[[[[u8; 64]; 16]; 2]],
+        a: [&[[[i8; 64]; 16]]; 2],
+        bsum: [&[[[f32; 16]; 8]]; 2],
+        dx: [&[[f32; 16]]; 2],
+    ) -> [[[f32; TILE]; 16]; 2] {
+        use super::super::amx::tiles as tmm;
+        #[repr(C, align(64))]
+        struct Sums([[i32; 16]; 16]);
+        /// Starts block `b`'s products: group 0 into tiles 3 (low bytes)
+        /// and 4 (high), group 1 into 5 and 6.
+        #[inline(always)]
+        unsafe fn issue(a: [&[[[i8; 64]; 16]]; 2], bt: &[[[[u8; 64]; 16]; 2]], b: usize) {
+            // SAFETY: the caller loaded the shapes; each load reads the 16
+            // rows of 64 bytes of one entry of `a` or `bt`.
+            unsafe {
+                tmm::zero::<3>();
+                tmm::zero::<4>();
+                tmm::zero::<5>();
+                tmm::zero::<6>();
+                for h in 0..4 {
+                    tmm::load::<1>(bt[4 * b + h][0].as_ptr().cast(), 64);
+                    tmm::load::<2>(bt[4 * b + h][1].as_ptr().cast(), 64);
+                    tmm::load::<0>(a[0][4 * b + h].as_ptr().cast(), 64);
+                    tmm::load::<7>(a[1][4 * b + h].as_ptr().cast(), 64);
+                    tmm::dpbsud::<3, 0, 1>();
+                    tmm::dpbsud::<4, 0, 2>();
+                    tmm::dpbsud::<5, 7, 1>();
+                    tmm::dpbsud::<6, 7, 2>();
+                }
+            }
+        }
+        let nb = tiles.len();
+        assert!(b_tiles.len() >= 4 * nb);
+        for g in 0..2 {
+            assert!(a[g].len() >= 4 * nb && bsum[g].len() >= nb && dx[g].len() >= nb);
+        }
+        let mut sums: [Sums; 4] = std::array::from_fn(|_| Sums([[0; 16]; 16]));
+        let mut acc = [[_mm512_setzero_ps(); 16]; 2];
+        if nb > 0 {
+            // SAFETY: the caller loaded the shapes.
+            unsafe { issue(a, b_tiles, 0) };
+        }
+        for (b, t) in tiles.iter().enumerate() {
+            // This block's sums are stored, then the next block's products
+            // start (in the same tiles, once stored) and run while the
+            // vector units finish this block.
+            // SAFETY: the caller loaded the shapes; each store writes 16
+            // rows of 64 bytes into a `Sums`.
+            unsafe {
+                let [s3, s4, s5, s6] = &mut sums;
+                tmm::store::<3>(s3.0.as_mut_ptr().cast(), 64);
+                tmm::store::<4>(s4.0.as_mut_ptr().cast(), 64);
+                tmm::store::<5>(s5.0.as_mut_ptr().cast(), 64);
+                tmm::store::<6>(s6.0.as_mut_ptr().cast(), 64);
+                if b + 1 < nb {
+                    issue(a, b_tiles, b + 1);
+                }
+            }
+            // `finish4`, with the sums of 32 quants laid out by row.
+            let (d, dmin) = (f16s(&t.d), f16s(&t.dmin));
+            let m: [__m512; 8] = std::array::from_fn(|j| u8s(&t.m[j]));
+            for g in 0..2 {
+                let (lo, hi) = (&sums[2 * g].0, &sums[2 * g + 1].0);
+                let bs = &bsum[g][b];
+                for r in 0..16 {
+                    let isum = _mm512_add_epi32(ld512(&lo[r]), _mm512_slli_epi32(ld512(&hi[r]), 8));
+                    let mut fm = _mm512_setzero_ps();
+                    for (j, m) in m.iter().enumerate() {
+                        fm = _mm512_fmadd_ps(*m, _mm512_set1_ps(bs[j][r]), fm);
+                    }
+                    let s = _mm512_fmsub_ps(d, _mm512_cvtepi32_ps(isum), _mm512_mul_ps(dmin, fm));
+                    acc[g][r] = _mm512_fmadd_ps(_mm512_set1_ps(dx[g][b][r]), s, acc[g][r]);
+                }
+            }
+        }
+        [store(acc[0]), store(acc[1])]
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -900,8 +1032,7 @@ macro_rules! ymm_kernels {
                 let mut acc = [_mm256_setzero_ps(); G];
                 for (b, t) in tiles.iter().enumerate() {
                     let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
-                    let d = f16s(&t.d[hh]);
-                    let mut s = [_mm256_setzero_ps(); G];
+                    let mut isum = [_mm256_setzero_si256(); G];
                     for c in 0..4 {
                         let mut i0 = [_mm256_setzero_si256(); G];
                         let mut i1 = [_mm256_setzero_si256(); G];
@@ -915,14 +1046,31 @@ macro_rules! ymm_kernels {
                                 i1[r] = dp(i1[r], hi, bcast(xq[r], 16 * c + 8 + g));
                             }
                         }
-                        let ds0 = _mm256_mul_ps(d, u8s(&t.sc[2 * c][hh]));
-                        let ds1 = _mm256_mul_ps(d, u8s(&t.sc[2 * c + 1][hh]));
+                        let sc0 = _mm256_cvtepu8_epi32(ld64(&t.sc[2 * c][hh]));
+                        let sc1 = _mm256_cvtepu8_epi32(ld64(&t.sc[2 * c + 1][hh]));
                         for r in 0..G {
-                            s[r] = _mm256_fmadd_ps(ds0, _mm256_cvtepi32_ps(i0[r]), s[r]);
-                            s[r] = _mm256_fmadd_ps(ds1, _mm256_cvtepi32_ps(i1[r]), s[r]);
+                            let v = _mm256_add_epi32(
+                                _mm256_mullo_epi32(sc0, i0[r]),
+                                _mm256_mullo_epi32(sc1, i1[r]),
+                            );
+                            isum[r] = _mm256_add_epi32(isum[r], v);
                         }
                     }
-                    finish45(&t.m, f16s(&t.dmin[hh]), hh, xs, b, &mut s, &mut acc);
+                    // As the AVX-512 kernel's `finish4`.
+                    let (d, dmin) = (f16s(&t.d[hh]), f16s(&t.dmin[hh]));
+                    let m: [__m256; 8] = std::array::from_fn(|j| u8s(&t.m[j][hh]));
+                    for r in 0..G {
+                        let mut fm = _mm256_setzero_ps();
+                        for (j, m) in m.iter().enumerate() {
+                            fm = _mm256_fmadd_ps(*m, _mm256_set1_ps(xs[r].bsum32[b][j]), fm);
+                        }
+                        let s = _mm256_fmsub_ps(
+                            d,
+                            _mm256_cvtepi32_ps(isum[r]),
+                            _mm256_mul_ps(dmin, fm),
+                        );
+                        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(xs[r].d[b]), s, acc[r]);
+                    }
                 }
                 store(&mut out, hh, acc);
             }
@@ -1050,6 +1198,187 @@ mod avxvnni {
     );
 }
 
+/// Prompts on AMX: many activation rows times a Q4_K matrix, 16 rows per
+/// tile multiplication, with the same bits per row as the bands.
+#[cfg(target_arch = "x86_64")]
+mod blocks {
+    use rayon::prelude::*;
+
+    use super::super::amx::{tiles as tmm, Config};
+    use super::{Q4Tile, Q8KRow, QK_K, TILE};
+
+    /// Activation rows per tile multiplication (an A tile's rows).
+    const ROWS: usize = 16;
+    /// Activation rows per pass of the weights, kept in cache meanwhile:
+    /// 128 rows of 2048 quants are 256 KiB.
+    const PASS: usize = 128;
+
+    /// A in tiles 0 and 7 (16 rows × 64 activation bytes), B in 1 and 2
+    /// (16 rows × 64 weight bytes: four of each of 16 weight rows), the
+    /// sums in 3 to 6 (16 × 16 i32).
+    pub(super) static Q4K_CONFIG: Config = Config::new(&[(16, 64); 8]);
+
+    /// 64 columns of a weight tile as two B tiles, the low and the high
+    /// bytes of `sc · q`: row `kk` holds, for each weight row, its values
+    /// `4kk..4kk + 4` of the 64.
+    type BPair = [[[u8; 64]; 16]; 2];
+
+    thread_local! {
+        /// A task's weight tile unpacked; kept so that tasks allocate nothing.
+        static UNPACKED: std::cell::RefCell<Vec<BPair>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// Q4_K nibbles times their sub-block's scale (at most 15 · 63), as
+    /// bytes: columns `64c..64c + 32` are the low nibbles of tile vectors
+    /// `8c..8c + 8` (sub-block `2c`), the next 32 their high nibbles.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn unpack_q4k(tiles: &[Q4Tile], out: &mut Vec<BPair>) {
+        use super::load::{ld128, ld512};
+        use std::arch::x86_64::*;
+        out.clear();
+        out.resize(4 * tiles.len(), [[[0; 64]; 16]; 2]);
+        let nib = _mm512_set1_epi8(0x0F);
+        let low = _mm512_set1_epi16(0x00FF);
+        // Row `r`'s four bytes are 16-bit lanes `2r` and `2r + 1`: the
+        // scale goes in both. Even bytes and odd bytes are multiplied
+        // apart, in 16 bits, then each product's low byte goes to one B
+        // tile and its high byte to the other, at the byte it came from.
+        let scale = |v: &[[u8; 8]; 2]| {
+            let s = _mm512_cvtepu8_epi32(ld128(v));
+            _mm512_or_si512(s, _mm512_slli_epi32(s, 16))
+        };
+        let split = |w: __m512i, s: __m512i| {
+            let even = _mm512_mullo_epi16(_mm512_and_si512(w, low), s);
+            let odd = _mm512_mullo_epi16(_mm512_srli_epi16(w, 8), s);
+            let lo = _mm512_or_si512(_mm512_and_si512(even, low), _mm512_slli_epi16(odd, 8));
+            let hi = _mm512_or_si512(_mm512_srli_epi16(even, 8), _mm512_andnot_si512(low, odd));
+            (lo, hi)
+        };
+        for (t, o) in tiles.iter().zip(out.chunks_exact_mut(4)) {
+            for (c, pair) in o.iter_mut().enumerate() {
+                let (s0, s1) = (scale(&t.sc[2 * c]), scale(&t.sc[2 * c + 1]));
+                for g in 0..8 {
+                    let q = ld512(&t.qs[8 * c + g]);
+                    let (l0, h0) = split(_mm512_and_si512(q, nib), s0);
+                    let (l1, h1) = split(_mm512_and_si512(_mm512_srli_epi16(q, 4), nib), s1);
+                    // SAFETY: each destination is 64 writable bytes.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        _mm512_storeu_si512(pair[0][g].as_mut_ptr().cast(), l0);
+                        _mm512_storeu_si512(pair[1][g].as_mut_ptr().cast(), h0);
+                        _mm512_storeu_si512(pair[0][8 + g].as_mut_ptr().cast(), l1);
+                        _mm512_storeu_si512(pair[1][8 + g].as_mut_ptr().cast(), h1);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `out[i * n + j]` = weight row `j` times `xs[i]`, for a Q4_K matrix
+    /// in `tiles` (`k / 256` per tile of 16 rows). The caller has checked
+    /// that AMX is available.
+    pub(super) fn q4k(tiles: &[Q4Tile], n: usize, k: usize, xs: &[Q8KRow], out: &mut [f32]) {
+        let nb = k / QK_K;
+        let m = xs.len();
+        // Groups of 16 rows, taken two at a time (rows past `m` are zero,
+        // their results dropped).
+        let groups = m.div_ceil(2 * ROWS) * 2;
+        // The rows' quants as A tiles, each whole cache lines (a tile
+        // gathered from rows far apart loads several times slower): per
+        // group of 16 rows and 64 columns, the 16 rows' 64 quants. Beside
+        // them, by group and block, the sums of 32 and the scales by row.
+        let mut a = vec![[[0i8; 64]; ROWS]; groups * nb * 4];
+        let mut bsum = vec![[[0f32; ROWS]; 8]; groups * nb];
+        let mut dx = vec![[0f32; ROWS]; groups * nb];
+        for (i, x) in xs.iter().enumerate() {
+            let (g, r) = (i / ROWS, i % ROWS);
+            for (b, q) in x.qs.iter().enumerate() {
+                for (h, part) in q.as_flattened().chunks_exact(64).enumerate() {
+                    a[(g * nb + b) * 4 + h][r].copy_from_slice(part);
+                }
+                for (to, &from) in bsum[g * nb + b].iter_mut().zip(&x.bsum32[b]) {
+                    to[r] = from;
+                }
+                dx[g * nb + b][r] = x.d[b];
+            }
+        }
+        let ntiles = n.div_ceil(TILE);
+        assert_eq!(out.len(), m * n);
+        let out = Columns(out.as_mut_ptr());
+        for first in (0..m).step_by(PASS) {
+            let rows = PASS.min(m - first);
+            (0..ntiles).into_par_iter().for_each(|t| {
+                let tile = &tiles[t * nb..(t + 1) * nb];
+                let cols = TILE.min(n - t * TILE);
+                UNPACKED.with_borrow_mut(|b_tiles| {
+                    // SAFETY: AVX-512 is there (AMX is only used with it);
+                    // AMX is granted (the caller checked), with the shapes
+                    // `q4k_amx` wants, released before the task ends.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        unpack_q4k(tile, b_tiles);
+                        tmm::config(&Q4K_CONFIG);
+                    }
+                    for g0 in (0..rows).step_by(2 * ROWS) {
+                        let g = (first + g0) / ROWS;
+                        let span = |h: usize| (g + h) * nb..(g + h + 1) * nb;
+                        // SAFETY: as above.
+                        #[allow(unsafe_code)]
+                        let res = unsafe {
+                            super::avx512::q4k_amx(
+                                tile,
+                                b_tiles,
+                                [
+                                    &a[span(0).start * 4..span(0).end * 4],
+                                    &a[span(1).start * 4..span(1).end * 4],
+                                ],
+                                [&bsum[span(0)], &bsum[span(1)]],
+                                [&dx[span(0)], &dx[span(1)]],
+                            )
+                        };
+                        for (r, v) in res.as_flattened().iter().enumerate() {
+                            let i = first + g0 + r;
+                            if i >= m {
+                                break;
+                            }
+                            // SAFETY: row `i` < m, columns `16t..16t + cols`
+                            // ≤ n: inside `out`, and this task's columns
+                            // alone.
+                            #[allow(unsafe_code)]
+                            unsafe {
+                                out.put(i * n + t * TILE, &v[..cols]);
+                            }
+                        }
+                    }
+                    // SAFETY: AMX is granted.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        tmm::release();
+                    }
+                });
+            });
+        }
+    }
+
+    /// The output, written by tasks that each own a band of its columns.
+    struct Columns(*mut f32);
+    // SAFETY: tasks write disjoint elements (`put`'s contract), and the
+    // buffer outlives them (borrowed for the call).
+    #[allow(unsafe_code)]
+    unsafe impl Sync for Columns {}
+
+    impl Columns {
+        /// # Safety
+        /// `at..at + v.len()` is inside the buffer and no other task writes it.
+        #[allow(unsafe_code)]
+        unsafe fn put(&self, at: usize, v: &[f32]) {
+            // SAFETY: the caller's contract.
+            unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), self.0.add(at), v.len()) };
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -1165,6 +1494,13 @@ mod tests {
                     );
                 }
             }
+        }
+        // AMX, where this CPU has it: the same bits as the rows alone.
+        #[cfg(target_arch = "x86_64")]
+        if let (true, Tiles::Q4K(tiles)) = (super::super::amx::available(), &mat.tiles) {
+            let mut got = vec![0.0f32; m * n];
+            blocks::q4k(tiles, n, k, &xs, &mut got);
+            assert_eq!(got, first, "{dtype:?} on AMX");
         }
         // Through the driver: a batch, and each row alone.
         let x = Tensor::from_vec(xv, (m, k), &Device::Cpu).unwrap();

@@ -106,6 +106,13 @@ pub(super) trait RowKernel: Sync {
     /// `rows.start + j` times `xs[i]`. A result must have the same bits
     /// whatever the other rows in `xs` are.
     fn dot_band(&self, rows: Range<usize>, xs: &[&Self::Act], out: &mut [f32]);
+    /// The whole product for several activation rows, `out[i * n + j]`,
+    /// where the kernel has a path of its own for them (AMX tiles), with
+    /// the same bits per row as [`RowKernel::dot_band`]; false to leave it
+    /// to the bands.
+    fn forward_many(&self, _xs: &[Self::Act], _out: &mut [f32]) -> bool {
+        false
+    }
 }
 
 /// `x @ wᵀ` for `x` of shape `(..., k)`.
@@ -135,7 +142,7 @@ pub(super) fn forward<K: RowKernel>(w: &K, x: &Tensor) -> candle_core::Result<Te
             let r0 = c * BAND;
             w.dot_band(r0..r0 + chunk.len(), &[&rows[0]], chunk);
         });
-    } else {
+    } else if !w.forward_many(&rows, &mut out) {
         // Activation rows in blocks small enough to stay in a core's cache
         // while every weight band passes over them; per block, the bands in
         // parallel. A band's results come out as [row][BAND] and are copied

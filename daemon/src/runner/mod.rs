@@ -1,6 +1,7 @@
 //! The inference runner: one process per loaded model (`llmpmd runner`),
 //! its GGUF model on candle, the sampler and the request options.
 
+mod amx;
 pub mod batch;
 pub mod client;
 pub mod codec;
