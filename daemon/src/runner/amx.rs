@@ -32,6 +32,33 @@ impl Config {
     }
 }
 
+/// An output matrix written by parallel tasks that each own some of its
+/// elements (a band of columns).
+pub(super) struct Columns<'a>(*mut f32, usize, std::marker::PhantomData<&'a mut [f32]>);
+
+// SAFETY: tasks write disjoint elements (`put`'s contract); the buffer is
+// borrowed for as long as `Columns` lives.
+#[allow(unsafe_code)]
+unsafe impl Sync for Columns<'_> {}
+
+impl<'a> Columns<'a> {
+    pub(super) fn new(out: &'a mut [f32]) -> Columns<'a> {
+        Columns(out.as_mut_ptr(), out.len(), std::marker::PhantomData)
+    }
+
+    /// Writes `v` at `at`.
+    ///
+    /// # Safety
+    /// No other task writes `at..at + v.len()` meanwhile.
+    #[allow(unsafe_code)]
+    pub(super) unsafe fn put(&self, at: usize, v: &[f32]) {
+        assert!(at + v.len() <= self.1, "write past the output");
+        // SAFETY: inside the buffer (asserted), written by this task alone
+        // (the caller's contract).
+        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), self.0.add(at), v.len()) };
+    }
+}
+
 /// Whether AMX-INT8 runs here: the CPU has it, the kernel granted this
 /// process the tile data state, the kernels' AVX-512 VNNI epilogue runs,
 /// and `LLMPM_NO_AMX` is not set (to compare paths). Asked once.

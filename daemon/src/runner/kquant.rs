@@ -1204,7 +1204,7 @@ mod avxvnni {
 mod blocks {
     use rayon::prelude::*;
 
-    use super::super::amx::{tiles as tmm, Config};
+    use super::super::amx::{tiles as tmm, Columns, Config};
     use super::{Q4Tile, Q8KRow, QK_K, TILE};
 
     /// Activation rows per tile multiplication (an A tile's rows).
@@ -1305,7 +1305,7 @@ mod blocks {
         }
         let ntiles = n.div_ceil(TILE);
         assert_eq!(out.len(), m * n);
-        let out = Columns(out.as_mut_ptr());
+        let out = Columns::new(out);
         for first in (0..m).step_by(PASS) {
             let rows = PASS.min(m - first);
             (0..ntiles).into_par_iter().for_each(|t| {
@@ -1358,23 +1358,6 @@ mod blocks {
                     }
                 });
             });
-        }
-    }
-
-    /// The output, written by tasks that each own a band of its columns.
-    struct Columns(*mut f32);
-    // SAFETY: tasks write disjoint elements (`put`'s contract), and the
-    // buffer outlives them (borrowed for the call).
-    #[allow(unsafe_code)]
-    unsafe impl Sync for Columns {}
-
-    impl Columns {
-        /// # Safety
-        /// `at..at + v.len()` is inside the buffer and no other task writes it.
-        #[allow(unsafe_code)]
-        unsafe fn put(&self, at: usize, v: &[f32]) {
-            // SAFETY: the caller's contract.
-            unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), self.0.add(at), v.len()) };
         }
     }
 }
