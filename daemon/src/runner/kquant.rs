@@ -19,14 +19,15 @@
 //! Every path (AVX-512 VNNI, AVX2 with or without AVX-VNNI, portable, and
 //! AMX for Q4_K prompts) does the same float operations in the same order on
 //! the same exact integer sums, so one row's result has the same bits on
-//! every CPU, alone or in a group of activation rows. Q4_K, as ggml does,
-//! sums `isum = Σ_j scale_j · sumi_j` in integers and takes per super-block
-//! and row `s = d · isum − dmin · Σ_j min_j · bsum_j` (the mins' sum exact in
-//! f32), then `acc += d_x · s`; the integer form lets AMX multiply the
-//! scales into the weights. Q5_K and Q6_K scale each sub-block's sum in
-//! f32, `s = Σ_j (d·scale_j)·sumi_j − …` (fused multiply-adds, sub-blocks in
-//! a fixed order). Either differs from ggml only by rounding in the last
-//! bits of f32.
+//! every CPU, alone or in a group of activation rows. Q4_K and Q6_K, as ggml
+//! does, sum `isum = Σ_j scale_j · sumi_j` in integers (Q6_K with its
+//! offset of 32 taken off each sub-block's sum) and take per super-block and
+//! row `s = d · isum` (Q4_K: `− dmin · Σ_j min_j · bsum_j`, the mins' sum
+//! exact in f32), then `acc += d_x · s`; the integer form lets AMX multiply
+//! the scales into the weights. Q5_K scales each sub-block's sum in f32,
+//! `s = Σ_j (d·scale_j)·sumi_j − …` (fused multiply-adds, sub-blocks in a
+//! fixed order). Either differs from ggml only by rounding in the last bits
+//! of f32.
 
 use std::ops::Range;
 
@@ -572,7 +573,7 @@ mod portable {
                 let mut acc = 0.0f32;
                 for (b, t) in tiles.iter().enumerate() {
                     let d = lane(&t.d, r);
-                    let mut s = 0.0f32;
+                    let mut isum = 0i32;
                     for (h, a, q) in super::Q6_ORDER {
                         let (mut i0, mut i1) = (0, 0);
                         for l in 4 * q..4 * q + 4 {
@@ -589,11 +590,11 @@ mod portable {
                             i1 += dot4(hi, dword(x, b, g + 16));
                         }
                         let j = 8 * h + 2 * a + q;
-                        let sc = |j: usize| d * f32::from(lane(&t.sc[j], r));
-                        s = sc(j).mul_add((i0 - x.bsum16x32[b][j]) as f32, s);
-                        s = sc(j + 4).mul_add((i1 - x.bsum16x32[b][j + 4]) as f32, s);
+                        let sc = |j: usize| i32::from(lane(&t.sc[j], r));
+                        isum += sc(j) * (i0 - x.bsum16x32[b][j]);
+                        isum += sc(j + 4) * (i1 - x.bsum16x32[b][j + 4]);
                     }
-                    acc = x.d[b].mul_add(s, acc);
+                    acc = x.d[b].mul_add(d * isum as f32, acc);
                 }
                 acc
             })
@@ -663,11 +664,6 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     fn u8s(v: &[[u8; 8]; 2]) -> __m512 {
         _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(ld128(v)))
-    }
-
-    #[target_feature(enable = "avx512f")]
-    fn i8s(v: &[[i8; 8]; 2]) -> __m512 {
-        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(ld128(v)))
     }
 
     #[target_feature(enable = "avx512f")]
@@ -910,8 +906,7 @@ mod avx512 {
         let mut acc = [_mm512_setzero_ps(); G];
         for (b, t) in tiles.iter().enumerate() {
             let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
-            let d = ld512f(&t.d);
-            let mut s = [_mm512_setzero_ps(); G];
+            let mut isum = [_mm512_setzero_si512(); G];
             for (h, a, q) in Q6_ORDER {
                 let mut i0 = [_mm512_setzero_si512(); G];
                 let mut i1 = [_mm512_setzero_si512(); G];
@@ -940,18 +935,21 @@ mod avx512 {
                     }
                 }
                 let j = 8 * h + 2 * a + q;
-                let ds0 = _mm512_mul_ps(d, i8s(&t.sc[j]));
-                let ds1 = _mm512_mul_ps(d, i8s(&t.sc[j + 4]));
+                let sc0 = _mm512_cvtepi8_epi32(ld128(&t.sc[j]));
+                let sc1 = _mm512_cvtepi8_epi32(ld128(&t.sc[j + 4]));
                 for r in 0..G {
                     let off = &xs[r].bsum16x32[b];
                     let v0 = _mm512_sub_epi32(i0[r], _mm512_set1_epi32(off[j]));
                     let v1 = _mm512_sub_epi32(i1[r], _mm512_set1_epi32(off[j + 4]));
-                    s[r] = _mm512_fmadd_ps(ds0, _mm512_cvtepi32_ps(v0), s[r]);
-                    s[r] = _mm512_fmadd_ps(ds1, _mm512_cvtepi32_ps(v1), s[r]);
+                    let v =
+                        _mm512_add_epi32(_mm512_mullo_epi32(sc0, v0), _mm512_mullo_epi32(sc1, v1));
+                    isum[r] = _mm512_add_epi32(isum[r], v);
                 }
             }
+            let d = ld512f(&t.d);
             for r in 0..G {
-                acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(xs[r].d[b]), s[r], acc[r]);
+                let s = _mm512_mul_ps(d, _mm512_cvtepi32_ps(isum[r]));
+                acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(xs[r].d[b]), s, acc[r]);
             }
         }
         store(acc)
@@ -982,11 +980,6 @@ macro_rules! ymm_kernels {
         #[target_feature(enable = $features)]
         fn u8s(v: &[u8; 8]) -> __m256 {
             _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(ld64(v)))
-        }
-
-        #[target_feature(enable = $features)]
-        fn i8s(v: &[i8; 8]) -> __m256 {
-            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(ld64(v)))
         }
 
         #[target_feature(enable = $features)]
@@ -1129,8 +1122,7 @@ macro_rules! ymm_kernels {
                 let mut acc = [_mm256_setzero_ps(); G];
                 for (b, t) in tiles.iter().enumerate() {
                     let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
-                    let d = ld256f(&t.d[hh]);
-                    let mut s = [_mm256_setzero_ps(); G];
+                    let mut isum = [_mm256_setzero_si256(); G];
                     for (h, a, q) in Q6_ORDER {
                         let mut i0 = [_mm256_setzero_si256(); G];
                         let mut i1 = [_mm256_setzero_si256(); G];
@@ -1158,18 +1150,23 @@ macro_rules! ymm_kernels {
                             }
                         }
                         let j = 8 * h + 2 * a + q;
-                        let ds0 = _mm256_mul_ps(d, i8s(&t.sc[j][hh]));
-                        let ds1 = _mm256_mul_ps(d, i8s(&t.sc[j + 4][hh]));
+                        let sc0 = _mm256_cvtepi8_epi32(ld64(&t.sc[j][hh]));
+                        let sc1 = _mm256_cvtepi8_epi32(ld64(&t.sc[j + 4][hh]));
                         for r in 0..G {
                             let off = &xs[r].bsum16x32[b];
                             let v0 = _mm256_sub_epi32(i0[r], _mm256_set1_epi32(off[j]));
                             let v1 = _mm256_sub_epi32(i1[r], _mm256_set1_epi32(off[j + 4]));
-                            s[r] = _mm256_fmadd_ps(ds0, _mm256_cvtepi32_ps(v0), s[r]);
-                            s[r] = _mm256_fmadd_ps(ds1, _mm256_cvtepi32_ps(v1), s[r]);
+                            let v = _mm256_add_epi32(
+                                _mm256_mullo_epi32(sc0, v0),
+                                _mm256_mullo_epi32(sc1, v1),
+                            );
+                            isum[r] = _mm256_add_epi32(isum[r], v);
                         }
                     }
+                    let d = ld256f(&t.d[hh]);
                     for r in 0..G {
-                        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(xs[r].d[b]), s[r], acc[r]);
+                        let s = _mm256_mul_ps(d, _mm256_cvtepi32_ps(isum[r]));
+                        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(xs[r].d[b]), s, acc[r]);
                     }
                 }
                 store(&mut out, hh, acc);
