@@ -155,6 +155,16 @@ pub(super) mod tiles {
         unsafe { asm!("tilezero tmm{t}", t = const T, options(nostack, nomem)) };
     }
 
+    /// `C += A · B` with both A's bytes and B's signed, four at a time.
+    #[inline(always)]
+    pub(in crate::runner) unsafe fn dpbssd<const C: u8, const A: u8, const B: u8>() {
+        // SAFETY: the caller's contract.
+        unsafe {
+            asm!("tdpbssd tmm{c}, tmm{a}, tmm{b}", c = const C, a = const A, b = const B,
+                 options(nostack, nomem))
+        };
+    }
+
     /// `C += A · B` with A's bytes signed and B's unsigned, four at a time:
     /// `C[i][j] += Σ_k A[i][4k..4k+4] · B[k][4j..4j+4]`.
     #[inline(always)]

@@ -465,11 +465,13 @@ impl RowKernel for KMatrix {
 
     fn forward_many(&self, xs: &[Q8KRow], out: &mut [f32]) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if let Tiles::Q4K(tiles) = &self.tiles {
-            if super::amx::available() {
-                blocks::q4k(tiles, self.n, self.k, xs, out);
-                return true;
+        if super::amx::available() {
+            match &self.tiles {
+                Tiles::Q4K(tiles) => blocks::q4k(tiles, self.n, self.k, xs, out),
+                Tiles::Q6K(tiles) => blocks::q6k(tiles, self.n, self.k, xs, out),
+                Tiles::Q5K(_) => return false,
             }
+            return true;
         }
         let _ = (xs, out);
         false
@@ -776,7 +778,7 @@ mod avx512 {
     /// quants by sub-block and row, `dx[g][b]` their scales by row.
     ///
     /// # Safety
-    /// AMX is granted and `blocks::Q4K_CONFIG` loaded on this thread.
+    /// AMX is granted and `blocks::CONFIG` loaded on this thread.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn q4k_amx(
         tiles: &[Q4Tile],
@@ -851,6 +853,97 @@ mod avx512 {
                         fm = _mm512_fmadd_ps(*m, _mm512_set1_ps(bs[j][r]), fm);
                     }
                     let s = _mm512_fmsub_ps(d, _mm512_cvtepi32_ps(isum), _mm512_mul_ps(dmin, fm));
+                    acc[g][r] = _mm512_fmadd_ps(_mm512_set1_ps(dx[g][b][r]), s, acc[g][r]);
+                }
+            }
+        }
+        [store(acc[0]), store(acc[1])]
+    }
+
+    /// [`q6k`] for 32 activation rows (two groups of 16) at once on AMX,
+    /// as [`q4k_amx`]: the weights come with their sub-block scales
+    /// multiplied in (`scale · q` in i16, split into an unsigned low byte
+    /// and a signed high one, `tdpbssd` for the latter), the offset of 32
+    /// from the rows' sums of 16 (exact in f32), then `q6k`'s operations.
+    /// `bsum[g][b][j]` holds the sums of 16 quants of sub-block `j` by row.
+    ///
+    /// # Safety
+    /// AMX is granted and `blocks::CONFIG` loaded on this thread.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn q6k_amx(
+        tiles: &[Q6Tile],
+        b_tiles: &[[[[u8; 64]; 16]; 2]],
+        a: [&[[[i8; 64]; 16]]; 2],
+        bsum: [&[[[f32; 16]; 16]]; 2],
+        dx: [&[[f32; 16]]; 2],
+    ) -> [[[f32; TILE]; 16]; 2] {
+        use super::super::amx::tiles as tmm;
+        #[repr(C, align(64))]
+        struct Sums([[i32; 16]; 16]);
+        /// Starts block `b`'s products: group 0 into tiles 3 (low bytes)
+        /// and 4 (high), group 1 into 5 and 6.
+        #[inline(always)]
+        unsafe fn issue(a: [&[[[i8; 64]; 16]]; 2], bt: &[[[[u8; 64]; 16]; 2]], b: usize) {
+            // SAFETY: the caller loaded the shapes; each load reads the 16
+            // rows of 64 bytes of one entry of `a` or `bt`.
+            unsafe {
+                tmm::zero::<3>();
+                tmm::zero::<4>();
+                tmm::zero::<5>();
+                tmm::zero::<6>();
+                for h in 0..4 {
+                    tmm::load::<1>(bt[4 * b + h][0].as_ptr().cast(), 64);
+                    tmm::load::<2>(bt[4 * b + h][1].as_ptr().cast(), 64);
+                    tmm::load::<0>(a[0][4 * b + h].as_ptr().cast(), 64);
+                    tmm::load::<7>(a[1][4 * b + h].as_ptr().cast(), 64);
+                    tmm::dpbsud::<3, 0, 1>();
+                    tmm::dpbssd::<4, 0, 2>();
+                    tmm::dpbsud::<5, 7, 1>();
+                    tmm::dpbssd::<6, 7, 2>();
+                }
+            }
+        }
+        let nb = tiles.len();
+        assert!(b_tiles.len() >= 4 * nb);
+        for g in 0..2 {
+            assert!(a[g].len() >= 4 * nb && bsum[g].len() >= nb && dx[g].len() >= nb);
+        }
+        let mut sums: [Sums; 4] = std::array::from_fn(|_| Sums([[0; 16]; 16]));
+        let mut acc = [[_mm512_setzero_ps(); 16]; 2];
+        if nb > 0 {
+            // SAFETY: the caller loaded the shapes.
+            unsafe { issue(a, b_tiles, 0) };
+        }
+        for (b, t) in tiles.iter().enumerate() {
+            // As in `q4k_amx`.
+            // SAFETY: the caller loaded the shapes; each store writes 16
+            // rows of 64 bytes into a `Sums`.
+            unsafe {
+                let [s3, s4, s5, s6] = &mut sums;
+                tmm::store::<3>(s3.0.as_mut_ptr().cast(), 64);
+                tmm::store::<4>(s4.0.as_mut_ptr().cast(), 64);
+                tmm::store::<5>(s5.0.as_mut_ptr().cast(), 64);
+                tmm::store::<6>(s6.0.as_mut_ptr().cast(), 64);
+                if b + 1 < nb {
+                    issue(a, b_tiles, b + 1);
+                }
+            }
+            let d = ld512f(&t.d);
+            let sc: [__m512; 16] =
+                std::array::from_fn(|j| _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(ld128(&t.sc[j]))));
+            for g in 0..2 {
+                let (lo, hi) = (&sums[2 * g].0, &sums[2 * g + 1].0);
+                let bs = &bsum[g][b];
+                for r in 0..16 {
+                    let isum = _mm512_add_epi32(ld512(&lo[r]), _mm512_slli_epi32(ld512(&hi[r]), 8));
+                    // Σ_j scale_j · (sum of 16), exact: each term below 2^18.
+                    let mut off = _mm512_setzero_ps();
+                    for (j, sc) in sc.iter().enumerate() {
+                        off = _mm512_fmadd_ps(*sc, _mm512_set1_ps(bs[j][r]), off);
+                    }
+                    let isum =
+                        _mm512_sub_epi32(isum, _mm512_slli_epi32(_mm512_cvtps_epi32(off), 5));
+                    let s = _mm512_mul_ps(d, _mm512_cvtepi32_ps(isum));
                     acc[g][r] = _mm512_fmadd_ps(_mm512_set1_ps(dx[g][b][r]), s, acc[g][r]);
                 }
             }
@@ -1201,8 +1294,11 @@ mod avxvnni {
 mod blocks {
     use rayon::prelude::*;
 
+    use std::arch::x86_64::*;
+
     use super::super::amx::{tiles as tmm, Columns, Config};
-    use super::{Q4Tile, Q8KRow, QK_K, TILE};
+    use super::load::{ld128, ld512};
+    use super::{Q4Tile, Q6Tile, Q8KRow, QK_K, TILE};
 
     /// Activation rows per tile multiplication (an A tile's rows).
     const ROWS: usize = 16;
@@ -1213,7 +1309,7 @@ mod blocks {
     /// A in tiles 0 and 7 (16 rows × 64 activation bytes), B in 1 and 2
     /// (16 rows × 64 weight bytes: four of each of 16 weight rows), the
     /// sums in 3 to 6 (16 × 16 i32).
-    pub(super) static Q4K_CONFIG: Config = Config::new(&[(16, 64); 8]);
+    pub(super) static CONFIG: Config = Config::new(&[(16, 64); 8]);
 
     /// 64 columns of a weight tile as two B tiles, the low and the high
     /// bytes of `sc · q`: row `kk` holds, for each weight row, its values
@@ -1226,35 +1322,49 @@ mod blocks {
             const { std::cell::RefCell::new(Vec::new()) };
     }
 
+    /// Row `r`'s four bytes of a tile vector are 16-bit lanes `2r` and
+    /// `2r + 1`: `v`'s 16 scales (unsigned), each in both.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn scale_u8(v: &[[u8; 8]; 2]) -> __m512i {
+        let s = _mm512_cvtepu8_epi32(ld128(v));
+        _mm512_or_si512(s, _mm512_slli_epi32(s, 16))
+    }
+
+    /// [`scale_u8`] for signed scales.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn scale_i8(v: &[[i8; 8]; 2]) -> __m512i {
+        let s = _mm512_and_si512(_mm512_cvtepi8_epi32(ld128(v)), _mm512_set1_epi32(0xFFFF));
+        _mm512_or_si512(s, _mm512_slli_epi32(s, 16))
+    }
+
+    /// The products of `w`'s bytes (below 128) with the scales `s` of
+    /// their rows, in 16 bits: even bytes and odd bytes apart, then each
+    /// product's low byte to one vector and its high byte (signed) to the
+    /// other, at the byte it came from.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn split(w: __m512i, s: __m512i) -> (__m512i, __m512i) {
+        let low = _mm512_set1_epi16(0x00FF);
+        let even = _mm512_mullo_epi16(_mm512_and_si512(w, low), s);
+        let odd = _mm512_mullo_epi16(_mm512_srli_epi16(w, 8), s);
+        let lo = _mm512_or_si512(_mm512_and_si512(even, low), _mm512_slli_epi16(odd, 8));
+        let hi = _mm512_or_si512(
+            _mm512_and_si512(_mm512_srai_epi16(even, 8), low),
+            _mm512_andnot_si512(low, odd),
+        );
+        (lo, hi)
+    }
+
     /// Q4_K nibbles times their sub-block's scale (at most 15 · 63), as
     /// bytes: columns `64c..64c + 32` are the low nibbles of tile vectors
     /// `8c..8c + 8` (sub-block `2c`), the next 32 their high nibbles.
     #[target_feature(enable = "avx512f,avx512bw")]
     fn unpack_q4k(tiles: &[Q4Tile], out: &mut Vec<BPair>) {
-        use super::load::{ld128, ld512};
-        use std::arch::x86_64::*;
         out.clear();
         out.resize(4 * tiles.len(), [[[0; 64]; 16]; 2]);
         let nib = _mm512_set1_epi8(0x0F);
-        let low = _mm512_set1_epi16(0x00FF);
-        // Row `r`'s four bytes are 16-bit lanes `2r` and `2r + 1`: the
-        // scale goes in both. Even bytes and odd bytes are multiplied
-        // apart, in 16 bits, then each product's low byte goes to one B
-        // tile and its high byte to the other, at the byte it came from.
-        let scale = |v: &[[u8; 8]; 2]| {
-            let s = _mm512_cvtepu8_epi32(ld128(v));
-            _mm512_or_si512(s, _mm512_slli_epi32(s, 16))
-        };
-        let split = |w: __m512i, s: __m512i| {
-            let even = _mm512_mullo_epi16(_mm512_and_si512(w, low), s);
-            let odd = _mm512_mullo_epi16(_mm512_srli_epi16(w, 8), s);
-            let lo = _mm512_or_si512(_mm512_and_si512(even, low), _mm512_slli_epi16(odd, 8));
-            let hi = _mm512_or_si512(_mm512_srli_epi16(even, 8), _mm512_andnot_si512(low, odd));
-            (lo, hi)
-        };
         for (t, o) in tiles.iter().zip(out.chunks_exact_mut(4)) {
             for (c, pair) in o.iter_mut().enumerate() {
-                let (s0, s1) = (scale(&t.sc[2 * c]), scale(&t.sc[2 * c + 1]));
+                let (s0, s1) = (scale_u8(&t.sc[2 * c]), scale_u8(&t.sc[2 * c + 1]));
                 for g in 0..8 {
                     let q = ld512(&t.qs[8 * c + g]);
                     let (l0, h0) = split(_mm512_and_si512(q, nib), s0);
@@ -1272,10 +1382,95 @@ mod blocks {
         }
     }
 
+    /// Q6_K quants (0..63) times their sub-block's scale (i8), as bytes:
+    /// the low byte of each product in one B tile, the high byte (signed)
+    /// in the other; column group `G` of a block (values `4G..4G + 4`) is
+    /// B row `G % 16` of chunk `G / 16`.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn unpack_q6k(tiles: &[Q6Tile], out: &mut Vec<BPair>) {
+        out.clear();
+        out.resize(4 * tiles.len(), [[[0; 64]; 16]; 2]);
+        let (nib, two) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x03));
+        for (t, o) in tiles.iter().zip(out.chunks_exact_mut(4)) {
+            for group in 0..64 {
+                // The tile's layout (see `Q6Tile`): group 32h + 8a + l takes
+                // the low nibbles of `ql[16h + 8a + l]`, group + 16 the high.
+                let (h, rem) = (group / 32, group % 32);
+                let (high, a, l) = (rem >= 16, rem % 16 / 8, rem % 8);
+                let w = ld512(&t.ql[16 * h + 8 * a + l]);
+                let hb = ld512(&t.qh[8 * h + l]);
+                let shift = _mm_cvtsi32_si128(2 * a as i32 + if high { 4 } else { 0 });
+                let top = _mm512_slli_epi16(_mm512_and_si512(_mm512_srl_epi16(hb, shift), two), 4);
+                let w = if high { _mm512_srli_epi16(w, 4) } else { w };
+                let q = _mm512_or_si512(_mm512_and_si512(w, nib), top);
+                let (lo, hi) = split(q, scale_i8(&t.sc[group / 4]));
+                let pair = &mut o[group / 16];
+                // SAFETY: each destination is 64 writable bytes.
+                #[allow(unsafe_code)]
+                unsafe {
+                    _mm512_storeu_si512(pair[0][group % 16].as_mut_ptr().cast(), lo);
+                    _mm512_storeu_si512(pair[1][group % 16].as_mut_ptr().cast(), hi);
+                }
+            }
+        }
+    }
+
+    /// A kernel for 32 activation rows: weight tiles, their B tiles, two
+    /// groups' A tiles, sums by sub-block and row, scales by row.
+    type Kernel<T, const J: usize> = unsafe fn(
+        &[T],
+        &[BPair],
+        [&[[[i8; 64]; ROWS]]; 2],
+        [&[[[f32; ROWS]; J]]; 2],
+        [&[[f32; ROWS]]; 2],
+    ) -> [[[f32; TILE]; ROWS]; 2];
+
     /// `out[i * n + j]` = weight row `j` times `xs[i]`, for a Q4_K matrix
     /// in `tiles` (`k / 256` per tile of 16 rows). The caller has checked
     /// that AMX is available.
     pub(super) fn q4k(tiles: &[Q4Tile], n: usize, k: usize, xs: &[Q8KRow], out: &mut [f32]) {
+        let sums = |x: &Q8KRow, b: usize| x.bsum32[b];
+        run::<_, 8>(
+            tiles,
+            n,
+            k,
+            xs,
+            out,
+            sums,
+            unpack_q4k,
+            super::avx512::q4k_amx,
+        );
+    }
+
+    /// [`q4k`] for Q6_K.
+    pub(super) fn q6k(tiles: &[Q6Tile], n: usize, k: usize, xs: &[Q8KRow], out: &mut [f32]) {
+        // The sums of 16 from Q8KRow's 32 times them (exact).
+        let sums = |x: &Q8KRow, b: usize| x.bsum16x32[b].map(|v| (v / 32) as f32);
+        run::<_, 16>(
+            tiles,
+            n,
+            k,
+            xs,
+            out,
+            sums,
+            unpack_q6k,
+            super::avx512::q6k_amx,
+        );
+    }
+
+    /// The driver of both: tiles in parallel, each unpacked once per pass
+    /// of up to `PASS` rows and multiplied by them 32 at a time.
+    #[allow(clippy::too_many_arguments)]
+    fn run<T: Sync, const J: usize>(
+        tiles: &[T],
+        n: usize,
+        k: usize,
+        xs: &[Q8KRow],
+        out: &mut [f32],
+        sums: impl Fn(&Q8KRow, usize) -> [f32; J],
+        unpack: unsafe fn(&[T], &mut Vec<BPair>),
+        kernel: Kernel<T, J>,
+    ) {
         let nb = k / QK_K;
         let m = xs.len();
         // Groups of 16 rows, taken two at a time (rows past `m` are zero,
@@ -1284,9 +1479,9 @@ mod blocks {
         // The rows' quants as A tiles, each whole cache lines (a tile
         // gathered from rows far apart loads several times slower): per
         // group of 16 rows and 64 columns, the 16 rows' 64 quants. Beside
-        // them, by group and block, the sums of 32 and the scales by row.
+        // them, by group and block, the sub-block sums and scales by row.
         let mut a = vec![[[0i8; 64]; ROWS]; groups * nb * 4];
-        let mut bsum = vec![[[0f32; ROWS]; 8]; groups * nb];
+        let mut bsum = vec![[[0f32; ROWS]; J]; groups * nb];
         let mut dx = vec![[0f32; ROWS]; groups * nb];
         for (i, x) in xs.iter().enumerate() {
             let (g, r) = (i / ROWS, i % ROWS);
@@ -1294,7 +1489,7 @@ mod blocks {
                 for (h, part) in q.as_flattened().chunks_exact(64).enumerate() {
                     a[(g * nb + b) * 4 + h][r].copy_from_slice(part);
                 }
-                for (to, &from) in bsum[g * nb + b].iter_mut().zip(&x.bsum32[b]) {
+                for (to, from) in bsum[g * nb + b].iter_mut().zip(sums(x, b)) {
                     to[r] = from;
                 }
                 dx[g * nb + b][r] = x.d[b];
@@ -1311,25 +1506,23 @@ mod blocks {
                 UNPACKED.with_borrow_mut(|b_tiles| {
                     // SAFETY: AVX-512 is there (AMX is only used with it);
                     // AMX is granted (the caller checked), with the shapes
-                    // `q4k_amx` wants, released before the task ends.
+                    // the kernels want, released before the task ends.
                     #[allow(unsafe_code)]
                     unsafe {
-                        unpack_q4k(tile, b_tiles);
-                        tmm::config(&Q4K_CONFIG);
+                        unpack(tile, b_tiles);
+                        tmm::config(&CONFIG);
                     }
                     for g0 in (0..rows).step_by(2 * ROWS) {
                         let g = (first + g0) / ROWS;
                         let span = |h: usize| (g + h) * nb..(g + h + 1) * nb;
+                        let a4 = |h: usize| &a[span(h).start * 4..span(h).end * 4];
                         // SAFETY: as above.
                         #[allow(unsafe_code)]
                         let res = unsafe {
-                            super::avx512::q4k_amx(
+                            kernel(
                                 tile,
                                 b_tiles,
-                                [
-                                    &a[span(0).start * 4..span(0).end * 4],
-                                    &a[span(1).start * 4..span(1).end * 4],
-                                ],
+                                [a4(0), a4(1)],
                                 [&bsum[span(0)], &bsum[span(1)]],
                                 [&dx[span(0)], &dx[span(1)]],
                             )
@@ -1339,9 +1532,8 @@ mod blocks {
                             if i >= m {
                                 break;
                             }
-                            // SAFETY: row `i` < m, columns `16t..16t + cols`
-                            // ≤ n: inside `out`, and this task's columns
-                            // alone.
+                            // SAFETY: this task alone writes columns
+                            // `16t..16t + cols` ≤ n of each row.
                             #[allow(unsafe_code)]
                             unsafe {
                                 out.put(i * n + t * TILE, &v[..cols]);
@@ -1477,9 +1669,13 @@ mod tests {
         }
         // AMX, where this CPU has it: the same bits as the rows alone.
         #[cfg(target_arch = "x86_64")]
-        if let (true, Tiles::Q4K(tiles)) = (super::super::amx::available(), &mat.tiles) {
+        if super::super::amx::available() {
             let mut got = vec![0.0f32; m * n];
-            blocks::q4k(tiles, n, k, &xs, &mut got);
+            match &mat.tiles {
+                Tiles::Q4K(tiles) => blocks::q4k(tiles, n, k, &xs, &mut got),
+                Tiles::Q6K(tiles) => blocks::q6k(tiles, n, k, &xs, &mut got),
+                Tiles::Q5K(_) => got.clone_from(&first),
+            }
             assert_eq!(got, first, "{dtype:?} on AMX");
         }
         // Through the driver: a batch, and each row alone.
