@@ -766,6 +766,90 @@ mod avx512 {
         }
     }
 
+    /// The four 16 × 16 sums of a block: low and high bytes' products for
+    /// activation group 0, then for group 1.
+    #[repr(C, align(64))]
+    struct Sums([[[i32; 16]; 16]; 4]);
+
+    impl Sums {
+        /// Group `g`, row `r`: low plus 256 times high.
+        #[target_feature(enable = "avx512f")]
+        fn isum(&self, g: usize, r: usize) -> __m512i {
+            let (lo, hi) = (&self.0[2 * g][r], &self.0[2 * g + 1][r]);
+            _mm512_add_epi32(ld512(lo), _mm512_slli_epi32(ld512(hi), 8))
+        }
+    }
+
+    /// The tile work the K-quant kernels share: per block `b`, the low and
+    /// the high bytes' products of two activation groups (`tdpbssd` for
+    /// the high bytes when `SIGNED_HI`), into tiles 3 to 6, then
+    /// `finish(b, sums)`; the next block's products start before `finish`
+    /// runs, so the tile unit works while the vector units finish.
+    ///
+    /// # Safety
+    /// AMX is granted and `blocks::CONFIG` loaded on this thread.
+    #[inline(always)]
+    unsafe fn amx_blocks<const SIGNED_HI: bool>(
+        nb: usize,
+        b_tiles: &[[[[u8; 64]; 16]; 2]],
+        a: [&[[[i8; 64]; 16]]; 2],
+        mut finish: impl FnMut(usize, &Sums),
+    ) {
+        use super::super::amx::tiles as tmm;
+        assert!(b_tiles.len() >= 4 * nb && a[0].len() >= 4 * nb && a[1].len() >= 4 * nb);
+        /// Starts block `b`'s products.
+        #[inline(always)]
+        unsafe fn issue<const SIGNED_HI: bool>(
+            b_tiles: &[[[[u8; 64]; 16]; 2]],
+            a: [&[[[i8; 64]; 16]]; 2],
+            b: usize,
+        ) {
+            // SAFETY: the caller loaded the shapes; each load reads the 16
+            // rows of 64 bytes of one entry of `a` or `b_tiles` (asserted).
+            unsafe {
+                tmm::zero::<3>();
+                tmm::zero::<4>();
+                tmm::zero::<5>();
+                tmm::zero::<6>();
+                for h in 0..4 {
+                    tmm::load::<1>(b_tiles[4 * b + h][0].as_ptr().cast(), 64);
+                    tmm::load::<2>(b_tiles[4 * b + h][1].as_ptr().cast(), 64);
+                    tmm::load::<0>(a[0][4 * b + h].as_ptr().cast(), 64);
+                    tmm::load::<7>(a[1][4 * b + h].as_ptr().cast(), 64);
+                    tmm::dpbsud::<3, 0, 1>();
+                    tmm::dpbsud::<5, 7, 1>();
+                    if SIGNED_HI {
+                        tmm::dpbssd::<4, 0, 2>();
+                        tmm::dpbssd::<6, 7, 2>();
+                    } else {
+                        tmm::dpbsud::<4, 0, 2>();
+                        tmm::dpbsud::<6, 7, 2>();
+                    }
+                }
+            }
+        }
+        let mut sums = Sums([[[0; 16]; 16]; 4]);
+        if nb > 0 {
+            // SAFETY: the caller's contract; block 0 exists.
+            unsafe { issue::<SIGNED_HI>(b_tiles, a, 0) };
+        }
+        for b in 0..nb {
+            // SAFETY: the caller loaded the shapes; each store writes 16
+            // rows of 64 bytes inside `sums`.
+            unsafe {
+                tmm::store::<3>(sums.0[0].as_mut_ptr().cast(), 64);
+                tmm::store::<4>(sums.0[1].as_mut_ptr().cast(), 64);
+                tmm::store::<5>(sums.0[2].as_mut_ptr().cast(), 64);
+                tmm::store::<6>(sums.0[3].as_mut_ptr().cast(), 64);
+            }
+            if b + 1 < nb {
+                // SAFETY: as above.
+                unsafe { issue::<SIGNED_HI>(b_tiles, a, b + 1) };
+            }
+            finish(b, &sums);
+        }
+    }
+
     /// [`q4k`] for 32 activation rows (two groups of 16) at once on AMX.
     /// The weights come with their sub-block scales multiplied in (`sc ·
     /// q` < 1024, split into a low byte and the bits above it, as
@@ -787,75 +871,32 @@ mod avx512 {
         bsum: [&[[[f32; 16]; 8]]; 2],
         dx: [&[[f32; 16]]; 2],
     ) -> [[[f32; TILE]; 16]; 2] {
-        use super::super::amx::tiles as tmm;
-        #[repr(C, align(64))]
-        struct Sums([[i32; 16]; 16]);
-        /// Starts block `b`'s products: group 0 into tiles 3 (low bytes)
-        /// and 4 (high), group 1 into 5 and 6.
-        #[inline(always)]
-        unsafe fn issue(a: [&[[[i8; 64]; 16]]; 2], bt: &[[[[u8; 64]; 16]; 2]], b: usize) {
-            // SAFETY: the caller loaded the shapes; each load reads the 16
-            // rows of 64 bytes of one entry of `a` or `bt`.
-            unsafe {
-                tmm::zero::<3>();
-                tmm::zero::<4>();
-                tmm::zero::<5>();
-                tmm::zero::<6>();
-                for h in 0..4 {
-                    tmm::load::<1>(bt[4 * b + h][0].as_ptr().cast(), 64);
-                    tmm::load::<2>(bt[4 * b + h][1].as_ptr().cast(), 64);
-                    tmm::load::<0>(a[0][4 * b + h].as_ptr().cast(), 64);
-                    tmm::load::<7>(a[1][4 * b + h].as_ptr().cast(), 64);
-                    tmm::dpbsud::<3, 0, 1>();
-                    tmm::dpbsud::<4, 0, 2>();
-                    tmm::dpbsud::<5, 7, 1>();
-                    tmm::dpbsud::<6, 7, 2>();
-                }
-            }
-        }
         let nb = tiles.len();
-        assert!(b_tiles.len() >= 4 * nb);
         for g in 0..2 {
-            assert!(a[g].len() >= 4 * nb && bsum[g].len() >= nb && dx[g].len() >= nb);
+            assert!(bsum[g].len() >= nb && dx[g].len() >= nb);
         }
-        let mut sums: [Sums; 4] = std::array::from_fn(|_| Sums([[0; 16]; 16]));
         let mut acc = [[_mm512_setzero_ps(); 16]; 2];
-        if nb > 0 {
-            // SAFETY: the caller loaded the shapes.
-            unsafe { issue(a, b_tiles, 0) };
-        }
-        for (b, t) in tiles.iter().enumerate() {
-            // This block's sums are stored, then the next block's products
-            // start (in the same tiles, once stored) and run while the
-            // vector units finish this block.
-            // SAFETY: the caller loaded the shapes; each store writes 16
-            // rows of 64 bytes into a `Sums`.
-            unsafe {
-                let [s3, s4, s5, s6] = &mut sums;
-                tmm::store::<3>(s3.0.as_mut_ptr().cast(), 64);
-                tmm::store::<4>(s4.0.as_mut_ptr().cast(), 64);
-                tmm::store::<5>(s5.0.as_mut_ptr().cast(), 64);
-                tmm::store::<6>(s6.0.as_mut_ptr().cast(), 64);
-                if b + 1 < nb {
-                    issue(a, b_tiles, b + 1);
-                }
-            }
-            // `finish4`, with the sums of 32 quants laid out by row.
-            let (d, dmin) = (f16s(&t.d), f16s(&t.dmin));
-            let m: [__m512; 8] = std::array::from_fn(|j| u8s(&t.m[j]));
-            for g in 0..2 {
-                let (lo, hi) = (&sums[2 * g].0, &sums[2 * g + 1].0);
-                let bs = &bsum[g][b];
-                for r in 0..16 {
-                    let isum = _mm512_add_epi32(ld512(&lo[r]), _mm512_slli_epi32(ld512(&hi[r]), 8));
-                    let mut fm = _mm512_setzero_ps();
-                    for (j, m) in m.iter().enumerate() {
-                        fm = _mm512_fmadd_ps(*m, _mm512_set1_ps(bs[j][r]), fm);
+        // SAFETY: the caller's contract.
+        unsafe {
+            amx_blocks::<false>(nb, b_tiles, a, |b, sums| {
+                let t = &tiles[b];
+                // `finish4`, with the sums of 32 quants laid out by row.
+                let (d, dmin) = (f16s(&t.d), f16s(&t.dmin));
+                let m: [__m512; 8] = std::array::from_fn(|j| u8s(&t.m[j]));
+                for g in 0..2 {
+                    let bs = &bsum[g][b];
+                    for r in 0..16 {
+                        let isum = sums.isum(g, r);
+                        let mut fm = _mm512_setzero_ps();
+                        for (j, m) in m.iter().enumerate() {
+                            fm = _mm512_fmadd_ps(*m, _mm512_set1_ps(bs[j][r]), fm);
+                        }
+                        let s =
+                            _mm512_fmsub_ps(d, _mm512_cvtepi32_ps(isum), _mm512_mul_ps(dmin, fm));
+                        acc[g][r] = _mm512_fmadd_ps(_mm512_set1_ps(dx[g][b][r]), s, acc[g][r]);
                     }
-                    let s = _mm512_fmsub_ps(d, _mm512_cvtepi32_ps(isum), _mm512_mul_ps(dmin, fm));
-                    acc[g][r] = _mm512_fmadd_ps(_mm512_set1_ps(dx[g][b][r]), s, acc[g][r]);
                 }
-            }
+            });
         }
         [store(acc[0]), store(acc[1])]
     }
@@ -877,76 +918,34 @@ mod avx512 {
         bsum: [&[[[f32; 16]; 16]]; 2],
         dx: [&[[f32; 16]]; 2],
     ) -> [[[f32; TILE]; 16]; 2] {
-        use super::super::amx::tiles as tmm;
-        #[repr(C, align(64))]
-        struct Sums([[i32; 16]; 16]);
-        /// Starts block `b`'s products: group 0 into tiles 3 (low bytes)
-        /// and 4 (high), group 1 into 5 and 6.
-        #[inline(always)]
-        unsafe fn issue(a: [&[[[i8; 64]; 16]]; 2], bt: &[[[[u8; 64]; 16]; 2]], b: usize) {
-            // SAFETY: the caller loaded the shapes; each load reads the 16
-            // rows of 64 bytes of one entry of `a` or `bt`.
-            unsafe {
-                tmm::zero::<3>();
-                tmm::zero::<4>();
-                tmm::zero::<5>();
-                tmm::zero::<6>();
-                for h in 0..4 {
-                    tmm::load::<1>(bt[4 * b + h][0].as_ptr().cast(), 64);
-                    tmm::load::<2>(bt[4 * b + h][1].as_ptr().cast(), 64);
-                    tmm::load::<0>(a[0][4 * b + h].as_ptr().cast(), 64);
-                    tmm::load::<7>(a[1][4 * b + h].as_ptr().cast(), 64);
-                    tmm::dpbsud::<3, 0, 1>();
-                    tmm::dpbssd::<4, 0, 2>();
-                    tmm::dpbsud::<5, 7, 1>();
-                    tmm::dpbssd::<6, 7, 2>();
-                }
-            }
-        }
         let nb = tiles.len();
-        assert!(b_tiles.len() >= 4 * nb);
         for g in 0..2 {
-            assert!(a[g].len() >= 4 * nb && bsum[g].len() >= nb && dx[g].len() >= nb);
+            assert!(bsum[g].len() >= nb && dx[g].len() >= nb);
         }
-        let mut sums: [Sums; 4] = std::array::from_fn(|_| Sums([[0; 16]; 16]));
         let mut acc = [[_mm512_setzero_ps(); 16]; 2];
-        if nb > 0 {
-            // SAFETY: the caller loaded the shapes.
-            unsafe { issue(a, b_tiles, 0) };
-        }
-        for (b, t) in tiles.iter().enumerate() {
-            // As in `q4k_amx`.
-            // SAFETY: the caller loaded the shapes; each store writes 16
-            // rows of 64 bytes into a `Sums`.
-            unsafe {
-                let [s3, s4, s5, s6] = &mut sums;
-                tmm::store::<3>(s3.0.as_mut_ptr().cast(), 64);
-                tmm::store::<4>(s4.0.as_mut_ptr().cast(), 64);
-                tmm::store::<5>(s5.0.as_mut_ptr().cast(), 64);
-                tmm::store::<6>(s6.0.as_mut_ptr().cast(), 64);
-                if b + 1 < nb {
-                    issue(a, b_tiles, b + 1);
-                }
-            }
-            let d = ld512f(&t.d);
-            let sc: [__m512; 16] =
-                std::array::from_fn(|j| _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(ld128(&t.sc[j]))));
-            for g in 0..2 {
-                let (lo, hi) = (&sums[2 * g].0, &sums[2 * g + 1].0);
-                let bs = &bsum[g][b];
-                for r in 0..16 {
-                    let isum = _mm512_add_epi32(ld512(&lo[r]), _mm512_slli_epi32(ld512(&hi[r]), 8));
-                    // Σ_j scale_j · (sum of 16), exact: each term below 2^18.
-                    let mut off = _mm512_setzero_ps();
-                    for (j, sc) in sc.iter().enumerate() {
-                        off = _mm512_fmadd_ps(*sc, _mm512_set1_ps(bs[j][r]), off);
+        // SAFETY: the caller's contract.
+        unsafe {
+            amx_blocks::<true>(nb, b_tiles, a, |b, sums| {
+                let t = &tiles[b];
+                let d = ld512f(&t.d);
+                let sc: [__m512; 16] = std::array::from_fn(|j| {
+                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(ld128(&t.sc[j])))
+                });
+                for g in 0..2 {
+                    let bs = &bsum[g][b];
+                    for r in 0..16 {
+                        // Σ_j scale_j · (sum of 16), exact: each term below 2^18.
+                        let mut off = _mm512_setzero_ps();
+                        for (j, sc) in sc.iter().enumerate() {
+                            off = _mm512_fmadd_ps(*sc, _mm512_set1_ps(bs[j][r]), off);
+                        }
+                        let off = _mm512_slli_epi32(_mm512_cvtps_epi32(off), 5);
+                        let isum = _mm512_sub_epi32(sums.isum(g, r), off);
+                        let s = _mm512_mul_ps(d, _mm512_cvtepi32_ps(isum));
+                        acc[g][r] = _mm512_fmadd_ps(_mm512_set1_ps(dx[g][b][r]), s, acc[g][r]);
                     }
-                    let isum =
-                        _mm512_sub_epi32(isum, _mm512_slli_epi32(_mm512_cvtps_epi32(off), 5));
-                    let s = _mm512_mul_ps(d, _mm512_cvtepi32_ps(isum));
-                    acc[g][r] = _mm512_fmadd_ps(_mm512_set1_ps(dx[g][b][r]), s, acc[g][r]);
                 }
-            }
+            });
         }
         [store(acc[0]), store(acc[1])]
     }
