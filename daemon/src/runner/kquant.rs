@@ -1584,13 +1584,7 @@ mod tests {
     /// The plain scalar reference: dequantized weights (candle's
     /// `dequantize`) times the dequantized Q8_K activations, in f64.
     fn reference(w: &QTensor, xs: &[Q8KRow], n: usize, k: usize) -> Vec<f32> {
-        let wf: Vec<f32> = w
-            .dequantize(&Device::Cpu)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let wf = super::super::q8::tests::flat(&w.dequantize(&Device::Cpu).unwrap());
         let mut out = Vec::new();
         for x in xs {
             let xd: Vec<f64> = (0..k)

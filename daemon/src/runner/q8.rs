@@ -451,6 +451,11 @@ pub(super) mod tests {
     use super::*;
     use candle_core::{DType, Device};
 
+    /// A tensor's values, flattened.
+    pub(in crate::runner) fn flat(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
     /// Deterministic values in [-1, 1), with the edge cases each format has:
     /// an all-zero block (scale 0), a block at the extremes, tiny values.
     pub(in crate::runner) fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -471,13 +476,7 @@ pub(super) mod tests {
     /// The plain scalar reference: dequantized weights times the dequantized
     /// Q8_0 activations, summed in f64.
     pub(in crate::runner) fn reference(w: &QTensor, x: &[f32], n: usize, k: usize) -> Vec<f32> {
-        let wf: Vec<f32> = w
-            .dequantize(&Device::Cpu)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let wf = flat(&w.dequantize(&Device::Cpu).unwrap());
         let mut out = Vec::new();
         for xr in x.chunks_exact(k) {
             let q = quantize_row(xr, Isa::Portable);
@@ -505,13 +504,7 @@ pub(super) mod tests {
         let q0 = Q0Matrix::from_qtensor(&q).unwrap();
         let xv = values(m * k, 2);
         let x = Tensor::from_vec(xv.clone(), (m, k), &Device::Cpu).unwrap();
-        let got: Vec<f32> = mat
-            .forward(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let got = flat(&mat.forward(&x).unwrap());
         let want = reference(&q, &xv, n, k);
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(
@@ -545,41 +538,31 @@ pub(super) mod tests {
         // One row at a time gives the same numbers as the batched product.
         for i in 0..m {
             let xi = x.narrow(0, i, 1).unwrap();
-            let one: Vec<f32> = mat
-                .forward(&xi)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let one = flat(&mat.forward(&xi).unwrap());
             assert_eq!(one, got[i * n..(i + 1) * n], "{dtype:?} row {i}");
         }
     }
 
+    /// `(n, k, m)`: k = 96 and 160 are odd numbers of blocks (the AVX-512
+    /// path's last block goes alone).
+    const SHAPES: [(usize, usize, usize); 5] = [
+        (1, 32, 1),
+        (17, 96, 1),
+        (33, 128, 5),
+        (16, 256, 16),
+        (5, 160, 4),
+    ];
+
     #[test]
     fn q8_0_matches_the_scalar_reference() {
-        // k = 96 and 160 are odd numbers of blocks: the AVX-512 path's
-        // last block goes alone.
-        for (n, k, m) in [
-            (1, 32, 1),
-            (17, 96, 1),
-            (33, 128, 5),
-            (16, 256, 16),
-            (5, 160, 4),
-        ] {
+        for (n, k, m) in SHAPES {
             check(GgmlDType::Q8_0, n, k, m);
         }
     }
 
     #[test]
     fn q4_0_matches_the_scalar_reference() {
-        for (n, k, m) in [
-            (1, 32, 1),
-            (17, 96, 1),
-            (33, 128, 5),
-            (16, 256, 16),
-            (5, 160, 4),
-        ] {
+        for (n, k, m) in SHAPES {
             check(GgmlDType::Q4_0, n, k, m);
         }
     }

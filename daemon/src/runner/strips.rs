@@ -581,13 +581,7 @@ mod tests {
                 let st = Strips::from_qtensor(&q).unwrap();
                 let xv = super::super::q8::tests::values(m * k, 2);
                 let x = Tensor::from_vec(xv.clone(), (m, k), &Device::Cpu).unwrap();
-                let got: Vec<f32> = st
-                    .forward(&x)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap();
+                let got = super::super::q8::tests::flat(&st.forward(&x).unwrap());
                 let want = super::super::q8::tests::reference(&q, &xv, n, k);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert!(
@@ -597,30 +591,14 @@ mod tests {
                 }
                 // Rows read back as the table's own dequantization gives them.
                 let ids: Vec<u32> = (0..n as u32).collect();
-                let rows: Vec<f32> = st
-                    .rows(&ids, &Device::Cpu)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap();
-                let table: Vec<f32> = q
-                    .dequantize(&Device::Cpu)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1()
-                    .unwrap();
+                let rows = super::super::q8::tests::flat(&st.rows(&ids, &Device::Cpu).unwrap());
+                let table = super::super::q8::tests::flat(&q.dequantize(&Device::Cpu).unwrap());
                 assert_eq!(rows, table, "{dtype:?} rows");
                 assert!(st.rows(&[n as u32], &Device::Cpu).is_err());
                 for i in 0..m {
-                    let one: Vec<f32> = st
-                        .forward(&x.narrow(0, i, 1).unwrap())
-                        .unwrap()
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1()
-                        .unwrap();
+                    let one = super::super::q8::tests::flat(
+                        &st.forward(&x.narrow(0, i, 1).unwrap()).unwrap(),
+                    );
                     assert_eq!(one, got[i * n..(i + 1) * n], "{dtype:?} row {i}");
                 }
             }
