@@ -1662,12 +1662,13 @@ mod tests {
         }
         // AMX, where this CPU has it: the same bits as the rows alone.
         #[cfg(target_arch = "x86_64")]
-        if super::super::amx::available() {
+        // (Q5_K has no AMX path.)
+        if super::super::amx::available() && !matches!(mat.tiles, Tiles::Q5K(_)) {
             let mut got = vec![0.0f32; m * n];
             match &mat.tiles {
                 Tiles::Q4K(tiles) => blocks::q4k(tiles, n, k, &xs, &mut got),
                 Tiles::Q6K(tiles) => blocks::q6k(tiles, n, k, &xs, &mut got),
-                Tiles::Q5K(_) => got.clone_from(&first),
+                Tiles::Q5K(_) => unreachable!("excluded above"),
             }
             assert_eq!(got, first, "{dtype:?} on AMX");
         }
