@@ -2,7 +2,12 @@
 """Runner speed: llmpm (through its API, streaming) against llama.cpp's
 `llama-bench` on the same GGUF files, in one run, same thread count.
 
-Usage: python3 bench/runner_speed.py [--ftypes q4_0,q8_0,q4_k_m] [--threads N] [--rounds 2]
+Usage: python3 bench/runner_speed.py [--ftypes q4_0,q8_0,q4_k_m] [--models a.gguf,...]
+                                     [--threads N] [--rounds 2]
+
+--models adds GGUF files as they are (a real model, e.g. the Gemma 3 270M
+file tests/fetch-models.sh puts in target/models/); `--ftypes ''` benches
+only those.
 
 The files are Llama-3.2-1B-shaped (hidden 2048, 16 layers, vocabulary 128256,
 GQA 32/8) with deterministic random weights, written by `llmpm-gen-gguf
@@ -25,7 +30,8 @@ Reported per file, each side measured the same way where it can be:
           plus one decode step, from llama-bench's own figures)
   load    llmpm: load_duration of a cold request; llama.cpp: wall time of
           `llmpm-greedy` evaluating one token (load dominates)
-  rss     peak RSS of the process holding the model (llmpm: the runner)
+  rss     peak RSS of the process that held the model through the pp512 and
+          tg128 runs (llmpm: the runner; llama.cpp: llama-bench itself)
 No timing is asserted anywhere; ratios are llmpm / llama.cpp (higher is
 better for tokens/s, lower for time and memory).
 """
@@ -95,21 +101,22 @@ def model_file(ftype):
 
 
 def llama_bench(path, threads, rounds):
-    out = run([str(LLAMA / "llama-bench"), "-m", str(path), "-p", "512", "-n", "128",
-               "-t", str(threads), "-r", str(rounds), "-o", "json"],
-              capture_output=True, text=True).stdout
+    r = run(["/usr/bin/time", "-f", "%M", str(LLAMA / "llama-bench"), "-m", str(path),
+             "-p", "512", "-n", "128", "-t", str(threads), "-r", str(rounds), "-o", "json"],
+            capture_output=True, text=True)
+    out = r.stdout
+    rss_kib = int(r.stderr.strip().splitlines()[-1])
     pp = tg = None
     for row in json.loads(out):
         if row["n_prompt"] == 512 and row["n_gen"] == 0:
             pp = row["avg_ts"]
         elif row["n_gen"] == 128 and row["n_prompt"] == 0:
             tg = row["avg_ts"]
-    # Load and peak RSS: evaluate one token with the same library.
+    # Load: evaluate one token with the same library.
     t0 = time.time()
-    r = subprocess.run(["/usr/bin/time", "-f", "%M", str(LLAMA / "llmpm-greedy"), str(path), "1",
-                        "1,2,3", str(threads)], capture_output=True, text=True, check=True)
+    subprocess.run([str(LLAMA / "llmpm-greedy"), str(path), "1", "1,2,3", str(threads)],
+                   capture_output=True, text=True, check=True)
     load = time.time() - t0
-    rss_kib = int(r.stderr.strip().splitlines()[-1])
     return {"pp512": pp, "tg128": tg, "ttft": 512 / pp + 1 / tg, "load": load,
             "rss_mib": rss_kib / 1024}
 
@@ -209,6 +216,7 @@ def llmpm_bench(llm, name, threads, rounds):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ftypes", default="q4_0,q8_0")
+    ap.add_argument("--models", default="", help="more GGUF files, comma-separated")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
@@ -217,12 +225,13 @@ def main():
     with tempfile.TemporaryDirectory(prefix="llmpm-runner-bench") as tmp:
         llm = Llmpm(tmp)
         try:
-            for ftype in args.ftypes.split(","):
-                path = model_file(ftype)
+            files = [(f, model_file(f)) for f in args.ftypes.split(",") if f]
+            files += [(Path(m).stem, Path(m).resolve()) for m in args.models.split(",") if m]
+            for i, (ftype, path) in enumerate(files):
                 print(f"== {path.name}: llama.cpp", flush=True)
                 ref = llama_bench(path, args.threads, args.rounds)
                 print(f"== {path.name}: llmpm", flush=True)
-                name = f"bench-{ftype.replace('_', '')}"
+                name = f"bench-{i}"
                 llm.create(name, path)
                 ours = llmpm_bench(llm, name, args.threads, args.rounds)
                 # Unload before the next file, so memory figures stay apart.

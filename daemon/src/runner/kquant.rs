@@ -35,6 +35,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use half::f16;
 
 use super::matmul::{round_half_even, Isa, RowKernel};
+use super::pages;
 
 /// Values per super-block.
 const QK_K: usize = 256;
@@ -245,32 +246,42 @@ fn put4(v: &mut [[u8; 32]; 2], r: usize, src: &[u8]) {
 }
 
 /// Tiles `(n, k)` GGUF blocks of `block_bytes`; `fill(tile, r, block)`
-/// copies row `r`'s block into a tile (rows past `n` stay zero).
-fn tile_blocks<T: Copy + Send>(
+/// copies row `r`'s block into a tile (rows past `n` stay zero). After
+/// each group of tiles, `done` is told the range of `data` it has finished.
+fn tile_blocks<T: Clone + Send + Sync>(
     data: &[u8],
     n: usize,
     k: usize,
     block_bytes: usize,
     zero: T,
     fill: impl Fn(&mut T, usize, &[u8]) + Sync,
+    done: &mut dyn FnMut(Range<usize>),
 ) -> Vec<T> {
     use rayon::prelude::*;
     let nb = k / QK_K;
     let tiles = n.div_ceil(TILE);
-    let mut out = vec![zero; tiles * nb];
-    // Large matrices load in parallel: this is all the loading work.
-    out.par_chunks_mut(nb).enumerate().for_each(|(t, row)| {
-        for r in 0..TILE.min(n - t * TILE) {
-            let at = (t * TILE + r) * nb * block_bytes;
-            for (b, tile) in row.iter_mut().enumerate() {
-                fill(
-                    tile,
-                    r,
-                    &data[at + b * block_bytes..at + (b + 1) * block_bytes],
-                );
+    let row_bytes = nb * block_bytes;
+    let mut out = pages::zeroed(tiles * nb, zero);
+    let group = pages::group_units(TILE * row_bytes);
+    for (g, part) in out.chunks_mut(group * nb).enumerate() {
+        let first = g * group;
+        // Large matrices load in parallel: this is all the loading work.
+        part.par_chunks_mut(nb).enumerate().for_each(|(i, row)| {
+            let t = first + i;
+            for r in 0..TILE.min(n - t * TILE) {
+                let at = (t * TILE + r) * row_bytes;
+                for (b, tile) in row.iter_mut().enumerate() {
+                    fill(
+                        tile,
+                        r,
+                        &data[at + b * block_bytes..at + (b + 1) * block_bytes],
+                    );
+                }
             }
-        }
-    });
+        });
+        let end = ((first + group) * TILE).min(n);
+        done(first * TILE * row_bytes..end * row_bytes);
+    }
     out
 }
 
@@ -283,28 +294,47 @@ impl KMatrix {
     /// Copies a Q4_K, Q5_K or Q6_K `QTensor` of shape `(n, k)` into tiles.
     pub(super) fn from_qtensor(t: &QTensor) -> candle_core::Result<KMatrix> {
         let (n, k) = t.shape().dims2()?;
-        let block_bytes = match t.dtype() {
+        KMatrix::from_bytes(t.dtype(), n, k, &t.data()?, &mut |_| {})
+    }
+
+    /// Bytes of a `(n, k)` matrix of `dtype` in the file, for the types
+    /// this kernel takes.
+    pub(super) fn file_bytes(dtype: GgmlDType, n: usize, k: usize) -> Option<usize> {
+        let block = match dtype {
             GgmlDType::Q4K => Q4K_BYTES,
             GgmlDType::Q5K => Q5K_BYTES,
             GgmlDType::Q6K => Q6K_BYTES,
-            other => candle_core::bail!("no K-quant kernel for {other:?}"),
+            _ => return None,
         };
-        if k % QK_K != 0 {
-            candle_core::bail!("{:?} rows of {k} values are not whole blocks", t.dtype());
+        n.checked_mul(k / QK_K)?.checked_mul(block)
+    }
+
+    /// Tiles a `(n, k)` Q4_K, Q5_K or Q6_K matrix from its bytes in a GGUF
+    /// file (rows of super-blocks); `done` is told each range of `data` it
+    /// has finished with.
+    pub(super) fn from_bytes(
+        dtype: GgmlDType,
+        n: usize,
+        k: usize,
+        data: &[u8],
+        done: &mut dyn FnMut(Range<usize>),
+    ) -> candle_core::Result<KMatrix> {
+        if !k.is_multiple_of(QK_K) || k == 0 {
+            candle_core::bail!("{dtype:?} rows of {k} values are not whole blocks");
         }
-        let data = t.data()?;
-        if data.len() != n * k / QK_K * block_bytes {
+        let Some(expected) = KMatrix::file_bytes(dtype, n, k) else {
+            candle_core::bail!("no K-quant kernel for {dtype:?}");
+        };
+        if data.len() != expected {
             candle_core::bail!(
-                "{:?} data is {} bytes, expected {}",
-                t.dtype(),
-                data.len(),
-                n * k / QK_K * block_bytes
+                "{dtype:?} data is {} bytes, expected {expected}",
+                data.len()
             );
         }
         let z8 = [[0u8; 8]; 2];
         let zh = [[f16::ZERO; 8]; 2];
         let z32 = [[0u8; 32]; 2];
-        let tiles = match t.dtype() {
+        let tiles = match dtype {
             GgmlDType::Q4K => {
                 let zero = Q4Tile {
                     qs: [z32; 32],
@@ -313,18 +343,26 @@ impl KMatrix {
                     d: zh,
                     dmin: zh,
                 };
-                Tiles::Q4K(tile_blocks(&data, n, k, Q4K_BYTES, zero, |t, r, b| {
-                    t.d[r / 8][r % 8] = f16_at(b, 0);
-                    t.dmin[r / 8][r % 8] = f16_at(b, 2);
-                    let (sc, m) = unpack_scales(&b[4..16]);
-                    for j in 0..8 {
-                        t.sc[j][r / 8][r % 8] = sc[j];
-                        t.m[j][r / 8][r % 8] = m[j];
-                    }
-                    for (v, q) in t.qs.iter_mut().enumerate() {
-                        put4(q, r, &b[16 + 4 * v..]);
-                    }
-                }))
+                Tiles::Q4K(tile_blocks(
+                    data,
+                    n,
+                    k,
+                    Q4K_BYTES,
+                    zero,
+                    |t, r, b| {
+                        t.d[r / 8][r % 8] = f16_at(b, 0);
+                        t.dmin[r / 8][r % 8] = f16_at(b, 2);
+                        let (sc, m) = unpack_scales(&b[4..16]);
+                        for j in 0..8 {
+                            t.sc[j][r / 8][r % 8] = sc[j];
+                            t.m[j][r / 8][r % 8] = m[j];
+                        }
+                        for (v, q) in t.qs.iter_mut().enumerate() {
+                            put4(q, r, &b[16 + 4 * v..]);
+                        }
+                    },
+                    done,
+                ))
             }
             GgmlDType::Q5K => {
                 let zero = Q5Tile {
@@ -335,21 +373,29 @@ impl KMatrix {
                     d: zh,
                     dmin: zh,
                 };
-                Tiles::Q5K(tile_blocks(&data, n, k, Q5K_BYTES, zero, |t, r, b| {
-                    t.d[r / 8][r % 8] = f16_at(b, 0);
-                    t.dmin[r / 8][r % 8] = f16_at(b, 2);
-                    let (sc, m) = unpack_scales(&b[4..16]);
-                    for j in 0..8 {
-                        t.sc[j][r / 8][r % 8] = sc[j];
-                        t.m[j][r / 8][r % 8] = m[j];
-                    }
-                    for (g, q) in t.qh.iter_mut().enumerate() {
-                        put4(q, r, &b[16 + 4 * g..]);
-                    }
-                    for (v, q) in t.qs.iter_mut().enumerate() {
-                        put4(q, r, &b[48 + 4 * v..]);
-                    }
-                }))
+                Tiles::Q5K(tile_blocks(
+                    data,
+                    n,
+                    k,
+                    Q5K_BYTES,
+                    zero,
+                    |t, r, b| {
+                        t.d[r / 8][r % 8] = f16_at(b, 0);
+                        t.dmin[r / 8][r % 8] = f16_at(b, 2);
+                        let (sc, m) = unpack_scales(&b[4..16]);
+                        for j in 0..8 {
+                            t.sc[j][r / 8][r % 8] = sc[j];
+                            t.m[j][r / 8][r % 8] = m[j];
+                        }
+                        for (g, q) in t.qh.iter_mut().enumerate() {
+                            put4(q, r, &b[16 + 4 * g..]);
+                        }
+                        for (v, q) in t.qs.iter_mut().enumerate() {
+                            put4(q, r, &b[48 + 4 * v..]);
+                        }
+                    },
+                    done,
+                ))
             }
             _ => {
                 let zero = Q6Tile {
@@ -358,18 +404,26 @@ impl KMatrix {
                     sc: [[[0i8; 8]; 2]; 16],
                     d: [[0.0; 8]; 2],
                 };
-                Tiles::Q6K(tile_blocks(&data, n, k, Q6K_BYTES, zero, |t, r, b| {
-                    for (v, q) in t.ql.iter_mut().enumerate() {
-                        put4(q, r, &b[4 * v..]);
-                    }
-                    for (u, q) in t.qh.iter_mut().enumerate() {
-                        put4(q, r, &b[128 + 4 * u..]);
-                    }
-                    for j in 0..16 {
-                        t.sc[j][r / 8][r % 8] = b[192 + j] as i8;
-                    }
-                    t.d[r / 8][r % 8] = f16_at(b, 208).to_f32();
-                }))
+                Tiles::Q6K(tile_blocks(
+                    data,
+                    n,
+                    k,
+                    Q6K_BYTES,
+                    zero,
+                    |t, r, b| {
+                        for (v, q) in t.ql.iter_mut().enumerate() {
+                            put4(q, r, &b[4 * v..]);
+                        }
+                        for (u, q) in t.qh.iter_mut().enumerate() {
+                            put4(q, r, &b[128 + 4 * u..]);
+                        }
+                        for j in 0..16 {
+                            t.sc[j][r / 8][r % 8] = b[192 + j] as i8;
+                        }
+                        t.d[r / 8][r % 8] = f16_at(b, 208).to_f32();
+                    },
+                    done,
+                ))
             }
         };
         Ok(KMatrix { n, k, tiles })

@@ -11,6 +11,7 @@ pub mod llama;
 pub mod matmul;
 pub mod model;
 pub mod options;
+mod pages;
 pub mod protocol;
 pub mod q8;
 pub mod sampler;

@@ -16,7 +16,6 @@ use super::llama::{
     linear, Activation, Arch, Cache, Embeddings, Layer, Linear, Llama, LlamaConfig, Part,
 };
 use super::q8::Q8Matrix;
-use super::strips::Strips;
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -282,9 +281,9 @@ impl Loader<'_> {
     }
 
     /// The weight matrix `name` of shape `expected` (rows, columns), in the
-    /// layout its kernel wants: Q8_0/Q4_0 for the strip kernels repacked
-    /// straight from the mapped file (no intermediate copy), the rest
-    /// through candle's reader.
+    /// layout its kernel wants: the types our kernels take repacked straight
+    /// from the mapped file (no intermediate copy, and each group of file
+    /// pages dropped once repacked), the rest through candle's reader.
     fn matrix(&mut self, name: &str, expected: &[usize]) -> Result<Linear, ModelError> {
         self.check(name, expected)?;
         let err = |e: candle_core::Error| ModelError::Tensor {
@@ -293,13 +292,13 @@ impl Loader<'_> {
         };
         let info = self.content.tensor_infos.get(name);
         if let (Some(map), Some(info), [n, k]) = (&self.map, info, expected) {
-            if self.device.is_cpu() && Strips::takes(info.ggml_dtype) {
+            let len = Q8Matrix::file_bytes(info.ggml_dtype, *n, *k);
+            if self.device.is_cpu() && len.is_some() {
                 let start = self
                     .content
                     .tensor_data_offset
                     .checked_add(info.offset)
                     .and_then(|s| usize::try_from(s).ok());
-                let len = Strips::file_bytes(info.ggml_dtype, *n, *k);
                 let range = start
                     .zip(len)
                     .and_then(|(s, l)| Some(s..s.checked_add(l)?))
@@ -313,10 +312,12 @@ impl Loader<'_> {
                         ),
                     });
                 };
-                let strips = Strips::from_bytes(info.ggml_dtype, *n, *k, &map[range.clone()])
-                    .map_err(err)?;
-                release(map, range);
-                return Ok(Linear::Q8(Q8Matrix::from_strips(strips)));
+                let at = range.start;
+                let m = Q8Matrix::from_bytes(info.ggml_dtype, *n, *k, &map[range], &mut |done| {
+                    release(map, at + done.start..at + done.end)
+                })
+                .map_err(err)?;
+                return Ok(Linear::Q8(m));
             }
         }
         let q = self.qtensor(name, expected)?;

@@ -61,9 +61,31 @@ impl Q8Matrix {
         }))
     }
 
-    /// Weights already in strips.
-    pub fn from_strips(s: Strips) -> Q8Matrix {
-        Q8Matrix(Kind::Strips(s))
+    /// Bytes of a `(n, k)` matrix of `dtype` in a GGUF file, where
+    /// [`Q8Matrix::from_bytes`] takes that type on this CPU.
+    pub fn file_bytes(dtype: GgmlDType, n: usize, k: usize) -> Option<usize> {
+        if Strips::takes(dtype) {
+            Strips::file_bytes(dtype, n, k)
+        } else {
+            KMatrix::file_bytes(dtype, n, k)
+        }
+    }
+
+    /// Repacks a `(n, k)` matrix of `dtype` from its bytes in a GGUF file
+    /// (a type [`Q8Matrix::file_bytes`] takes); `done` is told each range of
+    /// `data` it has finished with, so the caller can drop those pages.
+    pub fn from_bytes(
+        dtype: GgmlDType,
+        n: usize,
+        k: usize,
+        data: &[u8],
+        done: &mut dyn FnMut(Range<usize>),
+    ) -> candle_core::Result<Q8Matrix> {
+        Ok(Q8Matrix(if Strips::takes(dtype) {
+            Kind::Strips(Strips::from_bytes(dtype, n, k, data, done)?)
+        } else {
+            Kind::K(KMatrix::from_bytes(dtype, n, k, data, done)?)
+        }))
     }
 
     /// Whether [`Q8Matrix::rows`] can read rows (the strip layout).
@@ -593,6 +615,55 @@ pub(super) mod tests {
         // Q4_K needs 256-value blocks: 64 are refused.
         if let Ok(q) = QTensor::quantize(&w, GgmlDType::Q4K) {
             assert!(Q8Matrix::from_qtensor(&q).is_err());
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod from_bytes_tests {
+    use super::tests::{flat, values};
+    use super::*;
+    use candle_core::Device;
+
+    /// Repacking from a file's bytes gives the matrix the `QTensor` path
+    /// gives, and reports every byte it read as finished, in order, once.
+    #[test]
+    fn from_bytes_matches_from_qtensor_and_reports_every_byte() {
+        let (n, k, m) = (48, 512, 3);
+        let w = Tensor::from_vec(values(n * k, 11), (n, k), &Device::Cpu).unwrap();
+        let x = Tensor::from_vec(values(m * k, 12), (m, k), &Device::Cpu).unwrap();
+        for dtype in [
+            GgmlDType::Q8_0,
+            GgmlDType::Q4_0,
+            GgmlDType::Q4K,
+            GgmlDType::Q5K,
+            GgmlDType::Q6K,
+        ] {
+            let Some(len) = Q8Matrix::file_bytes(dtype, n, k) else {
+                // Q8_0/Q4_0 from bytes only where the strip kernel runs.
+                assert!(matches!(dtype, GgmlDType::Q8_0 | GgmlDType::Q4_0));
+                continue;
+            };
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let data = q.data().unwrap();
+            assert_eq!(data.len(), len, "{dtype:?}");
+            let mut seen = Vec::new();
+            let ours = Q8Matrix::from_bytes(dtype, n, k, &data, &mut |r| seen.push(r)).unwrap();
+            let mut at = 0;
+            for r in &seen {
+                assert_eq!(r.start, at, "{dtype:?}: ranges {seen:?}");
+                at = r.end;
+            }
+            assert_eq!(at, len, "{dtype:?}: ranges {seen:?}");
+            let theirs = Q8Matrix::from_qtensor(&q).unwrap();
+            assert_eq!(
+                flat(&ours.forward(&x).unwrap()),
+                flat(&theirs.forward(&x).unwrap()),
+                "{dtype:?}"
+            );
+            // A wrong length is an error, not a panic.
+            assert!(Q8Matrix::from_bytes(dtype, n, k, &data[1..], &mut |_| {}).is_err());
         }
     }
 }

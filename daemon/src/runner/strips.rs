@@ -14,12 +14,15 @@
 //! The offset comes back off through the activation block's sum: each
 //! block's accumulator starts at `-offset · Σx`.
 
+use std::ops::Range;
+
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Tensor};
 use half::f16;
 use rayon::prelude::*;
 
 use super::matmul::Isa;
+use super::pages;
 use super::q8::{quantize_row, QRow, QK};
 
 /// Rows per strip: one output per 32-bit lane of a 512-bit register.
@@ -55,7 +58,7 @@ impl Strips {
     /// Repacks a Q8_0 or Q4_0 `QTensor` of shape `(n, k)`.
     pub fn from_qtensor(t: &QTensor) -> candle_core::Result<Strips> {
         let (n, k) = t.shape().dims2()?;
-        Strips::from_bytes(t.dtype(), n, k, &t.data()?)
+        Strips::from_bytes(t.dtype(), n, k, &t.data()?, &mut |_| {})
     }
 
     /// Whether [`Strips::from_bytes`] takes `dtype` on this CPU.
@@ -74,12 +77,14 @@ impl Strips {
     }
 
     /// Repacks a `(n, k)` Q8_0 or Q4_0 matrix from its bytes in a GGUF
-    /// file (rows of blocks, as llama.cpp writes them).
+    /// file (rows of blocks, as llama.cpp writes them); `done` is told each
+    /// range of `data` it has finished with.
     pub fn from_bytes(
         dtype: GgmlDType,
         n: usize,
         k: usize,
         data: &[u8],
+        done: &mut dyn FnMut(Range<usize>),
     ) -> candle_core::Result<Strips> {
         let q4 = match dtype {
             GgmlDType::Q8_0 => false,
@@ -100,31 +105,45 @@ impl Strips {
         let strips = n.div_ceil(STRIP);
         let quant_bytes = block_bytes - 2;
         // Rows past `n` in the last strip stay zero: scale 0, no output.
-        let mut d = vec![f16::ZERO; strips * nb * STRIP];
-        let mut qs = vec![0u8; strips * nb * STRIP * quant_bytes];
+        let mut d = pages::zeroed(strips * nb * STRIP, f16::ZERO);
+        let mut qs = pages::zeroed(strips * nb * STRIP * quant_bytes, 0u8);
         let row_bytes = nb * block_bytes;
-        // Strips in parallel: loading is mostly this copy.
-        d.par_chunks_mut(nb * STRIP)
-            .zip(qs.par_chunks_mut(nb * STRIP * quant_bytes))
+        let group = pages::group_units(STRIP * row_bytes);
+        let per_q = nb * STRIP * quant_bytes;
+        for (g, (gd, gq)) in d
+            .chunks_mut(group * nb * STRIP)
+            .zip(qs.chunks_mut(group * per_q))
             .enumerate()
-            .for_each(|(s, (sd, sq))| {
-                let first = s * STRIP * row_bytes;
-                let last = ((s + 1) * STRIP * row_bytes).min(data.len());
-                let rows = data[first..last].chunks_exact(row_bytes);
-                for (i, src) in rows.enumerate() {
-                    for (b, block) in src.chunks_exact(block_bytes).enumerate() {
-                        sd[b * STRIP + i] = f16::from_le_bytes([block[0], block[1]]);
-                        let dst = &mut sq[b * STRIP * quant_bytes..(b + 1) * STRIP * quant_bytes];
-                        // Q8_0 quants are signed: plus 128 they are unsigned.
-                        let flip = if q4 { 0 } else { 0x8080_8080u32 };
-                        for (g, four) in block[2..].chunks_exact(4).enumerate() {
-                            let o = g * STRIP * 4 + i * 4;
-                            let v = u32::from_le_bytes([four[0], four[1], four[2], four[3]]) ^ flip;
-                            dst[o..o + 4].copy_from_slice(&v.to_le_bytes());
+        {
+            let first_strip = g * group;
+            // Strips in parallel: loading is mostly this copy.
+            gd.par_chunks_mut(nb * STRIP)
+                .zip(gq.par_chunks_mut(per_q))
+                .enumerate()
+                .for_each(|(j, (sd, sq))| {
+                    let s = first_strip + j;
+                    let first = s * STRIP * row_bytes;
+                    let last = ((s + 1) * STRIP * row_bytes).min(data.len());
+                    let rows = data[first..last].chunks_exact(row_bytes);
+                    for (i, src) in rows.enumerate() {
+                        for (b, block) in src.chunks_exact(block_bytes).enumerate() {
+                            sd[b * STRIP + i] = f16::from_le_bytes([block[0], block[1]]);
+                            let dst =
+                                &mut sq[b * STRIP * quant_bytes..(b + 1) * STRIP * quant_bytes];
+                            // Q8_0 quants are signed: plus 128 they are unsigned.
+                            let flip = if q4 { 0 } else { 0x8080_8080u32 };
+                            for (g, four) in block[2..].chunks_exact(4).enumerate() {
+                                let o = g * STRIP * 4 + i * 4;
+                                let v =
+                                    u32::from_le_bytes([four[0], four[1], four[2], four[3]]) ^ flip;
+                                dst[o..o + 4].copy_from_slice(&v.to_le_bytes());
+                            }
                         }
                     }
-                }
-            });
+                });
+            let end = ((first_strip + group) * STRIP * row_bytes).min(data.len());
+            done(first_strip * STRIP * row_bytes..end);
+        }
         Ok(Strips { n, k, q4, d, qs })
     }
 
