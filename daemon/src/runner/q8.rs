@@ -30,6 +30,27 @@ pub(super) const QK: usize = 32;
 const Q8_BLOCK_BYTES: usize = 2 + QK;
 /// Bytes of one GGUF Q4_0 block: an f16 scale and 32 nibbles.
 const Q4_BLOCK_BYTES: usize = 2 + QK / 2;
+/// Bytes of one GGUF Q5_0 block: an f16 scale, the 32 fifth bits, 32 nibbles.
+pub(super) const Q5_BLOCK_BYTES: usize = 2 + 4 + QK / 2;
+
+/// A GGUF Q5_0 block as the Q8_0 block of the same values. Its quants
+/// `q - 16` (q of five bits) fit int8 exactly and the scale is kept, so a
+/// Q8_0 kernel sums the same integers and scales them as ggml's
+/// `vec_dot_q5_0_q8_0` does: Q5_0 (llama.cpp's type for the rows of
+/// Q4_K_M files whose length is not a multiple of 256, most of Gemma 3
+/// 270M) runs on the Q8_0 kernels, at 34 bytes a block instead of 22.
+pub(super) fn q5_0_as_q8_0(block: &[u8]) -> [u8; Q8_BLOCK_BYTES] {
+    let mut out = [0u8; Q8_BLOCK_BYTES];
+    out[..2].copy_from_slice(&block[..2]);
+    let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+    for (j, &byte) in block[6..6 + QK / 2].iter().enumerate() {
+        let lo = (byte & 0x0F) | ((((qh >> j) & 1) as u8) << 4);
+        let hi = (byte >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
+        out[2 + j] = (lo as i8 - 16) as u8;
+        out[2 + j + QK / 2] = (hi as i8 - 16) as u8;
+    }
+    out
+}
 
 /// A weight matrix for the integer kernels, which multiply it against
 /// activations quantized to 8 bits: Q8_0 and Q4_0 against Q8_0 blocks
@@ -301,15 +322,19 @@ fn blocks_dot(wd: &[f32], xd: &[f32], sumi: impl Fn(usize) -> i32) -> f32 {
 impl Q0Matrix {
     /// Whether this kernel multiplies `t`'s type.
     fn handles(t: &QTensor) -> bool {
-        matches!(t.dtype(), GgmlDType::Q8_0 | GgmlDType::Q4_0)
+        matches!(
+            t.dtype(),
+            GgmlDType::Q8_0 | GgmlDType::Q4_0 | GgmlDType::Q5_0
+        )
     }
 
-    /// Copies a Q8_0 or Q4_0 `QTensor` of shape `(n, k)`.
+    /// Copies a Q8_0, Q4_0 or Q5_0 (as Q8_0) `QTensor` of shape `(n, k)`.
     fn from_qtensor(t: &QTensor) -> candle_core::Result<Q0Matrix> {
         let (n, k) = t.shape().dims2()?;
-        let q4 = match t.dtype() {
-            GgmlDType::Q8_0 => false,
-            GgmlDType::Q4_0 => true,
+        let (q4, q5) = match t.dtype() {
+            GgmlDType::Q8_0 => (false, false),
+            GgmlDType::Q4_0 => (true, false),
+            GgmlDType::Q5_0 => (false, true),
             other => candle_core::bail!("no integer kernel for {other:?}"),
         };
         if k % QK != 0 {
@@ -317,7 +342,11 @@ impl Q0Matrix {
         }
         let data = t.data()?;
         let blocks = n * k / QK;
-        let block_bytes = if q4 { Q4_BLOCK_BYTES } else { Q8_BLOCK_BYTES };
+        let block_bytes = match (q4, q5) {
+            (true, _) => Q4_BLOCK_BYTES,
+            (_, true) => Q5_BLOCK_BYTES,
+            _ => Q8_BLOCK_BYTES,
+        };
         if data.len() != blocks * block_bytes {
             candle_core::bail!(
                 "{:?} data is {} bytes, expected {}",
@@ -327,10 +356,14 @@ impl Q0Matrix {
             );
         }
         let mut d = Vec::with_capacity(blocks);
-        let mut packed = Vec::with_capacity(blocks * (block_bytes - 2));
+        let mut packed = Vec::with_capacity(blocks * QK);
         for b in data.chunks_exact(block_bytes) {
             d.push(f16::from_le_bytes([b[0], b[1]]).to_f32());
-            packed.extend_from_slice(&b[2..]);
+            if q5 {
+                packed.extend_from_slice(&q5_0_as_q8_0(b)[2..]);
+            } else {
+                packed.extend_from_slice(&b[2..]);
+            }
         }
         let qs = if q4 {
             Quants::Q4(packed)
@@ -589,6 +622,32 @@ pub(super) mod tests {
         }
     }
 
+    #[test]
+    fn q5_0_matches_the_scalar_reference() {
+        for (n, k, m) in SHAPES {
+            check(GgmlDType::Q5_0, n, k, m);
+        }
+    }
+
+    /// Every five-bit quant and both halves of a block come out as ggml's
+    /// dequantization has them.
+    #[test]
+    fn q5_0_blocks_read_as_ggml_reads_them() {
+        // Values -16..=15 times a power of two are exact Q5_0 quants.
+        let v: Vec<f32> = (0..2 * QK).map(|i| ((i * 7) % 32) as f32 - 16.0).collect();
+        let w = Tensor::from_vec(v, (1, 2 * QK), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q5_0).unwrap();
+        let table = flat(&q.dequantize(&Device::Cpu).unwrap());
+        let data = q.data().unwrap();
+        for (b, block) in data.chunks_exact(Q5_BLOCK_BYTES).enumerate() {
+            let q8 = q5_0_as_q8_0(block);
+            let d = f16::from_le_bytes([q8[0], q8[1]]).to_f32();
+            for j in 0..QK {
+                assert_eq!(d * f32::from(q8[2 + j] as i8), table[b * QK + j], "[{b}, {j}]");
+            }
+        }
+    }
+
     /// The quantizer rounds half to even, as ggml does, at every half step
     /// of its range.
     #[test]
@@ -636,13 +695,17 @@ mod from_bytes_tests {
         for dtype in [
             GgmlDType::Q8_0,
             GgmlDType::Q4_0,
+            GgmlDType::Q5_0,
             GgmlDType::Q4K,
             GgmlDType::Q5K,
             GgmlDType::Q6K,
         ] {
             let Some(len) = Q8Matrix::file_bytes(dtype, n, k) else {
-                // Q8_0/Q4_0 from bytes only where the strip kernel runs.
-                assert!(matches!(dtype, GgmlDType::Q8_0 | GgmlDType::Q4_0));
+                // Q8_0/Q4_0/Q5_0 from bytes only where the strip kernel runs.
+                assert!(matches!(
+                    dtype,
+                    GgmlDType::Q8_0 | GgmlDType::Q4_0 | GgmlDType::Q5_0
+                ));
                 continue;
             };
             let q = QTensor::quantize(&w, dtype).unwrap();

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 
 use super::matmul::Isa;
 use super::pages;
-use super::q8::{quantize_row, QRow, QK};
+use super::q8::{q5_0_as_q8_0, quantize_row, QRow, Q5_BLOCK_BYTES, QK};
 
 /// Rows per strip: one output per 32-bit lane of a 512-bit register.
 const STRIP: usize = 16;
@@ -51,11 +51,11 @@ impl Strips {
     /// Whether this layout can multiply `t` on this CPU.
     pub fn handles(t: &QTensor) -> bool {
         Isa::best().vnni512()
-            && matches!(t.dtype(), GgmlDType::Q8_0 | GgmlDType::Q4_0)
+            && Strips::takes(t.dtype())
             && t.device().is_cpu()
     }
 
-    /// Repacks a Q8_0 or Q4_0 `QTensor` of shape `(n, k)`.
+    /// Repacks a Q8_0, Q4_0 or Q5_0 `QTensor` of shape `(n, k)`.
     pub fn from_qtensor(t: &QTensor) -> candle_core::Result<Strips> {
         let (n, k) = t.shape().dims2()?;
         Strips::from_bytes(t.dtype(), n, k, &t.data()?, &mut |_| {})
@@ -63,7 +63,11 @@ impl Strips {
 
     /// Whether [`Strips::from_bytes`] takes `dtype` on this CPU.
     pub fn takes(dtype: GgmlDType) -> bool {
-        Isa::best().vnni512() && matches!(dtype, GgmlDType::Q8_0 | GgmlDType::Q4_0)
+        Isa::best().vnni512()
+            && matches!(
+                dtype,
+                GgmlDType::Q8_0 | GgmlDType::Q4_0 | GgmlDType::Q5_0
+            )
     }
 
     /// Bytes of a `(n, k)` matrix of `dtype` in the file.
@@ -71,6 +75,7 @@ impl Strips {
         let block = match dtype {
             GgmlDType::Q8_0 => Q8_BLOCK_BYTES,
             GgmlDType::Q4_0 => Q4_BLOCK_BYTES,
+            GgmlDType::Q5_0 => Q5_BLOCK_BYTES,
             _ => return None,
         };
         n.checked_mul(k / QK)?.checked_mul(block)
@@ -86,16 +91,22 @@ impl Strips {
         data: &[u8],
         done: &mut dyn FnMut(Range<usize>),
     ) -> candle_core::Result<Strips> {
-        let q4 = match dtype {
-            GgmlDType::Q8_0 => false,
-            GgmlDType::Q4_0 => true,
+        // Q5_0 is stored as Q8_0 (`q5_0_as_q8_0`).
+        let (q4, q5) = match dtype {
+            GgmlDType::Q8_0 => (false, false),
+            GgmlDType::Q4_0 => (true, false),
+            GgmlDType::Q5_0 => (false, true),
             other => candle_core::bail!("no strip kernel for {other:?}"),
         };
         if !k.is_multiple_of(QK) || k == 0 {
             candle_core::bail!("{dtype:?} rows of {k} values are not whole blocks");
         }
         let nb = k / QK;
-        let block_bytes = if q4 { Q4_BLOCK_BYTES } else { Q8_BLOCK_BYTES };
+        let block_bytes = match (q4, q5) {
+            (true, _) => Q4_BLOCK_BYTES,
+            (_, true) => Q5_BLOCK_BYTES,
+            _ => Q8_BLOCK_BYTES,
+        };
         if Some(data.len()) != Strips::file_bytes(dtype, n, k) {
             candle_core::bail!(
                 "{dtype:?} data is {} bytes, expected {n} rows of {nb} blocks of {block_bytes}",
@@ -103,7 +114,7 @@ impl Strips {
             );
         }
         let strips = n.div_ceil(STRIP);
-        let quant_bytes = block_bytes - 2;
+        let quant_bytes = if q4 { QK / 2 } else { QK };
         // Rows past `n` in the last strip stay zero: scale 0, no output.
         let mut d = pages::zeroed(strips * nb * STRIP, f16::ZERO);
         let mut qs = pages::zeroed(strips * nb * STRIP * quant_bytes, 0u8);
@@ -127,6 +138,13 @@ impl Strips {
                     let rows = data[first..last].chunks_exact(row_bytes);
                     for (i, src) in rows.enumerate() {
                         for (b, block) in src.chunks_exact(block_bytes).enumerate() {
+                            let as_q8;
+                            let block = if q5 {
+                                as_q8 = q5_0_as_q8_0(block);
+                                &as_q8[..]
+                            } else {
+                                block
+                            };
                             sd[b * STRIP + i] = f16::from_le_bytes([block[0], block[1]]);
                             let dst =
                                 &mut sq[b * STRIP * quant_bytes..(b + 1) * STRIP * quant_bytes];
@@ -591,7 +609,7 @@ mod tests {
         if !Isa::best().vnni512() {
             return;
         }
-        for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0] {
+        for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0, GgmlDType::Q5_0] {
             for (n, k, m) in [(1, 32, 1), (17, 96, 3), (40, 256, 9), (16, 64, 4)] {
                 let wv = super::super::q8::tests::values(n * k, 1);
                 let w = Tensor::from_vec(wv, (n, k), &Device::Cpu).unwrap();
