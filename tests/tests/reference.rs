@@ -8,6 +8,7 @@
 use candle_core::Device;
 use llmpmd::gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
 use llmpmd::gguf::FileType;
+use llmpmd::runner::attention::KvType;
 use llmpmd::runner::model::Model;
 use serde_json::Value;
 
@@ -62,7 +63,11 @@ fn load(dir: &std::path::Path, gen: &Value, ftype: &str) -> Model {
     let mut f = std::fs::File::create(&path).unwrap();
     write_tiny_llama(&spec(gen, ftype), &mut f).unwrap();
     drop(f);
-    Model::load(&path, &Device::Cpu).unwrap()
+    let mut model = Model::load(&path, &Device::Cpu).unwrap();
+    // The fixture's llama.cpp kept its cache in f32 (bench/llamacpp/greedy.cpp):
+    // the model's arithmetic, not a cache format, is compared.
+    model.set_kv_type(KvType::F32);
+    model
 }
 
 #[test]

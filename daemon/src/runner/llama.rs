@@ -18,6 +18,8 @@ use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::kv_cache::KvCache;
 
+use super::attention::{attend, Kv, KvType};
+
 use super::q8::Q8Matrix;
 
 /// The architectures this forward pass runs (`general.architecture`).
@@ -147,7 +149,7 @@ impl std::fmt::Debug for Llama {
 
 /// The key/value cache of one sequence; [`Cache::reset`] starts a new one.
 pub struct Cache {
-    layers: Vec<KvCache>,
+    layers: Vec<LayerKv>,
     max_len: usize,
 }
 
@@ -163,7 +165,7 @@ impl std::fmt::Debug for Cache {
 impl Cache {
     /// Tokens held.
     pub fn len(&self) -> usize {
-        self.layers.first().map_or(0, KvCache::current_seq_len)
+        self.layers.first().map_or(0, LayerKv::len)
     }
 
     /// Whether no token is held.
@@ -179,7 +181,29 @@ impl Cache {
     /// Forgets every token.
     pub fn reset(&mut self) {
         for l in &mut self.layers {
-            l.reset();
+            match l {
+                LayerKv::F16(kv) => kv.reset(),
+                LayerKv::F32(kv) => kv.reset(),
+                LayerKv::Candle(kv) => kv.reset(),
+            }
+        }
+    }
+}
+
+/// One layer's cache: f16 or f32 for our fused CPU attention
+/// ([`attend`]), or candle's f32 tensors where candle runs it (a GPU).
+enum LayerKv {
+    F16(Kv<half::f16>),
+    F32(Kv<f32>),
+    Candle(KvCache),
+}
+
+impl LayerKv {
+    fn len(&self) -> usize {
+        match self {
+            LayerKv::F16(kv) => kv.len(),
+            LayerKv::F32(kv) => kv.len(),
+            LayerKv::Candle(kv) => kv.current_seq_len(),
         }
     }
 }
@@ -247,11 +271,17 @@ impl Llama {
         &self.config
     }
 
-    /// An empty cache for up to `max_len` tokens.
-    pub fn new_cache(&self, max_len: usize) -> Cache {
+    /// An empty cache for up to `max_len` tokens, of `kv_type` on the CPU
+    /// (candle's f32 elsewhere).
+    pub fn new_cache(&self, max_len: usize, kv_type: KvType) -> Cache {
+        let (h, d) = (self.config.n_head_kv, self.config.head_dim);
         Cache {
             layers: (0..self.config.n_layer)
-                .map(|_| KvCache::new(2, max_len))
+                .map(|_| match (self.device.is_cpu(), kv_type) {
+                    (true, KvType::F16) => LayerKv::F16(Kv::new(h, d, max_len)),
+                    (true, KvType::F32) => LayerKv::F32(Kv::new(h, d, max_len)),
+                    (false, _) => LayerKv::Candle(KvCache::new(2, max_len)),
+                })
                 .collect(),
             max_len,
         }
@@ -351,6 +381,7 @@ impl Llama {
     pub fn hidden_batch(&self, parts: &mut [Part<'_>]) -> candle_core::Result<Tensor> {
         let c = &self.config;
         let any_local = self.layers.iter().any(|l| l.local);
+        let fused = self.device.is_cpu();
         // Per part: where its rows start, how many, and its RoPE tables and masks.
         struct Span {
             off: usize,
@@ -383,9 +414,13 @@ impl Llama {
                 } else {
                     None
                 },
-                mask: self.mask(pos, t, None)?,
-                mask_swa: match (any_local, c.sliding_window) {
-                    (true, Some(w)) => self.mask(pos, t, Some(w))?,
+                // The fused CPU attention skips hidden keys without a mask.
+                mask: match fused {
+                    true => None,
+                    false => self.mask(pos, t, None)?,
+                },
+                mask_swa: match (fused, any_local, c.sliding_window) {
+                    (false, true, Some(w)) => self.mask(pos, t, Some(w))?,
                     _ => None,
                 },
             });
@@ -442,16 +477,43 @@ impl Llama {
                 let Some(kv) = part.cache.layers.get_mut(li) else {
                     candle_core::bail!("the cache has fewer layers than the model");
                 };
-                let (k, v) = kv.append(&k.contiguous()?, &v)?;
-                let k = repeat_kv(&k, n_rep)?;
-                let v = repeat_kv(&v, n_rep)?;
-                let att = (q.matmul(&k.t()?)? * c.attn_scale)?;
-                let att = match mask {
-                    Some(m) => att.broadcast_add(m)?,
-                    None => att,
+                let window = if layer.local { c.sliding_window } else { None };
+                let flat = |x: &Tensor| x.flatten_all()?.to_vec1::<f32>();
+                // Appends the new keys and values, then attends over them.
+                macro_rules! fused {
+                    ($kv:expr) => {{
+                        let at = $kv.len();
+                        $kv.append(&flat(&k)?, &flat(&v)?, t)
+                            .map_err(candle_core::Error::Msg)?;
+                        let y = attend(
+                            &flat(&q)?,
+                            c.n_head,
+                            t,
+                            $kv,
+                            at,
+                            c.attn_scale as f32,
+                            window,
+                        )
+                        .map_err(candle_core::Error::Msg)?;
+                        Tensor::from_vec(y, (1, c.n_head, t, c.head_dim), &self.device)?
+                    }};
+                }
+                let y = match kv {
+                    LayerKv::F16(kv) => fused!(kv),
+                    LayerKv::F32(kv) => fused!(kv),
+                    LayerKv::Candle(kv) => {
+                        let (k, v) = kv.append(&k.contiguous()?, &v)?;
+                        let k = repeat_kv(&k, n_rep)?;
+                        let v = repeat_kv(&v, n_rep)?;
+                        let att = (q.matmul(&k.t()?)? * c.attn_scale)?;
+                        let att = match mask {
+                            Some(m) => att.broadcast_add(m)?,
+                            None => att,
+                        };
+                        let att = candle_nn::ops::softmax_last_dim(&att)?;
+                        att.matmul(&v.contiguous()?)? // (1, h, t, d)
+                    }
                 };
-                let att = candle_nn::ops::softmax_last_dim(&att)?;
-                let y = att.matmul(&v.contiguous()?)?; // (1, h, t, d)
                 ys.push(y.transpose(1, 2)?.reshape((t, c.n_head * c.head_dim))?);
             }
             let y = match ys.len() {

@@ -2,6 +2,7 @@
 //! its GGUF model on candle, the sampler and the request options.
 
 mod amx;
+pub mod attention;
 pub mod batch;
 pub mod client;
 pub mod codec;

@@ -12,6 +12,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 
+use super::attention::KvType;
 use super::llama::{
     linear, Activation, Arch, Cache, Embeddings, Layer, Linear, Llama, LlamaConfig, Part,
 };
@@ -84,6 +85,7 @@ impl From<candle_core::Error> for ModelError {
 #[derive(Debug)]
 pub struct Model {
     llama: Llama,
+    kv_type: KvType,
 }
 
 fn meta_u64(md: &HashMap<String, Value>, key: &str) -> Result<Option<u64>, ModelError> {
@@ -509,6 +511,7 @@ impl Model {
             }
         }
         Ok(Model {
+            kv_type: KvType::F16,
             llama: Llama {
                 config,
                 tok_embd,
@@ -535,7 +538,12 @@ impl Model {
 
     /// An empty cache for up to `max_len` tokens.
     pub fn new_cache(&self, max_len: usize) -> Cache {
-        self.llama.new_cache(max_len)
+        self.llama.new_cache(max_len, self.kv_type)
+    }
+
+    /// The element type of the caches made from now on (f16 unless set).
+    pub fn set_kv_type(&mut self, kv_type: KvType) {
+        self.kv_type = kv_type;
     }
 
     /// Evaluates `tokens` after those in `cache` and returns the next-token logits.

@@ -643,7 +643,11 @@ pub(super) mod tests {
             let q8 = q5_0_as_q8_0(block);
             let d = f16::from_le_bytes([q8[0], q8[1]]).to_f32();
             for j in 0..QK {
-                assert_eq!(d * f32::from(q8[2 + j] as i8), table[b * QK + j], "[{b}, {j}]");
+                assert_eq!(
+                    d * f32::from(q8[2 + j] as i8),
+                    table[b * QK + j],
+                    "[{b}, {j}]"
+                );
             }
         }
     }

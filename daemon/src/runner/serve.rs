@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
+use super::attention::KvType;
 use super::batch::{line, Engine, Job};
 use super::codec::{TextCodec, VocabCodec};
 use super::model::Model;
@@ -110,7 +111,8 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<()> {
     let (num_ctx, batch, parallel) = (args.num_ctx, args.batch, args.parallel);
     let (model, codec) = tokio::task::spawn_blocking(
         move || -> anyhow::Result<(Model, Arc<dyn TextCodec>)> {
-            let model = Model::load(&path, &device()?)?;
+            let mut model = Model::load(&path, &device()?)?;
+            model.set_kv_type(KvType::from_env().map_err(anyhow::Error::msg)?);
             let file = GgufFile::open(&path)
                 .with_context(|| format!("cannot read `{}`", path.display()))?;
             let codec: Arc<dyn TextCodec> = match crate::tokenizer::Tokenizer::from_gguf(&file) {

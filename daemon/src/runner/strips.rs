@@ -50,9 +50,7 @@ pub struct Strips {
 impl Strips {
     /// Whether this layout can multiply `t` on this CPU.
     pub fn handles(t: &QTensor) -> bool {
-        Isa::best().vnni512()
-            && Strips::takes(t.dtype())
-            && t.device().is_cpu()
+        Isa::best().vnni512() && Strips::takes(t.dtype()) && t.device().is_cpu()
     }
 
     /// Repacks a Q8_0, Q4_0 or Q5_0 `QTensor` of shape `(n, k)`.
@@ -64,10 +62,7 @@ impl Strips {
     /// Whether [`Strips::from_bytes`] takes `dtype` on this CPU.
     pub fn takes(dtype: GgmlDType) -> bool {
         Isa::best().vnni512()
-            && matches!(
-                dtype,
-                GgmlDType::Q8_0 | GgmlDType::Q4_0 | GgmlDType::Q5_0
-            )
+            && matches!(dtype, GgmlDType::Q8_0 | GgmlDType::Q4_0 | GgmlDType::Q5_0)
     }
 
     /// Bytes of a `(n, k)` matrix of `dtype` in the file.

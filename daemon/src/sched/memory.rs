@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::gguf::GgufFile;
+use crate::runner::attention::KvType;
 
 /// What a runner process needs besides weights and KV cache: the code,
 /// the async runtime, candle's buffers and the forward pass's scratch
@@ -61,13 +62,16 @@ impl ModelShape {
     }
 
     /// Bytes of the KV cache for `num_ctx` tokens: keys and values of every
-    /// layer, f32 (the runner's cache type).
+    /// layer, in the runner's cache type (`LLMPM_KV_CACHE_TYPE`, which the
+    /// runner inherits; f16 unless it names f32, which a runner refuses
+    /// to start with if it names anything else).
     pub fn kv_cache(&self, num_ctx: u64) -> u64 {
+        let bytes = KvType::from_env().map_or(4, KvType::bytes);
         self.n_layer
             .saturating_mul(num_ctx)
             .saturating_mul(self.n_head_kv)
             .saturating_mul(self.key_length.saturating_add(self.value_length))
-            .saturating_mul(4)
+            .saturating_mul(bytes)
     }
 
     /// The estimate for a runner with `num_ctx`: weights + KV cache + overhead.
@@ -226,8 +230,9 @@ mod tests {
         assert_eq!(shape.n_layer, u64::from(spec.n_layer));
         assert_eq!(shape.n_head_kv, u64::from(spec.n_head_kv));
         assert_eq!(shape.key_length, u64::from(spec.head_dim()));
-        // 2 (K and V) * n_layer * num_ctx * n_head_kv * head_dim * 4 bytes.
-        let kv = 2 * 2 * 1024 * 2 * 16 * 4;
+        // 2 (K and V) * n_layer * num_ctx * n_head_kv * head_dim * bytes
+        // of the cache type (f16 unless the environment says f32).
+        let kv = 2 * 2 * 1024 * 2 * 16 * KvType::from_env().map_or(4, KvType::bytes);
         assert_eq!(shape.kv_cache(1024), kv);
         assert_eq!(
             shape.estimate(1024),

@@ -1,0 +1,462 @@
+//! Attention on the CPU over an f16 (or f32) key/value cache: scores,
+//! softmax and the weighted sum of values fused per head and block of
+//! queries, reading the cache in place.
+//!
+//! candle's path (`q·kᵀ`, scale, mask, softmax, `·v` as separate tensors)
+//! kept an f32 cache and materialised `heads × t × context` scores four
+//! times over: 128 MiB per layer for a 512-token prompt on a 1B model, and
+//! all of the cache converted or copied each step. Here the cache is f16,
+//! as llama.cpp keeps it by default (half the memory), it grows with the
+//! tokens it holds instead of being touched whole when created, keys a
+//! query cannot see (ahead of it, or behind its sliding window) are skipped
+//! instead of masked, and each task's scores fit in its core's cache.
+//!
+//! The arithmetic follows ggml's: over an f16 cache the query is rounded
+//! to f16 like the keys before the dot products, which accumulate in f32;
+//! the softmax sums in f64. `LLMPM_KV_CACHE_TYPE=f32` keeps the cache in
+//! f32 (twice the memory), for results that do not depend on a cache format. Every query's sums run in the same order whatever else is in the
+//! pass, so a sequence gets the same bits alone, batched or in a prompt.
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
+
+/// Queries per task: each block of keys is converted to f32 once for them.
+const QUERIES: usize = 32;
+/// Keys (and values) converted to f32 at a time.
+const KEYS: usize = 64;
+/// Lanes of the dot products' partial sums; the order of the sums, and so
+/// the bits, do not depend on the instruction set.
+const LANES: usize = 16;
+
+/// The element type of the key/value cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvType {
+    /// Half the memory; llama.cpp's and Ollama's default.
+    F16,
+    /// The activations as computed.
+    F32,
+}
+
+impl KvType {
+    /// The type `LLMPM_KV_CACHE_TYPE` names (`f16`, the default, or
+    /// `f32`); an unknown name is an error that lists the known ones.
+    pub fn from_env() -> Result<KvType, String> {
+        match std::env::var("LLMPM_KV_CACHE_TYPE") {
+            Err(_) => Ok(KvType::F16),
+            Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "" | "f16" => Ok(KvType::F16),
+                "f32" => Ok(KvType::F32),
+                other => Err(format!(
+                    "LLMPM_KV_CACHE_TYPE={other} is not a cache type: use f16 or f32"
+                )),
+            },
+        }
+    }
+
+    /// Bytes per cached value.
+    pub fn bytes(self) -> u64 {
+        match self {
+            KvType::F16 => 2,
+            KvType::F32 => 4,
+        }
+    }
+}
+
+/// What the cache stores: converted from and to f32 a slice at a time.
+pub(crate) trait Elem: Copy + Default + Send + Sync {
+    /// Whether queries are rounded to this type before the dot products.
+    const ROUNDS: bool;
+    fn store(dst: &mut [Self], src: &[f32]);
+    fn load(src: &[Self], dst: &mut [f32]);
+}
+
+impl Elem for f16 {
+    const ROUNDS: bool = true;
+    fn store(dst: &mut [f16], src: &[f32]) {
+        dst.convert_from_f32_slice(src);
+    }
+    fn load(src: &[f16], dst: &mut [f32]) {
+        src.convert_to_f32_slice(dst);
+    }
+}
+
+impl Elem for f32 {
+    const ROUNDS: bool = false;
+    fn store(dst: &mut [f32], src: &[f32]) {
+        dst.copy_from_slice(src);
+    }
+    fn load(src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
+    }
+}
+
+/// One layer's keys and values, token-major:
+/// `[position][kv_head][head_dim]`. Memory is reserved for `max_len`
+/// tokens on the first append, and pages are touched as tokens arrive.
+#[derive(Debug)]
+pub(crate) struct Kv<E> {
+    kv_heads: usize,
+    head_dim: usize,
+    max_len: usize,
+    k: Vec<E>,
+    v: Vec<E>,
+}
+
+impl<E: Elem> Kv<E> {
+    pub(crate) fn new(kv_heads: usize, head_dim: usize, max_len: usize) -> Kv<E> {
+        Kv {
+            kv_heads,
+            head_dim,
+            max_len,
+            k: Vec::new(),
+            v: Vec::new(),
+        }
+    }
+
+    /// Tokens held.
+    pub(crate) fn len(&self) -> usize {
+        self.k.len() / (self.kv_heads * self.head_dim).max(1)
+    }
+
+    /// Forgets every token (keeps the memory for the next sequence).
+    pub(crate) fn reset(&mut self) {
+        self.k.clear();
+        self.v.clear();
+    }
+
+    /// Appends `t` tokens' keys and values, each laid out
+    /// `[kv_head][t][head_dim]` (candle's `(1, kv_heads, t, head_dim)`).
+    pub(crate) fn append(&mut self, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
+        let (h, d) = (self.kv_heads, self.head_dim);
+        if k.len() != h * t * d || v.len() != k.len() {
+            return Err(format!(
+                "{} keys and {} values are not {t} tokens of {h} heads of {d}",
+                k.len(),
+                v.len()
+            ));
+        }
+        if self.len() + t > self.max_len {
+            return Err(format!(
+                "the context is full: {} + {t} tokens exceed {}",
+                self.len(),
+                self.max_len
+            ));
+        }
+        let row = h * d;
+        if self.k.capacity() == 0 {
+            self.k.reserve_exact(self.max_len * row);
+            self.v.reserve_exact(self.max_len * row);
+        }
+        for (dst, src) in [(&mut self.k, k), (&mut self.v, v)] {
+            let at = dst.len();
+            dst.resize(at + t * row, E::default());
+            for (i, token) in dst[at..].chunks_exact_mut(row).enumerate() {
+                for (g, head) in token.chunks_exact_mut(d).enumerate() {
+                    let from = (g * t + i) * d;
+                    E::store(head, &src[from..from + d]);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The attention of `t` new queries, `q` laid out `[head][t][head_dim]`
+/// (candle's `(1, heads, t, head_dim)`), at positions `pos..pos + t` over
+/// `kv`, which already holds their own keys. Query `i` sees keys
+/// `..=pos + i`, and with a `window` only the last `window` of them.
+/// Returns `[head][t][head_dim]`.
+pub(crate) fn attend<E: Elem>(
+    q: &[f32],
+    heads: usize,
+    t: usize,
+    kv: &Kv<E>,
+    pos: usize,
+    scale: f32,
+    window: Option<usize>,
+) -> Result<Vec<f32>, String> {
+    let d = kv.head_dim;
+    if heads == 0 || kv.kv_heads == 0 || !heads.is_multiple_of(kv.kv_heads) {
+        return Err(format!(
+            "{heads} query heads do not share {} kv heads",
+            kv.kv_heads
+        ));
+    }
+    if q.len() != heads * t * d || pos + t != kv.len() {
+        return Err(format!(
+            "{} query values at {pos}..{} are not {t} tokens of {heads} heads of {d} over a cache of {}",
+            q.len(),
+            pos + t,
+            kv.len()
+        ));
+    }
+    let per_kv = heads / kv.kv_heads;
+    let mut out = vec![0f32; heads * t * d];
+    out.par_chunks_mut(t * d)
+        .enumerate()
+        .for_each(|(h, out_h)| {
+            out_h
+                .par_chunks_mut(QUERIES * d)
+                .enumerate()
+                .for_each(|(c, o)| {
+                    let first = c * QUERIES;
+                    let n = o.len() / d;
+                    let qs = &q[(h * t + first) * d..(h * t + first + n) * d];
+                    block(kv, h / per_kv, qs, pos + first, scale, window, o);
+                });
+        });
+    Ok(out)
+}
+
+/// Keys query `at` sees.
+fn visible(at: usize, window: Option<usize>) -> std::ops::Range<usize> {
+    let lo = window.map_or(0, |w| (at + 1).saturating_sub(w));
+    lo..at + 1
+}
+
+/// Queries `qs` (`n × head_dim`, at positions `at..at + n`) of a head over
+/// kv head `g`, into `out` (`n × head_dim`).
+fn block<E: Elem>(
+    kv: &Kv<E>,
+    g: usize,
+    qs: &[f32],
+    at: usize,
+    scale: f32,
+    window: Option<usize>,
+    out: &mut [f32],
+) {
+    let d = kv.head_dim;
+    let n = qs.len() / d;
+    let row = kv.kv_heads * d;
+    // Every query's range lies in `lo..hi`.
+    let lo = visible(at, window).start;
+    let hi = at + n;
+    let span = hi - lo;
+    // The queries as ggml multiplies them: rounded to the cache's type.
+    let q: Vec<f32> = match E::ROUNDS {
+        true => qs.iter().map(|&x| f16::from_f32(x).to_f32()).collect(),
+        false => qs.to_vec(),
+    };
+    let mut scores = vec![0f32; n * span];
+    let mut buf = vec![0f32; KEYS * d];
+    let rows = |data: &[E], j0: usize, j1: usize, buf: &mut [f32]| {
+        for (j, dst) in (j0..j1).zip(buf.chunks_exact_mut(d)) {
+            let from = j * row + g * d;
+            E::load(&data[from..from + d], dst);
+        }
+    };
+    for j0 in (lo..hi).step_by(KEYS) {
+        let j1 = (j0 + KEYS).min(hi);
+        rows(&kv.k, j0, j1, &mut buf);
+        for i in 0..n {
+            let seen = visible(at + i, window);
+            let (a, b) = (j0.max(seen.start), j1.min(seen.end));
+            let qi = &q[i * d..(i + 1) * d];
+            for j in a..b {
+                let kj = &buf[(j - j0) * d..(j - j0 + 1) * d];
+                scores[i * span + j - lo] = dot(qi, kj) * scale;
+            }
+        }
+    }
+    // Softmax over each query's own range; the rest of its row stays 0.
+    for i in 0..n {
+        let seen = visible(at + i, window);
+        let s = &mut scores[i * span + seen.start - lo..i * span + seen.end - lo];
+        let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f64;
+        for x in s.iter_mut() {
+            *x = (*x - max).exp();
+            sum += f64::from(*x);
+        }
+        let inv = (1.0 / sum) as f32;
+        for x in s.iter_mut() {
+            *x *= inv;
+        }
+    }
+    out.fill(0.0);
+    for j0 in (lo..hi).step_by(KEYS) {
+        let j1 = (j0 + KEYS).min(hi);
+        rows(&kv.v, j0, j1, &mut buf);
+        for (i, acc) in out.chunks_exact_mut(d).enumerate() {
+            let seen = visible(at + i, window);
+            for j in j0.max(seen.start)..j1.min(seen.end) {
+                let p = scores[i * span + j - lo];
+                let vj = &buf[(j - j0) * d..(j - j0 + 1) * d];
+                for (a, &v) in acc.iter_mut().zip(vj) {
+                    *a += p * v;
+                }
+            }
+        }
+    }
+}
+
+/// `a · b` in [`LANES`] partial sums, added in a fixed order.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for l in 0..LANES {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in ar.iter().zip(br) {
+        tail += x * y;
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        (0..n).map(|_| rng.f32() * 2.0 - 1.0).collect()
+    }
+
+    /// Plain attention in f64 over the same keys and values as the cache
+    /// holds them (`r` rounds to its type), with an explicit mask.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        r: impl Fn(f32) -> f64,
+        q: &[f32],
+        heads: usize,
+        t: usize,
+        k: &[f32],
+        v: &[f32],
+        kv_heads: usize,
+        d: usize,
+        total: usize,
+        scale: f32,
+        window: Option<usize>,
+    ) -> Vec<f32> {
+        let pos = total - t;
+        let mut out = vec![0f32; heads * t * d];
+        for h in 0..heads {
+            let g = h / (heads / kv_heads);
+            for i in 0..t {
+                let at = pos + i;
+                let seen: Vec<usize> = (0..total)
+                    .filter(|&j| j <= at && window.is_none_or(|w| at < j + w))
+                    .collect();
+                let s: Vec<f64> = seen
+                    .iter()
+                    .map(|&j| {
+                        (0..d)
+                            .map(|x| r(q[(h * t + i) * d + x]) * r(k[(g * total + j) * d + x]))
+                            .sum::<f64>()
+                            * f64::from(scale)
+                    })
+                    .collect();
+                let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                for x in 0..d {
+                    let y: f64 = seen
+                        .iter()
+                        .zip(&e)
+                        .map(|(&j, p)| p / sum * r(v[(g * total + j) * d + x]))
+                        .sum();
+                    out[(h * t + i) * d + x] = y as f32;
+                }
+            }
+        }
+        out
+    }
+
+    /// `[kv_head][total][d]` split into the first `pos` tokens and the rest,
+    /// each `[kv_head][t][d]` as `append` takes them.
+    fn split(x: &[f32], kv_heads: usize, total: usize, pos: usize, d: usize) -> [Vec<f32>; 2] {
+        let part = |a: usize, b: usize| -> Vec<f32> {
+            (0..kv_heads)
+                .flat_map(|g| x[(g * total + a) * d..(g * total + b) * d].to_vec())
+                .collect()
+        };
+        [part(0, pos), part(pos, total)]
+    }
+
+    #[test]
+    fn matches_plain_attention_with_causality_windows_and_gqa() {
+        check::<f16>(|x| f64::from(f16::from_f32(x).to_f32()));
+        check::<f32>(f64::from);
+    }
+
+    fn check<E: Elem>(r: impl Fn(f32) -> f64 + Copy) {
+        // (heads, kv heads, head dim, cached, new, window): a prompt
+        // longer than one block of queries and keys, decode steps, odd head
+        // dims (the dot product's tail), windows shorter than the prompt.
+        let cases = [
+            (4, 2, 64, 0, 70, None),
+            (4, 1, 256, 3, 1, None),
+            (2, 2, 20, 130, 1, Some(16)),
+            (8, 2, 32, 5, 40, Some(7)),
+            (1, 1, 16, 0, 1, None),
+        ];
+        for (heads, kv_heads, d, pos, t, window) in cases {
+            let total = pos + t;
+            let k = values(kv_heads * total * d, 1);
+            let v = values(kv_heads * total * d, 2);
+            let q = values(heads * t * d, 3);
+            let scale = 1.0 / (d as f32).sqrt();
+            let [k0, k1] = split(&k, kv_heads, total, pos, d);
+            let [v0, v1] = split(&v, kv_heads, total, pos, d);
+            let mut kv = Kv::<E>::new(kv_heads, d, total);
+            kv.append(&k0, &v0, pos).unwrap();
+            kv.append(&k1, &v1, t).unwrap();
+            assert_eq!(kv.len(), total);
+            let got = attend(&q, heads, t, &kv, pos, scale, window).unwrap();
+            let want = reference(r, &q, heads, t, &k, &v, kv_heads, d, total, scale, window);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 2e-5,
+                    "heads {heads}/{kv_heads} d {d} pos {pos} t {t} {window:?} [{i}]: {g} vs {w}"
+                );
+            }
+            // Each query alone (decode) gives the bits it gets in the prompt.
+            let mut one = Kv::<E>::new(kv_heads, d, total);
+            one.append(&k0, &v0, pos).unwrap();
+            for i in 0..t {
+                let [ki, vi] = [&k1, &v1].map(|x| {
+                    (0..kv_heads)
+                        .flat_map(|g| x[(g * t + i) * d..(g * t + i + 1) * d].to_vec())
+                        .collect::<Vec<f32>>()
+                });
+                one.append(&ki, &vi, 1).unwrap();
+                let qi: Vec<f32> = (0..heads)
+                    .flat_map(|h| q[(h * t + i) * d..(h * t + i + 1) * d].to_vec())
+                    .collect();
+                let alone = attend(&qi, heads, 1, &one, pos + i, scale, window).unwrap();
+                for h in 0..heads {
+                    assert_eq!(
+                        alone[h * d..(h + 1) * d],
+                        got[(h * t + i) * d..(h * t + i + 1) * d],
+                        "query {i} head {h}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_what_does_not_fit() {
+        let mut kv = Kv::<f16>::new(2, 4, 3);
+        assert!(kv.append(&[0.0; 8], &[0.0; 8], 2).is_err());
+        kv.append(&[0.0; 16], &[0.0; 16], 2).unwrap();
+        // Past max_len.
+        assert!(kv.append(&[0.0; 16], &[0.0; 16], 2).is_err());
+        // Three query heads cannot share two kv heads.
+        assert!(attend(&[0.0; 12], 3, 1, &kv, 1, 1.0, None).is_err());
+        // The queries' positions must end where the cache does.
+        assert!(attend(&[0.0; 8], 2, 1, &kv, 0, 1.0, None).is_err());
+        kv.reset();
+        assert_eq!(kv.len(), 0);
+        kv.append(&[0.0; 24], &[0.0; 24], 3).unwrap();
+        assert_eq!(kv.len(), 3);
+    }
+}
