@@ -111,18 +111,31 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<()> {
     let (num_ctx, batch, parallel) = (args.num_ctx, args.batch, args.parallel);
     let (model, codec) = tokio::task::spawn_blocking(
         move || -> anyhow::Result<(Model, Arc<dyn TextCodec>)> {
-            let mut model = Model::load(&path, &device()?)?;
-            model.set_kv_type(KvType::from_env().map_err(anyhow::Error::msg)?);
-            let file = GgufFile::open(&path)
-                .with_context(|| format!("cannot read `{}`", path.display()))?;
-            let codec: Arc<dyn TextCodec> = match crate::tokenizer::Tokenizer::from_gguf(&file) {
-                Ok(t) => Arc::new(t),
-                Err(e) => {
-                    tracing::warn!(error = %e, "tokenizer refused the vocabulary; using the plain vocabulary codec");
-                    Arc::new(VocabCodec::from_gguf(&file)?)
-                }
+            let kv_type = KvType::from_env().map_err(anyhow::Error::msg)?;
+            let codec = |path: &std::path::Path| -> anyhow::Result<Arc<dyn TextCodec>> {
+                let file = GgufFile::open(path)
+                    .with_context(|| format!("cannot read `{}`", path.display()))?;
+                Ok(match crate::tokenizer::Tokenizer::from_gguf(&file) {
+                    Ok(t) => Arc::new(t),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "tokenizer refused the vocabulary; using the plain vocabulary codec");
+                        Arc::new(VocabCodec::from_gguf(&file)?)
+                    }
+                })
             };
-            Ok((model, codec))
+            // The vocabulary is read while the weights load: the loader
+            // waits on page faults often enough for it to fit in between.
+            std::thread::scope(|s| {
+                let vocab = s.spawn(|| codec(&path));
+                let model = Model::load(&path, &device()?);
+                let codec = vocab
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the tokenizer loader panicked"))?;
+                // The weights' error first: it names the file's problem.
+                let mut model = model?;
+                model.set_kv_type(kv_type);
+                Ok((model, codec?))
+            })
         },
     )
     .await
