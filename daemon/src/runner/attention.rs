@@ -21,13 +21,12 @@ use half::f16;
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
+use super::matmul::Isa;
+
 /// Queries per task: each block of keys is converted to f32 once for them.
 const QUERIES: usize = 32;
 /// Keys (and values) converted to f32 at a time.
 const KEYS: usize = 64;
-/// Lanes of the dot products' partial sums; the order of the sums, and so
-/// the bits, do not depend on the instruction set.
-const LANES: usize = 16;
 
 /// The element type of the key/value cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,12 +66,16 @@ impl KvType {
 pub(crate) trait Elem: Copy + Default + Send + Sync {
     /// Whether queries are rounded to this type before the dot products.
     const ROUNDS: bool;
+    fn one(x: f32) -> Self;
     fn store(dst: &mut [Self], src: &[f32]);
     fn load(src: &[Self], dst: &mut [f32]);
 }
 
 impl Elem for f16 {
     const ROUNDS: bool = true;
+    fn one(x: f32) -> f16 {
+        f16::from_f32(x)
+    }
     fn store(dst: &mut [f16], src: &[f32]) {
         dst.convert_from_f32_slice(src);
     }
@@ -83,6 +86,9 @@ impl Elem for f16 {
 
 impl Elem for f32 {
     const ROUNDS: bool = false;
+    fn one(x: f32) -> f32 {
+        x
+    }
     fn store(dst: &mut [f32], src: &[f32]) {
         dst.copy_from_slice(src);
     }
@@ -91,9 +97,12 @@ impl Elem for f32 {
     }
 }
 
-/// One layer's keys and values, token-major:
-/// `[position][kv_head][head_dim]`. Memory is reserved for `max_len`
-/// tokens on the first append, and pages are touched as tokens arrive.
+/// One layer's keys and values. Values are token-major,
+/// `[position][kv_head][head_dim]`; keys are in blocks of [`KEYS`]
+/// positions, each transposed, `[block][kv_head][head_dim][KEYS]`, so a
+/// block of one head's keys is read as it is multiplied. Memory is reserved
+/// for `max_len` tokens on the first append, and pages are touched as
+/// tokens arrive.
 #[derive(Debug)]
 pub(crate) struct Kv<E> {
     kv_heads: usize,
@@ -116,13 +125,25 @@ impl<E: Elem> Kv<E> {
 
     /// Tokens held.
     pub(crate) fn len(&self) -> usize {
-        self.k.len() / (self.kv_heads * self.head_dim).max(1)
+        self.v.len() / (self.kv_heads * self.head_dim).max(1)
     }
 
     /// Forgets every token (keeps the memory for the next sequence).
     pub(crate) fn reset(&mut self) {
         self.k.clear();
         self.v.clear();
+    }
+
+    /// Elements of one block of keys, all heads.
+    fn key_block(&self) -> usize {
+        self.kv_heads * self.head_dim * KEYS
+    }
+
+    /// Head `g`'s keys `[dim][KEYS]` for positions `b * KEYS..`.
+    fn keys(&self, b: usize, g: usize) -> &[E] {
+        let per = self.head_dim * KEYS;
+        let at = b * self.key_block() + g * per;
+        &self.k[at..at + per]
     }
 
     /// Appends `t` tokens' keys and values, each laid out
@@ -136,25 +157,38 @@ impl<E: Elem> Kv<E> {
                 v.len()
             ));
         }
-        if self.len() + t > self.max_len {
+        let len = self.len();
+        if len + t > self.max_len {
             return Err(format!(
-                "the context is full: {} + {t} tokens exceed {}",
-                self.len(),
+                "the context is full: {len} + {t} tokens exceed {}",
                 self.max_len
             ));
         }
         let row = h * d;
-        if self.k.capacity() == 0 {
-            self.k.reserve_exact(self.max_len * row);
+        if self.v.capacity() == 0 {
+            self.k
+                .reserve_exact(self.max_len.div_ceil(KEYS) * self.key_block());
             self.v.reserve_exact(self.max_len * row);
         }
-        for (dst, src) in [(&mut self.k, k), (&mut self.v, v)] {
-            let at = dst.len();
-            dst.resize(at + t * row, E::default());
-            for (i, token) in dst[at..].chunks_exact_mut(row).enumerate() {
-                for (g, head) in token.chunks_exact_mut(d).enumerate() {
-                    let from = (g * t + i) * d;
-                    E::store(head, &src[from..from + d]);
+        let at = self.v.len();
+        self.v.resize(at + t * row, E::default());
+        for (i, token) in self.v[at..].chunks_exact_mut(row).enumerate() {
+            for (g, head) in token.chunks_exact_mut(d).enumerate() {
+                let from = (g * t + i) * d;
+                E::store(head, &v[from..from + d]);
+            }
+        }
+        // Whole blocks of keys, zero past the last token.
+        let blocks = (len + t).div_ceil(KEYS);
+        let block = self.key_block();
+        self.k.resize(blocks * block, E::default());
+        for i in 0..t {
+            let p = len + i;
+            let (b, jj) = (p / KEYS, p % KEYS);
+            for g in 0..h {
+                let dst = &mut self.k[b * block + g * d * KEYS..][..d * KEYS];
+                for (x, &val) in k[(g * t + i) * d..(g * t + i + 1) * d].iter().enumerate() {
+                    dst[x * KEYS + jj] = E::one(val);
                 }
             }
         }
@@ -192,6 +226,7 @@ pub(crate) fn attend<E: Elem>(
         ));
     }
     let per_kv = heads / kv.kv_heads;
+    let isa = Isa::best();
     let mut out = vec![0f32; heads * t * d];
     out.par_chunks_mut(t * d)
         .enumerate()
@@ -203,7 +238,7 @@ pub(crate) fn attend<E: Elem>(
                     let first = c * QUERIES;
                     let n = o.len() / d;
                     let qs = &q[(h * t + first) * d..(h * t + first + n) * d];
-                    block(kv, h / per_kv, qs, pos + first, scale, window, o);
+                    block_on(isa, kv, h / per_kv, qs, pos + first, scale, window, o);
                 });
         });
     Ok(out)
@@ -215,8 +250,62 @@ fn visible(at: usize, window: Option<usize>) -> std::ops::Range<usize> {
     lo..at + 1
 }
 
+/// [`block`] compiled for the best vector unit here. Every sum runs in the
+/// order the source gives (vectors only across independent sums, no fused
+/// multiply-adds), so each build gives the same bits.
+#[allow(clippy::too_many_arguments)]
+fn block_on<E: Elem>(
+    isa: Isa,
+    kv: &Kv<E>,
+    g: usize,
+    qs: &[f32],
+    at: usize,
+    scale: f32,
+    window: Option<usize>,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512<E: Elem>(
+            kv: &Kv<E>,
+            g: usize,
+            qs: &[f32],
+            at: usize,
+            scale: f32,
+            window: Option<usize>,
+            out: &mut [f32],
+        ) {
+            block(kv, g, qs, at, scale, window, out)
+        }
+        #[target_feature(enable = "avx2")]
+        fn avx2<E: Elem>(
+            kv: &Kv<E>,
+            g: usize,
+            qs: &[f32],
+            at: usize,
+            scale: f32,
+            window: Option<usize>,
+            out: &mut [f32],
+        ) {
+            block(kv, g, qs, at, scale, window, out)
+        }
+        // SAFETY: `isa` names only instruction sets this CPU has
+        // (`Isa::available`); Avx512Vnni implies AVX-512 F, the others AVX2.
+        #[allow(unsafe_code)]
+        match isa {
+            Isa::Avx512Vnni => return unsafe { avx512(kv, g, qs, at, scale, window, out) },
+            Isa::Avx2 | Isa::AvxVnni => return unsafe { avx2(kv, g, qs, at, scale, window, out) },
+            Isa::Portable => {}
+        }
+    }
+    let _ = isa;
+    block(kv, g, qs, at, scale, window, out)
+}
+
 /// Queries `qs` (`n × head_dim`, at positions `at..at + n`) of a head over
 /// kv head `g`, into `out` (`n × head_dim`).
+#[inline(always)]
 fn block<E: Elem>(
     kv: &Kv<E>,
     g: usize,
@@ -246,16 +335,28 @@ fn block<E: Elem>(
             E::load(&data[from..from + d], dst);
         }
     };
-    for j0 in (lo..hi).step_by(KEYS) {
+    // Blocks of keys start on multiples of KEYS, as the cache holds them.
+    let first = lo / KEYS * KEYS;
+    // One head's block of keys, `[dim][key]`: each query's scores for a
+    // block are sums of whole vectors, with no reductions across lanes.
+    let mut kt = vec![0f32; d * KEYS];
+    for j0 in (first..hi).step_by(KEYS) {
         let j1 = (j0 + KEYS).min(hi);
-        rows(&kv.k, j0, j1, &mut buf);
+        E::load(kv.keys(j0 / KEYS, g), &mut kt);
         for i in 0..n {
             let seen = visible(at + i, window);
             let (a, b) = (j0.max(seen.start), j1.min(seen.end));
-            let qi = &q[i * d..(i + 1) * d];
+            if a >= b {
+                continue;
+            }
+            let mut acc = [0f32; KEYS];
+            for (&qx, row) in q[i * d..(i + 1) * d].iter().zip(kt.chunks_exact(KEYS)) {
+                for (s, &k) in acc.iter_mut().zip(row) {
+                    *s += qx * k;
+                }
+            }
             for j in a..b {
-                let kj = &buf[(j - j0) * d..(j - j0 + 1) * d];
-                scores[i * span + j - lo] = dot(qi, kj) * scale;
+                scores[i * span + j - lo] = acc[j - j0] * scale;
             }
         }
     }
@@ -275,7 +376,7 @@ fn block<E: Elem>(
         }
     }
     out.fill(0.0);
-    for j0 in (lo..hi).step_by(KEYS) {
+    for j0 in (first..hi).step_by(KEYS) {
         let j1 = (j0 + KEYS).min(hi);
         rows(&kv.v, j0, j1, &mut buf);
         for (i, acc) in out.chunks_exact_mut(d).enumerate() {
@@ -289,24 +390,6 @@ fn block<E: Elem>(
             }
         }
     }
-}
-
-/// `a · b` in [`LANES`] partial sums, added in a fixed order.
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; LANES];
-    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for l in 0..LANES {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    let mut tail = 0f32;
-    for (x, y) in ar.iter().zip(br) {
-        tail += x * y;
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
