@@ -266,30 +266,25 @@ fn block_on<E: Elem>(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx512f")]
-        fn avx512<E: Elem>(
-            kv: &Kv<E>,
-            g: usize,
-            qs: &[f32],
-            at: usize,
-            scale: f32,
-            window: Option<usize>,
-            out: &mut [f32],
-        ) {
-            block(kv, g, qs, at, scale, window, out)
+        // `block` inlined into a function built for `$feature`.
+        macro_rules! built_for {
+            ($name:ident, $feature:literal) => {
+                #[target_feature(enable = $feature)]
+                fn $name<E: Elem>(
+                    kv: &Kv<E>,
+                    g: usize,
+                    qs: &[f32],
+                    at: usize,
+                    scale: f32,
+                    window: Option<usize>,
+                    out: &mut [f32],
+                ) {
+                    block(kv, g, qs, at, scale, window, out)
+                }
+            };
         }
-        #[target_feature(enable = "avx2")]
-        fn avx2<E: Elem>(
-            kv: &Kv<E>,
-            g: usize,
-            qs: &[f32],
-            at: usize,
-            scale: f32,
-            window: Option<usize>,
-            out: &mut [f32],
-        ) {
-            block(kv, g, qs, at, scale, window, out)
-        }
+        built_for!(avx512, "avx512f");
+        built_for!(avx2, "avx2");
         // SAFETY: `isa` names only instruction sets this CPU has
         // (`Isa::available`); Avx512Vnni implies AVX-512 F, the others AVX2.
         #[allow(unsafe_code)]

@@ -240,6 +240,25 @@ fn unpack_scales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
     (sc, m)
 }
 
+/// Row `r`'s scale, min scale and 6-bit sub-block scales and mins of a
+/// Q4_K or Q5_K block `b` (the same first 16 bytes in both) into a tile.
+fn put_header(
+    d: &mut [[f16; 8]; 2],
+    dmin: &mut [[f16; 8]; 2],
+    sc: &mut [[[u8; 8]; 2]; 8],
+    m: &mut [[[u8; 8]; 2]; 8],
+    r: usize,
+    b: &[u8],
+) {
+    d[r / 8][r % 8] = f16_at(b, 0);
+    dmin[r / 8][r % 8] = f16_at(b, 2);
+    let (s, mins) = unpack_scales(&b[4..16]);
+    for j in 0..8 {
+        sc[j][r / 8][r % 8] = s[j];
+        m[j][r / 8][r % 8] = mins[j];
+    }
+}
+
 /// Copies four bytes of each row into the rows' lanes of a 64-byte vector.
 fn put4(v: &mut [[u8; 32]; 2], r: usize, src: &[u8]) {
     v[r / 8][4 * (r % 8)..4 * (r % 8) + 4].copy_from_slice(&src[..4]);
@@ -350,13 +369,7 @@ impl KMatrix {
                     Q4K_BYTES,
                     zero,
                     |t, r, b| {
-                        t.d[r / 8][r % 8] = f16_at(b, 0);
-                        t.dmin[r / 8][r % 8] = f16_at(b, 2);
-                        let (sc, m) = unpack_scales(&b[4..16]);
-                        for j in 0..8 {
-                            t.sc[j][r / 8][r % 8] = sc[j];
-                            t.m[j][r / 8][r % 8] = m[j];
-                        }
+                        put_header(&mut t.d, &mut t.dmin, &mut t.sc, &mut t.m, r, b);
                         for (v, q) in t.qs.iter_mut().enumerate() {
                             put4(q, r, &b[16 + 4 * v..]);
                         }
@@ -380,13 +393,7 @@ impl KMatrix {
                     Q5K_BYTES,
                     zero,
                     |t, r, b| {
-                        t.d[r / 8][r % 8] = f16_at(b, 0);
-                        t.dmin[r / 8][r % 8] = f16_at(b, 2);
-                        let (sc, m) = unpack_scales(&b[4..16]);
-                        for j in 0..8 {
-                            t.sc[j][r / 8][r % 8] = sc[j];
-                            t.m[j][r / 8][r % 8] = m[j];
-                        }
+                        put_header(&mut t.d, &mut t.dmin, &mut t.sc, &mut t.m, r, b);
                         for (g, q) in t.qh.iter_mut().enumerate() {
                             put4(q, r, &b[16 + 4 * g..]);
                         }
