@@ -238,7 +238,15 @@ pub(crate) fn attend<E: Elem>(
                     let first = c * QUERIES;
                     let n = o.len() / d;
                     let qs = &q[(h * t + first) * d..(h * t + first + n) * d];
-                    block_on(isa, kv, h / per_kv, qs, pos + first, scale, window, o);
+                    let job = Job {
+                        kv,
+                        g: h / per_kv,
+                        qs,
+                        at: pos + first,
+                        scale,
+                        window,
+                    };
+                    block_on(isa, &job, o);
                 });
         });
     Ok(out)
@@ -250,66 +258,56 @@ fn visible(at: usize, window: Option<usize>) -> std::ops::Range<usize> {
     lo..at + 1
 }
 
-/// [`block`] compiled for the best vector unit here. Every sum runs in the
-/// order the source gives (vectors only across independent sums, no fused
-/// multiply-adds), so each build gives the same bits.
-#[allow(clippy::too_many_arguments)]
-fn block_on<E: Elem>(
-    isa: Isa,
-    kv: &Kv<E>,
+/// One task: a block of one head's queries over its kv head.
+struct Job<'a, E> {
+    kv: &'a Kv<E>,
+    /// The kv head.
     g: usize,
-    qs: &[f32],
+    /// The queries, `n × head_dim`, at positions `at..at + n`.
+    qs: &'a [f32],
     at: usize,
     scale: f32,
     window: Option<usize>,
-    out: &mut [f32],
-) {
+}
+
+/// [`block`] compiled for the best vector unit here. Every sum runs in the
+/// order the source gives (vectors only across independent sums, no fused
+/// multiply-adds), so each build gives the same bits.
+fn block_on<E: Elem>(isa: Isa, job: &Job<'_, E>, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        // `block` inlined into a function built for `$feature`.
-        macro_rules! built_for {
-            ($name:ident, $feature:literal) => {
-                #[target_feature(enable = $feature)]
-                fn $name<E: Elem>(
-                    kv: &Kv<E>,
-                    g: usize,
-                    qs: &[f32],
-                    at: usize,
-                    scale: f32,
-                    window: Option<usize>,
-                    out: &mut [f32],
-                ) {
-                    block(kv, g, qs, at, scale, window, out)
-                }
-            };
+        #[target_feature(enable = "avx512f")]
+        fn avx512<E: Elem>(job: &Job<'_, E>, out: &mut [f32]) {
+            block(job, out)
         }
-        built_for!(avx512, "avx512f");
-        built_for!(avx2, "avx2");
+        #[target_feature(enable = "avx2")]
+        fn avx2<E: Elem>(job: &Job<'_, E>, out: &mut [f32]) {
+            block(job, out)
+        }
         // SAFETY: `isa` names only instruction sets this CPU has
         // (`Isa::available`); Avx512Vnni implies AVX-512 F, the others AVX2.
         #[allow(unsafe_code)]
         match isa {
-            Isa::Avx512Vnni => return unsafe { avx512(kv, g, qs, at, scale, window, out) },
-            Isa::Avx2 | Isa::AvxVnni => return unsafe { avx2(kv, g, qs, at, scale, window, out) },
+            Isa::Avx512Vnni => return unsafe { avx512(job, out) },
+            Isa::Avx2 | Isa::AvxVnni => return unsafe { avx2(job, out) },
             Isa::Portable => {}
         }
     }
     let _ = isa;
-    block(kv, g, qs, at, scale, window, out)
+    block(job, out)
 }
 
-/// Queries `qs` (`n × head_dim`, at positions `at..at + n`) of a head over
-/// kv head `g`, into `out` (`n × head_dim`).
+/// A job's attention, into `out` (`n × head_dim`).
 #[inline(always)]
-fn block<E: Elem>(
-    kv: &Kv<E>,
-    g: usize,
-    qs: &[f32],
-    at: usize,
-    scale: f32,
-    window: Option<usize>,
-    out: &mut [f32],
-) {
+fn block<E: Elem>(job: &Job<'_, E>, out: &mut [f32]) {
+    let &Job {
+        kv,
+        g,
+        qs,
+        at,
+        scale,
+        window,
+    } = job;
     let d = kv.head_dim;
     let n = qs.len() / d;
     let row = kv.kv_heads * d;
