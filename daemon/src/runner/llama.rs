@@ -212,9 +212,54 @@ impl LayerKv {
 pub(crate) enum Embeddings {
     /// The table as the file has it.
     Table(Arc<QTensor>),
+    /// The table read where the file is mapped: only the rows a prompt
+    /// uses are ever in memory, as with llama.cpp's mapped `token_embd`.
+    Mapped(MappedTable),
     /// The rows of the output matrix (tied embeddings), which holds the
     /// same table in its own layout: one copy in memory instead of two.
     Output,
+}
+
+/// A quantized table of `rows` rows of `hidden` values, in a mapped file.
+pub(crate) struct MappedTable {
+    pub(crate) map: Arc<memmap2::Mmap>,
+    /// Where the table's bytes lie in `map`, checked against its shape.
+    pub(crate) range: std::ops::Range<usize>,
+    pub(crate) dtype: candle_core::quantized::GgmlDType,
+    pub(crate) rows: usize,
+    pub(crate) hidden: usize,
+}
+
+impl MappedTable {
+    /// Bytes of one row, if `hidden` is whole blocks of `dtype`.
+    pub(crate) fn row_bytes(
+        dtype: candle_core::quantized::GgmlDType,
+        hidden: usize,
+    ) -> Option<usize> {
+        hidden
+            .is_multiple_of(dtype.block_size())
+            .then(|| hidden / dtype.block_size() * dtype.type_size())
+    }
+
+    /// Rows `ids`, dequantized: `(ids.len(), hidden)` f32.
+    pub(crate) fn rows(&self, ids: &[u32], device: &Device) -> candle_core::Result<Tensor> {
+        use candle_core::quantized::QStorage;
+        let Some(row) = Self::row_bytes(self.dtype, self.hidden) else {
+            candle_core::bail!("rows of {} do not hold whole blocks", self.hidden)
+        };
+        let table = &self.map[self.range.clone()];
+        let mut bytes = Vec::with_capacity(ids.len() * row);
+        for &id in ids {
+            let i = id as usize;
+            if i >= self.rows {
+                candle_core::bail!("token {id} is past the vocabulary of {}", self.rows)
+            }
+            bytes.extend_from_slice(&table[i * row..(i + 1) * row]);
+        }
+        let storage =
+            QStorage::from_data(std::borrow::Cow::Owned(bytes), &Device::Cpu, self.dtype)?;
+        QTensor::new(storage, (ids.len(), self.hidden))?.dequantize(device)
+    }
 }
 
 /// A weight matrix, multiplied the way ggml does (see [`super::q8`]).
@@ -431,6 +476,7 @@ impl Llama {
         }
         let mut x = match &self.tok_embd {
             Embeddings::Table(t) => t.embedding(&Tensor::new(ids.as_slice(), &self.device)?)?,
+            Embeddings::Mapped(t) => t.rows(&ids, &self.device)?,
             Embeddings::Output => self.output.rows(&ids, &self.device)?,
         }; // (T, embd)
         if let Some(s) = self.embd_scale {

@@ -14,7 +14,8 @@ use candle_core::{DType, Device, Tensor};
 
 use super::attention::KvType;
 use super::llama::{
-    linear, Activation, Arch, Cache, Embeddings, Layer, Linear, Llama, LlamaConfig, Part,
+    linear, Activation, Arch, Cache, Embeddings, Layer, Linear, Llama, LlamaConfig, MappedTable,
+    Part,
 };
 use super::q8::Q8Matrix;
 
@@ -248,7 +249,7 @@ struct Loader<'a> {
     reader: &'a mut BufReader<File>,
     device: &'a Device,
     /// The file mapped, where matrices are repacked straight from it.
-    map: Option<memmap2::Mmap>,
+    map: Option<Arc<memmap2::Mmap>>,
 }
 
 impl Loader<'_> {
@@ -295,25 +296,8 @@ impl Loader<'_> {
         let info = self.content.tensor_infos.get(name);
         if let (Some(map), Some(info), [n, k]) = (&self.map, info, expected) {
             let len = Q8Matrix::file_bytes(info.ggml_dtype, *n, *k);
-            if self.device.is_cpu() && len.is_some() {
-                let start = self
-                    .content
-                    .tensor_data_offset
-                    .checked_add(info.offset)
-                    .and_then(|s| usize::try_from(s).ok());
-                let range = start
-                    .zip(len)
-                    .and_then(|(s, l)| Some(s..s.checked_add(l)?))
-                    .filter(|r| r.end <= map.len());
-                let Some(range) = range else {
-                    return Err(ModelError::Tensor {
-                        name: name.into(),
-                        message: format!(
-                            "its data lies past the end of the file ({} bytes)",
-                            map.len()
-                        ),
-                    });
-                };
+            if let (true, Some(len)) = (self.device.is_cpu(), len) {
+                let range = self.data_range(name, len)?;
                 let at = range.start;
                 let m = Q8Matrix::from_bytes(info.ggml_dtype, *n, *k, &map[range], &mut |done| {
                     release(map, at + done.start..at + done.end)
@@ -324,6 +308,57 @@ impl Loader<'_> {
         }
         let q = self.qtensor(name, expected)?;
         linear(Arc::new(q)).map_err(err)
+    }
+
+    /// Where the `len` bytes of tensor `name` lie in the mapped file,
+    /// checked to lie inside it.
+    fn data_range(&self, name: &str, len: usize) -> Result<std::ops::Range<usize>, ModelError> {
+        let file_len = self.map.as_ref().map_or(0, |m| m.len());
+        let start = self
+            .content
+            .tensor_infos
+            .get(name)
+            .and_then(|info| self.content.tensor_data_offset.checked_add(info.offset))
+            .and_then(|s| usize::try_from(s).ok());
+        start
+            .and_then(|s| Some(s..s.checked_add(len)?))
+            .filter(|r| r.end <= file_len)
+            .ok_or_else(|| ModelError::Tensor {
+                name: name.into(),
+                message: format!("its data lies past the end of the file ({file_len} bytes)"),
+            })
+    }
+
+    /// The table `name` of shape `expected` (rows, values) read in place
+    /// from the mapped file, on the CPU; `None` where it cannot be (no
+    /// mapping, another device, rows that are not whole blocks).
+    fn mapped_table(
+        &self,
+        name: &str,
+        expected: &[usize],
+    ) -> Result<Option<MappedTable>, ModelError> {
+        self.check(name, expected)?;
+        let (Some(map), Some(info), &[rows, hidden]) =
+            (&self.map, self.content.tensor_infos.get(name), expected)
+        else {
+            return Ok(None);
+        };
+        let Some(row) = MappedTable::row_bytes(info.ggml_dtype, hidden) else {
+            return Ok(None);
+        };
+        let Some(len) = rows.checked_mul(row) else {
+            return Ok(None);
+        };
+        if !self.device.is_cpu() {
+            return Ok(None);
+        }
+        Ok(Some(MappedTable {
+            map: map.clone(),
+            range: self.data_range(name, len)?,
+            dtype: info.ggml_dtype,
+            rows,
+            hidden,
+        }))
     }
 
     fn has(&self, name: &str) -> bool {
@@ -404,7 +439,7 @@ impl Model {
             }
         };
         let mut config = read_config(&content.metadata, &arch)?;
-        let map = map(reader.get_ref());
+        let map = map(reader.get_ref()).map(Arc::new);
         let mut l = Loader {
             content: &content,
             reader: &mut reader,
@@ -437,8 +472,13 @@ impl Model {
         // `output.weight`: the table is the output matrix too. When that
         // matrix's layout gives rows back, one copy serves both.
         let (tok_embd, tied_output) = if l.has("output.weight") {
-            let t = Arc::new(l.qtensor("token_embd.weight", &[n_vocab, e])?);
-            (Embeddings::Table(t), None)
+            match l.mapped_table("token_embd.weight", &[n_vocab, e])? {
+                Some(t) => (Embeddings::Mapped(t), None),
+                None => {
+                    let t = Arc::new(l.qtensor("token_embd.weight", &[n_vocab, e])?);
+                    (Embeddings::Table(t), None)
+                }
+            }
         } else {
             let output = l.matrix("token_embd.weight", &[n_vocab, e])?;
             if output.has_rows() {
@@ -658,6 +698,45 @@ mod tests {
         let m = load_bytes(&tiny_llama_bytes(&TinyLlamaSpec::default()).unwrap()).unwrap();
         assert_eq!(m.config().n_vocab, 320);
         assert_eq!(m.greedy(&[315, 1, 2], 3).unwrap().len(), 3);
+    }
+
+    /// The token table read in place from the mapped file gives the rows
+    /// candle's loaded copy gives, and refuses an id past its end.
+    #[test]
+    fn mapped_token_table_gives_the_files_rows() {
+        use crate::gguf::FileType;
+        for ftype in [FileType::F32, FileType::F16, FileType::Q8_0, FileType::Q4_0] {
+            let spec = TinyLlamaSpec {
+                ftype,
+                ..TinyLlamaSpec::default()
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("m.gguf");
+            std::fs::write(&path, tiny_llama_bytes(&spec).unwrap()).unwrap();
+            let m = Model::load(&path, &Device::Cpu).unwrap();
+            let Embeddings::Mapped(table) = &m.llama.tok_embd else {
+                panic!("{ftype:?}: the token table is not read from the mapped file");
+            };
+            let mut reader = BufReader::new(File::open(&path).unwrap());
+            let content = Content::read(&mut reader).unwrap();
+            let copy = content
+                .tensor(&mut reader, "token_embd.weight", &Device::Cpu)
+                .unwrap();
+            let ids = [0u32, 7, 319, 7];
+            let want = copy
+                .embedding(&Tensor::new(&ids[..], &Device::Cpu).unwrap())
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            let got = table
+                .rows(&ids, &Device::Cpu)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            assert_eq!(got, want, "{ftype:?}");
+            let e = table.rows(&[320], &Device::Cpu).unwrap_err().to_string();
+            assert!(e.contains("320"), "{e}");
+        }
     }
 
     #[test]
