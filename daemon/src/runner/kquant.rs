@@ -154,7 +154,7 @@ fn dword(x: &Q8KRow, b: usize, g: usize) -> i32 {
 /// nibbles are the row's values `64c + 4g..` (sub-block `2c`) and the high
 /// ones `64c + 32 + 4g..` (sub-block `2c + 1`). Each 64 bytes split in two
 /// halves of eight rows for 256-bit vectors.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, bytemuck::Zeroable)]
 #[repr(C, align(64))]
 struct Q4Tile {
     qs: [[[u8; 32]; 2]; 32],
@@ -169,7 +169,7 @@ struct Q4Tile {
 /// [`Q4Tile`] with Q5_K's fifth bits: bytes `4r..4r + 4` of `qh[g]` are
 /// GGUF's `qh` bytes `4g..4g + 4` of row `r`, where bit `j` belongs to
 /// sub-block `j`: bits `2c` and `2c + 1` complete the nibbles of `qs[8c + g]`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, bytemuck::Zeroable)]
 #[repr(C, align(64))]
 struct Q5Tile {
     qs: [[[u8; 32]; 2]; 32],
@@ -186,7 +186,7 @@ struct Q5Tile {
 /// values `128h + 32a + 4l..` and take bits `2a..2a + 2` of `qh[8h + l]` on
 /// top, the high nibbles are the values 64 further and take bits
 /// `2a + 4..2a + 6`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, bytemuck::Zeroable)]
 #[repr(C, align(64))]
 struct Q6Tile {
     ql: [[[u8; 32]; 2]; 32],
@@ -197,9 +197,9 @@ struct Q6Tile {
 }
 
 enum Tiles {
-    Q4K(Vec<Q4Tile>),
-    Q5K(Vec<Q5Tile>),
-    Q6K(Vec<Q6Tile>),
+    Q4K(pages::Zeroed<Q4Tile>),
+    Q5K(pages::Zeroed<Q5Tile>),
+    Q6K(pages::Zeroed<Q6Tile>),
 }
 
 /// A Q4_K, Q5_K or Q6_K weight matrix `(n, k)` in tiles: tile `t`'s
@@ -267,20 +267,19 @@ fn put4(v: &mut [[u8; 32]; 2], r: usize, src: &[u8]) {
 /// Tiles `(n, k)` GGUF blocks of `block_bytes`; `fill(tile, r, block)`
 /// copies row `r`'s block into a tile (rows past `n` stay zero). After
 /// each group of tiles, `done` is told the range of `data` it has finished.
-fn tile_blocks<T: Clone + Send + Sync>(
+fn tile_blocks<T: bytemuck::Zeroable + Send + Sync>(
     data: &[u8],
     n: usize,
     k: usize,
     block_bytes: usize,
-    zero: T,
     fill: impl Fn(&mut T, usize, &[u8]) + Sync,
     done: &mut dyn FnMut(Range<usize>),
-) -> Vec<T> {
+) -> candle_core::Result<pages::Zeroed<T>> {
     use rayon::prelude::*;
     let nb = k / QK_K;
     let tiles = n.div_ceil(TILE);
     let row_bytes = nb * block_bytes;
-    let mut out = pages::zeroed(tiles * nb, zero);
+    let mut out = pages::Zeroed::new(tiles * nb)?;
     let group = pages::group_units(TILE * row_bytes);
     for (g, part) in out.chunks_mut(group * nb).enumerate() {
         let first = g * group;
@@ -301,7 +300,7 @@ fn tile_blocks<T: Clone + Send + Sync>(
         let end = ((first + group) * TILE).min(n);
         done(first * TILE * row_bytes..end * row_bytes);
     }
-    out
+    Ok(out)
 }
 
 impl KMatrix {
@@ -350,88 +349,55 @@ impl KMatrix {
                 data.len()
             );
         }
-        let z8 = [[0u8; 8]; 2];
-        let zh = [[f16::ZERO; 8]; 2];
-        let z32 = [[0u8; 32]; 2];
         let tiles = match dtype {
-            GgmlDType::Q4K => {
-                let zero = Q4Tile {
-                    qs: [z32; 32],
-                    sc: [z8; 8],
-                    m: [z8; 8],
-                    d: zh,
-                    dmin: zh,
-                };
-                Tiles::Q4K(tile_blocks(
-                    data,
-                    n,
-                    k,
-                    Q4K_BYTES,
-                    zero,
-                    |t, r, b| {
-                        put_header(&mut t.d, &mut t.dmin, &mut t.sc, &mut t.m, r, b);
-                        for (v, q) in t.qs.iter_mut().enumerate() {
-                            put4(q, r, &b[16 + 4 * v..]);
-                        }
-                    },
-                    done,
-                ))
-            }
-            GgmlDType::Q5K => {
-                let zero = Q5Tile {
-                    qs: [z32; 32],
-                    qh: [z32; 8],
-                    sc: [z8; 8],
-                    m: [z8; 8],
-                    d: zh,
-                    dmin: zh,
-                };
-                Tiles::Q5K(tile_blocks(
-                    data,
-                    n,
-                    k,
-                    Q5K_BYTES,
-                    zero,
-                    |t, r, b| {
-                        put_header(&mut t.d, &mut t.dmin, &mut t.sc, &mut t.m, r, b);
-                        for (g, q) in t.qh.iter_mut().enumerate() {
-                            put4(q, r, &b[16 + 4 * g..]);
-                        }
-                        for (v, q) in t.qs.iter_mut().enumerate() {
-                            put4(q, r, &b[48 + 4 * v..]);
-                        }
-                    },
-                    done,
-                ))
-            }
-            _ => {
-                let zero = Q6Tile {
-                    ql: [z32; 32],
-                    qh: [z32; 16],
-                    sc: [[[0i8; 8]; 2]; 16],
-                    d: [[0.0; 8]; 2],
-                };
-                Tiles::Q6K(tile_blocks(
-                    data,
-                    n,
-                    k,
-                    Q6K_BYTES,
-                    zero,
-                    |t, r, b| {
-                        for (v, q) in t.ql.iter_mut().enumerate() {
-                            put4(q, r, &b[4 * v..]);
-                        }
-                        for (u, q) in t.qh.iter_mut().enumerate() {
-                            put4(q, r, &b[128 + 4 * u..]);
-                        }
-                        for j in 0..16 {
-                            t.sc[j][r / 8][r % 8] = b[192 + j] as i8;
-                        }
-                        t.d[r / 8][r % 8] = f16_at(b, 208).to_f32();
-                    },
-                    done,
-                ))
-            }
+            GgmlDType::Q4K => Tiles::Q4K(tile_blocks::<Q4Tile>(
+                data,
+                n,
+                k,
+                Q4K_BYTES,
+                |t, r, b| {
+                    put_header(&mut t.d, &mut t.dmin, &mut t.sc, &mut t.m, r, b);
+                    for (v, q) in t.qs.iter_mut().enumerate() {
+                        put4(q, r, &b[16 + 4 * v..]);
+                    }
+                },
+                done,
+            )?),
+            GgmlDType::Q5K => Tiles::Q5K(tile_blocks::<Q5Tile>(
+                data,
+                n,
+                k,
+                Q5K_BYTES,
+                |t, r, b| {
+                    put_header(&mut t.d, &mut t.dmin, &mut t.sc, &mut t.m, r, b);
+                    for (g, q) in t.qh.iter_mut().enumerate() {
+                        put4(q, r, &b[16 + 4 * g..]);
+                    }
+                    for (v, q) in t.qs.iter_mut().enumerate() {
+                        put4(q, r, &b[48 + 4 * v..]);
+                    }
+                },
+                done,
+            )?),
+            _ => Tiles::Q6K(tile_blocks::<Q6Tile>(
+                data,
+                n,
+                k,
+                Q6K_BYTES,
+                |t, r, b| {
+                    for (v, q) in t.ql.iter_mut().enumerate() {
+                        put4(q, r, &b[4 * v..]);
+                    }
+                    for (u, q) in t.qh.iter_mut().enumerate() {
+                        put4(q, r, &b[128 + 4 * u..]);
+                    }
+                    for j in 0..16 {
+                        t.sc[j][r / 8][r % 8] = b[192 + j] as i8;
+                    }
+                    t.d[r / 8][r % 8] = f16_at(b, 208).to_f32();
+                },
+                done,
+            )?),
         };
         Ok(KMatrix { n, k, tiles })
     }

@@ -1,12 +1,16 @@
-//! Large weight buffers: allocated untouched and filled from the thread
-//! pool, and repacked from the file a group of pages at a time.
+//! Large weight buffers: mapped zeroed but untouched, and repacked from the
+//! file a group of pages at a time.
 //!
 //! A repacked model is hundreds of megabytes of fresh anonymous memory; the
 //! first touch of each page (a fault, and the kernel zeroing it) is a large
-//! part of loading, so it is shared between the threads like the repacking.
-//! Transparent huge pages (`MADV_HUGEPAGE`) were tried: on this project's
-//! machines they made loading slower (the kernel zeroing 2 MiB pages) and
-//! decoding no faster within the noise, so buffers are ordinary memory.
+//! part of loading. The buffers are anonymous mappings of their own, whose
+//! pages the kernel hands out zeroed on first touch, so each page is touched
+//! first by the repacking itself, on whichever thread repacks it. The
+//! allocator would not do: for alignments past 16 bytes (the K-quant tiles)
+//! it writes the zeros itself, on one thread, before the weights.
+//! Transparent huge pages (`MADV_HUGEPAGE`) were tried twice: loading was
+//! at best a few percent faster within the noise, a fresh machine stalled
+//! on compaction, and decoding was no faster, so buffers are ordinary pages.
 
 /// Source bytes repacked between two releases of the file's pages: the
 /// most of a matrix's file pages resident beside its copy while it loads.
@@ -19,13 +23,91 @@ pub(super) fn group_units(unit_bytes: usize) -> usize {
     (GROUP_BYTES / unit_bytes.max(1)).max(rayon::current_num_threads())
 }
 
-/// A vector of `len` copies of `zero`, filled from the thread pool.
-pub(super) fn zeroed<T: Clone + Send + Sync>(len: usize, zero: T) -> Vec<T> {
-    use rayon::prelude::*;
-    let mut v = Vec::with_capacity(len);
-    // Writes into the capacity reserved above, without reallocating.
-    v.par_extend(rayon::iter::repeat_n(zero, len));
-    v
+/// `len` values of `T`, all zero bits, in pages of their own that are not
+/// touched until used.
+pub(super) struct Zeroed<T> {
+    ptr: std::ptr::NonNull<T>,
+    len: usize,
+}
+
+// SAFETY: a `Zeroed` owns its values like a `Vec` does.
+#[allow(unsafe_code)]
+unsafe impl<T: Send> Send for Zeroed<T> {}
+// SAFETY: as above; shared access only reads.
+#[allow(unsafe_code)]
+unsafe impl<T: Sync> Sync for Zeroed<T> {}
+
+const PAGE: usize = 4096;
+
+impl<T: bytemuck::Zeroable> Zeroed<T> {
+    /// `len` zero values; an error when the memory cannot be had.
+    #[allow(unsafe_code)]
+    pub(super) fn new(len: usize) -> std::io::Result<Zeroed<T>> {
+        // Mappings are page-aligned: enough for any `T` used here.
+        const { assert!(std::mem::align_of::<T>() <= PAGE) };
+        let bytes = len
+            .checked_mul(std::mem::size_of::<T>())
+            .ok_or_else(|| std::io::Error::other(format!("{len} values do not fit in memory")))?;
+        if bytes == 0 {
+            return Ok(Zeroed {
+                ptr: std::ptr::NonNull::dangling(),
+                len,
+            });
+        }
+        // SAFETY: a fresh private anonymous mapping; it aliases nothing.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast::<T>())
+            .ok_or_else(|| std::io::Error::other("the kernel mapped memory at address 0"))?;
+        Ok(Zeroed { ptr, len })
+    }
+}
+
+impl<T> std::ops::Deref for Zeroed<T> {
+    type Target = [T];
+    #[allow(unsafe_code)]
+    fn deref(&self) -> &[T] {
+        // SAFETY: `len` values, zero bits (valid for a `Zeroable` `T`) or
+        // written since through `deref_mut`, live while `self` does.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T> std::ops::DerefMut for Zeroed<T> {
+    #[allow(unsafe_code)]
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`, and `&mut self` is the only access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T> std::fmt::Debug for Zeroed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Zeroed({} × {})", self.len, std::any::type_name::<T>())
+    }
+}
+
+impl<T> Drop for Zeroed<T> {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        let bytes = self.len * std::mem::size_of::<T>();
+        if bytes > 0 {
+            // SAFETY: the mapping `new` made, of this size, no longer used;
+            // `T` needs no drop (`Zeroable` types are plain data).
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), bytes) };
+        }
+    }
 }
 
 #[cfg(test)]
@@ -33,12 +115,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn zeroed_holds_what_it_was_asked_for() {
+    fn zeroed_holds_what_it_was_asked_for() -> std::io::Result<()> {
         for len in [0, 1, 1000, 3 << 20] {
-            let v = zeroed(len, 7u16);
+            let mut v: Zeroed<u16> = Zeroed::new(len)?;
             assert_eq!(v.len(), len);
+            assert!(v.iter().all(|&x| x == 0));
+            v.iter_mut().for_each(|x| *x = 7);
             assert!(v.iter().all(|&x| x == 7));
         }
+        assert!(Zeroed::<u64>::new(usize::MAX / 4).is_err());
+        Ok(())
     }
 
     #[test]

@@ -43,8 +43,8 @@ pub struct Strips {
     n: usize,
     k: usize,
     q4: bool,
-    d: Vec<f16>,
-    qs: Vec<u8>,
+    d: pages::Zeroed<f16>,
+    qs: pages::Zeroed<u8>,
 }
 
 impl Strips {
@@ -111,8 +111,8 @@ impl Strips {
         let strips = n.div_ceil(STRIP);
         let quant_bytes = if q4 { QK / 2 } else { QK };
         // Rows past `n` in the last strip stay zero: scale 0, no output.
-        let mut d = pages::zeroed(strips * nb * STRIP, f16::ZERO);
-        let mut qs = pages::zeroed(strips * nb * STRIP * quant_bytes, 0u8);
+        let mut d = pages::Zeroed::new(strips * nb * STRIP)?;
+        let mut qs = pages::Zeroed::new(strips * nb * STRIP * quant_bytes)?;
         let row_bytes = nb * block_bytes;
         let group = pages::group_units(STRIP * row_bytes);
         let per_q = nb * STRIP * quant_bytes;
