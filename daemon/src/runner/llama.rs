@@ -572,12 +572,12 @@ impl Llama {
             let residual = x.clone();
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
             let gate = layer.w_gate.forward(&h)?;
-            let gate = match self.activation {
-                Activation::Silu => gate.silu()?,
-                Activation::Gelu => gate.gelu()?,
-            };
             let up = layer.w_up.forward(&h)?;
-            let y = norm(layer.w_down.forward(&(gate * up)?)?, &layer.post_ffw_norm)?;
+            let act = match self.activation {
+                Activation::Silu => (gate.silu()? * up)?,
+                Activation::Gelu => super::glu::geglu(&gate, &up)?,
+            };
+            let y = norm(layer.w_down.forward(&act)?, &layer.post_ffw_norm)?;
             x = (y + residual)?;
         }
         candle_nn::ops::rms_norm(&x, &self.output_norm, eps)

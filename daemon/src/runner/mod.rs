@@ -6,6 +6,7 @@ pub mod attention;
 pub mod batch;
 pub mod client;
 pub mod codec;
+mod glu;
 pub mod json;
 pub mod kquant;
 pub mod llama;
