@@ -34,6 +34,9 @@ const Q4_BLOCK_BYTES: usize = 2 + QK / 2;
 /// the strips of a task pass over it: a share of a core's L2.
 const TILE_BYTES: usize = 256 << 10;
 
+/// How far ahead of its reads the decoding kernel asks for weight lines.
+const PREFETCH_BYTES: usize = 4 << 10;
+
 /// A Q8_0 or Q4_0 matrix `(n, k)` in strips of 16 rows. Per strip and
 /// block: the 16 rows' scales (f16, as in the file), then the quants by
 /// groups of four values, each group as 16 rows × 4 bytes (Q4_0: 4 packed
@@ -541,7 +544,21 @@ mod avx512 {
         let offset: i32 = if Q4 { -8 } else { -128 };
         let low = _mm512_set1_epi8(0x0F);
         let mut acc = [_mm512_setzero_ps(); N];
+        // Blocks ahead whose lines are asked for: the hardware prefetcher
+        // stops at each 4 KiB page, and decoding streams the weights.
+        let ahead = super::PREFETCH_BYTES / block;
         for b in 0..nb {
+            if b + ahead < nb {
+                let (q, d) = (
+                    wq.as_ptr().wrapping_add((b + ahead) * block),
+                    wd.as_ptr().wrapping_add((b + ahead) * STRIP),
+                );
+                // A prefetch never faults; both lie in the strip anyway.
+                for line in (0..block).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(line).cast());
+                }
+                _mm_prefetch::<_MM_HINT_T0>(d.cast());
+            }
             // SAFETY: scales b·16 .. b·16 + 16 and quant bytes b·block ..
             // (b + 1)·block exist (asserted above).
             let ws =
