@@ -3,9 +3,13 @@
 // so tokenizer differences cannot hide a model difference.
 //
 // usage: llmpm-greedy MODEL.gguf N_PREDICT ID[,ID...] [N_THREADS]
-// prints: {"prompt":[...],"expected":[...],"top":[[[id,logit]x4] per step]} on stdout
+// prints: {"prompt":[...],"expected":[...],"top":[[[id,logit]x4] per step]} on stdout,
+//   and "load_ms N" on stderr (model load and context creation)
+// LLMPM_GREEDY_REPACK=1: llama.cpp's default weight repacking (as llama-bench
+//   and llama-server run), for load-time comparisons; the fixture never sets it.
 #include "llama.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -40,12 +44,14 @@ int main(int argc, char ** argv) {
     llama_log_set(quiet_log, nullptr);
     llama_backend_init();
 
+    const auto t_load = std::chrono::steady_clock::now();
     llama_model_params mparams = llama_model_default_params();
     mparams.n_gpu_layers = 0;
     // The plain CPU kernels: no weight repacking (and no AMX, which this
     // sandbox's kernel does not enable: SIGILL) so the reference is the
     // straightforward ggml arithmetic.
-    mparams.use_extra_bufts = false;
+    const char * repack = getenv("LLMPM_GREEDY_REPACK");
+    mparams.use_extra_bufts = repack && repack[0] == '1';
     llama_model * model = llama_model_load_from_file(path, mparams);
     if (!model) {
         fprintf(stderr, "failed to load %s\n", path);
@@ -70,6 +76,8 @@ int main(int argc, char ** argv) {
         fprintf(stderr, "failed to create context\n");
         return 1;
     }
+    fprintf(stderr, "load_ms %.1f\n",
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_load).count());
 
     std::vector<llama_token> out;
     std::vector<std::string> tops;
