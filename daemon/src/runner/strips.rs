@@ -255,7 +255,7 @@ impl Strips {
         let mut shape = lead.to_vec();
         shape.push(n);
         #[cfg(target_arch = "x86_64")]
-        if m > 1 && super::amx::available() {
+        if m >= super::matmul::AMX_MIN_ROWS && super::amx::available() {
             let mut out = vec![0.0f32; m * n];
             tiles::forward(self, &rows, &mut out);
             return Tensor::from_vec(out, shape, x.device());
@@ -613,7 +613,8 @@ mod tests {
     use candle_core::Device;
 
     /// The strips against a plain f64 reference, for both formats, shapes
-    /// with a partial last strip, and 1-row against 4-row identity. Only
+    /// with a partial last strip, and each row alone against the batch
+    /// (row kernels in groups of four, or AMX tiles). Only
     /// where the CPU has AVX-512 VNNI (elsewhere no `Strips` is built, and
     /// the row kernels of `q8` run instead, tested there).
     #[test]
@@ -622,7 +623,15 @@ mod tests {
             return;
         }
         for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0, GgmlDType::Q5_0] {
-            for (n, k, m) in [(1, 32, 1), (17, 96, 3), (40, 256, 9), (16, 64, 4)] {
+            // m from `AMX_MIN_ROWS` up: the AMX path, where the CPU has it.
+            for (n, k, m) in [
+                (1, 32, 1),
+                (17, 96, 3),
+                (40, 256, 9),
+                (16, 64, 4),
+                (40, 256, 20),
+                (17, 96, 33),
+            ] {
                 let wv = super::super::q8::tests::values(n * k, 1);
                 let w = Tensor::from_vec(wv, (n, k), &Device::Cpu).unwrap();
                 let q = QTensor::quantize(&w, dtype).unwrap();
