@@ -676,16 +676,6 @@ mod load {
     loader!(ld256f, 32, __m256, _mm256_loadu_ps, "avx");
     loader!(ld512, 64, __m512i, _mm512_loadu_si512, "avx512f");
     loader!(ld512f, 64, __m512, _mm512_loadu_ps, "avx512f");
-
-    /// Asks for every cache line of `v` ahead of its use.
-    #[target_feature(enable = "sse")]
-    pub(super) fn prefetch<T>(v: &T) {
-        let p = (v as *const T).cast::<i8>();
-        for at in (0..std::mem::size_of::<T>()).step_by(64) {
-            // SAFETY: a prefetch never faults; `at` stays inside `v`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(at)) };
-        }
-    }
 }
 
 /// Whole tiles in 512-bit vectors.
@@ -694,7 +684,8 @@ mod load {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::load::{ld128, ld256, ld512, ld512f, prefetch};
+    use super::super::matmul::prefetch;
+    use super::load::{ld128, ld256, ld512, ld512f};
     use super::{Q4Tile, Q5Tile, Q6Tile, Q8KRow, AHEAD, Q6_ORDER, TILE};
 
     /// ternlog's table for `(a & c) | b`: a byte's bits from `a` where the
@@ -1109,7 +1100,8 @@ macro_rules! ymm_kernels {
     ($features:literal, |$acc:ident, $w:ident, $x:ident| $dp:expr) => {
         use std::arch::x86_64::*;
 
-        use super::load::{ld128, ld256, ld256f, ld64, prefetch};
+        use super::super::matmul::prefetch;
+        use super::load::{ld128, ld256, ld256f, ld64};
         use super::{Q4Tile, Q5Tile, Q6Tile, Q8KRow, AHEAD, Q6_ORDER, TILE};
 
         #[target_feature(enable = $features)]

@@ -18,6 +18,18 @@ use rayon::prelude::*;
 /// Output rows per parallel task; kernels that work on tiles of rows take
 /// bands that start on a multiple of their tile, which divides this.
 pub(super) const BAND: usize = 16;
+
+/// Asks for every cache line of `v` ahead of its use: decoding streams the
+/// weights, and the hardware prefetcher stops at each 4 KiB page.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse")]
+pub(super) fn prefetch<T: ?Sized>(v: &T) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    let p = (v as *const T).cast::<i8>();
+    for at in (0..std::mem::size_of_val(v)).step_by(64) {
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(at));
+    }
+}
 /// Activation rows per pass over the weights: for the widest common rows
 /// (k = 8192 in Q8_K, about 9 KiB each) 64 of them are half of a 2 MiB L2.
 const M_BLOCK: usize = 64;

@@ -549,15 +549,9 @@ mod avx512 {
         let ahead = super::PREFETCH_BYTES / block;
         for b in 0..nb {
             if b + ahead < nb {
-                let (q, d) = (
-                    wq.as_ptr().wrapping_add((b + ahead) * block),
-                    wd.as_ptr().wrapping_add((b + ahead) * STRIP),
-                );
-                // A prefetch never faults; both lie in the strip anyway.
-                for line in (0..block).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(line).cast());
-                }
-                _mm_prefetch::<_MM_HINT_T0>(d.cast());
+                let next = b + ahead;
+                super::super::matmul::prefetch(&wq[next * block..(next + 1) * block]);
+                super::super::matmul::prefetch(&wd[next * STRIP..(next + 1) * STRIP]);
             }
             // SAFETY: scales b·16 .. b·16 + 16 and quant bytes b·block ..
             // (b + 1)·block exist (asserted above).
