@@ -7,6 +7,7 @@ pub mod api;
 pub mod config;
 pub mod create;
 pub mod describe;
+pub mod errors;
 pub mod gguf;
 pub mod logging;
 pub mod runner;

@@ -809,7 +809,7 @@ impl State {
             Err(e) => {
                 let r = self.runners.remove(i);
                 let _ = std::fs::remove_file(&r.socket);
-                tracing::warn!(model = %r.name, error = %crate::api::error::chain(&e), "model failed to load");
+                tracing::warn!(model = %r.name, error = %crate::errors::chain(&e), "model failed to load");
                 let e = Arc::new(e);
                 let mut k = 0;
                 while k < self.pending.len() {

@@ -310,7 +310,7 @@ impl Job {
         let res = self.download().await;
         if let Err(e) = &res {
             if !e.is_cancelled() {
-                tracing::warn!(blob = %self.desc.digest, error = %crate::api::error::chain(e), "download failed");
+                tracing::warn!(blob = %self.desc.digest, error = %crate::errors::chain(e), "download failed");
             }
         }
         let outcome = res.map_err(Arc::new);
@@ -758,7 +758,7 @@ impl Worker {
                             last: Box::new(e),
                         });
                     }
-                    tracing::info!(blob = %self.desc.digest, offset = part.offset, error = %crate::api::error::chain(&e), "part failed; retrying");
+                    tracing::info!(blob = %self.desc.digest, offset = part.offset, error = %crate::errors::chain(&e), "part failed; retrying");
                     tokio::select! {
                         () = super::backoff(self.opts.retry_base, failures) => {}
                         () = self.cancel.cancelled() => return Err(TransferError::Cancelled),

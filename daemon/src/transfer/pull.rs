@@ -222,7 +222,7 @@ async fn resolve(
             continue;
         }
         let m = Manifest::from_slice(&cur.bytes)
-            .map_err(|e| reg.invalid(crate::api::error::chain(&e)))?;
+            .map_err(|e| reg.invalid(crate::errors::chain(&e)))?;
         return Ok((m, cur.bytes, cur.digest));
     }
     Err(reg.invalid(format!(
