@@ -37,6 +37,7 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::autostart;
+use crate::error::{Failure, StatusError, StreamError, Unreachable};
 use crate::printer::Printer;
 use crate::settings::{Settings, Target};
 
@@ -51,42 +52,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_MESSAGE: usize = 1 << 20;
 /// The read size when streaming a file upload.
 const UPLOAD_CHUNK: usize = 256 * 1024;
-
-/// The daemon answered with a non-2xx status.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct StatusError {
-    /// The HTTP status code.
-    pub status: u16,
-    /// The daemon's `{"error"}` message (or the body's text, or the reason phrase).
-    pub message: String,
-}
-
-impl StatusError {
-    /// Whether the request was at fault (4xx): a user error.
-    pub fn is_client_error(&self) -> bool {
-        (400..500).contains(&self.status)
-    }
-}
-
-/// A progress stream ended with an `{"error"}` line.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct StreamError {
-    /// The daemon's message.
-    pub message: String,
-}
-
-/// Nothing is listening where the daemon should be.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot reach llmpmd at `{target}`")]
-pub struct Unreachable {
-    /// The socket path or URL.
-    pub target: String,
-    /// Why the connection failed.
-    #[source]
-    pub source: io::Error,
-}
 
 /// A connection attempt's failure: nobody listening, or something else.
 enum ConnectError {
@@ -199,7 +164,7 @@ impl Client {
                 return Err(autostart::exited_early(&started.log, status));
             }
             if Instant::now() >= deadline {
-                return Err(crate::error::Failure::new(format!(
+                return Err(Failure::new(format!(
                     "llmpmd did not answer at `{}` within {} s of starting",
                     self.settings.target,
                     START_TIMEOUT.as_secs()

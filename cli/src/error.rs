@@ -1,4 +1,9 @@
-//! What a failure means to the user: its exit code and the hint printed under it, decided in one place.
+//! The CLI's errors and what each means to the user: its exit code and the hint printed under it, decided in one place.
+//!
+//! Every error type the CLI raises lives here (the daemon's answers
+//! [`StatusError`], [`StreamError`] and [`Unreachable`] included), so the
+//! modules that raise them and this module's mapping import one place
+//! and never each other.
 //!
 //! Exit codes:
 //! - 0 ([`ExitStatus::Success`]): done; also when stdout was closed by its
@@ -12,9 +17,9 @@
 //!   4xx answer from the daemon (unknown model, rejected request, missing API
 //!   key).
 
+use std::io;
 use std::process::ExitCode;
 
-use crate::client::{StatusError, Unreachable};
 use crate::printer::{Printer, StdoutClosed};
 
 /// The process's exit code.
@@ -84,6 +89,42 @@ impl Failure {
         self.hint = Some(hint.into());
         self
     }
+}
+
+/// The daemon answered with a non-2xx status.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StatusError {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The daemon's `{"error"}` message (or the body's text, or the reason phrase).
+    pub message: String,
+}
+
+impl StatusError {
+    /// Whether the request was at fault (4xx): a user error.
+    pub fn is_client_error(&self) -> bool {
+        (400..500).contains(&self.status)
+    }
+}
+
+/// A progress stream ended with an `{"error"}` line.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StreamError {
+    /// The daemon's message.
+    pub message: String,
+}
+
+/// Nothing is listening where the daemon should be.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach llmpmd at `{target}`")]
+pub struct Unreachable {
+    /// The socket path or URL.
+    pub target: String,
+    /// Why the connection failed.
+    #[source]
+    pub source: io::Error,
 }
 
 /// The first `T` in the error: a context, the root, or a `source()` of it.

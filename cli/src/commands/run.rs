@@ -11,7 +11,8 @@ use http_body_util::BodyExt;
 use llmpm_spec::api::{ChatRequest, ChatResponse, Message, PullRequest, ShowRequest};
 
 use crate::cli::RunArgs;
-use crate::client::{Client, StatusError};
+use crate::client::Client;
+use crate::error::StatusError;
 use crate::printer::Printer;
 
 /// Runs `llmpm run`.

@@ -5,8 +5,8 @@
 use llmpm_spec::api::GenerateRequest;
 
 use crate::cli::StopArgs;
-use crate::client::{Client, StatusError};
-use crate::error::UserError;
+use crate::client::Client;
+use crate::error::{StatusError, UserError};
 
 /// Unloads the model.
 pub async fn run(args: &StopArgs, client: &Client) -> anyhow::Result<()> {
