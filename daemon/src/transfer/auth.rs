@@ -156,9 +156,9 @@ pub async fn bearer_token(
         source,
     })?;
     let status = resp.status();
-    let body = super::client::read_limited(resp, MAX_TOKEN_BODY, url.as_str()).await?;
+    let body = super::body::read_limited(resp, MAX_TOKEN_BODY, url.as_str()).await?;
     if !status.is_success() {
-        let msg = super::client::error_message(status, &body);
+        let msg = super::body::error_message(status, &body);
         return Err(if status.as_u16() == 401 || status.as_u16() == 403 {
             unauthorized(format!("its token server said: {msg}"))
         } else {

@@ -3,6 +3,8 @@
 //! - `client`: HTTP to one registry (Accept headers, error bodies, redirects
 //!   that never carry `Authorization` to another host, retries).
 //! - `auth`: `WWW-Authenticate` challenges, Bearer tokens and Basic.
+//! - `body`: bounded reads of answers and the messages of error answers
+//!   (below both `client` and `auth`).
 //! - `credentials`: the `llmpm login` file the daemon reads.
 //! - `download`: one blob as parallel Range parts with a resume journal,
 //!   hashing the contiguous prefix as it grows; in-flight downloads shared.
@@ -11,6 +13,7 @@
 //! Spec: <https://github.com/opencontainers/distribution-spec/blob/main/spec.md>.
 
 mod auth;
+mod body;
 mod client;
 pub mod credentials;
 mod download;

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
+use super::body;
 use super::client::{self, Registry};
 use super::download::{Fetched, Source};
 use super::{credentials, TransferError, Transfers};
@@ -94,13 +95,13 @@ async fn fetch_manifest(
         )
         .await?;
     if resp.status() == reqwest::StatusCode::NOT_FOUND {
-        let body = client::read_limited(resp, 64 * 1024, url.as_str())
+        let body = body::read_limited(resp, 64 * 1024, url.as_str())
             .await
             .unwrap_or_default();
         return Err(TransferError::NotFound {
             model: name.display_short(),
             host: reg.host().to_owned(),
-            message: client::error_message(reqwest::StatusCode::NOT_FOUND, &body),
+            message: body::error_message(reqwest::StatusCode::NOT_FOUND, &body),
         });
     }
     let resp = reg.check(resp, &Method::GET).await?;
@@ -126,7 +127,7 @@ async fn fetch_manifest(
         .get("docker-content-digest")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<Digest>().ok());
-    let bytes = match client::read_limited(resp, MAX_MANIFEST_BYTES, url.as_str()).await {
+    let bytes = match body::read_limited(resp, MAX_MANIFEST_BYTES, url.as_str()).await {
         Err(TransferError::Invalid { .. }) => return Err(too_big()),
         other => other?,
     };
@@ -221,8 +222,8 @@ async fn resolve(
             cur = fetch_manifest(reg, name, &pick.digest.to_string(), Some(&pick.digest)).await?;
             continue;
         }
-        let m = Manifest::from_slice(&cur.bytes)
-            .map_err(|e| reg.invalid(crate::errors::chain(&e)))?;
+        let m =
+            Manifest::from_slice(&cur.bytes).map_err(|e| reg.invalid(crate::errors::chain(&e)))?;
         return Ok((m, cur.bytes, cur.digest));
     }
     Err(reg.invalid(format!(
