@@ -16,6 +16,7 @@ pub mod media_type;
 pub mod modelfile;
 pub mod name;
 pub mod params;
+pub mod quote;
 
 pub use digest::{Digest, DigestError};
 pub use manifest::{Descriptor, Manifest, ManifestError, ModelConfig};

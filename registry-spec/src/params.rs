@@ -273,35 +273,16 @@ impl ParamValue {
 }
 
 /// Prints the value as `/api/show` does (Go's `%#v`): numbers and booleans
-/// bare, strings in double quotes with `\"`, `\\`, `\n`, … escapes.
+/// bare, strings quoted as Go's `strconv.Quote` does ([`crate::quote`]).
 impl fmt::Display for ParamValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ParamValue::Int(i) => write!(f, "{i}"),
             ParamValue::Float(x) => write!(f, "{x}"),
             ParamValue::Bool(b) => write!(f, "{b}"),
-            ParamValue::Str(s) => write_go_quoted(f, s),
+            ParamValue::Str(s) => crate::quote::write_go_quote(f, s),
         }
     }
-}
-
-/// Writes `s` the way Go's `strconv.Quote` does, closely enough for
-/// display.
-fn write_go_quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
-    f.write_str("\"")?;
-    for c in s.chars() {
-        match c {
-            '"' => f.write_str("\\\"")?,
-            '\\' => f.write_str("\\\\")?,
-            '\n' => f.write_str("\\n")?,
-            '\r' => f.write_str("\\r")?,
-            '\t' => f.write_str("\\t")?,
-            c if (c as u32) < 0x80 && c.is_control() => write!(f, "\\x{:02x}", c as u32)?,
-            c if c.is_control() => write!(f, "\\u{:04x}", c as u32)?,
-            c => write!(f, "{c}")?,
-        }
-    }
-    f.write_str("\"")
 }
 
 /// Why a parameter name or value was refused.

@@ -702,7 +702,7 @@ fn sprintf(fmt: &str, args: &[TValue], cap: usize) -> String {
             ('s', v @ (TValue::List(_) | TValue::Map(_) | TValue::Struct(_))) => {
                 v.to_print_string()
             }
-            ('q', TValue::Str(s)) => go_quote(s),
+            ('q', TValue::Str(s)) => llmpm_spec::quote::go_quote(s),
             ('q', TValue::Int(i)) => match u32::try_from(*i).ok().and_then(char::from_u32) {
                 Some(ch) => format!("'{ch}'"),
                 None => bad(arg),
@@ -774,26 +774,6 @@ fn go_float_exp(f: f64, prec: usize) -> String {
         Some((m, e)) => format!("{m}e+{e:0>2}"),
         None => s,
     }
-}
-
-/// Go's `%q`: a double-quoted string with Go escapes.
-fn go_quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Today's (or an earlier) UTC date as `YYYY-MM-DD`, the format Ollama's
