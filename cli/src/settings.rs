@@ -5,7 +5,8 @@
 //! client and a daemon started from the same environment always meet:
 //!
 //! - `--host` or `LLMPM_HOST` (`[http://][host][:port]`, default
-//!   `127.0.0.1:11434`; `none` means "not TCP") selects TCP;
+//!   `127.0.0.1:11434`; `none` means "not TCP"; one rule with the daemon's,
+//!   `llmpm_spec::host`) selects TCP;
 //! - otherwise the unix socket: `LLMPM_SOCKET`, else the config file's
 //!   `socket`, else `$XDG_RUNTIME_DIR/llmpm/llmpm.sock` unless `LLMPM_HOME` is
 //!   set, else `<home>/llmpm.sock`, where home is `LLMPM_HOME`, else the
@@ -21,35 +22,14 @@ use std::fmt;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use llmpm_spec::host::{HostError, HostSpec};
 use serde::Deserialize;
 
 use crate::cli::GlobalArgs;
 use crate::error::UserError;
 
-/// The daemon's default TCP port (Ollama's).
-pub const DEFAULT_PORT: u16 = 11434;
-
 pub use llmpm_spec::env::{default_home, default_socket, Env, ProcessEnv};
-
-/// A TCP address of the daemon.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TcpTarget {
-    /// Host name or IP address, without brackets.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-}
-
-impl TcpTarget {
-    /// `host:port`, with brackets around an IPv6 address: the `Host` header.
-    pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
-}
+pub use llmpm_spec::host::HostPort;
 
 /// Where the daemon listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +37,7 @@ pub enum Target {
     /// Its unix socket.
     Unix(PathBuf),
     /// A TCP address chosen with `--host` or `LLMPM_HOST`.
-    Tcp(TcpTarget),
+    Tcp(HostPort),
 }
 
 impl fmt::Display for Target {
@@ -171,62 +151,25 @@ fn read_config(env: &impl Env) -> anyhow::Result<FileConfig> {
     })
 }
 
-/// Parses `LLMPM_HOST` or `--host` as the daemon does: `[http://][host][:port]`,
-/// host `127.0.0.1` and port 11434 when left out; `none`/`off` mean "use the
-/// unix socket". Unlike the daemon, a client also accepts host names.
-pub fn parse_host(value: &str) -> Result<Option<TcpTarget>, UserError> {
+/// Parses `LLMPM_HOST` or `--host` by the rule the daemon uses
+/// ([`HostSpec`], Ollama's): `[http://][host][:port]`, host `127.0.0.1` and
+/// port 11434 when left out; `none`/`off` mean "use the unix socket". A
+/// client refuses what it cannot connect to: `https://` (llmpmd speaks plain
+/// HTTP) and port 0.
+pub fn parse_host(value: &str) -> Result<Option<HostPort>, UserError> {
     let bad = |why: &str| {
         UserError::new(format!("`LLMPM_HOST` = `{value}` is invalid: {why}"))
             .with_hint("use `[http://][host][:port]`, such as `127.0.0.1:11434`")
     };
-    let v = value.trim();
-    if v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("off") {
-        return Ok(None);
+    const PORT: &str = "the port must be 1-65535";
+    match value.parse::<HostSpec>() {
+        Ok(HostSpec::Off) => Ok(None),
+        Ok(HostSpec::Tcp(t)) if t.https => Err(bad("llmpmd speaks plain HTTP; use `http://`")),
+        Ok(HostSpec::Tcp(t)) if t.port == 0 => Err(bad(PORT)),
+        Ok(HostSpec::Tcp(t)) => Ok(Some(t)),
+        Err(HostError::Port) => Err(bad(PORT)),
+        Err(e) => Err(bad(e.why())),
     }
-    if v.starts_with("https://") {
-        return Err(bad("llmpmd speaks plain HTTP; use `http://`"));
-    }
-    let v = v.strip_prefix("http://").unwrap_or(v).trim_end_matches('/');
-    let (host, port) = if let Some(rest) = v.strip_prefix('[') {
-        let (h, tail) = rest
-            .split_once(']')
-            .ok_or_else(|| bad("an IPv6 address needs a closing `]`"))?;
-        let port = match tail {
-            "" => None,
-            t => Some(
-                t.strip_prefix(':')
-                    .ok_or_else(|| bad("expected `:port` after `]`"))?,
-            ),
-        };
-        (h, port)
-    } else if v.matches(':').count() > 1 {
-        (v, None)
-    } else {
-        match v.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (v, None),
-        }
-    };
-    if host
-        .chars()
-        .any(|c| c.is_whitespace() || matches!(c, '/' | '@' | '?' | '#'))
-    {
-        return Err(bad(
-            "the host holds a character that is not allowed in a host",
-        ));
-    }
-    let host = match host {
-        "" => "127.0.0.1".to_owned(),
-        h => h.to_owned(),
-    };
-    let port = match port {
-        None | Some("") => DEFAULT_PORT,
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 => n,
-            _ => return Err(bad("the port must be 1-65535")),
-        },
-    };
-    Ok(Some(TcpTarget { host, port }))
 }
 
 #[cfg(test)]

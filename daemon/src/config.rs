@@ -6,13 +6,13 @@
 //! named file is an error), then the environment. This is the only module that
 //! reads the environment.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
+use llmpm_spec::host::{HostPort, HostSpec};
 use serde::Deserialize;
 
-/// The default TCP port (Ollama's, so clients find us unchanged).
-pub const DEFAULT_PORT: u16 = 11434;
+pub use llmpm_spec::host::DEFAULT_PORT;
 
 /// A configuration error: names the setting and what is accepted.
 #[derive(Debug, thiserror::Error)]
@@ -120,48 +120,42 @@ pub use llmpm_spec::env::{Env, ProcessEnv};
 
 use crate::sched::KeepAlive;
 
-/// Parses `LLMPM_HOST` the way `OLLAMA_HOST` is read: `[scheme://][host][:port]`;
-/// a missing host means 127.0.0.1, a missing port 11434; `none` disables TCP.
+/// Parses `LLMPM_HOST` by the rule the CLI shares ([`HostSpec`], Ollama's
+/// `OLLAMA_HOST`): `[scheme://][host][:port]`; a missing host means
+/// 127.0.0.1, a missing port 11434; `none` disables TCP. The address to bind
+/// is the IP address given, or for a name its first IPv4 address (Go's
+/// `net.Listen`, so Ollama's server, prefers IPv4 too), `localhost` being
+/// 127.0.0.1 without asking the resolver. `https://` binds plain HTTP, as
+/// Ollama's server does.
 pub fn parse_host(value: &str) -> Result<Option<SocketAddr>, ConfigError> {
     let bad = |why| ConfigError::Value {
         name: "LLMPM_HOST",
         value: value.to_owned(),
         why,
     };
-    let v = value.trim();
-    if v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("off") {
-        return Ok(None);
+    match value.parse::<HostSpec>() {
+        Ok(HostSpec::Off) => Ok(None),
+        Ok(HostSpec::Tcp(t)) => bind_address(&t).map(Some).ok_or_else(|| {
+            bad("cannot resolve the host name; use an IP address such as 127.0.0.1, with an optional :port")
+        }),
+        Err(e) => Err(bad(e.why())),
     }
-    let v = v
-        .strip_prefix("http://")
-        .or_else(|| v.strip_prefix("https://"))
-        .unwrap_or(v)
-        .trim_end_matches('/');
-    let (host, port) = if let Some(rest) = v.strip_prefix('[') {
-        let (h, tail) = rest
-            .split_once(']')
-            .ok_or_else(|| bad("an IPv6 address needs a closing `]`"))?;
-        (h, tail.strip_prefix(':'))
-    } else if v.matches(':').count() > 1 {
-        (v, None)
-    } else {
-        match v.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (v, None),
-        }
-    };
-    let ip: IpAddr = match host {
-        "" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        h => h
-            .parse()
-            .map_err(|_| bad("use an IP address such as 127.0.0.1, with an optional :port"))?,
-    };
-    let port = match port {
-        None | Some("") => DEFAULT_PORT,
-        Some(p) => p.parse().map_err(|_| bad("the port must be 0-65535"))?,
-    };
-    Ok(Some(SocketAddr::new(ip, port)))
+}
+
+/// The socket address to bind for `t`; `None` when its name does not resolve.
+fn bind_address(t: &HostPort) -> Option<SocketAddr> {
+    if let Some(ip) = t.ip() {
+        return Some(SocketAddr::new(ip, t.port));
+    }
+    if t.host.eq_ignore_ascii_case("localhost") {
+        return Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), t.port));
+    }
+    let addrs: Vec<SocketAddr> = (t.host.as_str(), t.port).to_socket_addrs().ok()?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
 }
 
 impl Config {
@@ -332,8 +326,18 @@ mod tests {
         assert_eq!(p("http://127.0.0.1:5/").as_deref(), Some("127.0.0.1:5"));
         assert_eq!(p("[::1]:7").as_deref(), Some("[::1]:7"));
         assert_eq!(p("none"), None);
-        assert!(parse_host("example.com").is_err());
+        // One rule with the CLI's (llmpm_spec::host): a name is a host, bound
+        // at what it resolves to (`localhost` without the resolver, so no
+        // test here depends on DNS); `https://` binds plain HTTP; port 0
+        // binds any free port.
+        assert_eq!(p("localhost:7").as_deref(), Some("127.0.0.1:7"));
+        assert_eq!(p("https://127.0.0.1:5").as_deref(), Some("127.0.0.1:5"));
+        assert_eq!(p("0.0.0.0:0").as_deref(), Some("0.0.0.0:0"));
         assert!(parse_host("127.0.0.1:99999").is_err());
+        for bad in ["a b", "ftp://127.0.0.1", "[::1]x", "[::1"] {
+            let e = parse_host(bad).unwrap_err().to_string();
+            assert!(e.starts_with("LLMPM_HOST = "), "{e}");
+        }
     }
 
     #[test]

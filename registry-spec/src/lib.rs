@@ -11,6 +11,7 @@ pub mod api;
 pub mod credentials;
 pub mod digest;
 pub mod env;
+pub mod host;
 pub mod manifest;
 pub mod media_type;
 pub mod modelfile;
