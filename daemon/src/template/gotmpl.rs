@@ -9,7 +9,9 @@
 //! the prompt ends where the model should continue.
 
 mod exec;
+mod lex;
 mod parse;
+mod printf;
 mod value;
 
 use std::collections::{BTreeMap, BTreeSet};
