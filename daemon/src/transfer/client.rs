@@ -19,7 +19,8 @@ use reqwest::{Method, Response, StatusCode, Url};
 
 use super::auth::{self, Challenge};
 use super::body::{error_message, read_limited};
-use super::{TransferError, TransferOptions};
+use super::options::{backoff, TransferOptions};
+use super::TransferError;
 
 /// The most redirects one request follows.
 const MAX_REDIRECTS: usize = 10;
@@ -209,7 +210,7 @@ impl Registry {
                     tracing::info!(%url, attempt, "registry request failed; retrying");
                     match wait {
                         Some(d) => tokio::time::sleep(d).await,
-                        None => super::backoff(self.opts.retry_base, attempt).await,
+                        None => backoff(self.opts.retry_base, attempt).await,
                     }
                 }
                 Some(_) if attempt > 1 => {

@@ -33,7 +33,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::client::Registry;
-use super::{TransferError, TransferOptions};
+use super::options::TransferOptions;
+use super::TransferError;
 use crate::store::Store;
 use hash::hash_prefix;
 use journal::{journal_key, unpacked_key, Unpacked};

@@ -12,7 +12,8 @@ use reqwest::{Method, StatusCode};
 use tokio_util::sync::CancellationToken;
 
 use super::{Part, PartDone, Source};
-use crate::transfer::{TransferError, TransferOptions};
+use crate::transfer::options::{backoff, TransferOptions};
+use crate::transfer::TransferError;
 
 /// Bytes gathered from the network before one positioned write.
 const WRITE_BUF: usize = 1 << 20;
@@ -91,7 +92,7 @@ impl Worker {
                     }
                     tracing::info!(blob = %self.desc.digest, offset = part.offset, error = %crate::errors::chain(&e), "part failed; retrying");
                     tokio::select! {
-                        () = crate::transfer::backoff(self.opts.retry_base, failures) => {}
+                        () = backoff(self.opts.retry_base, failures) => {}
                         () = self.cancel.cancelled() => return Err(TransferError::Cancelled),
                     }
                 }
