@@ -169,3 +169,62 @@ pub async fn respond(
     )
     .await
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use axum::http::StatusCode;
+    use serde_json::json;
+
+    use super::*;
+
+    async fn body_of(
+        items: Vec<Result<u32, &'static str>>,
+        framing: Framing,
+    ) -> (StatusCode, String) {
+        let response = respond_framed(
+            futures_util::stream::iter(items),
+            framing,
+            |n, frames| {
+                frames.push(&json!({ "n": n }));
+                if n == 0 {
+                    frames.finish();
+                }
+                n == 0
+            },
+            |e| (StatusCode::IM_A_TEAPOT, e.unwrap_or("none").to_owned()).into_response(),
+        )
+        .await;
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn one_writer_two_framings() {
+        let (status, body) = body_of(vec![Ok(1), Ok(2), Err("boom"), Ok(3)], Framing::Ndjson).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "{\"n\":1}\n{\"n\":2}\n{\"error\":\"boom\"}\n");
+        let (_, body) = body_of(vec![Ok(1), Ok(0), Ok(3)], Framing::Sse).await;
+        assert_eq!(
+            body,
+            "data: {\"n\":1}\n\ndata: {\"n\":0}\n\ndata: [DONE]\n\n"
+        );
+        let (_, body) = body_of(vec![Ok(1), Err("boom")], Framing::Sse).await;
+        assert_eq!(
+            body,
+            "data: {\"n\":1}\n\ndata: {\"error\":{\"message\":\"boom\",\"type\":\"api_error\"}}\n\n"
+        );
+        // Before the first item: a real status.
+        assert_eq!(
+            body_of(vec![Err("early")], Framing::Ndjson).await,
+            (StatusCode::IM_A_TEAPOT, "early".to_owned())
+        );
+        assert_eq!(
+            body_of(vec![], Framing::Sse).await,
+            (StatusCode::IM_A_TEAPOT, "none".to_owned())
+        );
+    }
+}

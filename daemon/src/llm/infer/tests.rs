@@ -1,11 +1,17 @@
-//! Prompt fitting against Ollama's one-message-at-a-time drop.
+//! Prompt fitting against Ollama's one-message-at-a-time drop, and the
+//! cache of resolved models.
 
 use std::cell::Cell;
+use std::sync::Arc;
 
 use llmpm_spec::api::Message;
+use llmpm_spec::media_type::{ollama, DOCKER_CONFIG};
+use llmpm_spec::{Descriptor, Manifest, MediaType, Reference};
 
 use super::prompt::{fit, Prompt};
+use super::Models;
 use crate::llm::LlmError;
+use crate::store::{Store, StoreError};
 
 fn msg(role: &str, content: &str) -> Message {
     Message {
@@ -104,4 +110,44 @@ fn system_messages_and_the_last_message_stay() {
     let counts = Cell::new(0);
     fitted(&messages[3..], 0, &counts);
     assert_eq!(counts.get(), 0);
+}
+
+/// A manifest with (not really GGUF) weights and a SYSTEM layer.
+fn manifest(store: &Store, system: &str) -> Manifest {
+    let w = store.put_bytes(b"weights").unwrap();
+    let s = store.put_bytes(system.as_bytes()).unwrap();
+    let c = store.put_bytes(b"{}").unwrap();
+    Manifest::docker_v2(
+        Descriptor::new(MediaType::new(DOCKER_CONFIG), c, 2),
+        vec![
+            Descriptor::new(MediaType::new(ollama::MODEL), w, 7),
+            Descriptor::new(MediaType::new(ollama::SYSTEM), s, system.len() as u64),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn a_resolution_is_kept_while_the_manifest_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let models: Models<u64> = Models::new(store.clone(), |f| f.file_len());
+    let name: Reference = "a".parse().unwrap();
+    store.put_manifest(&name, &manifest(&store, "one")).unwrap();
+    let first = models.resolve(&name).await.unwrap();
+    assert_eq!(first.system.as_deref(), Some("one"));
+    assert_eq!(first.name, "a:latest");
+    // Not a GGUF: the caller's part is its default.
+    assert_eq!(first.shape, 0);
+    assert!(Arc::ptr_eq(&first, &models.resolve(&name).await.unwrap()));
+    // The same name, another manifest: read again.
+    store.put_manifest(&name, &manifest(&store, "two")).unwrap();
+    let second = models.resolve(&name).await.unwrap();
+    assert_eq!(second.system.as_deref(), Some("two"));
+    assert_ne!(first.digest, second.digest);
+    // Gone from the store: gone from the cache.
+    store.delete(&name).unwrap();
+    assert!(matches!(
+        models.resolve(&name).await,
+        Err(LlmError::Store(StoreError::ModelNotFound(_)))
+    ));
 }
