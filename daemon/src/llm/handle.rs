@@ -16,8 +16,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use super::client::{self, Answer, ClientError};
+use super::error::LlmError;
 use super::protocol::{CompletionChunk, CompletionRequest, Embeddings, RunnerRequest, Tokens};
-use super::LlmError;
 
 /// How long a broken answer waits for the OS to report the runner's exit.
 const EXIT_WAIT: Duration = Duration::from_millis(500);

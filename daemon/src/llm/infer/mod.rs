@@ -25,8 +25,8 @@ use llmpm_spec::{LayerKind, Reference};
 
 pub use prompt::Prompt;
 
+use super::error::LlmError;
 use super::options::{self, Options};
-use super::LlmError;
 use crate::gguf::GgufFile;
 use crate::store::Store;
 use crate::template::{ChatTemplate, SelectedTemplate};

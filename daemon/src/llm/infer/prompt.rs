@@ -7,10 +7,10 @@ use std::future::Future;
 use llmpm_spec::api::Message;
 
 use super::ResolvedModel;
+use crate::llm::error::LlmError;
 use crate::llm::handle::Runner;
 use crate::llm::options::Options;
 use crate::llm::protocol::CompletionRequest;
-use crate::llm::LlmError;
 use crate::template::{ChatMessage, ChatTemplate, GoTemplate};
 
 /// A rendered prompt.

@@ -10,7 +10,7 @@ use llmpm_spec::{Descriptor, Manifest, MediaType, Reference};
 
 use super::prompt::{fit, Prompt};
 use super::Models;
-use crate::llm::LlmError;
+use crate::llm::error::LlmError;
 use crate::store::{Store, StoreError};
 
 fn msg(role: &str, content: &str) -> Message {
