@@ -9,6 +9,7 @@ pub mod create;
 pub mod describe;
 pub mod errors;
 pub mod gguf;
+pub mod llm;
 pub mod logging;
 pub mod runner;
 pub mod sched;

@@ -119,11 +119,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Runners are this same binary (`llmpmd runner`), one per loaded model.
     let exe = std::env::current_exe().context("cannot find the llmpmd executable")?;
     let sched = crate::sched::Scheduler::start(sched_config(&config, exe));
+    let models = crate::llm::Models::new(store.clone(), crate::sched::ModelShape::from_gguf);
     let state = AppState {
         store,
         config: Arc::new(config),
         transfers: Arc::new(transfers),
         sched: sched.clone(),
+        models,
     };
     let res = serve(Some(unix), tcp, state, shutdown_signal()).await;
     sched.shutdown().await;

@@ -1,4 +1,6 @@
-//! `ApiError`: how any failure becomes an HTTP status and an `{"error": …}` body.
+//! `ApiError`: how any failure becomes an HTTP status and an `{"error": …}`
+//! body. Library errors say what kind of failure they are ([`Classify`]);
+//! one `From` turns any of them into its status and message.
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -6,8 +8,12 @@ use axum::Json;
 use llmpm_spec::api::ErrorResponse;
 
 use crate::create::CreateError;
+use crate::llm::client::ClientError;
+use crate::llm::options::OptionsError;
+use crate::llm::LlmError;
 use crate::sched::SchedError;
 use crate::store::StoreError;
+use crate::transfer::TransferError;
 
 /// An error answered to a client.
 #[derive(Debug, thiserror::Error)]
@@ -73,45 +79,141 @@ fn is_disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
-        match &e {
-            StoreError::ModelNotFound(_) | StoreError::BlobNotFound(_) => {
-                ApiError::NotFound(e.to_string())
-            }
+/// The kind of failure a library error is, which decides its status and
+/// which of its texts the client reads.
+#[derive(Debug)]
+pub enum Class {
+    /// 400 with the error's message.
+    BadRequest,
+    /// 400 with the error and its causes.
+    BadRequestWithCauses,
+    /// 401 with the error's message.
+    Unauthorized,
+    /// 404 with the error's message.
+    NotFound,
+    /// 503 with the error's message (sent with `Retry-After`).
+    Busy,
+    /// 507: the error and its causes, and what to free.
+    DiskFull,
+    /// 500 with the error's message and nothing logged: the request is
+    /// fine, the machine (or its configured budget) falls short.
+    Exhausted,
+    /// 500: our fault; the error and its causes are logged and sent.
+    Internal,
+    /// As an inner error is answered.
+    As(ApiError),
+}
+
+/// A library error that knows its [`Class`]; every such error becomes an
+/// [`ApiError`] through the one `From` below.
+pub trait Classify: std::error::Error + 'static {
+    /// What kind of failure this is.
+    fn class(&self) -> Class;
+}
+
+/// The answer for `e`.
+fn answer<E: Classify>(e: &E) -> ApiError {
+    match e.class() {
+        Class::BadRequest => ApiError::BadRequest(e.to_string()),
+        Class::BadRequestWithCauses => ApiError::BadRequest(chain(e)),
+        Class::Unauthorized => ApiError::Unauthorized(e.to_string()),
+        Class::NotFound => ApiError::NotFound(e.to_string()),
+        Class::Busy => ApiError::ServiceUnavailable(e.to_string()),
+        Class::DiskFull => ApiError::InsufficientStorage(format!(
+            "{}; free some space (`llmpm prune`, `llmpm rm`) and try again",
+            chain(e)
+        )),
+        Class::Exhausted => ApiError::Internal(e.to_string()),
+        Class::Internal => ApiError::internal(e),
+        Class::As(answer) => answer,
+    }
+}
+
+impl<E: Classify> From<E> for ApiError {
+    fn from(e: E) -> ApiError {
+        answer(&e)
+    }
+}
+
+impl Classify for StoreError {
+    fn class(&self) -> Class {
+        match self {
+            StoreError::ModelNotFound(_) | StoreError::BlobNotFound(_) => Class::NotFound,
             StoreError::DigestMismatch { .. }
             | StoreError::SizeMismatch { .. }
             | StoreError::MissingLayer(_)
-            | StoreError::Algorithm(_) => ApiError::BadRequest(e.to_string()),
-            _ if is_disk_full(&e) => ApiError::InsufficientStorage(format!(
-                "{}; free some space (`llmpm prune`, `llmpm rm`) and try again",
-                chain(&e)
-            )),
-            _ => ApiError::internal(&e),
+            | StoreError::Algorithm(_) => Class::BadRequest,
+            _ if is_disk_full(self) => Class::DiskFull,
+            _ => Class::Internal,
         }
     }
 }
 
-impl From<CreateError> for ApiError {
-    fn from(e: CreateError) -> ApiError {
-        match e {
-            CreateError::Store(s) => s.into(),
-            CreateError::BaseNotFound(_) => ApiError::NotFound(e.to_string()),
-            other => ApiError::BadRequest(chain(&other)),
+impl Classify for CreateError {
+    fn class(&self) -> Class {
+        match self {
+            CreateError::Store(s) => Class::As(answer(s)),
+            CreateError::BaseNotFound(_) => Class::NotFound,
+            _ => Class::BadRequestWithCauses,
         }
     }
 }
 
-impl From<SchedError> for ApiError {
-    fn from(e: SchedError) -> ApiError {
-        match e {
-            SchedError::Busy => ApiError::ServiceUnavailable(e.to_string()),
+impl Classify for SchedError {
+    fn class(&self) -> Class {
+        match self {
+            SchedError::Busy => Class::Busy,
             // 500 as Ollama answers "model requires more memory than is
             // available": the request is well-formed, the machine (or its
             // configured budget) is what falls short, and clients treat it
             // as a server-side failure rather than a request to fix.
-            SchedError::TooLarge { .. } => ApiError::Internal(e.to_string()),
-            SchedError::Runner(_) | SchedError::Stopped => ApiError::internal(&e),
+            SchedError::TooLarge { .. } => Class::Exhausted,
+            SchedError::Runner(_) | SchedError::Stopped => Class::Internal,
+        }
+    }
+}
+
+impl Classify for TransferError {
+    fn class(&self) -> Class {
+        match self {
+            TransferError::Name(_) => Class::BadRequestWithCauses,
+            TransferError::Store(s) => Class::As(answer(s)),
+            TransferError::NotFound { .. } => Class::NotFound,
+            TransferError::Unauthorized { .. } => Class::Unauthorized,
+            TransferError::Insecure(_) => Class::BadRequest,
+            // The pull that holds the last share answers as the failure
+            // itself; one that still shares it with other waiters, as a 500.
+            TransferError::Shared(inner) if std::sync::Arc::strong_count(inner) == 1 => {
+                Class::As(answer(&**inner))
+            }
+            _ => Class::Internal,
+        }
+    }
+}
+
+impl Classify for ClientError {
+    fn class(&self) -> Class {
+        Class::Internal
+    }
+}
+
+impl Classify for OptionsError {
+    fn class(&self) -> Class {
+        Class::BadRequest
+    }
+}
+
+impl Classify for LlmError {
+    fn class(&self) -> Class {
+        match self {
+            LlmError::Store(s) => Class::As(answer(s)),
+            LlmError::NoWeights(_)
+            | LlmError::Adapter(_)
+            | LlmError::Template(_)
+            | LlmError::Render(_)
+            | LlmError::RequestTemplate(_)
+            | LlmError::Options(_) => Class::BadRequest,
+            LlmError::Runner(_) | LlmError::Task(_) => Class::Internal,
         }
     }
 }

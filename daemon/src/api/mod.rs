@@ -40,7 +40,12 @@ pub struct AppState {
     pub transfers: Arc<crate::transfer::Transfers>,
     /// The scheduler: which model runners are loaded.
     pub sched: crate::sched::Scheduler,
+    /// Resolved models, kept while their manifests are unchanged.
+    pub models: crate::llm::Models<crate::sched::ModelShape>,
 }
+
+/// A resolved model as the handlers use it: with the scheduler's memory shape.
+pub type Model = crate::llm::ResolvedModel<crate::sched::ModelShape>;
 
 /// The whole service, without transport guards (the unix socket needs none).
 pub fn router(state: AppState) -> Router {

@@ -1,5 +1,7 @@
 //! Model management routes: `tags`, `show`, `copy`, `delete`, and llmpm's `prune` and `verify`.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -10,13 +12,20 @@ use llmpm_spec::api::{
 use llmpm_spec::Reference;
 
 use super::extract::ApiJson;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Model};
 use crate::describe;
 
 /// Parses a model name from a request, as a 400 naming the problem.
 pub fn parse_name(raw: &str) -> Result<Reference, ApiError> {
     raw.parse::<Reference>()
         .map_err(|e| ApiError::BadRequest(crate::api::error::chain(&e)))
+}
+
+/// The model a request names, resolved (kept from an earlier request while
+/// the name points at the same manifest).
+pub async fn resolve(state: &AppState, name: &str) -> Result<Arc<Model>, ApiError> {
+    let reference = parse_name(name)?;
+    Ok(state.models.resolve(&reference).await?)
 }
 
 async fn blocking<T: Send + 'static>(

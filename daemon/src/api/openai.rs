@@ -2,27 +2,28 @@
 //! `/v1/completions` (JSON or SSE ending in `data: [DONE]`),
 //! `/v1/embeddings` and `/v1/models`, with OpenAI's error bodies
 //! (`{"error": {"message", "type", …}}`) so the `openai` SDKs raise the
-//! right exceptions. It reuses the Ollama handlers' model resolution and
-//! runner plumbing (`generate.rs`).
+//! right exceptions. Framing only: the model, its prompt and the runner are
+//! `crate::llm`'s, the stream writer is `stream.rs`'s.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures_util::StreamExt;
 use llmpm_spec::api::Message;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use tokio::sync::mpsc;
 
-use super::error::ApiError;
-use super::generate::{model_info, start, Event};
+use super::error::{ApiError, Classify};
+use super::models::resolve;
+use super::stream::{self, Framing};
 use super::AppState;
-use crate::runner::client::{self, ClientError};
-use crate::runner::options;
-use crate::runner::protocol::{Embeddings, RunnerRequest};
+use crate::llm::handle::collect;
+use crate::llm::protocol::CompletionChunk;
+use crate::llm::{Event, Events, Prompt};
+use crate::sched::LoadRequest;
 
 /// An [`ApiError`] in OpenAI's shape.
 #[derive(Debug)]
@@ -34,20 +35,8 @@ impl From<ApiError> for OpenAiError {
     }
 }
 
-impl From<ClientError> for OpenAiError {
-    fn from(e: ClientError) -> Self {
-        OpenAiError(e.into())
-    }
-}
-
-impl From<crate::sched::SchedError> for OpenAiError {
-    fn from(e: crate::sched::SchedError) -> Self {
-        OpenAiError(e.into())
-    }
-}
-
-impl From<options::OptionsError> for OpenAiError {
-    fn from(e: options::OptionsError) -> Self {
+impl<E: Classify> From<E> for OpenAiError {
+    fn from(e: E) -> Self {
         OpenAiError(e.into())
     }
 }
@@ -173,20 +162,24 @@ pub async fn chat_completions(
     if req.messages.is_empty() {
         return Err(ApiError::BadRequest("`messages` must not be empty".into()).into());
     }
-    let info = model_info(&state, &req.model).await?;
-    let opts = info.options(Some(&req.options()))?;
-    let lease = state.sched.acquire(info.load_request(&opts, None)).await?;
-    let (text, add_bos) = info
-        .render_fitting(&lease, info.system.as_deref(), &req.messages)
+    let resolved = resolve(&state, &req.model).await?;
+    let opts = resolved.options(Some(&req.options()))?;
+    let lease = state
+        .sched
+        .acquire(LoadRequest::new(&resolved, &opts, None))
         .await?;
-    let rx = start(lease, &opts, text, add_bos, req.json()?).await?;
+    let prompt = resolved.fit_chat(lease.runner(), &req.messages).await?;
+    let events = lease
+        .runner()
+        .complete(prompt.completion(&opts, req.json()?))
+        .await?;
     let usage = req
         .stream_options
         .as_ref()
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    Ok(answer(rx, req.stream, usage, true, req.model).await)
+    Ok(answer(events, req.stream, usage, true, req.model).await)
 }
 
 /// `POST /v1/completions`.
@@ -203,15 +196,21 @@ pub async fn completions(
             return Err(ApiError::BadRequest("`prompt` must be one string".into()).into());
         }
     };
-    let info = model_info(&state, &req.model).await?;
-    let opts = info.options(Some(&req.options()))?;
+    let resolved = resolve(&state, &req.model).await?;
+    let opts = resolved.options(Some(&req.options()))?;
     let json = req.json()?;
-    let lease = state.sched.acquire(info.load_request(&opts, None)).await?;
-    let rx = start(lease, &opts, prompt, true, json).await?;
-    Ok(answer(rx, req.stream, false, false, req.model).await)
+    let lease = state
+        .sched
+        .acquire(LoadRequest::new(&resolved, &opts, None))
+        .await?;
+    let events = lease
+        .runner()
+        .complete(Prompt::raw(prompt).completion(&opts, json))
+        .await?;
+    Ok(answer(events, req.stream, false, false, req.model).await)
 }
 
-fn usage_json(c: &crate::runner::protocol::CompletionChunk) -> Value {
+fn usage_json(c: &CompletionChunk) -> Value {
     json!({
         "prompt_tokens": c.prompt_eval_count,
         "completion_tokens": c.eval_count,
@@ -219,8 +218,9 @@ fn usage_json(c: &crate::runner::protocol::CompletionChunk) -> Value {
     })
 }
 
+/// Answers a completion: SSE chunks ending in `data: [DONE]`, or one body.
 async fn answer(
-    mut rx: mpsc::Receiver<Result<Event, ApiError>>,
+    events: Events,
     stream: bool,
     include_usage: bool,
     chat: bool,
@@ -228,49 +228,31 @@ async fn answer(
 ) -> Response {
     let id = id(if chat { "chatcmpl" } else { "cmpl" });
     let created = unix_now();
-    let object = if chat {
-        "chat.completion"
-    } else {
-        "text_completion"
-    };
+    let ended = || ApiError::Internal("the generation ended without a result".into());
     if !stream {
-        let mut text = String::new();
-        while let Some(item) = rx.recv().await {
-            match item {
-                Ok(Event::Text(t)) => text.push_str(&t),
-                Ok(Event::Done(c)) => {
-                    text.push_str(&c.content);
-                    let reason = finish(c.done_reason.as_deref());
-                    let choice = if chat {
-                        json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason})
-                    } else {
-                        json!({"index": 0, "text": text, "logprobs": null, "finish_reason": reason})
-                    };
-                    return Json(json!({
-                        "id": id, "object": object, "created": created, "model": model,
-                        "system_fingerprint": "fp_llmpm",
-                        "choices": [choice], "usage": usage_json(&c),
-                    }))
-                    .into_response();
-                }
-                Err(e) => return OpenAiError(e).into_response(),
-            }
-        }
-        return OpenAiError(ApiError::Internal(
-            "the generation ended without a result".into(),
-        ))
+        let (text, c) = match collect(events).await {
+            Ok(Some(done)) => done,
+            Ok(None) => return OpenAiError(ended()).into_response(),
+            Err(e) => return OpenAiError::from(e).into_response(),
+        };
+        let object = if chat {
+            "chat.completion"
+        } else {
+            "text_completion"
+        };
+        let reason = finish(c.done_reason.as_deref());
+        let choice = if chat {
+            json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason})
+        } else {
+            json!({"index": 0, "text": text, "logprobs": null, "finish_reason": reason})
+        };
+        return Json(json!({
+            "id": id, "object": object, "created": created, "model": model,
+            "system_fingerprint": "fp_llmpm",
+            "choices": [choice], "usage": usage_json(&c),
+        }))
         .into_response();
     }
-    let first = match rx.recv().await {
-        Some(Err(e)) => return OpenAiError(e).into_response(),
-        Some(Ok(ev)) => ev,
-        None => {
-            return OpenAiError(ApiError::Internal(
-                "the generation ended without a result".into(),
-            ))
-            .into_response()
-        }
-    };
     let chunk_object = if chat {
         "chat.completion.chunk"
     } else {
@@ -289,61 +271,33 @@ async fn answer(
         json!({"id": id, "object": chunk_object, "created": created, "model": model,
                "system_fingerprint": "fp_llmpm", "choices": [choice]})
     };
-    let events = futures_util::stream::unfold(
-        (Some(first), rx, false, chunk),
-        move |(pending, mut rx, done, chunk)| async move {
-            if done {
-                return None;
+    stream::respond_framed(
+        events.map(|e| e.map_err(ApiError::from)),
+        Framing::Sse,
+        move |event, frames| match event {
+            Event::Text(t) => {
+                frames.push(&chunk(Some(t), None));
+                false
             }
-            let item = match pending {
-                Some(ev) => Some(Ok(ev)),
-                None => rx.recv().await,
-            };
-            let mut out = String::new();
-            let mut end = false;
-            match item {
-                Some(Ok(Event::Text(t))) => {
-                    out.push_str(&format!("data: {}\n\n", chunk(Some(t), None)));
+            Event::Done(c) => {
+                if !c.content.is_empty() {
+                    frames.push(&chunk(Some(c.content.clone()), None));
                 }
-                Some(Ok(Event::Done(c))) => {
-                    if !c.content.is_empty() {
-                        out.push_str(&format!(
-                            "data: {}\n\n",
-                            chunk(Some(c.content.clone()), None)
-                        ));
-                    }
-                    let reason = finish(c.done_reason.as_deref());
-                    out.push_str(&format!("data: {}\n\n", chunk(None, Some(reason))));
-                    if include_usage {
-                        let mut u = chunk(None, None);
-                        u["choices"] = json!([]);
-                        u["usage"] = usage_json(&c);
-                        out.push_str(&format!("data: {u}\n\n"));
-                    }
-                    out.push_str("data: [DONE]\n\n");
-                    end = true;
+                let reason = finish(c.done_reason.as_deref());
+                frames.push(&chunk(None, Some(reason)));
+                if include_usage {
+                    let mut u = chunk(None, None);
+                    u["choices"] = json!([]);
+                    u["usage"] = usage_json(&c);
+                    frames.push(&u);
                 }
-                Some(Err(e)) => {
-                    let err = json!({"error": {"message": e.to_string(), "type": "api_error"}});
-                    out.push_str(&format!("data: {err}\n\n"));
-                    end = true;
-                }
-                None => return None,
+                frames.finish();
+                true
             }
-            Some((
-                Ok::<_, std::convert::Infallible>(out),
-                (None, rx, end, chunk),
-            ))
         },
-    );
-    (
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        Body::from_stream(events),
+        |e| OpenAiError(e.unwrap_or_else(ended)).into_response(),
     )
-        .into_response()
+    .await
 }
 
 /// `GET /v1/models`.
@@ -389,21 +343,13 @@ pub async fn embeddings(
             .ok_or_else(|| ApiError::BadRequest("`input` must be strings".into()))?,
         _ => return Err(ApiError::BadRequest("`input` must be a string or strings".into()).into()),
     };
-    let info = model_info(&state, &req.model).await?;
-    let opts = info.options(None)?;
-    let lease = state.sched.acquire(info.load_request(&opts, None)).await?;
-    let mut answer = client::call(
-        lease.socket(),
-        &RunnerRequest::Embed {
-            input,
-            truncate: true,
-        },
-    )
-    .await?;
-    let e: Embeddings = match answer.next().await? {
-        Some(e) => e,
-        None => return Err(ClientError::Died("it closed the connection".into()).into()),
-    };
+    let resolved = resolve(&state, &req.model).await?;
+    let opts = resolved.options(None)?;
+    let lease = state
+        .sched
+        .acquire(LoadRequest::new(&resolved, &opts, None))
+        .await?;
+    let e = lease.runner().embed(input, true).await?;
     let data: Vec<Value> = e
         .embeddings
         .into_iter()

@@ -11,25 +11,8 @@ use llmpm_spec::api::{ProgressResponse, PullRequest};
 use tokio::sync::mpsc;
 
 use super::extract::ApiJson;
-use super::{stream, ApiError, AppState};
-use crate::transfer::{Reporter, TransferError};
-
-impl From<TransferError> for ApiError {
-    fn from(e: TransferError) -> ApiError {
-        match e {
-            TransferError::Name(_) => ApiError::BadRequest(super::error::chain(&e)),
-            TransferError::Store(s) => s.into(),
-            TransferError::NotFound { .. } => ApiError::NotFound(e.to_string()),
-            TransferError::Unauthorized { .. } => ApiError::Unauthorized(e.to_string()),
-            TransferError::Insecure(_) => ApiError::BadRequest(e.to_string()),
-            TransferError::Shared(inner) => match std::sync::Arc::try_unwrap(inner) {
-                Ok(inner) => inner.into(),
-                Err(shared) => ApiError::internal(&*shared),
-            },
-            other => ApiError::internal(&other),
-        }
-    }
-}
+use super::{stream, AppState};
+use crate::transfer::Reporter;
 
 #[derive(Clone, Copy)]
 enum Kind {

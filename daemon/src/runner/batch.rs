@@ -14,9 +14,9 @@ use super::codec::TextCodec;
 use super::json::JsonPrefix;
 use super::llama::{Cache, Part};
 use super::model::Model;
-use super::protocol::{CompletionChunk, CompletionRequest, Embeddings, RunnerError};
 use super::sampler::Sampler;
 use super::text::{Piece, TextStream};
+use crate::llm::protocol::{CompletionChunk, CompletionRequest, Embeddings, RunnerError};
 
 /// Where a job's answer lines go (JSON, without the newline). Unbounded so
 /// that one client that stops reading never stalls the others' step; what

@@ -1,10 +1,11 @@
 //! The inference runner: one process per loaded model (`llmpmd runner`),
-//! its GGUF model on candle, the sampler and the request options.
+//! its GGUF model on candle, the tokenizer codec and the sampler. The
+//! daemon's side of it (the wire protocol, starting and calling it) is
+//! `crate::llm`.
 
 mod amx;
 pub mod attention;
 pub mod batch;
-pub mod client;
 pub mod codec;
 mod glu;
 pub mod json;
@@ -12,9 +13,7 @@ pub mod kquant;
 pub mod llama;
 pub mod matmul;
 pub mod model;
-pub mod options;
 mod pages;
-pub mod protocol;
 pub mod q8;
 pub mod sampler;
 pub mod serve;

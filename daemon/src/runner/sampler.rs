@@ -4,44 +4,7 @@
 
 use std::collections::HashMap;
 
-/// The sampling settings (a subset of [`super::options::Options`]).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SamplerConfig {
-    /// 0 (or below) is greedy.
-    pub temperature: f32,
-    /// Keep the k most likely tokens; 0 or below keeps all.
-    pub top_k: i64,
-    /// Keep the smallest set whose probabilities reach p; 1 keeps all.
-    pub top_p: f32,
-    /// Drop tokens below `min_p` times the best one's probability.
-    pub min_p: f32,
-    /// Divides positive (multiplies negative) logits of recent tokens.
-    pub repeat_penalty: f32,
-    /// How many recent tokens the penalties see; 0 off, -1 all of the context.
-    pub repeat_last_n: i64,
-    /// Subtracted once from the logit of any recent token.
-    pub presence_penalty: f32,
-    /// Subtracted per occurrence from the logit of a recent token.
-    pub frequency_penalty: f32,
-    /// The random seed; `None` draws one.
-    pub seed: Option<u64>,
-}
-
-impl Default for SamplerConfig {
-    fn default() -> Self {
-        SamplerConfig {
-            temperature: 0.8,
-            top_k: 40,
-            top_p: 0.9,
-            min_p: 0.0,
-            repeat_penalty: 1.0,
-            repeat_last_n: 64,
-            presence_penalty: 0.0,
-            frequency_penalty: 0.0,
-            seed: None,
-        }
-    }
-}
+use crate::llm::protocol::SamplerConfig;
 
 /// A sampler for one generation: its config and its random stream.
 #[derive(Debug)]

@@ -19,8 +19,9 @@ use super::attention::KvType;
 use super::batch::{line, Engine, Job};
 use super::codec::{TextCodec, VocabCodec};
 use super::model::Model;
-use super::protocol::{Health, RunnerError, RunnerRequest, Tokens};
 use crate::gguf::GgufFile;
+use crate::llm::options::KvCacheType;
+use crate::llm::protocol::{Health, RunnerError, RunnerRequest, Tokens};
 
 /// The usage line of `llmpmd runner`.
 pub const USAGE: &str =
@@ -51,9 +52,9 @@ impl RunnerArgs {
     pub fn parse(args: &[String]) -> anyhow::Result<RunnerArgs> {
         let mut model = None;
         let mut socket = None;
-        let mut num_ctx = super::options::DEFAULT_NUM_CTX;
+        let mut num_ctx = crate::llm::options::DEFAULT_NUM_CTX;
         let mut parallel = 1;
-        let mut batch = super::options::DEFAULT_NUM_BATCH;
+        let mut batch = crate::llm::options::DEFAULT_NUM_BATCH;
         let mut threads = None;
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -111,7 +112,10 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<()> {
     let (num_ctx, batch, parallel) = (args.num_ctx, args.batch, args.parallel);
     let (model, codec) = tokio::task::spawn_blocking(
         move || -> anyhow::Result<(Model, Arc<dyn TextCodec>)> {
-            let kv_type = KvType::from_env().map_err(anyhow::Error::msg)?;
+            let kv_type = match KvCacheType::from_env().map_err(anyhow::Error::msg)? {
+                KvCacheType::F16 => KvType::F16,
+                KvCacheType::F32 => KvType::F32,
+            };
             let codec = |path: &std::path::Path| -> anyhow::Result<Arc<dyn TextCodec>> {
                 let file = GgufFile::open(path)
                     .with_context(|| format!("cannot read `{}`", path.display()))?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::process::Child;
 
 use super::RunnerSettings;
-use crate::runner::client::{self, ClientError};
+use crate::llm::client::{self, ClientError};
 
 /// A boxed future, for the object-safe traits below.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::gguf::GgufFile;
-use crate::runner::attention::KvType;
+use crate::llm::options::KvCacheType;
 
 /// What a runner process needs besides weights and KV cache: the code,
 /// the async runtime, candle's buffers and the forward pass's scratch
@@ -66,7 +66,7 @@ impl ModelShape {
     /// runner inherits; f16 unless it names f32, which a runner refuses
     /// to start with if it names anything else).
     pub fn kv_cache(&self, num_ctx: u64) -> u64 {
-        let bytes = KvType::from_env().map_or(4, KvType::bytes);
+        let bytes = KvCacheType::from_env().map_or(4, KvCacheType::bytes);
         self.n_layer
             .saturating_mul(num_ctx)
             .saturating_mul(self.n_head_kv)
@@ -232,7 +232,7 @@ mod tests {
         assert_eq!(shape.key_length, u64::from(spec.head_dim()));
         // 2 (K and V) * n_layer * num_ctx * n_head_kv * head_dim * bytes
         // of the cache type (f16 unless the environment says f32).
-        let kv = 2 * 2 * 1024 * 2 * 16 * KvType::from_env().map_or(4, KvType::bytes);
+        let kv = 2 * 2 * 1024 * 2 * 16 * KvCacheType::from_env().map_or(4, KvCacheType::bytes);
         assert_eq!(shape.kv_cache(1024), kv);
         assert_eq!(
             shape.estimate(1024),

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use super::launch::{BoxFuture, Launcher, RunnerProcess};
 use super::memory::{Budget, ModelShape};
 use super::{KeepAlive, LoadRequest, RunnerSettings, SchedConfig, SchedError, Scheduler};
-use crate::runner::client::ClientError;
+use crate::llm::client::ClientError;
 
 #[derive(Debug, Default)]
 struct Record {
@@ -279,7 +279,10 @@ async fn a_runner_that_dies_is_dropped_and_started_again() {
     let crash = fake.with(|r| r.crash.remove(Path::new("a")));
     let _ = crash.unwrap().send(());
     // Its request learns why; the set forgets it.
-    assert_eq!(lease.exit_status().await.as_deref(), Some("exit status: 1"));
+    assert_eq!(
+        lease.runner().exit_status().await.as_deref(),
+        Some("exit status: 1")
+    );
     until_loaded(&s, &[]).await;
     drop(lease);
     drop(s.acquire(req("a", None)).await.unwrap());
@@ -329,7 +332,7 @@ async fn another_num_ctx_reloads() {
     let mut bigger = req("a", None);
     bigger.num_ctx = 256;
     let lease = s.acquire(bigger).await.unwrap();
-    assert_eq!(lease.num_ctx(), 256);
+    assert_eq!(lease.runner().num_ctx(), 256);
     assert_eq!(
         fake.launched(),
         [(PathBuf::from("a"), 128), (PathBuf::from("a"), 256)]

@@ -444,8 +444,8 @@ impl Store {
         }
     }
 
-    /// Looks a model up by name.
-    pub fn get(&self, reference: &Reference) -> Result<ModelEntry, StoreError> {
+    /// The index record of a name (checked against a pinned digest).
+    fn lookup(&self, reference: &Reference) -> Result<RefEntry, StoreError> {
         let key = reference.untagged_digest().to_string();
         let entry = self
             .inner
@@ -460,6 +460,18 @@ impl Store {
                 )));
             }
         }
+        Ok(entry)
+    }
+
+    /// The digest of the manifest a name points at: one index lookup, the
+    /// manifest itself is not read (for caches keyed by it).
+    pub fn manifest_digest(&self, reference: &Reference) -> Result<Digest, StoreError> {
+        self.lookup(reference).map(|e| e.manifest)
+    }
+
+    /// Looks a model up by name.
+    pub fn get(&self, reference: &Reference) -> Result<ModelEntry, StoreError> {
+        let entry = self.lookup(reference)?;
         let manifest = self.read_manifest(&entry.manifest)?;
         Ok(ModelEntry {
             reference: reference.untagged_digest(),

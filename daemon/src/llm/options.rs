@@ -6,7 +6,7 @@
 use llmpm_spec::params::{ParamError, ParamValue, Parameters};
 use serde_json::Value;
 
-use super::sampler::SamplerConfig;
+use super::protocol::SamplerConfig;
 
 /// The context a request gets when neither it nor the model says (Ollama's default).
 pub const DEFAULT_NUM_CTX: usize = 4096;
@@ -35,6 +35,47 @@ pub enum OptionsError {
     /// `options` is not a JSON object.
     #[error("`options` must be a JSON object")]
     NotObject,
+}
+
+/// The element type of the runners' key/value cache, as
+/// `LLMPM_KV_CACHE_TYPE` names it: the scheduler sizes the cache with it
+/// and the runner (which inherits the variable) stores its cache in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvCacheType {
+    /// Half the memory; llama.cpp's and Ollama's default.
+    F16,
+    /// The activations as computed.
+    F32,
+}
+
+impl KvCacheType {
+    /// The type `LLMPM_KV_CACHE_TYPE` names (`f16`, the default, or
+    /// `f32`); an unknown name is an error that lists the known ones.
+    pub fn from_env() -> Result<KvCacheType, String> {
+        match std::env::var("LLMPM_KV_CACHE_TYPE") {
+            Err(_) => Ok(KvCacheType::F16),
+            Ok(v) => KvCacheType::parse(&v),
+        }
+    }
+
+    /// The type `name` names, as [`from_env`](Self::from_env) reads it.
+    pub fn parse(name: &str) -> Result<KvCacheType, String> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "" | "f16" => Ok(KvCacheType::F16),
+            "f32" => Ok(KvCacheType::F32),
+            other => Err(format!(
+                "LLMPM_KV_CACHE_TYPE={other} is not a cache type: use f16 or f32"
+            )),
+        }
+    }
+
+    /// Bytes per cached value.
+    pub fn bytes(self) -> u64 {
+        match self {
+            KvCacheType::F16 => 2,
+            KvCacheType::F32 => 4,
+        }
+    }
 }
 
 /// Everything a generation needs to know from the options.

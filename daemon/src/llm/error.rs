@@ -1,0 +1,44 @@
+//! `LlmError`: why a model could not be resolved, prompted or run.
+
+use crate::store::StoreError;
+use crate::template::TemplateError;
+
+use super::client::ClientError;
+use super::options::OptionsError;
+
+/// Why a request to a model failed on the daemon's side of its runner.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    /// The store could not give the model (no such name, unreadable layer, …).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The manifest has no model layer.
+    #[error("`{0}` has no model weights (a model layer)")]
+    NoWeights(String),
+    /// The manifest has a LoRA layer, which the runner cannot apply yet:
+    /// answering as the base model would pass off one model's output as
+    /// another's.
+    #[error(
+        "`{0}` has an ADAPTER (LoRA) layer, and applying adapters is not supported yet; \
+         create the model without ADAPTER, or from weights with the adapter merged in"
+    )]
+    Adapter(String),
+    /// The model's template (TEMPLATE layer or GGUF Jinja) does not parse.
+    #[error("the model's template is invalid: {0}")]
+    Template(#[source] TemplateError),
+    /// The template failed on this conversation.
+    #[error("cannot render the model's template: {0}")]
+    Render(#[source] TemplateError),
+    /// The request's own `template` does not parse.
+    #[error("invalid `template`: {0}")]
+    RequestTemplate(#[source] TemplateError),
+    /// A refused option.
+    #[error(transparent)]
+    Options(#[from] OptionsError),
+    /// The runner failed, died or answered with an error.
+    #[error(transparent)]
+    Runner(#[from] ClientError),
+    /// The blocking task that read the model panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}

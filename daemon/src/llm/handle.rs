@@ -1,0 +1,164 @@
+//! [`Runner`]: a typed handle on one loaded runner process, as the
+//! scheduler's lease gives it out: `tokenize`, `complete` (a stream of
+//! [`Event`]s) and `embed`. It reads the runner's answer lines itself and
+//! turns a connection that ends early into "the runner died", with how the
+//! process exited when the OS has said.
+
+use std::any::Any;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use super::client::{self, Answer, ClientError};
+use super::error::LlmError;
+use super::protocol::{CompletionChunk, CompletionRequest, Embeddings, RunnerRequest, Tokens};
+
+/// How long a broken answer waits for the OS to report the runner's exit.
+const EXIT_WAIT: Duration = Duration::from_millis(500);
+
+/// Where a loaded runner process is reached, as its owner (the scheduler)
+/// describes it.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// Its unix socket.
+    pub socket: PathBuf,
+    /// The context size it was started with.
+    pub num_ctx: usize,
+    /// How it exited, once it has.
+    pub exit: watch::Receiver<Option<String>>,
+}
+
+/// A handle on a ready runner. Clones share one hold on it (the scheduler's
+/// lease): the runner is not unloaded while a handle, or a stream from
+/// [`complete`](Runner::complete), exists.
+#[derive(Clone)]
+pub struct Runner {
+    endpoint: Arc<Endpoint>,
+    _hold: Arc<dyn Any + Send + Sync>,
+}
+
+impl fmt::Debug for Runner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runner")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A generation's events, as the runner reports them.
+#[derive(Debug)]
+pub enum Event {
+    /// Text since the last event.
+    Text(String),
+    /// The last chunk, with its text, the counts and the timings.
+    Done(CompletionChunk),
+}
+
+/// A generation: text pieces, then the last chunk, or an error (the last item).
+pub type Events = BoxStream<'static, Result<Event, LlmError>>;
+
+impl Runner {
+    /// A handle on the runner at `endpoint`; `hold` is dropped with the
+    /// last clone of the handle (the scheduler's release).
+    pub fn new(endpoint: Arc<Endpoint>, hold: Arc<dyn Any + Send + Sync>) -> Runner {
+        Runner {
+            endpoint,
+            _hold: hold,
+        }
+    }
+
+    /// The runner's socket.
+    pub fn socket(&self) -> &Path {
+        &self.endpoint.socket
+    }
+
+    /// The runner's context size.
+    pub fn num_ctx(&self) -> usize {
+        self.endpoint.num_ctx
+    }
+
+    /// How the runner exited, when a broken answer suggests it did; waits a
+    /// moment for the OS to report it.
+    pub async fn exit_status(&self) -> Option<String> {
+        let mut rx = self.endpoint.exit.clone();
+        let wait = async move { rx.wait_for(Option::is_some).await.ok()?.clone() };
+        tokio::time::timeout(EXIT_WAIT, wait).await.ok().flatten()
+    }
+
+    /// The error for an answer that ended before it should have.
+    async fn died(&self) -> LlmError {
+        let why = self
+            .exit_status()
+            .await
+            .unwrap_or_else(|| "it closed the connection".into());
+        ClientError::Died(why).into()
+    }
+
+    /// The next line of `answer`; an early end is the runner's death.
+    async fn next<T: DeserializeOwned>(&self, answer: &mut Answer) -> Result<T, LlmError> {
+        match answer.next().await? {
+            Some(line) => Ok(line),
+            None => Err(self.died().await),
+        }
+    }
+
+    /// Sends `req` and reads its one answer line.
+    async fn one<T: DeserializeOwned>(&self, req: &RunnerRequest) -> Result<T, LlmError> {
+        let mut answer = client::call(self.socket(), req).await?;
+        self.next(&mut answer).await
+    }
+
+    /// The token ids of `text` (with BOS first when `add_bos` and the model wants one).
+    pub async fn tokenize(&self, text: &str, add_bos: bool) -> Result<Vec<u32>, LlmError> {
+        let req = RunnerRequest::Tokenize {
+            content: text.to_owned(),
+            add_bos,
+        };
+        Ok(self.one::<Tokens>(&req).await?.tokens)
+    }
+
+    /// The embeddings of each input (cut to the context when `truncate`,
+    /// else refused when too long).
+    pub async fn embed(&self, input: Vec<String>, truncate: bool) -> Result<Embeddings, LlmError> {
+        self.one(&RunnerRequest::Embed { input, truncate }).await
+    }
+
+    /// Starts a generation. The stream holds this runner until it ends or
+    /// is dropped; dropping it closes the connection, which stops the
+    /// generation in the runner.
+    pub async fn complete(&self, req: CompletionRequest) -> Result<Events, LlmError> {
+        let answer = client::call(self.socket(), &RunnerRequest::Completion(req)).await?;
+        let events =
+            futures_util::stream::unfold(Some((self.clone(), answer)), |state| async move {
+                let (runner, mut answer) = state?;
+                match runner.next::<CompletionChunk>(&mut answer).await {
+                    Ok(c) if c.done => Some((Ok(Event::Done(c)), None)),
+                    Ok(c) => Some((Ok(Event::Text(c.content)), Some((runner, answer)))),
+                    Err(e) => Some((Err(e), None)),
+                }
+            });
+        Ok(events.boxed())
+    }
+}
+
+/// Reads a whole generation: its text (the last chunk's included) and the
+/// last chunk; `None` when it ended without one.
+pub async fn collect(mut events: Events) -> Result<Option<(String, CompletionChunk)>, LlmError> {
+    let mut text = String::new();
+    while let Some(event) = events.next().await {
+        match event? {
+            Event::Text(t) => text.push_str(&t),
+            Event::Done(c) => {
+                text.push_str(&c.content);
+                return Ok(Some((text, c)));
+            }
+        }
+    }
+    Ok(None)
+}

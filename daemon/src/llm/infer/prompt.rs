@@ -1,0 +1,180 @@
+//! Prompts: a conversation rendered through the model's template, and
+//! fitted to the runner's context by dropping the oldest messages, as
+//! Ollama does.
+
+use std::future::Future;
+
+use llmpm_spec::api::Message;
+
+use super::ResolvedModel;
+use crate::llm::error::LlmError;
+use crate::llm::handle::Runner;
+use crate::llm::options::Options;
+use crate::llm::protocol::CompletionRequest;
+use crate::template::{ChatMessage, ChatTemplate, GoTemplate};
+
+/// A rendered prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    /// The text (special-token text is parsed by the runner).
+    pub text: String,
+    /// Whether the runner should still add BOS (a Jinja template writes it itself).
+    pub add_bos: bool,
+}
+
+impl Prompt {
+    /// A prompt sent as given (`raw`), BOS added.
+    pub fn raw(text: String) -> Prompt {
+        Prompt {
+            text,
+            add_bos: true,
+        }
+    }
+
+    /// The runner request generating from this prompt with `opts`; `json`
+    /// constrains the output to one JSON object.
+    pub fn completion(self, opts: &Options, json: bool) -> CompletionRequest {
+        CompletionRequest {
+            prompt: self.text,
+            add_bos: self.add_bos,
+            num_predict: opts.num_predict,
+            num_keep: opts.num_keep,
+            stop: opts.stop.clone(),
+            sampler: opts.sampler.clone(),
+            json,
+        }
+    }
+}
+
+impl<X> ResolvedModel<X> {
+    /// The prompt for `messages` through `template` (the model's when
+    /// `None`), with `system` first unless they bring their own.
+    pub fn render(
+        &self,
+        template: Option<&ChatTemplate>,
+        system: Option<&str>,
+        messages: &[Message],
+    ) -> Result<Prompt, LlmError> {
+        let msgs: Vec<ChatMessage> = messages
+            .iter()
+            .map(|m| ChatMessage::new(m.role.clone(), m.content.clone()))
+            .collect();
+        let t = template.unwrap_or(&self.template.template);
+        let text = t
+            .render_chat(system, &msgs, None, &self.bos, &self.eos)
+            .map_err(LlmError::Render)?;
+        Ok(Prompt {
+            text,
+            add_bos: !matches!(t, ChatTemplate::Jinja(_)),
+        })
+    }
+
+    /// The prompt of a one-shot generation: `prompt` as the user's message,
+    /// through the request's own Go `template` if it gives one, with its
+    /// `system` or else the model's.
+    pub fn generate_prompt(
+        &self,
+        prompt: &str,
+        system: Option<&str>,
+        template: Option<&str>,
+    ) -> Result<Prompt, LlmError> {
+        let own = match template {
+            Some(t) => Some(ChatTemplate::Go(
+                GoTemplate::parse(t).map_err(LlmError::RequestTemplate)?,
+            )),
+            None => None,
+        };
+        let messages = [Message {
+            role: "user".into(),
+            content: prompt.to_owned(),
+        }];
+        self.render(own.as_ref(), system.or(self.system.as_deref()), &messages)
+    }
+
+    /// The prompt of a chat (the model's SYSTEM first unless the messages
+    /// bring their own), without the oldest messages that do not fit the
+    /// context of `runner`, which counts the tokens.
+    pub async fn fit_chat(
+        &self,
+        runner: &Runner,
+        messages: &[Message],
+    ) -> Result<Prompt, LlmError> {
+        let system = self.system.as_deref();
+        fit(
+            messages,
+            runner.num_ctx().saturating_sub(1),
+            |kept| self.render(None, system, kept),
+            |p| {
+                let (text, add_bos) = (p.text.clone(), p.add_bos);
+                async move { runner.tokenize(&text, add_bos).await.map(|t| t.len()) }
+            },
+        )
+        .await
+    }
+}
+
+/// Renders `messages` (with `render`) so that the prompt has at most
+/// `limit` tokens (as `count` says), dropping the oldest messages first,
+/// never a system message and never the last one; when even the fewest
+/// do not fit, that shortest prompt.
+///
+/// Ollama drops one message at a time and counts again. The prompt only
+/// shrinks as messages leave it, so the first count that fits is found by
+/// bisection over how many are dropped, with the same result in a few
+/// counts instead of one per message. One dropped message is tried first,
+/// as one at a time would: the usual case, and where a template that
+/// refuses a conversation without its opening message fails, as it did.
+pub(super) async fn fit<R, C, F>(
+    messages: &[Message],
+    limit: usize,
+    render: R,
+    mut count: C,
+) -> Result<Prompt, LlmError>
+where
+    R: Fn(&[Message]) -> Result<Prompt, LlmError>,
+    C: FnMut(&Prompt) -> F,
+    F: Future<Output = Result<usize, LlmError>>,
+{
+    let all = render(messages)?;
+    let Some((_, earlier)) = messages.split_last() else {
+        return Ok(all);
+    };
+    // Indexes of the messages that may go, oldest first.
+    let droppable: Vec<usize> = earlier
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.role != "system")
+        .map(|(i, _)| i)
+        .collect();
+    if droppable.is_empty() || count(&all).await? <= limit {
+        return Ok(all);
+    }
+    // The messages left when the first `k` droppable ones are gone.
+    let without = |k: usize| -> Vec<Message> {
+        let gone = &droppable[..k];
+        messages
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| gone.binary_search(i).is_err())
+            .map(|(_, m)| m.clone())
+            .collect()
+    };
+    // The answer lies in lo..=hi: fewer than lo do not fit, and hi is
+    // the answer when nothing fits.
+    let (mut lo, mut hi) = (1, droppable.len());
+    let mut fitting: Option<(usize, Prompt)> = None;
+    while lo < hi {
+        let mid = if lo == 1 { 1 } else { lo + (hi - lo) / 2 };
+        let prompt = render(&without(mid))?;
+        if count(&prompt).await? <= limit {
+            hi = mid;
+            fitting = Some((mid, prompt));
+        } else {
+            lo = mid + 1;
+        }
+    }
+    match fitting {
+        Some((k, prompt)) if k == lo => Ok(prompt),
+        _ => render(&without(lo)),
+    }
+}

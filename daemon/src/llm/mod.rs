@@ -1,0 +1,21 @@
+//! The daemon's side of a runner: the wire protocol it speaks
+//! ([`protocol`]), starting and calling its process ([`client`]), a typed
+//! handle on a loaded one ([`Runner`]: tokenize, complete, embed), the
+//! resolved model with its prompt rendering and fitting ([`infer`]), and
+//! the request options ([`options`]).
+//!
+//! The runner process itself is `crate::runner`; `llm` never imports it
+//! (it starts it as a subprocess). The scheduler decides which runners are
+//! loaded and hands out [`Runner`] handles on them.
+
+pub mod client;
+mod error;
+pub mod handle;
+pub mod infer;
+pub mod options;
+pub mod protocol;
+
+pub use error::LlmError;
+pub use handle::{Endpoint, Event, Events, Runner};
+pub use infer::{Models, Prompt, ResolvedModel};
+pub use options::Options;
