@@ -8,7 +8,7 @@ pub mod config;
 pub mod create;
 pub mod describe;
 pub mod errors;
-pub mod gguf;
+pub use llmpm_gguf as gguf;
 pub mod logging;
 pub mod runner;
 pub mod sched;

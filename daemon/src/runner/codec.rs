@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::gguf::tiny::gpt2_byte_chars;
+use crate::gguf::vocab::gpt2_byte_chars;
 use crate::gguf::{Array, GgufFile, Value};
 
 /// What the runner needs from a tokenizer.

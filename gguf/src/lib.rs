@@ -1,6 +1,7 @@
-//! GGUF files: a hardened reader of the header, metadata and tensor table, and
-//! the summary (`architecture`, parameter count, quantization, `model_info`)
-//! that `/api/show` and `list` print.
+//! GGUF files, the one reader of them in llmpm: a hardened reader of the
+//! header, metadata and tensor table, and the summary (`architecture`,
+//! parameter count, quantization, `model_info`) that `/api/show` and `list`
+//! print.
 //!
 //! The format is described in ggml's `docs/gguf.md`
 //! (<https://github.com/ggml-org/ggml/blob/master/docs/gguf.md>). A GGUF file
@@ -9,10 +10,13 @@
 //! anything is allocated, and all arithmetic on them is checked: a hostile
 //! file gives a [`GgufError`], never a panic or a huge allocation.
 //!
-//! [`writer`] builds GGUF v3 files and [`tiny`] generates tiny Llama 3 models
-//! with it, so tests need no download.
+//! With the `testing` feature, `writer` builds GGUF v3 files and `tiny`
+//! generates tiny Llama 3 models with it, so tests need no download.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod tiny;
+pub mod vocab;
+#[cfg(any(test, feature = "testing"))]
 pub mod writer;
 
 use std::collections::{HashMap, HashSet};
