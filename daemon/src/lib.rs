@@ -8,7 +8,6 @@ pub mod config;
 pub mod create;
 pub mod describe;
 pub mod errors;
-pub use llmpm_gguf as gguf;
 pub mod logging;
 pub mod runner;
 pub mod sched;

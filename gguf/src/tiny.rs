@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Write};
 
-use super::vocab::gpt2_byte_chars;
+use super::gpt2_byte_chars;
 use super::writer::GgufWriter;
 use super::{divides, FileType, GgmlType, Value};
 

@@ -201,7 +201,7 @@ pub(super) async fn model_info(state: &AppState, name: &str) -> Result<ModelInfo
             crate::describe::text_layers(&store, &entry.manifest, LayerKind::System)?.pop();
         let layer =
             crate::describe::text_layers(&store, &entry.manifest, LayerKind::Template)?.pop();
-        let gguf = crate::gguf::GgufFile::open(&blob).ok();
+        let gguf = llmpm_gguf::GgufFile::open(&blob).ok();
         let shape = gguf.as_ref().map(ModelShape::from_gguf).unwrap_or_default();
         let details = crate::describe::details(&store, &entry.manifest);
         let meta = |k: &str| gguf.as_ref().and_then(|f| f.get_str(k)).map(str::to_string);

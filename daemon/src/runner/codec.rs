@@ -6,8 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::gguf::vocab::gpt2_byte_chars;
-use crate::gguf::{Array, GgufFile, Value};
+use llmpm_gguf::{gpt2_byte_chars, Array, GgufFile, Value};
 
 /// What the runner needs from a tokenizer.
 pub trait TextCodec: Send + Sync {
@@ -238,7 +237,7 @@ impl TextCodec for crate::tokenizer::Tokenizer {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::gguf::tiny::{tiny_llama_bytes, TinyLlamaSpec};
+    use llmpm_gguf::tiny::{tiny_llama_bytes, TinyLlamaSpec};
 
     #[test]
     fn round_trips_text_and_specials() {

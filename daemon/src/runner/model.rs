@@ -663,9 +663,9 @@ pub fn argmax(logits: &[f32]) -> u32 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::gguf::tiny::{tiny_llama_bytes, TinyLlamaSpec};
-    use crate::gguf::writer::GgufWriter;
-    use crate::gguf::GgmlType;
+    use llmpm_gguf::tiny::{tiny_llama_bytes, TinyLlamaSpec};
+    use llmpm_gguf::writer::GgufWriter;
+    use llmpm_gguf::GgmlType;
 
     fn load_bytes(bytes: &[u8]) -> Result<Model, ModelError> {
         let dir = tempfile::tempdir().unwrap();
@@ -704,7 +704,7 @@ mod tests {
     /// candle's loaded copy gives, and refuses an id past its end.
     #[test]
     fn mapped_token_table_gives_the_files_rows() {
-        use crate::gguf::FileType;
+        use llmpm_gguf::FileType;
         for ftype in [FileType::F32, FileType::F16, FileType::Q8_0, FileType::Q4_0] {
             let spec = TinyLlamaSpec {
                 ftype,
@@ -773,7 +773,7 @@ mod tests {
     /// repacks straight from the mapped file).
     #[test]
     fn a_truncated_file_names_a_tensor() {
-        use crate::gguf::FileType;
+        use llmpm_gguf::FileType;
         for ftype in [FileType::Q8_0, FileType::Q4_0, FileType::F32] {
             let spec = TinyLlamaSpec {
                 ftype,

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use candle_core::Device;
+use llmpm_gguf::GgufFile;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
@@ -20,7 +21,6 @@ use super::batch::{line, Engine, Job};
 use super::codec::{TextCodec, VocabCodec};
 use super::model::Model;
 use super::protocol::{Health, RunnerError, RunnerRequest, Tokens};
-use crate::gguf::GgufFile;
 
 /// The usage line of `llmpmd runner`.
 pub const USAGE: &str =

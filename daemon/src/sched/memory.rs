@@ -5,7 +5,8 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::gguf::GgufFile;
+use llmpm_gguf::GgufFile;
+
 use crate::runner::attention::KvType;
 
 /// What a runner process needs besides weights and KV cache: the code,
@@ -57,7 +58,7 @@ impl ModelShape {
     }
 
     /// Reads the shape of the GGUF at `path`.
-    pub fn open(path: &Path) -> Result<ModelShape, crate::gguf::GgufError> {
+    pub fn open(path: &Path) -> Result<ModelShape, llmpm_gguf::GgufError> {
         GgufFile::open(path).map(|f| ModelShape::from_gguf(&f))
     }
 
@@ -217,7 +218,7 @@ pub fn human_bytes(n: u64) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
+    use llmpm_gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
 
     #[test]
     fn estimate_of_a_tiny_llama() {

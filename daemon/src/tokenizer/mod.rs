@@ -18,7 +18,7 @@ mod unicode_tables;
 
 use std::collections::HashMap;
 
-use crate::gguf::{Array, GgufFile};
+use llmpm_gguf::{Array, GgufFile};
 
 pub use pretokenize::PreTokenizer;
 pub use stream::StreamDecoder;
