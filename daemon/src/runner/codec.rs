@@ -8,6 +8,8 @@ use std::collections::{HashMap, HashSet};
 
 use llmpm_gguf::{gpt2_byte_chars, Array, GgufFile, Value};
 
+use crate::tokenizer::STOP_TOKEN_NAMES;
+
 /// What the runner needs from a tokenizer.
 pub trait TextCodec: Send + Sync {
     /// Token ids of `text`; `add_bos` prepends BOS when the model wants one,
@@ -26,17 +28,6 @@ pub enum CodecError {
     #[error("the model has no `tokenizer.ggml.tokens` string array")]
     NoTokens,
 }
-
-/// Token texts of end-of-generation tokens in common vocabularies.
-const EOG_TEXTS: &[&str] = &[
-    "<|eot_id|>",
-    "<|end_of_text|>",
-    "<|im_end|>",
-    "<|endoftext|>",
-    "<end_of_turn>",
-    "<|end|>",
-    "</s>",
-];
 
 /// A vocabulary-table codec (see the module docs).
 #[derive(Debug)]
@@ -116,7 +107,7 @@ impl VocabCodec {
             }
         }
         for (text, id) in &specials {
-            if EOG_TEXTS.contains(&text.as_str()) {
+            if STOP_TOKEN_NAMES.contains(&text.as_str()) {
                 eog.insert(*id);
             }
         }
