@@ -38,6 +38,7 @@ pub use read::{
     MAX_KEY_LEN, MAX_KV, MAX_STRING_LEN, MAX_TENSORS, MAX_TENSOR_NAME_LEN, METADATA_BUDGET,
 };
 pub use summary::human_number;
+#[cfg(any(test, feature = "testing"))]
 pub(crate) use types::divides;
 pub use types::{FileType, GgmlType};
 pub use value::{Array, Value, ValueType};

@@ -1,5 +1,6 @@
 //! Test helpers shared by the reader's and the summary's tests: hand-made
 //! raw files and a sample holding every value type and several tensor types.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::writer::GgufWriter;
 use crate::{divides, Array, GgmlType, GgufError, GgufFile, Value, ValueType, GGUF_MAGIC};
