@@ -2,6 +2,7 @@
 
 use std::io::Read;
 
+use llmpm_gguf::{GgufError, GgufFile};
 use llmpm_spec::api::{CreateRequest, Message, ProgressResponse};
 use llmpm_spec::manifest::RootFs;
 use llmpm_spec::media_type::{self, ollama};
@@ -11,7 +12,6 @@ use llmpm_spec::{
 };
 
 use crate::describe;
-use crate::gguf::{GgufError, GgufFile};
 use crate::store::{Store, StoreError};
 
 /// Why a create was refused. Nothing is stored under the new name when it fails.

@@ -2,12 +2,12 @@
 
 use std::time::SystemTime;
 
+use llmpm_gguf::GgufFile;
 use llmpm_spec::api::{Message, ModelDetails, ShowResponse};
 use llmpm_spec::modelfile::{Command, Modelfile, Role};
 use llmpm_spec::params::Parameters;
 use llmpm_spec::{LayerKind, Manifest, ModelConfig};
 
-use crate::gguf::GgufFile;
 use crate::store::{ModelEntry, Store, StoreError};
 
 /// The most text a template, system, license or messages layer may hold.

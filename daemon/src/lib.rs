@@ -8,7 +8,6 @@ pub mod config;
 pub mod create;
 pub mod describe;
 pub mod errors;
-pub mod gguf;
 pub mod llm;
 pub mod logging;
 pub mod runner;

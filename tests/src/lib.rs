@@ -18,7 +18,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub use llmpmd::gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
+pub use llmpm_gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
 
 /// Where the workspace's binaries are built.
 pub fn bin_dir() -> PathBuf {

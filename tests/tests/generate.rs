@@ -290,7 +290,7 @@ fn format_json_constrains_the_output() {
 /// not a pointer to a log, and the daemon keeps serving.
 #[test]
 fn unloadable_model_says_why() {
-    use llmpmd::gguf::writer::GgufWriter;
+    use llmpm_gguf::writer::GgufWriter;
     let ctx = TestContext::started();
     let mut w = GgufWriter::new();
     w.add_kv("general.architecture", "mamba9").unwrap();

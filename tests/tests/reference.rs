@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use candle_core::Device;
-use llmpmd::gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
-use llmpmd::gguf::FileType;
+use llmpm_gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
+use llmpm_gguf::FileType;
 use llmpmd::runner::attention::KvType;
 use llmpmd::runner::model::Model;
 use serde_json::Value;
@@ -249,7 +249,7 @@ fn batched_sequences_match_alone() {
 /// from the output matrix, one copy in memory instead of two.
 #[test]
 fn tied_embeddings_match_an_untied_copy() {
-    use llmpmd::gguf::tiny::OutputWeight;
+    use llmpm_gguf::tiny::OutputWeight;
     let dir = tempfile::tempdir().unwrap();
     let prompt: Vec<u32> = (1..24).collect();
     for ftype in [FileType::Q8_0, FileType::Q4_0, FileType::F16] {

@@ -227,7 +227,7 @@ fn shape_of_first_model() -> ModelShape {
         &mut bytes,
     )
     .unwrap();
-    ModelShape::from_gguf(&llmpmd::gguf::GgufFile::from_bytes(&bytes).unwrap())
+    ModelShape::from_gguf(&llmpm_gguf::GgufFile::from_bytes(&bytes).unwrap())
 }
 
 /// The pids of the daemon's runner processes.

@@ -10,8 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use llmpmd::gguf::writer::GgufWriter;
-use llmpmd::gguf::{Array, GgufFile, Value};
+use llmpm_gguf::writer::GgufWriter;
+use llmpm_gguf::{Array, GgufFile, Value};
 use llmpmd::tokenizer::{StreamDecoder, Tokenizer};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};

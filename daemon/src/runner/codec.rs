@@ -6,8 +6,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::gguf::tiny::gpt2_byte_chars;
-use crate::gguf::{Array, GgufFile, Value};
+use llmpm_gguf::{gpt2_byte_chars, Array, GgufFile, Value};
+
+use crate::tokenizer::STOP_TOKEN_NAMES;
 
 /// What the runner needs from a tokenizer.
 pub trait TextCodec: Send + Sync {
@@ -27,17 +28,6 @@ pub enum CodecError {
     #[error("the model has no `tokenizer.ggml.tokens` string array")]
     NoTokens,
 }
-
-/// Token texts of end-of-generation tokens in common vocabularies.
-const EOG_TEXTS: &[&str] = &[
-    "<|eot_id|>",
-    "<|end_of_text|>",
-    "<|im_end|>",
-    "<|endoftext|>",
-    "<end_of_turn>",
-    "<|end|>",
-    "</s>",
-];
 
 /// A vocabulary-table codec (see the module docs).
 #[derive(Debug)]
@@ -117,7 +107,7 @@ impl VocabCodec {
             }
         }
         for (text, id) in &specials {
-            if EOG_TEXTS.contains(&text.as_str()) {
+            if STOP_TOKEN_NAMES.contains(&text.as_str()) {
                 eog.insert(*id);
             }
         }
@@ -238,7 +228,7 @@ impl TextCodec for crate::tokenizer::Tokenizer {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::gguf::tiny::{tiny_llama_bytes, TinyLlamaSpec};
+    use llmpm_gguf::tiny::{tiny_llama_bytes, TinyLlamaSpec};
 
     #[test]
     fn round_trips_text_and_specials() {

@@ -222,7 +222,7 @@ pub(crate) enum Embeddings {
 
 /// A quantized table of `rows` rows of `hidden` values, in a mapped file.
 pub(crate) struct MappedTable {
-    pub(crate) map: Arc<memmap2::Mmap>,
+    pub(crate) map: Arc<llmpm_gguf::Mapped>,
     /// Where the table's bytes lie in `map`, checked against its shape.
     pub(crate) range: std::ops::Range<usize>,
     pub(crate) dtype: candle_core::quantized::GgmlDType,

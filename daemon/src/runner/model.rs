@@ -2,15 +2,15 @@
 //! metadata and every tensor's presence and shape, then build the candle
 //! weights. Every refusal names what is wrong.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::quantized::QTensor;
+use candle_core::quantized::{ggml_file, GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
+use llmpm_gguf::{
+    GgmlType, GgufError, GgufFile, HyperparameterError, Hyperparameters, MappedGguf, RopeScaling,
+    TensorInfo,
+};
 
 use super::attention::KvType;
 use super::llama::{
@@ -31,12 +31,12 @@ pub enum ModelError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not a GGUF candle can read.
+    /// The file is not a GGUF file llmpm-gguf accepts.
     #[error("`{path}` is not a readable GGUF file: {message}")]
     Format {
         /// The file.
         path: String,
-        /// What candle said.
+        /// What the reader said.
         message: String,
     },
     /// `general.architecture` names something we cannot run.
@@ -89,176 +89,122 @@ pub struct Model {
     kv_type: KvType,
 }
 
-fn meta_u64(md: &HashMap<String, Value>, key: &str) -> Result<Option<u64>, ModelError> {
-    let Some(v) = md.get(key) else {
-        return Ok(None);
-    };
-    let n = match v {
-        Value::U8(x) => u64::from(*x),
-        Value::U16(x) => u64::from(*x),
-        Value::U32(x) => u64::from(*x),
-        Value::U64(x) => *x,
-        Value::I8(x) => u64::try_from(*x).unwrap_or(0),
-        Value::I16(x) => u64::try_from(*x).unwrap_or(0),
-        Value::I32(x) => u64::try_from(*x).unwrap_or(0),
-        Value::I64(x) => u64::try_from(*x).unwrap_or(0),
-        _ => {
-            return Err(ModelError::Metadata {
-                key: key.into(),
-                why: "must be an integer".into(),
-            })
+impl From<HyperparameterError> for ModelError {
+    fn from(e: HyperparameterError) -> ModelError {
+        ModelError::Metadata {
+            key: e.key,
+            why: e.why,
         }
-    };
-    Ok(Some(n))
-}
-
-fn meta_f32(md: &HashMap<String, Value>, key: &str) -> Result<Option<f32>, ModelError> {
-    match md.get(key) {
-        None => Ok(None),
-        Some(Value::F32(x)) => Ok(Some(*x)),
-        Some(Value::F64(x)) => Ok(Some(*x as f32)),
-        Some(_) => Err(ModelError::Metadata {
-            key: key.into(),
-            why: "must be a float".into(),
-        }),
     }
 }
 
-/// A positive count that must be present, at most `limit`.
-fn required(md: &HashMap<String, Value>, key: &str, limit: u64) -> Result<usize, ModelError> {
-    match meta_u64(md, key)? {
-        None => Err(ModelError::Metadata {
-            key: key.into(),
-            why: "is missing".into(),
-        }),
-        Some(0) => Err(ModelError::Metadata {
-            key: key.into(),
-            why: "must be at least 1".into(),
-        }),
-        Some(n) if n > limit => Err(ModelError::Metadata {
-            key: key.into(),
-            why: format!("is {n}, more than {limit}"),
-        }),
-        Some(n) => usize::try_from(n).map_err(|_| ModelError::Metadata {
-            key: key.into(),
-            why: "is too large".into(),
-        }),
-    }
-}
-
-fn read_config(md: &HashMap<String, Value>, arch_name: &str) -> Result<LlamaConfig, ModelError> {
+/// The graph's configuration: the model's hyperparameters (read once, by
+/// llmpm-gguf), refused where this runner cannot run what they describe.
+fn read_config(file: &GgufFile) -> Result<LlamaConfig, ModelError> {
+    let arch_name = Hyperparameters::architecture(file)?;
     let arch =
         Arch::from_name(arch_name).ok_or_else(|| ModelError::Architecture(arch_name.into()))?;
-    let k = |s: &str| format!("{arch_name}.{s}");
-    let n_layer = required(md, &k("block_count"), 1 << 12)?;
-    let n_embd = required(md, &k("embedding_length"), 1 << 20)?;
-    let n_head = required(md, &k("attention.head_count"), 1 << 12)?;
-    let n_head_kv = match meta_u64(md, &k("attention.head_count_kv"))? {
-        None => n_head,
-        Some(_) => required(md, &k("attention.head_count_kv"), 1 << 12)?,
-    };
-    let n_ff = required(md, &k("feed_forward_length"), 1 << 24)?;
-    let head_dim = match meta_u64(md, &k("attention.key_length"))? {
-        Some(_) => required(md, &k("attention.key_length"), 1 << 16)?,
-        None if n_embd % n_head != 0 => {
-            return Err(ModelError::Metadata {
-                key: k("embedding_length"),
-                why: format!("({n_embd}) is not a multiple of the head count ({n_head})"),
-            })
-        }
-        None => n_embd / n_head,
-    };
-    if let Some(v) = meta_u64(md, &k("attention.value_length"))? {
-        if v != head_dim as u64 {
-            return Err(ModelError::Metadata {
-                key: k("attention.value_length"),
-                why: format!(
-                    "({v}) differs from the key length ({head_dim}); llmpm needs them equal"
-                ),
-            });
-        }
-    }
-    if n_head % n_head_kv != 0 {
+    let hp = Hyperparameters::read(file)?;
+    let head_dim = hp.key_length;
+    if hp.value_length != head_dim as u64 {
         return Err(ModelError::Metadata {
-            key: k("attention.head_count_kv"),
-            why: format!("({n_head_kv}) does not divide the head count ({n_head})"),
+            key: hp.key("attention.value_length"),
+            why: format!(
+                "({}) differs from the key length ({head_dim}); llmpm needs them equal",
+                hp.value_length
+            ),
         });
     }
-    let rope_dim = match meta_u64(md, &k("rope.dimension_count"))? {
-        None => head_dim,
-        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-    };
-    if rope_dim == 0 || rope_dim > head_dim || rope_dim % 2 != 0 {
-        return Err(ModelError::Metadata {
-            key: k("rope.dimension_count"),
-            why: format!("({rope_dim}) must be even and at most the head size ({head_dim})"),
-        });
-    }
-    let rope_freq_base = meta_f32(md, &k("rope.freq_base"))?.unwrap_or(10_000.0);
-    // llama.cpp's default for Gemma 3's local layers when the file is silent.
-    let rope_freq_base_swa = meta_f32(md, &k("rope.freq_base_swa"))?.unwrap_or(10_000.0);
-    let sliding_window = match (arch, meta_u64(md, &k("attention.sliding_window"))?) {
-        (Arch::Gemma3, Some(_)) => Some(required(md, &k("attention.sliding_window"), 1 << 24)?),
+    let sliding_window = match arch {
+        Arch::Gemma3 => hp.sliding_window()?,
         _ => None,
     };
-    let rms_eps = meta_f32(md, &k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5);
-    let scaling = match md.get(&k("rope.scaling.type")) {
-        Some(Value::String(s)) => s.as_str(),
-        _ => "none",
-    };
-    let rope_freq_scale = match scaling {
-        "linear" => match meta_f32(md, &k("rope.scaling.factor"))? {
-            Some(f) if f > 0.0 => 1.0 / f,
-            _ => 1.0,
-        },
-        // Llama 3.1's scaling lives in the `rope_freqs` tensor instead.
-        "none" | "llama3" => 1.0,
-        other => {
+    let rope_freq_scale = match &hp.rope_scaling {
+        RopeScaling::None | RopeScaling::Llama3 => 1.0,
+        RopeScaling::Linear { freq_scale } => *freq_scale,
+        RopeScaling::Other(other) => {
             return Err(ModelError::Metadata {
-                key: k("rope.scaling.type"),
+                key: hp.key("rope.scaling.type"),
                 why: format!("`{other}` is not supported (use none, linear or llama3)"),
             })
         }
     };
-    let context_length = match meta_u64(md, &k("context_length"))? {
-        Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
-        _ => 2048,
-    };
     Ok(LlamaConfig {
         arch,
-        n_layer,
-        n_embd,
-        n_head,
-        n_head_kv,
-        n_ff,
+        n_layer: hp.n_layer,
+        n_embd: hp.n_embd,
+        n_head: hp.n_head,
+        n_head_kv: hp.n_head_kv,
+        n_ff: hp.n_ff,
         n_vocab: 0,
         head_dim,
-        rope_dim,
-        rope_freq_base,
+        rope_dim: hp.rope_dim,
+        rope_freq_base: hp.rope_freq_base,
         rope_freq_scale,
-        rms_eps,
-        context_length,
+        rms_eps: hp.rms_eps,
+        context_length: hp.context_length,
         sliding_window,
-        rope_freq_base_swa,
+        rope_freq_base_swa: hp.rope_freq_base_swa,
         attn_scale: 1.0 / (head_dim as f64).sqrt(),
     })
 }
 
+/// `bytes` in 8-byte aligned memory (the tail of the last word zero).
+fn aligned_copy(bytes: &[u8]) -> Vec<u64> {
+    let mut words = vec![0u64; bytes.len().div_ceil(8)];
+    if let Some(dst) = bytemuck::cast_slice_mut::<u64, u8>(&mut words).get_mut(..bytes.len()) {
+        dst.copy_from_slice(bytes);
+    }
+    words
+}
+
+/// candle's name for a ggml type, where candle has one.
+fn candle_dtype(t: GgmlType) -> Option<GgmlDType> {
+    Some(match t {
+        GgmlType::F32 => GgmlDType::F32,
+        GgmlType::F16 => GgmlDType::F16,
+        GgmlType::BF16 => GgmlDType::BF16,
+        GgmlType::Q4_0 => GgmlDType::Q4_0,
+        GgmlType::Q4_1 => GgmlDType::Q4_1,
+        GgmlType::Q5_0 => GgmlDType::Q5_0,
+        GgmlType::Q5_1 => GgmlDType::Q5_1,
+        GgmlType::Q8_0 => GgmlDType::Q8_0,
+        GgmlType::Q8_1 => GgmlDType::Q8_1,
+        GgmlType::Q2_K => GgmlDType::Q2K,
+        GgmlType::Q3_K => GgmlDType::Q3K,
+        GgmlType::Q4_K => GgmlDType::Q4K,
+        GgmlType::Q5_K => GgmlDType::Q5K,
+        GgmlType::Q6_K => GgmlDType::Q6K,
+        GgmlType::Q8_K => GgmlDType::Q8K,
+        _ => return None,
+    })
+}
+
 struct Loader<'a> {
-    content: &'a Content,
-    reader: &'a mut BufReader<File>,
+    /// The file mapped, with its checked tensor table: every tensor's bytes
+    /// are sliced from the mapping.
+    gguf: &'a MappedGguf,
     device: &'a Device,
-    /// The file mapped, where matrices are repacked straight from it.
-    map: Option<Arc<memmap2::Mmap>>,
 }
 
 impl Loader<'_> {
-    fn dims(&self, name: &str) -> Result<Vec<usize>, ModelError> {
-        self.content
-            .tensor_infos
-            .get(name)
-            .map(|t| t.shape.dims().to_vec())
+    fn info(&self, name: &str) -> Result<&TensorInfo, ModelError> {
+        self.gguf
+            .file()
+            .tensor(name)
             .ok_or_else(|| ModelError::MissingTensor(name.into()))
+    }
+
+    /// The shape of `name` in candle's order (rows first).
+    fn dims(&self, name: &str) -> Result<Vec<usize>, ModelError> {
+        let info = self.info(name)?;
+        // The reader checked the element count fits an i64.
+        Ok(info
+            .dims
+            .iter()
+            .rev()
+            .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
+            .collect())
     }
 
     fn check(&self, name: &str, expected: &[usize]) -> Result<(), ModelError> {
@@ -273,36 +219,79 @@ impl Loader<'_> {
         Ok(())
     }
 
+    /// The candle type of `info`, or why it cannot be loaded.
+    fn dtype(info: &TensorInfo) -> Result<GgmlDType, ModelError> {
+        candle_dtype(info.ggml_type).ok_or_else(|| ModelError::Tensor {
+            name: info.name.clone(),
+            message: format!("ggml type {} is not supported", info.ggml_type),
+        })
+    }
+
+    /// The `len` bytes of `info`'s data in the mapped file.
+    fn data(&self, info: &TensorInfo, len: usize) -> Result<&[u8], ModelError> {
+        let err = |message: String| ModelError::Tensor {
+            name: info.name.clone(),
+            message,
+        };
+        let bytes = self
+            .gguf
+            .tensor_data(info)
+            .map_err(|e: GgufError| err(e.to_string()))?;
+        if bytes.len() != len {
+            return Err(err(format!(
+                "its data is {} bytes, expected {len}",
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// The tensor `name` of shape `expected`, copied out of the mapped file
+    /// (whose pages are then dropped: the copy is what is read from now on).
     fn qtensor(&mut self, name: &str, expected: &[usize]) -> Result<QTensor, ModelError> {
         self.check(name, expected)?;
-        self.content
-            .tensor(self.reader, name, self.device)
-            .map_err(|e| ModelError::Tensor {
-                name: name.into(),
-                message: e.to_string(),
-            })
+        let info = self.info(name)?;
+        let err = |e: candle_core::Error| ModelError::Tensor {
+            name: name.into(),
+            message: e.to_string(),
+        };
+        let dtype = Self::dtype(info)?;
+        let len = usize::try_from(info.size).unwrap_or(usize::MAX);
+        let bytes = self.data(info, len)?;
+        // candle views the bytes as its blocks (f32 and f16 fields): data at
+        // an offset the file's alignment leaves odd is copied aligned first.
+        let copy: Vec<u64>;
+        let bytes = if bytes.as_ptr().align_offset(8) == 0 {
+            bytes
+        } else {
+            copy = aligned_copy(bytes);
+            bytemuck::cast_slice(&copy).get(..len).unwrap_or(bytes)
+        };
+        let q = ggml_file::qtensor_from_ggml(dtype, bytes, expected.to_vec(), self.device)
+            .map_err(err)?;
+        self.gguf.release(info, 0..len);
+        Ok(q)
     }
 
     /// The weight matrix `name` of shape `expected` (rows, columns), in the
     /// layout its kernel wants: the types our kernels take repacked straight
     /// from the mapped file (no intermediate copy, and each group of file
-    /// pages dropped once repacked), the rest through candle's reader.
+    /// pages dropped once repacked), the rest through candle.
     fn matrix(&mut self, name: &str, expected: &[usize]) -> Result<Linear, ModelError> {
         self.check(name, expected)?;
         let err = |e: candle_core::Error| ModelError::Tensor {
             name: name.into(),
             message: e.to_string(),
         };
-        let info = self.content.tensor_infos.get(name);
-        if let (Some(map), Some(info), [n, k]) = (&self.map, info, expected) {
-            let len = Q8Matrix::file_bytes(info.ggml_dtype, *n, *k);
+        let info = self.info(name)?;
+        if let (Some(dtype), [n, k]) = (candle_dtype(info.ggml_type), expected) {
+            let len = Q8Matrix::file_bytes(dtype, *n, *k);
             if let (true, Some(len)) = (self.device.is_cpu(), len) {
-                let range = self.data_range(name, len)?;
-                let at = range.start;
-                let m = Q8Matrix::from_bytes(info.ggml_dtype, *n, *k, &map[range], &mut |done| {
-                    release(map, at + done.start..at + done.end)
-                })
-                .map_err(err)?;
+                let data = self.data(info, len)?;
+                let gguf = self.gguf;
+                let m =
+                    Q8Matrix::from_bytes(dtype, *n, *k, data, &mut |done| gguf.release(info, done))
+                        .map_err(err)?;
                 return Ok(Linear::Q8(m));
             }
         }
@@ -310,40 +299,20 @@ impl Loader<'_> {
         linear(Arc::new(q)).map_err(err)
     }
 
-    /// Where the `len` bytes of tensor `name` lie in the mapped file,
-    /// checked to lie inside it.
-    fn data_range(&self, name: &str, len: usize) -> Result<std::ops::Range<usize>, ModelError> {
-        let file_len = self.map.as_ref().map_or(0, |m| m.len());
-        let start = self
-            .content
-            .tensor_infos
-            .get(name)
-            .and_then(|info| self.content.tensor_data_offset.checked_add(info.offset))
-            .and_then(|s| usize::try_from(s).ok());
-        start
-            .and_then(|s| Some(s..s.checked_add(len)?))
-            .filter(|r| r.end <= file_len)
-            .ok_or_else(|| ModelError::Tensor {
-                name: name.into(),
-                message: format!("its data lies past the end of the file ({file_len} bytes)"),
-            })
-    }
-
     /// The table `name` of shape `expected` (rows, values) read in place
-    /// from the mapped file, on the CPU; `None` where it cannot be (no
-    /// mapping, another device, rows that are not whole blocks).
+    /// from the mapped file, on the CPU; `None` where it cannot be (another
+    /// device, rows that are not whole blocks).
     fn mapped_table(
         &self,
         name: &str,
         expected: &[usize],
     ) -> Result<Option<MappedTable>, ModelError> {
         self.check(name, expected)?;
-        let (Some(map), Some(info), &[rows, hidden]) =
-            (&self.map, self.content.tensor_infos.get(name), expected)
-        else {
+        let info = self.info(name)?;
+        let (Some(dtype), &[rows, hidden]) = (candle_dtype(info.ggml_type), expected) else {
             return Ok(None);
         };
-        let Some(row) = MappedTable::row_bytes(info.ggml_dtype, hidden) else {
+        let Some(row) = MappedTable::row_bytes(dtype, hidden) else {
             return Ok(None);
         };
         let Some(len) = rows.checked_mul(row) else {
@@ -352,17 +321,25 @@ impl Loader<'_> {
         if !self.device.is_cpu() {
             return Ok(None);
         }
+        self.data(info, len)?;
+        let range = self
+            .gguf
+            .tensor_range(info)
+            .map_err(|e| ModelError::Tensor {
+                name: name.into(),
+                message: e.to_string(),
+            })?;
         Ok(Some(MappedTable {
-            map: map.clone(),
-            range: self.data_range(name, len)?,
-            dtype: info.ggml_dtype,
+            map: self.gguf.mapped().clone(),
+            range,
+            dtype,
             rows,
             hidden,
         }))
     }
 
     fn has(&self, name: &str) -> bool {
-        self.content.tensor_infos.contains_key(name)
+        self.gguf.file().tensor(name).is_some()
     }
 
     /// `f32` of `name` when `want`; a missing tensor is an error only then.
@@ -386,65 +363,24 @@ impl Loader<'_> {
     }
 }
 
-/// Drops the mapped pages of `range` from this process: once a matrix is
-/// repacked its file bytes are not read again, and keeping them mapped
-/// would count them in the runner's memory beside the copy.
-#[allow(unsafe_code)]
-fn release(map: &memmap2::Mmap, range: std::ops::Range<usize>) {
-    // SAFETY: the mapping is read-only and shared; MADV_DONTNEED only
-    // unmaps our pages of it, and a later read would fault them in from the
-    // file again. Nothing holds a reference into the range.
-    let _ = unsafe {
-        map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, range.len())
-    };
-}
-
-/// Maps `file` for reading.
-#[allow(unsafe_code)]
-fn map(file: &File) -> Option<memmap2::Mmap> {
-    // SAFETY: a mapping is undefined behaviour if the file changes under
-    // it. Models are blobs of the content-addressed store, written once
-    // under a temporary name, verified and renamed into place, never written
-    // again; a file truncated by someone else would kill this runner
-    // (SIGBUS), which the daemon handles like any runner crash.
-    unsafe { memmap2::Mmap::map(file) }.ok()
-}
-
 impl Model {
     /// Loads and validates the GGUF at `path` on `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Model, ModelError> {
         let shown = path.display().to_string();
-        let file = File::open(path).map_err(|source| ModelError::Open {
-            path: shown.clone(),
-            source,
+        let gguf = MappedGguf::open(path).map_err(|e| match e {
+            GgufError::Open { source, .. } | GgufError::Map { source, .. } => ModelError::Open {
+                path: shown.clone(),
+                source,
+            },
+            e => ModelError::Format {
+                path: shown.clone(),
+                message: e.to_string(),
+            },
         })?;
-        let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader).map_err(|e| ModelError::Format {
-            path: shown.clone(),
-            message: e.to_string(),
-        })?;
-        let arch = match content.metadata.get("general.architecture") {
-            Some(Value::String(s)) => s.clone(),
-            Some(_) => {
-                return Err(ModelError::Metadata {
-                    key: "general.architecture".into(),
-                    why: "must be a string".into(),
-                })
-            }
-            None => {
-                return Err(ModelError::Metadata {
-                    key: "general.architecture".into(),
-                    why: "is missing".into(),
-                })
-            }
-        };
-        let mut config = read_config(&content.metadata, &arch)?;
-        let map = map(reader.get_ref()).map(Arc::new);
+        let mut config = read_config(gguf.file())?;
         let mut l = Loader {
-            content: &content,
-            reader: &mut reader,
+            gguf: &gguf,
             device,
-            map,
         };
         let embd_dims = l.dims("token_embd.weight")?;
         let n_vocab = match embd_dims.as_slice() {
@@ -538,7 +474,7 @@ impl Model {
         };
         let mut inv_freq = freqs(config.rope_freq_base);
         let inv_freq_swa = freqs(config.rope_freq_base_swa);
-        if config.arch == Arch::Llama && content.tensor_infos.contains_key("rope_freqs.weight") {
+        if config.arch == Arch::Llama && l.has("rope_freqs.weight") {
             let factors = l.f32("rope_freqs.weight", &[half])?.to_vec1::<f32>()?;
             for (f, k) in inv_freq.iter_mut().zip(factors) {
                 if !(k.is_finite() && k > 0.0) {
@@ -663,9 +599,8 @@ pub fn argmax(logits: &[f32]) -> u32 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::gguf::tiny::{tiny_llama_bytes, TinyLlamaSpec};
-    use crate::gguf::writer::GgufWriter;
-    use crate::gguf::GgmlType;
+    use llmpm_gguf::tiny::{tiny_llama_bytes, TinyLlamaSpec};
+    use llmpm_gguf::writer::GgufWriter;
 
     fn load_bytes(bytes: &[u8]) -> Result<Model, ModelError> {
         let dir = tempfile::tempdir().unwrap();
@@ -701,10 +636,10 @@ mod tests {
     }
 
     /// The token table read in place from the mapped file gives the rows
-    /// candle's loaded copy gives, and refuses an id past its end.
+    /// the whole table loaded into candle gives, and refuses an id past its end.
     #[test]
     fn mapped_token_table_gives_the_files_rows() {
-        use crate::gguf::FileType;
+        use llmpm_gguf::FileType;
         for ftype in [FileType::F32, FileType::F16, FileType::Q8_0, FileType::Q4_0] {
             let spec = TinyLlamaSpec {
                 ftype,
@@ -717,11 +652,15 @@ mod tests {
             let Embeddings::Mapped(table) = &m.llama.tok_embd else {
                 panic!("{ftype:?}: the token table is not read from the mapped file");
             };
-            let mut reader = BufReader::new(File::open(&path).unwrap());
-            let content = Content::read(&mut reader).unwrap();
-            let copy = content
-                .tensor(&mut reader, "token_embd.weight", &Device::Cpu)
-                .unwrap();
+            let gguf = MappedGguf::open(&path).unwrap();
+            let info = gguf.file().tensor("token_embd.weight").unwrap();
+            let copy = ggml_file::qtensor_from_ggml(
+                candle_dtype(info.ggml_type).unwrap(),
+                gguf.tensor_data(info).unwrap(),
+                vec![spec.n_vocab as usize, spec.n_embd as usize],
+                &Device::Cpu,
+            )
+            .unwrap();
             let ids = [0u32, 7, 319, 7];
             let want = copy
                 .embedding(&Tensor::new(&ids[..], &Device::Cpu).unwrap())
@@ -736,6 +675,33 @@ mod tests {
             assert_eq!(got, want, "{ftype:?}");
             let e = table.rows(&[320], &Device::Cpu).unwrap_err().to_string();
             assert!(e.contains("320"), "{e}");
+        }
+    }
+
+    /// A file whose alignment leaves tensor data at odd addresses loads
+    /// the same model (candle's blocks are copied aligned first).
+    #[test]
+    fn an_odd_alignment_loads_the_same_model() {
+        use llmpm_gguf::tiny::tiny_llama_writer;
+        use llmpm_gguf::FileType;
+        for ftype in [FileType::F32, FileType::F16] {
+            let spec = TinyLlamaSpec {
+                ftype,
+                ..TinyLlamaSpec::default()
+            };
+            let mut w = tiny_llama_writer(&spec).unwrap();
+            w.add_kv("general.alignment", 1u32).unwrap();
+            let odd = w.to_bytes();
+            let f = GgufFile::from_bytes(&odd).unwrap();
+            assert!(f.tensors().iter().any(|t| t.absolute_offset % 8 != 0));
+            let want = load_bytes(&tiny_llama_bytes(&spec).unwrap()).unwrap();
+            let got = load_bytes(&odd).unwrap();
+            let prompt = [315, 1, 2, 40];
+            assert_eq!(
+                got.greedy(&prompt, 4).unwrap(),
+                want.greedy(&prompt, 4).unwrap(),
+                "{ftype:?}"
+            );
         }
     }
 
@@ -773,7 +739,7 @@ mod tests {
     /// repacks straight from the mapped file).
     #[test]
     fn a_truncated_file_names_a_tensor() {
-        use crate::gguf::FileType;
+        use llmpm_gguf::FileType;
         for ftype in [FileType::Q8_0, FileType::Q4_0, FileType::F32] {
             let spec = TinyLlamaSpec {
                 ftype,

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use candle_core::Device;
+use llmpm_gguf::GgufFile;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
@@ -19,7 +20,6 @@ use super::attention::KvType;
 use super::batch::{line, Engine, Job};
 use super::codec::{TextCodec, VocabCodec};
 use super::model::Model;
-use crate::gguf::GgufFile;
 use crate::llm::options::KvCacheType;
 use crate::llm::protocol::{Health, RunnerError, RunnerRequest, Tokens};
 

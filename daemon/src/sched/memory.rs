@@ -5,7 +5,8 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::gguf::GgufFile;
+use llmpm_gguf::{GgufFile, Hyperparameters};
+
 use crate::llm::options::KvCacheType;
 
 /// What a runner process needs besides weights and KV cache: the code,
@@ -21,7 +22,7 @@ pub struct ModelShape {
     pub weights: u64,
     /// Transformer blocks.
     pub n_layer: u64,
-    /// Key/value heads (the largest, where layers differ).
+    /// Key/value heads.
     pub n_head_kv: u64,
     /// Size of one key head.
     pub key_length: u64,
@@ -30,34 +31,28 @@ pub struct ModelShape {
 }
 
 impl ModelShape {
-    /// Reads the shape from a GGUF header; what is missing counts as zero
-    /// (the estimate is then the weights and the overhead).
+    /// Reads the shape from a GGUF header, through the hyperparameters the
+    /// runner reads. A header they refuse (the runner would too) counts as
+    /// no layers: the estimate is then the weights and the overhead.
     pub fn from_gguf(file: &GgufFile) -> ModelShape {
-        let arch = file.architecture().unwrap_or_default().to_owned();
-        let key = |k: &str| format!("{arch}.{k}");
-        // Some models give one value per layer; the cache is sized for the largest.
-        let int = |k: &str| -> Option<u64> {
-            let v = file.get(&key(k))?;
-            v.as_u64().or_else(|| match v.to_json() {
-                serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_u64()).max(),
-                _ => None,
-            })
+        let weights = file.file_len();
+        let Ok(hp) = Hyperparameters::read(file) else {
+            return ModelShape {
+                weights,
+                ..ModelShape::default()
+            };
         };
-        let n_head = int("attention.head_count").unwrap_or(0);
-        let n_embd = int("embedding_length").unwrap_or(0);
-        let head_dim = n_embd.checked_div(n_head).unwrap_or(0);
-        let key_length = int("attention.key_length").unwrap_or(head_dim);
         ModelShape {
-            weights: file.file_len(),
-            n_layer: int("block_count").unwrap_or(0),
-            n_head_kv: int("attention.head_count_kv").unwrap_or(n_head),
-            key_length,
-            value_length: int("attention.value_length").unwrap_or(key_length),
+            weights,
+            n_layer: hp.n_layer as u64,
+            n_head_kv: hp.n_head_kv as u64,
+            key_length: hp.key_length as u64,
+            value_length: hp.value_length,
         }
     }
 
     /// Reads the shape of the GGUF at `path`.
-    pub fn open(path: &Path) -> Result<ModelShape, crate::gguf::GgufError> {
+    pub fn open(path: &Path) -> Result<ModelShape, llmpm_gguf::GgufError> {
         GgufFile::open(path).map(|f| ModelShape::from_gguf(&f))
     }
 
@@ -217,7 +212,7 @@ pub fn human_bytes(n: u64) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
+    use llmpm_gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
 
     #[test]
     fn estimate_of_a_tiny_llama() {
@@ -241,6 +236,26 @@ mod tests {
         // Twice the context, twice the cache.
         assert_eq!(shape.kv_cache(2048), 2 * kv);
         assert_eq!(shape.kv_cache(u64::MAX), u64::MAX);
+    }
+
+    /// A header the runner refuses (here per-layer key sizes) is only
+    /// its weights: the load fails in the runner, not in the estimate.
+    #[test]
+    fn a_refused_header_is_only_its_weights() {
+        let spec = TinyLlamaSpec::default();
+        let mut w = llmpm_gguf::tiny::tiny_llama_writer(&spec).unwrap();
+        w.add_kv("llama.attention.key_length", vec![16u32, 16])
+            .unwrap();
+        let bytes = w.to_bytes();
+        let shape = ModelShape::from_gguf(&GgufFile::from_bytes(&bytes).unwrap());
+        assert_eq!(
+            shape,
+            ModelShape {
+                weights: bytes.len() as u64,
+                ..ModelShape::default()
+            }
+        );
+        assert_eq!(shape.estimate(1024), bytes.len() as u64 + RUNNER_OVERHEAD);
     }
 
     #[test]

@@ -9,26 +9,9 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-/// GPT-2's map from each byte to the printable char that spells it in
-/// byte-level vocabularies: printable Latin-1 bytes stand for themselves,
-/// the other 68 take U+0100.. in byte order (space is `Ġ`, newline `Ċ`).
-pub fn byte_chars() -> [char; 256] {
-    let mut map = ['\0'; 256];
-    let mut next = 0x100u32;
-    for (b, slot) in map.iter_mut().enumerate() {
-        let printable = matches!(b, 0x21..=0x7e | 0xa1..=0xac | 0xae..=0xff);
-        let code = if printable {
-            b as u32
-        } else {
-            next += 1;
-            next - 1
-        };
-        *slot = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
-    }
-    map
-}
+use llmpm_gguf::gpt2_byte_chars;
 
-/// The inverse of [`byte_chars`]: the byte a vocab char stands for.
+/// The inverse of [`gpt2_byte_chars`]: the byte a vocab char stands for.
 #[derive(Debug, Clone)]
 pub struct ByteDecoder {
     /// Indexed by code point; byte-level chars are all below U+0144.
@@ -38,7 +21,7 @@ pub struct ByteDecoder {
 impl ByteDecoder {
     pub fn new() -> ByteDecoder {
         let mut table = vec![None; 0x144];
-        for (b, c) in byte_chars().iter().enumerate() {
+        for (b, c) in gpt2_byte_chars().iter().enumerate() {
             if let Some(slot) = table.get_mut(*c as usize) {
                 *slot = u8::try_from(b).ok();
             }
@@ -140,7 +123,7 @@ mod tests {
 
     #[test]
     fn byte_chars_round_trip() {
-        let chars = byte_chars();
+        let chars = gpt2_byte_chars();
         assert_eq!(chars[usize::from(b' ')], 'Ġ');
         assert_eq!(chars[usize::from(b'\n')], 'Ċ');
         assert_eq!(chars[usize::from(b'A')], 'A');

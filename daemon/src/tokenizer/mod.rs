@@ -18,7 +18,7 @@ mod unicode_tables;
 
 use std::collections::HashMap;
 
-use crate::gguf::{Array, GgufFile};
+use llmpm_gguf::{gpt2_byte_chars, Array, GgufFile};
 
 pub use pretokenize::PreTokenizer;
 pub use stream::StreamDecoder;
@@ -112,8 +112,9 @@ const KEY_ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
 /// Tokens that end generation when the vocabulary has them, whatever the
 /// metadata says (llama.cpp's end-of-generation detection): Llama 3's
 /// `<|eot_id|>`, `<|end_of_text|>`, `<|eom_id|>`, ChatML's `<|im_end|>`,
-/// Gemma's `<end_of_turn>`, Phi's `<|end|>`.
-const STOP_TOKEN_NAMES: [&str; 7] = [
+/// Gemma's `<end_of_turn>`, Phi's `<|end|>`. The runner's fallback codec
+/// stops on the same list.
+pub const STOP_TOKEN_NAMES: [&str; 7] = [
     "<|eot_id|>",
     "<|end_of_text|>",
     "<|eom_id|>",
@@ -359,7 +360,7 @@ impl Tokenizer {
             } => {
                 words.clear();
                 pre.split(text, words);
-                let chars = bpe::byte_chars();
+                let chars = gpt2_byte_chars();
                 for word in words.iter() {
                     if *ignore_merges {
                         scratch.clear();
@@ -588,7 +589,7 @@ fn parse_merges(g: &GgufFile, vocab: &HashMap<String, u32>) -> Result<bpe::Merge
         let rank = u32::try_from(index).unwrap_or(u32::MAX);
         pairs.entry((*left, *right)).or_insert((rank, *merged));
     }
-    let chars = bpe::byte_chars();
+    let chars = gpt2_byte_chars();
     let mut byte_ids = [0u32; 256];
     for (b, slot) in byte_ids.iter_mut().enumerate() {
         let c = chars[b].to_string();

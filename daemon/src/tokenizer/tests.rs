@@ -1,10 +1,11 @@
 //! Unit tests: the tiny Llama 3 vocabulary, hand-made SentencePiece
 //! vocabularies and hostile metadata.
 
+use llmpm_gguf::tiny::{tiny_llama_bytes, tiny_vocab, TinyLlamaSpec};
+use llmpm_gguf::writer::GgufWriter;
+use llmpm_gguf::Value;
+
 use super::*;
-use crate::gguf::tiny::{tiny_llama_bytes, tiny_vocab, TinyLlamaSpec};
-use crate::gguf::writer::GgufWriter;
-use crate::gguf::Value;
 
 fn tiny() -> Tokenizer {
     let bytes = tiny_llama_bytes(&TinyLlamaSpec::default()).unwrap();

@@ -4,8 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use llmpmd::gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
-use llmpmd::gguf::FileType;
+use llmpm_gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
+use llmpm_gguf::FileType;
 
 const USAGE: &str =
     "usage: llmpm-gen-gguf --out FILE [--preset tiny|1b] [--ftype f32|f16|q8_0|q4_0]

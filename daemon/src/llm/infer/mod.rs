@@ -27,9 +27,9 @@ pub use prompt::Prompt;
 
 use super::error::LlmError;
 use super::options::{self, Options};
-use crate::gguf::GgufFile;
 use crate::store::Store;
 use crate::template::{ChatTemplate, SelectedTemplate};
+use llmpm_gguf::GgufFile;
 
 /// What a request needs to know about its model. `X` is what the caller
 /// reads from the GGUF header along with the rest (the daemon: the

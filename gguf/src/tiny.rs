@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Write};
 
+use super::gpt2_byte_chars;
 use super::writer::GgufWriter;
 use super::{divides, FileType, GgmlType, Value};
 
@@ -341,25 +342,6 @@ pub struct TinyVocab {
     pub bos: u32,
     /// `<|eot_id|>` or `<|end_of_text|>`.
     pub eos: u32,
-}
-
-/// GPT-2's map from each byte to the printable character that spells it in
-/// byte-level BPE vocabularies (space is `Ġ`, newline `Ċ`).
-pub fn gpt2_byte_chars() -> [char; 256] {
-    let mut map = ['\0'; 256];
-    let mut next_unprintable = 256u32;
-    for (b, slot) in map.iter_mut().enumerate() {
-        let b = b as u8;
-        let printable = matches!(b, 0x21..=0x7e | 0xa1..=0xac | 0xae..=0xff);
-        *slot = if printable {
-            char::from(b)
-        } else {
-            let c = char::from_u32(next_unprintable).unwrap_or(char::REPLACEMENT_CHARACTER);
-            next_unprintable += 1;
-            c
-        };
-    }
-    map
 }
 
 /// A vocabulary of exactly `n_vocab` tokens (at least 261): the 256 byte
