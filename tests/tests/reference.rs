@@ -8,8 +8,8 @@
 use candle_core::Device;
 use llmpmd::gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
 use llmpmd::gguf::FileType;
-use llmpmd::runner::attention::KvType;
 use llmpmd::runner::model::Model;
+use llmpmd::runner::KvType;
 use serde_json::Value;
 
 fn fixture() -> Value {

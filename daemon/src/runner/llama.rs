@@ -18,9 +18,8 @@ use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::kv_cache::KvCache;
 
-use super::attention::{attend, Kv, KvType};
-
-use super::q8::Q8Matrix;
+use llmpm_kernels::attention::{attend, Kv, KvType};
+use llmpm_kernels::q8::Q8Matrix;
 
 /// The architectures this forward pass runs (`general.architecture`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -575,7 +574,7 @@ impl Llama {
             let up = layer.w_up.forward(&h)?;
             let act = match self.activation {
                 Activation::Silu => (gate.silu()? * up)?,
-                Activation::Gelu => super::glu::geglu(&gate, &up)?,
+                Activation::Gelu => llmpm_kernels::glu::geglu(&gate, &up)?,
             };
             let y = norm(layer.w_down.forward(&act)?, &layer.post_ffw_norm)?;
             x = (y + residual)?;

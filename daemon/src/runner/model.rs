@@ -11,13 +11,13 @@ use std::sync::Arc;
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
+use llmpm_kernels::q8::Q8Matrix;
 
-use super::attention::KvType;
 use super::llama::{
     linear, Activation, Arch, Cache, Embeddings, Layer, Linear, Llama, LlamaConfig, MappedTable,
     Part,
 };
-use super::q8::Q8Matrix;
+use super::KvType;
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]

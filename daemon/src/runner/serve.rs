@@ -15,11 +15,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
-use super::attention::KvType;
 use super::batch::{line, Engine, Job};
 use super::codec::{TextCodec, VocabCodec};
 use super::model::Model;
 use super::protocol::{Health, RunnerError, RunnerRequest, Tokens};
+use super::KvType;
 use crate::gguf::GgufFile;
 
 /// The usage line of `llmpmd runner`.

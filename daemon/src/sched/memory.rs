@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::gguf::GgufFile;
-use crate::runner::attention::KvType;
+use llmpm_kernels::attention::KvType;
 
 /// What a runner process needs besides weights and KV cache: the code,
 /// the async runtime, candle's buffers and the forward pass's scratch

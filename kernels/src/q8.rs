@@ -507,13 +507,13 @@ pub(super) mod tests {
     use candle_core::{DType, Device};
 
     /// A tensor's values, flattened.
-    pub(in crate::runner) fn flat(t: &Tensor) -> Vec<f32> {
+    pub(crate) fn flat(t: &Tensor) -> Vec<f32> {
         t.flatten_all().unwrap().to_vec1().unwrap()
     }
 
     /// Deterministic values in [-1, 1), with the edge cases each format has:
     /// an all-zero block (scale 0), a block at the extremes, tiny values.
-    pub(in crate::runner) fn values(n: usize, seed: u64) -> Vec<f32> {
+    pub(crate) fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = fastrand::Rng::with_seed(seed);
         let mut v: Vec<f32> = (0..n).map(|_| rng.f32() * 2.0 - 1.0).collect();
         if n >= 3 * QK {
@@ -530,7 +530,7 @@ pub(super) mod tests {
 
     /// The plain scalar reference: dequantized weights times the dequantized
     /// Q8_0 activations, summed in f64.
-    pub(in crate::runner) fn reference(w: &QTensor, x: &[f32], n: usize, k: usize) -> Vec<f32> {
+    pub(crate) fn reference(w: &QTensor, x: &[f32], n: usize, k: usize) -> Vec<f32> {
         let wf = flat(&w.dequantize(&Device::Cpu).unwrap());
         let mut out = Vec::new();
         for xr in x.chunks_exact(k) {

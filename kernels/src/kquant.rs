@@ -684,9 +684,9 @@ mod load {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::super::matmul::prefetch;
     use super::load::{ld128, ld256, ld512, ld512f};
     use super::{Q4Tile, Q5Tile, Q6Tile, Q8KRow, AHEAD, Q6_ORDER, TILE};
+    use crate::matmul::prefetch;
 
     /// ternlog's table for `(a & c) | b`: a byte's bits from `a` where the
     /// mask `c` is set, or'ed with `b` (zero there).
@@ -833,7 +833,7 @@ mod avx512 {
         a: [&[[[i8; 64]; 16]]; 2],
         mut finish: impl FnMut(usize, &Sums),
     ) {
-        use super::super::amx::tiles as tmm;
+        use crate::amx::tiles as tmm;
         assert!(b_tiles.len() >= 4 * nb && a[0].len() >= 4 * nb && a[1].len() >= 4 * nb);
         /// Starts block `b`'s products.
         #[inline(always)]
@@ -1100,9 +1100,9 @@ macro_rules! ymm_kernels {
     ($features:literal, |$acc:ident, $w:ident, $x:ident| $dp:expr) => {
         use std::arch::x86_64::*;
 
-        use super::super::matmul::prefetch;
         use super::load::{ld128, ld256, ld256f, ld64};
         use super::{Q4Tile, Q5Tile, Q6Tile, Q8KRow, AHEAD, Q6_ORDER, TILE};
+        use crate::matmul::prefetch;
 
         #[target_feature(enable = $features)]
         fn dp($acc: __m256i, $w: __m256i, $x: __m256i) -> __m256i {
@@ -1349,9 +1349,9 @@ mod blocks {
 
     use std::arch::x86_64::*;
 
-    use super::super::amx::{tiles as tmm, Columns, Config};
     use super::load::{ld128, ld512};
     use super::{Q4Tile, Q6Tile, Q8KRow, QK_K, TILE};
+    use crate::amx::{tiles as tmm, Columns, Config};
 
     /// Activation rows per tile multiplication (an A tile's rows).
     const ROWS: usize = 16;
@@ -1638,7 +1638,7 @@ mod tests {
     /// The plain scalar reference: dequantized weights (candle's
     /// `dequantize`) times the dequantized Q8_K activations, in f64.
     fn reference(w: &QTensor, xs: &[Q8KRow], n: usize, k: usize) -> Vec<f32> {
-        let wf = super::super::q8::tests::flat(&w.dequantize(&Device::Cpu).unwrap());
+        let wf = crate::q8::tests::flat(&w.dequantize(&Device::Cpu).unwrap());
         let mut out = Vec::new();
         for x in xs {
             let xd: Vec<f64> = (0..k)
@@ -1657,7 +1657,7 @@ mod tests {
     }
 
     fn matmul(mat: &KMatrix, x: &Tensor) -> Vec<f32> {
-        super::super::matmul::forward(mat, x)
+        crate::matmul::forward(mat, x)
             .unwrap()
             .flatten_all()
             .unwrap()
@@ -1717,7 +1717,7 @@ mod tests {
         // AMX, where this CPU has it: the same bits as the rows alone.
         #[cfg(target_arch = "x86_64")]
         // (Q5_K has no AMX path.)
-        if super::super::amx::available() && !matches!(mat.tiles, Tiles::Q5K(_)) {
+        if crate::amx::available() && !matches!(mat.tiles, Tiles::Q5K(_)) {
             let mut got = vec![0.0f32; m * n];
             match &mat.tiles {
                 Tiles::Q4K(tiles) => blocks::q4k(tiles, n, k, &xs, &mut got),

@@ -312,8 +312,8 @@ mod tiles {
     use half::f16;
     use rayon::prelude::*;
 
-    use super::super::amx::{tiles as tmm, Columns, Config};
     use super::{QRow, Strips, QK, STRIP};
+    use crate::amx::{tiles as tmm, Columns, Config};
 
     /// Activation rows per A tile.
     const ROWS: usize = 16;
@@ -550,8 +550,8 @@ mod avx512 {
         for b in 0..nb {
             if b + ahead < nb {
                 let next = b + ahead;
-                super::super::matmul::prefetch(&wq[next * block..(next + 1) * block]);
-                super::super::matmul::prefetch(&wd[next * STRIP..(next + 1) * STRIP]);
+                crate::matmul::prefetch(&wq[next * block..(next + 1) * block]);
+                crate::matmul::prefetch(&wd[next * STRIP..(next + 1) * STRIP]);
             }
             // SAFETY: scales b·16 .. b·16 + 16 and quant bytes b·block ..
             // (b + 1)·block exist (asserted above).
@@ -626,15 +626,15 @@ mod tests {
                 (40, 256, 20),
                 (17, 96, 33),
             ] {
-                let wv = super::super::q8::tests::values(n * k, 1);
+                let wv = crate::q8::tests::values(n * k, 1);
                 let w = Tensor::from_vec(wv, (n, k), &Device::Cpu).unwrap();
                 let q = QTensor::quantize(&w, dtype).unwrap();
                 assert!(Strips::handles(&q));
                 let st = Strips::from_qtensor(&q).unwrap();
-                let xv = super::super::q8::tests::values(m * k, 2);
+                let xv = crate::q8::tests::values(m * k, 2);
                 let x = Tensor::from_vec(xv.clone(), (m, k), &Device::Cpu).unwrap();
-                let got = super::super::q8::tests::flat(&st.forward(&x).unwrap());
-                let want = super::super::q8::tests::reference(&q, &xv, n, k);
+                let got = crate::q8::tests::flat(&st.forward(&x).unwrap());
+                let want = crate::q8::tests::reference(&q, &xv, n, k);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert!(
                         (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
@@ -643,14 +643,13 @@ mod tests {
                 }
                 // Rows read back as the table's own dequantization gives them.
                 let ids: Vec<u32> = (0..n as u32).collect();
-                let rows = super::super::q8::tests::flat(&st.rows(&ids, &Device::Cpu).unwrap());
-                let table = super::super::q8::tests::flat(&q.dequantize(&Device::Cpu).unwrap());
+                let rows = crate::q8::tests::flat(&st.rows(&ids, &Device::Cpu).unwrap());
+                let table = crate::q8::tests::flat(&q.dequantize(&Device::Cpu).unwrap());
                 assert_eq!(rows, table, "{dtype:?} rows");
                 assert!(st.rows(&[n as u32], &Device::Cpu).is_err());
                 for i in 0..m {
-                    let one = super::super::q8::tests::flat(
-                        &st.forward(&x.narrow(0, i, 1).unwrap()).unwrap(),
-                    );
+                    let one =
+                        crate::q8::tests::flat(&st.forward(&x.narrow(0, i, 1).unwrap()).unwrap());
                     assert_eq!(one, got[i * n..(i + 1) * n], "{dtype:?} row {i}");
                 }
             }

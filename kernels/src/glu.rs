@@ -48,7 +48,7 @@ const CHUNK: usize = 16 << 10;
 
 /// `gelu(gate) * up`, elementwise, for two tensors of one shape. On the
 /// CPU with f32 values it is ggml's table; elsewhere candle's own GELU.
-pub(crate) fn geglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+pub fn geglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
     if gate.shape() != up.shape() {
         candle_core::bail!(
             "gate {:?} and up {:?} differ in shape",

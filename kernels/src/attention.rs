@@ -63,7 +63,7 @@ impl KvType {
 }
 
 /// What the cache stores: converted from and to f32 a slice at a time.
-pub(crate) trait Elem: Copy + Default + Send + Sync {
+pub trait Elem: Copy + Default + Send + Sync {
     /// Whether queries are rounded to this type before the dot products.
     const ROUNDS: bool;
     fn one(x: f32) -> Self;
@@ -104,7 +104,7 @@ impl Elem for f32 {
 /// for `max_len` tokens on the first append, and pages are touched as
 /// tokens arrive.
 #[derive(Debug)]
-pub(crate) struct Kv<E> {
+pub struct Kv<E> {
     kv_heads: usize,
     head_dim: usize,
     max_len: usize,
@@ -113,7 +113,7 @@ pub(crate) struct Kv<E> {
 }
 
 impl<E: Elem> Kv<E> {
-    pub(crate) fn new(kv_heads: usize, head_dim: usize, max_len: usize) -> Kv<E> {
+    pub fn new(kv_heads: usize, head_dim: usize, max_len: usize) -> Kv<E> {
         Kv {
             kv_heads,
             head_dim,
@@ -124,12 +124,17 @@ impl<E: Elem> Kv<E> {
     }
 
     /// Tokens held.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.v.len() / (self.kv_heads * self.head_dim).max(1)
     }
 
+    /// Whether it holds no token.
+    pub fn is_empty(&self) -> bool {
+        self.v.is_empty()
+    }
+
     /// Forgets every token (keeps the memory for the next sequence).
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.k.clear();
         self.v.clear();
     }
@@ -148,7 +153,7 @@ impl<E: Elem> Kv<E> {
 
     /// Appends `t` tokens' keys and values, each laid out
     /// `[kv_head][t][head_dim]` (candle's `(1, kv_heads, t, head_dim)`).
-    pub(crate) fn append(&mut self, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
+    pub fn append(&mut self, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
         let (h, d) = (self.kv_heads, self.head_dim);
         if k.len() != h * t * d || v.len() != k.len() {
             return Err(format!(
@@ -201,7 +206,7 @@ impl<E: Elem> Kv<E> {
 /// `kv`, which already holds their own keys. Query `i` sees keys
 /// `..=pos + i`, and with a `window` only the last `window` of them.
 /// Returns `[head][t][head_dim]`.
-pub(crate) fn attend<E: Elem>(
+pub fn attend<E: Elem>(
     q: &[f32],
     heads: usize,
     t: usize,

@@ -116,21 +116,21 @@ pub(super) mod tiles {
 
     /// Loads the tile shapes on this thread (zeroing every tile).
     #[inline(always)]
-    pub(in crate::runner) unsafe fn config(c: &Config) {
+    pub(crate) unsafe fn config(c: &Config) {
         // SAFETY: the caller's contract; `c` is 64 readable bytes.
         unsafe { asm!("ldtilecfg [{0}]", in(reg) c.0.as_ptr(), options(nostack, readonly)) };
     }
 
     /// Frees this thread's tile state (so context switches save less).
     #[inline(always)]
-    pub(in crate::runner) unsafe fn release() {
+    pub(crate) unsafe fn release() {
         // SAFETY: the caller's contract.
         unsafe { asm!("tilerelease", options(nostack, nomem)) };
     }
 
     /// Tile `T` from rows at `p`, `stride` bytes apart.
     #[inline(always)]
-    pub(in crate::runner) unsafe fn load<const T: u8>(p: *const u8, stride: usize) {
+    pub(crate) unsafe fn load<const T: u8>(p: *const u8, stride: usize) {
         // SAFETY: the caller's contract.
         unsafe {
             asm!("tileloadd tmm{t}, [{p} + {s} * 1]", t = const T, p = in(reg) p,
@@ -140,7 +140,7 @@ pub(super) mod tiles {
 
     /// Tile `T` to rows at `p`, `stride` bytes apart.
     #[inline(always)]
-    pub(in crate::runner) unsafe fn store<const T: u8>(p: *mut u8, stride: usize) {
+    pub(crate) unsafe fn store<const T: u8>(p: *mut u8, stride: usize) {
         // SAFETY: the caller's contract.
         unsafe {
             asm!("tilestored [{p} + {s} * 1], tmm{t}", t = const T, p = in(reg) p,
@@ -150,14 +150,14 @@ pub(super) mod tiles {
 
     /// Tile `T` set to zero.
     #[inline(always)]
-    pub(in crate::runner) unsafe fn zero<const T: u8>() {
+    pub(crate) unsafe fn zero<const T: u8>() {
         // SAFETY: the caller's contract.
         unsafe { asm!("tilezero tmm{t}", t = const T, options(nostack, nomem)) };
     }
 
     /// `C += A · B` with both A's bytes and B's signed, four at a time.
     #[inline(always)]
-    pub(in crate::runner) unsafe fn dpbssd<const C: u8, const A: u8, const B: u8>() {
+    pub(crate) unsafe fn dpbssd<const C: u8, const A: u8, const B: u8>() {
         // SAFETY: the caller's contract.
         unsafe {
             asm!("tdpbssd tmm{c}, tmm{a}, tmm{b}", c = const C, a = const A, b = const B,
@@ -168,7 +168,7 @@ pub(super) mod tiles {
     /// `C += A · B` with A's bytes signed and B's unsigned, four at a time:
     /// `C[i][j] += Σ_k A[i][4k..4k+4] · B[k][4j..4j+4]`.
     #[inline(always)]
-    pub(in crate::runner) unsafe fn dpbsud<const C: u8, const A: u8, const B: u8>() {
+    pub(crate) unsafe fn dpbsud<const C: u8, const A: u8, const B: u8>() {
         // SAFETY: the caller's contract.
         unsafe {
             asm!("tdpbsud tmm{c}, tmm{a}, tmm{b}", c = const C, a = const A, b = const B,
