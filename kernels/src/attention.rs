@@ -21,7 +21,7 @@ use half::f16;
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
-use super::matmul::Isa;
+use crate::isa::Isa;
 
 /// Queries per task: each block of keys is converted to f32 once for them.
 const QUERIES: usize = 32;
@@ -62,12 +62,16 @@ impl KvType {
     }
 }
 
-/// What the cache stores: converted from and to f32 a slice at a time.
+/// What the cache stores (`f16` or `f32`): converted from and to f32 a
+/// slice at a time.
 pub trait Elem: Copy + Default + Send + Sync {
     /// Whether queries are rounded to this type before the dot products.
     const ROUNDS: bool;
+    /// `x` as stored.
     fn one(x: f32) -> Self;
+    /// `src` into `dst`, of one length.
     fn store(dst: &mut [Self], src: &[f32]);
+    /// `src` out to `dst`, of one length.
     fn load(src: &[Self], dst: &mut [f32]);
 }
 
@@ -289,11 +293,11 @@ fn block_on<E: Elem>(isa: Isa, job: &Job<'_, E>, out: &mut [f32]) {
         fn avx2<E: Elem>(job: &Job<'_, E>, out: &mut [f32]) {
             block(job, out)
         }
-        // SAFETY: `isa` names only instruction sets this CPU has
-        // (`Isa::available`); Avx512Vnni implies AVX-512 F, the others AVX2.
-        #[allow(unsafe_code)]
         match isa {
+            // SAFETY: `isa` names only instruction sets this CPU has
+            // (`Isa::available`); Avx512Vnni implies AVX-512 F.
             Isa::Avx512Vnni => return unsafe { avx512(job, out) },
+            // SAFETY: as above; the others imply AVX2.
             Isa::Avx2 | Isa::AvxVnni => return unsafe { avx2(job, out) },
             Isa::Portable => {}
         }
@@ -394,12 +398,7 @@ fn block<E: Elem>(job: &Job<'_, E>, out: &mut [f32]) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    /// Deterministic values in [-1, 1).
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut rng = fastrand::Rng::with_seed(seed);
-        (0..n).map(|_| rng.f32() * 2.0 - 1.0).collect()
-    }
+    use crate::testing::uniform as values;
 
     /// Plain attention in f64 over the same keys and values as the cache
     /// holds them (`r` rounds to its type), with an explicit mask.

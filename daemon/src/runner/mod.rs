@@ -12,6 +12,7 @@ pub mod protocol;
 pub mod sampler;
 pub mod serve;
 pub mod text;
+mod weights;
 
 /// The key/value cache's element type, which [`model::Model`] is set to.
 pub use llmpm_kernels::attention::KvType;

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
-use llmpm_kernels::q8::Q8Matrix;
 
 use super::llama::{
     linear, Activation, Arch, Cache, Embeddings, Layer, Linear, Llama, LlamaConfig, MappedTable,
     Part,
 };
+use super::weights::QuantWeights;
 use super::KvType;
 
 /// Why a model could not be loaded or run.
@@ -295,15 +295,16 @@ impl Loader<'_> {
         };
         let info = self.content.tensor_infos.get(name);
         if let (Some(map), Some(info), [n, k]) = (&self.map, info, expected) {
-            let len = Q8Matrix::file_bytes(info.ggml_dtype, *n, *k);
+            let len = QuantWeights::file_bytes(info.ggml_dtype, *n, *k);
             if let (true, Some(len)) = (self.device.is_cpu(), len) {
                 let range = self.data_range(name, len)?;
                 let at = range.start;
-                let m = Q8Matrix::from_bytes(info.ggml_dtype, *n, *k, &map[range], &mut |done| {
-                    release(map, at + done.start..at + done.end)
-                })
-                .map_err(err)?;
-                return Ok(Linear::Q8(m));
+                let m =
+                    QuantWeights::from_bytes(info.ggml_dtype, *n, *k, &map[range], &mut |done| {
+                        release(map, at + done.start..at + done.end)
+                    })
+                    .map_err(err)?;
+                return Ok(Linear::Quant(m));
             }
         }
         let q = self.qtensor(name, expected)?;
