@@ -5,7 +5,7 @@
 
 use half::f16;
 
-use super::round_half_even;
+use super::round::round_half_even;
 
 /// Values per block.
 pub(crate) const QK: usize = 32;

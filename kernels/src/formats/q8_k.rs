@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use super::round_half_even;
+use super::round::round_half_even;
 
 /// Values per super-block (of the K-quants, and of Q8_K).
 pub(crate) const QK_K: usize = 256;
