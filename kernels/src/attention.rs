@@ -62,9 +62,22 @@ impl KvType {
     }
 }
 
-/// What the cache stores (`f16` or `f32`): converted from and to f32 a
+mod sealed {
+    /// Only the element types below: the kernels are built for them.
+    pub trait Sealed {}
+    impl Sealed for half::f16 {}
+    impl Sealed for f32 {}
+}
+
+/// What the cache stores, `f16` or `f32`: converted from and to f32 a
 /// slice at a time.
-pub trait Elem: Copy + Default + Send + Sync {
+///
+/// [`Kv::append`] and [`attend`] run through this trait's `append_to` and
+/// `attend_over`, whose two implementations are plain functions of this
+/// crate: the generic work is compiled here, at the kernels' optimisation
+/// level, and not in each caller (a debug build of the daemon would
+/// otherwise run attention unoptimised).
+pub trait Elem: sealed::Sealed + Copy + Default + Send + Sync {
     /// Whether queries are rounded to this type before the dot products.
     const ROUNDS: bool;
     /// `x` as stored.
@@ -73,6 +86,19 @@ pub trait Elem: Copy + Default + Send + Sync {
     fn store(dst: &mut [Self], src: &[f32]);
     /// `src` out to `dst`, of one length.
     fn load(src: &[Self], dst: &mut [f32]);
+    /// [`Kv::append`] for this type.
+    fn append_to(kv: &mut Kv<Self>, k: &[f32], v: &[f32], t: usize) -> Result<(), String>;
+    /// [`attend`] for this type.
+    #[allow(clippy::too_many_arguments)]
+    fn attend_over(
+        q: &[f32],
+        heads: usize,
+        t: usize,
+        kv: &Kv<Self>,
+        pos: usize,
+        scale: f32,
+        window: Option<usize>,
+    ) -> Result<Vec<f32>, String>;
 }
 
 impl Elem for f16 {
@@ -86,6 +112,22 @@ impl Elem for f16 {
     fn load(src: &[f16], dst: &mut [f32]) {
         src.convert_to_f32_slice(dst);
     }
+    #[inline(never)]
+    fn append_to(kv: &mut Kv<f16>, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
+        kv.append_here(k, v, t)
+    }
+    #[inline(never)]
+    fn attend_over(
+        q: &[f32],
+        heads: usize,
+        t: usize,
+        kv: &Kv<f16>,
+        pos: usize,
+        scale: f32,
+        window: Option<usize>,
+    ) -> Result<Vec<f32>, String> {
+        attend_here(q, heads, t, kv, pos, scale, window)
+    }
 }
 
 impl Elem for f32 {
@@ -98,6 +140,22 @@ impl Elem for f32 {
     }
     fn load(src: &[f32], dst: &mut [f32]) {
         dst.copy_from_slice(src);
+    }
+    #[inline(never)]
+    fn append_to(kv: &mut Kv<f32>, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
+        kv.append_here(k, v, t)
+    }
+    #[inline(never)]
+    fn attend_over(
+        q: &[f32],
+        heads: usize,
+        t: usize,
+        kv: &Kv<f32>,
+        pos: usize,
+        scale: f32,
+        window: Option<usize>,
+    ) -> Result<Vec<f32>, String> {
+        attend_here(q, heads, t, kv, pos, scale, window)
     }
 }
 
@@ -158,6 +216,11 @@ impl<E: Elem> Kv<E> {
     /// Appends `t` tokens' keys and values, each laid out
     /// `[kv_head][t][head_dim]` (candle's `(1, kv_heads, t, head_dim)`).
     pub fn append(&mut self, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
+        E::append_to(self, k, v, t)
+    }
+
+    /// [`Kv::append`], instantiated in this crate ([`Elem`]).
+    fn append_here(&mut self, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
         let (h, d) = (self.kv_heads, self.head_dim);
         if k.len() != h * t * d || v.len() != k.len() {
             return Err(format!(
@@ -211,6 +274,19 @@ impl<E: Elem> Kv<E> {
 /// `..=pos + i`, and with a `window` only the last `window` of them.
 /// Returns `[head][t][head_dim]`.
 pub fn attend<E: Elem>(
+    q: &[f32],
+    heads: usize,
+    t: usize,
+    kv: &Kv<E>,
+    pos: usize,
+    scale: f32,
+    window: Option<usize>,
+) -> Result<Vec<f32>, String> {
+    E::attend_over(q, heads, t, kv, pos, scale, window)
+}
+
+/// [`attend`], instantiated in this crate ([`Elem`]).
+fn attend_here<E: Elem>(
     q: &[f32],
     heads: usize,
     t: usize,
