@@ -16,8 +16,7 @@ use super::llama::{
     linear, Activation, Arch, Cache, Embeddings, Layer, Linear, Llama, LlamaConfig, MappedTable,
     Part,
 };
-use super::weights::QuantWeights;
-use super::KvType;
+use super::{weights::QuantWeights, KvType};
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
