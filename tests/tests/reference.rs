@@ -8,8 +8,8 @@
 use candle_core::Device;
 use llmpm_gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
 use llmpm_gguf::FileType;
-use llmpmd::runner::attention::KvType;
 use llmpmd::runner::model::Model;
+use llmpmd::runner::KvType;
 use serde_json::Value;
 
 fn fixture() -> Value {
@@ -50,7 +50,7 @@ fn spec(gen: &Value, ftype: &str) -> TinyLlamaSpec {
 /// How far our logits may be from llama.cpp's. F16 differs only in float
 /// summation order and F16 rounding of activations; Q8_0 also in which
 /// activations land on the other side of a rounding step, a discrete change
-/// (see `daemon/src/runner/q8.rs`).
+/// (see `kernels/src/matmul/mod.rs`).
 fn tolerance(ftype: &str) -> f32 {
     match ftype {
         "f16" => 2e-3,

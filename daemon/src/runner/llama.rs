@@ -18,9 +18,9 @@ use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::kv_cache::KvCache;
 
-use super::attention::{attend, Kv, KvType};
+use llmpm_kernels::attention::{attend, Kv, KvType};
 
-use super::q8::Q8Matrix;
+use super::weights::QuantWeights;
 
 /// The architectures this forward pass runs (`general.architecture`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,10 +262,10 @@ impl MappedTable {
     }
 }
 
-/// A weight matrix, multiplied the way ggml does (see [`super::q8`]).
+/// A weight matrix, multiplied the way ggml does (see [`super::weights`]).
 pub(crate) enum Linear {
-    /// Q8_0 through our ggml-exact kernel.
-    Q8(Q8Matrix),
+    /// The integer formats through our ggml-exact kernels.
+    Quant(QuantWeights),
     /// Everything else through candle.
     Candle(QMatMul),
 }
@@ -274,20 +274,20 @@ impl Linear {
     /// `x @ wᵀ`.
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Linear::Q8(m) => m.forward(x),
+            Linear::Quant(m) => m.forward(x),
             Linear::Candle(m) => m.forward(x),
         }
     }
 
     /// Whether [`Linear::rows`] can read rows of the matrix.
     pub(crate) fn has_rows(&self) -> bool {
-        matches!(self, Linear::Q8(m) if m.has_rows())
+        matches!(self, Linear::Quant(m) if m.has_rows())
     }
 
     /// Rows `ids` of the matrix, dequantized.
     fn rows(&self, ids: &[u32], device: &Device) -> candle_core::Result<Tensor> {
         match self {
-            Linear::Q8(m) => m.rows(ids, device),
+            Linear::Quant(m) => m.rows(ids, device),
             Linear::Candle(_) => candle_core::bail!("this matrix does not give rows"),
         }
     }
@@ -302,8 +302,8 @@ pub(crate) fn linear(t: Arc<QTensor>) -> candle_core::Result<Linear> {
     Ok(match t.dtype() {
         // Our integer kernels (Q8_0, Q4_0 and the K-quants) are for the CPU;
         // on a GPU candle's own paths run.
-        _ if t.device().is_cpu() && Q8Matrix::handles(&t) => {
-            Linear::Q8(Q8Matrix::from_qtensor(&t)?)
+        _ if t.device().is_cpu() && QuantWeights::handles(&t) => {
+            Linear::Quant(QuantWeights::from_qtensor(&t)?)
         }
         GgmlDType::F32 | GgmlDType::BF16 => Linear::Candle(QMatMul::from_arc(t)?),
         _ => Linear::Candle(QMatMul::QTensor(t)),
@@ -575,7 +575,7 @@ impl Llama {
             let up = layer.w_up.forward(&h)?;
             let act = match self.activation {
                 Activation::Silu => (gate.silu()? * up)?,
-                Activation::Gelu => super::glu::geglu(&gate, &up)?,
+                Activation::Gelu => super::weights::geglu(&gate, &up)?,
             };
             let y = norm(layer.w_down.forward(&act)?, &layer.post_ffw_norm)?;
             x = (y + residual)?;

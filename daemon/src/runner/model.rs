@@ -12,12 +12,11 @@ use llmpm_gguf::{
     TensorInfo,
 };
 
-use super::attention::KvType;
 use super::llama::{
     linear, Activation, Arch, Cache, Embeddings, Layer, Linear, Llama, LlamaConfig, MappedTable,
     Part,
 };
-use super::q8::Q8Matrix;
+use super::{weights::QuantWeights, KvType};
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -285,14 +284,15 @@ impl Loader<'_> {
         };
         let info = self.info(name)?;
         if let (Some(dtype), [n, k]) = (candle_dtype(info.ggml_type), expected) {
-            let len = Q8Matrix::file_bytes(dtype, *n, *k);
+            let len = QuantWeights::file_bytes(dtype, *n, *k);
             if let (true, Some(len)) = (self.device.is_cpu(), len) {
                 let data = self.data(info, len)?;
                 let gguf = self.gguf;
-                let m =
-                    Q8Matrix::from_bytes(dtype, *n, *k, data, &mut |done| gguf.release(info, done))
-                        .map_err(err)?;
-                return Ok(Linear::Q8(m));
+                let m = QuantWeights::from_bytes(dtype, *n, *k, data, &mut |done| {
+                    gguf.release(info, done)
+                })
+                .map_err(err)?;
+                return Ok(Linear::Quant(m));
             }
         }
         let q = self.qtensor(name, expected)?;

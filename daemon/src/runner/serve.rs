@@ -16,10 +16,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
-use super::attention::KvType;
 use super::batch::{line, Engine, Job};
 use super::codec::{TextCodec, VocabCodec};
 use super::model::Model;
+use super::KvType;
 use crate::llm::options::KvCacheType;
 use crate::llm::protocol::{Health, RunnerError, RunnerRequest, Tokens};
 
@@ -308,27 +308,10 @@ fn device() -> anyhow::Result<Device> {
     Ok(Device::Cpu)
 }
 
-/// Keeps the memory a forward pass frees for the next one. A prompt's
-/// activations are buffers of megabytes; glibc maps each afresh and unmaps
-/// it when freed, so every pass paid a page fault and a page clear per 4 KiB
-/// (a tenth of a prompt's time). The peak is the same either way.
-pub fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator tunables; called before the
-    // runner's threads allocate much, and safe at any time in any case.
-    #[allow(unsafe_code)]
-    unsafe {
-        // The largest threshold glibc takes (32 MiB on 64-bit): smaller
-        // blocks come from the heap, whose top is trimmed only past 1 GiB.
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
-}
-
 /// `llmpmd runner …`: parses, sets the thread count, runs.
 pub fn main(args: &[String]) -> anyhow::Result<()> {
     let args = RunnerArgs::parse(args)?;
-    keep_freed_memory();
+    llmpm_kernels::pages::keep_freed_memory();
     if let Some(n) = args.threads {
         // candle sizes its CPU thread pool from this; it must be set before
         // the first tensor operation.

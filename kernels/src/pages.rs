@@ -1,12 +1,14 @@
-//! Large weight buffers: mapped zeroed but untouched, and repacked from the
-//! file a group of pages at a time.
+//! The memory the kernels' buffers live in. Large weight buffers: mapped
+//! zeroed but untouched, and repacked from the file a group of pages at a
+//! time; and the allocator's thresholds for the activations' buffers
+//! ([`keep_freed_memory`]).
 //!
 //! A repacked model is hundreds of megabytes of fresh anonymous memory; the
 //! first touch of each page (a fault, and the kernel zeroing it) is a large
 //! part of loading. The buffers are anonymous mappings of their own, whose
 //! pages the kernel hands out zeroed on first touch, so each page is touched
 //! first by the repacking itself, on whichever thread repacks it. The
-//! allocator would not do: for alignments past 16 bytes (the K-quant tiles)
+//! allocator would not do: for alignments past 16 bytes (the K-quant x16 blocks)
 //! it writes the zeros itself, on one thread, before the weights.
 //! Transparent huge pages (`MADV_HUGEPAGE`) were tried twice: loading was
 //! at best a few percent faster within the noise, a fresh machine stalled
@@ -16,33 +18,30 @@
 /// most of a matrix's file pages resident beside its copy while it loads.
 const GROUP_BYTES: usize = 16 << 20;
 
-/// How many units of `unit_bytes` source bytes (a strip or a tile of rows)
+/// How many units of `unit_bytes` source bytes (a strip or an x16 row of blocks)
 /// make a group of about [`GROUP_BYTES`]: at least one, and enough for the
 /// thread pool to share.
-pub(super) fn group_units(unit_bytes: usize) -> usize {
+pub(crate) fn group_units(unit_bytes: usize) -> usize {
     (GROUP_BYTES / unit_bytes.max(1)).max(rayon::current_num_threads())
 }
 
 /// `len` values of `T`, all zero bits, in pages of their own that are not
 /// touched until used.
-pub(super) struct Zeroed<T> {
+pub(crate) struct Zeroed<T> {
     ptr: std::ptr::NonNull<T>,
     len: usize,
 }
 
 // SAFETY: a `Zeroed` owns its values like a `Vec` does.
-#[allow(unsafe_code)]
 unsafe impl<T: Send> Send for Zeroed<T> {}
 // SAFETY: as above; shared access only reads.
-#[allow(unsafe_code)]
 unsafe impl<T: Sync> Sync for Zeroed<T> {}
 
 const PAGE: usize = 4096;
 
 impl<T: bytemuck::Zeroable> Zeroed<T> {
     /// `len` zero values; an error when the memory cannot be had.
-    #[allow(unsafe_code)]
-    pub(super) fn new(len: usize) -> std::io::Result<Zeroed<T>> {
+    pub(crate) fn new(len: usize) -> std::io::Result<Zeroed<T>> {
         // Mappings are page-aligned: enough for any `T` used here.
         const { assert!(std::mem::align_of::<T>() <= PAGE) };
         let bytes = len
@@ -76,7 +75,6 @@ impl<T: bytemuck::Zeroable> Zeroed<T> {
 
 impl<T> std::ops::Deref for Zeroed<T> {
     type Target = [T];
-    #[allow(unsafe_code)]
     fn deref(&self) -> &[T] {
         // SAFETY: `len` values, zero bits (valid for a `Zeroable` `T`) or
         // written since through `deref_mut`, live while `self` does.
@@ -85,7 +83,6 @@ impl<T> std::ops::Deref for Zeroed<T> {
 }
 
 impl<T> std::ops::DerefMut for Zeroed<T> {
-    #[allow(unsafe_code)]
     fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: as in `deref`, and `&mut self` is the only access.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
@@ -99,7 +96,6 @@ impl<T> std::fmt::Debug for Zeroed<T> {
 }
 
 impl<T> Drop for Zeroed<T> {
-    #[allow(unsafe_code)]
     fn drop(&mut self) {
         let bytes = self.len * std::mem::size_of::<T>();
         if bytes > 0 {
@@ -107,6 +103,23 @@ impl<T> Drop for Zeroed<T> {
             // `T` needs no drop (`Zeroable` types are plain data).
             unsafe { libc::munmap(self.ptr.as_ptr().cast(), bytes) };
         }
+    }
+}
+
+/// Keeps the memory a forward pass frees for the next one. A prompt's
+/// activations are buffers of megabytes; glibc maps each afresh and unmaps
+/// it when freed, so every pass paid a page fault and a page clear per 4 KiB
+/// (a tenth of a prompt's time). The peak is the same either way. The
+/// runner calls it once, as it starts.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator tunables; called before the
+    // runner's threads allocate much, and safe at any time in any case.
+    unsafe {
+        // The largest threshold glibc takes (32 MiB on 64-bit): smaller
+        // blocks come from the heap, whose top is trimmed only past 1 GiB.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }
 

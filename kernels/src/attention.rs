@@ -21,7 +21,7 @@ use half::f16;
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
-use super::matmul::Isa;
+use crate::isa::Isa;
 
 /// Queries per task: each block of keys is converted to f32 once for them.
 const QUERIES: usize = 32;
@@ -37,38 +37,43 @@ pub enum KvType {
     F32,
 }
 
-impl KvType {
-    /// The type `LLMPM_KV_CACHE_TYPE` names (`f16`, the default, or
-    /// `f32`); an unknown name is an error that lists the known ones.
-    pub fn from_env() -> Result<KvType, String> {
-        match std::env::var("LLMPM_KV_CACHE_TYPE") {
-            Err(_) => Ok(KvType::F16),
-            Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
-                "" | "f16" => Ok(KvType::F16),
-                "f32" => Ok(KvType::F32),
-                other => Err(format!(
-                    "LLMPM_KV_CACHE_TYPE={other} is not a cache type: use f16 or f32"
-                )),
-            },
-        }
-    }
-
-    /// Bytes per cached value.
-    pub fn bytes(self) -> u64 {
-        match self {
-            KvType::F16 => 2,
-            KvType::F32 => 4,
-        }
-    }
+mod sealed {
+    /// Only the element types below: the kernels are built for them.
+    pub trait Sealed {}
+    impl Sealed for half::f16 {}
+    impl Sealed for f32 {}
 }
 
-/// What the cache stores: converted from and to f32 a slice at a time.
-pub(crate) trait Elem: Copy + Default + Send + Sync {
+/// What the cache stores, `f16` or `f32`: converted from and to f32 a
+/// slice at a time.
+///
+/// [`Kv::append`] and [`attend`] run through this trait's `append_to` and
+/// `attend_over`, whose two implementations are plain functions of this
+/// crate: the generic work is compiled here, at the kernels' optimisation
+/// level, and not in each caller (a debug build of the daemon would
+/// otherwise run attention unoptimised).
+pub trait Elem: sealed::Sealed + Copy + Default + Send + Sync {
     /// Whether queries are rounded to this type before the dot products.
     const ROUNDS: bool;
+    /// `x` as stored.
     fn one(x: f32) -> Self;
+    /// `src` into `dst`, of one length.
     fn store(dst: &mut [Self], src: &[f32]);
+    /// `src` out to `dst`, of one length.
     fn load(src: &[Self], dst: &mut [f32]);
+    /// [`Kv::append`] for this type.
+    fn append_to(kv: &mut Kv<Self>, k: &[f32], v: &[f32], t: usize) -> Result<(), String>;
+    /// [`attend`] for this type.
+    #[allow(clippy::too_many_arguments)]
+    fn attend_over(
+        q: &[f32],
+        heads: usize,
+        t: usize,
+        kv: &Kv<Self>,
+        pos: usize,
+        scale: f32,
+        window: Option<usize>,
+    ) -> Result<Vec<f32>, String>;
 }
 
 impl Elem for f16 {
@@ -81,6 +86,22 @@ impl Elem for f16 {
     }
     fn load(src: &[f16], dst: &mut [f32]) {
         src.convert_to_f32_slice(dst);
+    }
+    #[inline(never)]
+    fn append_to(kv: &mut Kv<f16>, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
+        kv.append_here(k, v, t)
+    }
+    #[inline(never)]
+    fn attend_over(
+        q: &[f32],
+        heads: usize,
+        t: usize,
+        kv: &Kv<f16>,
+        pos: usize,
+        scale: f32,
+        window: Option<usize>,
+    ) -> Result<Vec<f32>, String> {
+        attend_here(q, heads, t, kv, pos, scale, window)
     }
 }
 
@@ -95,6 +116,22 @@ impl Elem for f32 {
     fn load(src: &[f32], dst: &mut [f32]) {
         dst.copy_from_slice(src);
     }
+    #[inline(never)]
+    fn append_to(kv: &mut Kv<f32>, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
+        kv.append_here(k, v, t)
+    }
+    #[inline(never)]
+    fn attend_over(
+        q: &[f32],
+        heads: usize,
+        t: usize,
+        kv: &Kv<f32>,
+        pos: usize,
+        scale: f32,
+        window: Option<usize>,
+    ) -> Result<Vec<f32>, String> {
+        attend_here(q, heads, t, kv, pos, scale, window)
+    }
 }
 
 /// One layer's keys and values. Values are token-major,
@@ -104,7 +141,7 @@ impl Elem for f32 {
 /// for `max_len` tokens on the first append, and pages are touched as
 /// tokens arrive.
 #[derive(Debug)]
-pub(crate) struct Kv<E> {
+pub struct Kv<E> {
     kv_heads: usize,
     head_dim: usize,
     max_len: usize,
@@ -113,7 +150,7 @@ pub(crate) struct Kv<E> {
 }
 
 impl<E: Elem> Kv<E> {
-    pub(crate) fn new(kv_heads: usize, head_dim: usize, max_len: usize) -> Kv<E> {
+    pub fn new(kv_heads: usize, head_dim: usize, max_len: usize) -> Kv<E> {
         Kv {
             kv_heads,
             head_dim,
@@ -124,12 +161,17 @@ impl<E: Elem> Kv<E> {
     }
 
     /// Tokens held.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.v.len() / (self.kv_heads * self.head_dim).max(1)
     }
 
+    /// Whether it holds no token.
+    pub fn is_empty(&self) -> bool {
+        self.v.is_empty()
+    }
+
     /// Forgets every token (keeps the memory for the next sequence).
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.k.clear();
         self.v.clear();
     }
@@ -148,7 +190,12 @@ impl<E: Elem> Kv<E> {
 
     /// Appends `t` tokens' keys and values, each laid out
     /// `[kv_head][t][head_dim]` (candle's `(1, kv_heads, t, head_dim)`).
-    pub(crate) fn append(&mut self, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
+    pub fn append(&mut self, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
+        E::append_to(self, k, v, t)
+    }
+
+    /// [`Kv::append`], instantiated in this crate ([`Elem`]).
+    fn append_here(&mut self, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
         let (h, d) = (self.kv_heads, self.head_dim);
         if k.len() != h * t * d || v.len() != k.len() {
             return Err(format!(
@@ -201,7 +248,20 @@ impl<E: Elem> Kv<E> {
 /// `kv`, which already holds their own keys. Query `i` sees keys
 /// `..=pos + i`, and with a `window` only the last `window` of them.
 /// Returns `[head][t][head_dim]`.
-pub(crate) fn attend<E: Elem>(
+pub fn attend<E: Elem>(
+    q: &[f32],
+    heads: usize,
+    t: usize,
+    kv: &Kv<E>,
+    pos: usize,
+    scale: f32,
+    window: Option<usize>,
+) -> Result<Vec<f32>, String> {
+    E::attend_over(q, heads, t, kv, pos, scale, window)
+}
+
+/// [`attend`], instantiated in this crate ([`Elem`]).
+fn attend_here<E: Elem>(
     q: &[f32],
     heads: usize,
     t: usize,
@@ -284,11 +344,11 @@ fn block_on<E: Elem>(isa: Isa, job: &Job<'_, E>, out: &mut [f32]) {
         fn avx2<E: Elem>(job: &Job<'_, E>, out: &mut [f32]) {
             block(job, out)
         }
-        // SAFETY: `isa` names only instruction sets this CPU has
-        // (`Isa::available`); Avx512Vnni implies AVX-512 F, the others AVX2.
-        #[allow(unsafe_code)]
         match isa {
+            // SAFETY: `isa` names only instruction sets this CPU has
+            // (`Isa::available`); Avx512Vnni implies AVX-512 F.
             Isa::Avx512Vnni => return unsafe { avx512(job, out) },
+            // SAFETY: as above; the others imply AVX2.
             Isa::Avx2 | Isa::AvxVnni => return unsafe { avx2(job, out) },
             Isa::Portable => {}
         }
@@ -389,12 +449,7 @@ fn block<E: Elem>(job: &Job<'_, E>, out: &mut [f32]) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    /// Deterministic values in [-1, 1).
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut rng = fastrand::Rng::with_seed(seed);
-        (0..n).map(|_| rng.f32() * 2.0 - 1.0).collect()
-    }
+    use crate::testing::uniform as values;
 
     /// Plain attention in f64 over the same keys and values as the cache
     /// holds them (`r` rounds to its type), with an explicit mask.

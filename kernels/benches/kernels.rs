@@ -1,0 +1,142 @@
+//! `cargo bench -p llmpm-kernels`: each kernel alone on a 1B model's
+//! shapes (hidden 2048, feed-forward 8192, 32 query heads over 8 kv heads
+//! of 64), decode-shaped (one activation row) and prompt-shaped (128 rows),
+//! per weight format. Weights are random blocks with small scales, made
+//! here; each case runs for about a second and prints its mean time per
+//! call. `cargo bench -p llmpm-kernels -- q4_k` runs the cases whose name
+//! holds `q4_k`.
+//!
+//! A plain loop on `std::time` rather than a bench framework: no
+//! dependency, and the numbers are what `bench/runner_speed.py` breaks
+//! down (the whole-model comparison against llama.cpp lives there).
+
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use llmpm_kernels::attention::{attend, Kv};
+use llmpm_kernels::{Format, QuantMatrix};
+
+/// About how long each case runs.
+const BUDGET: Duration = Duration::from_secs(1);
+
+/// Runs `f` for about [`BUDGET`] (at least three times, after one
+/// warm-up call) and prints the mean time per call.
+fn time(name: &str, filter: &[String], work: Option<(f64, &str)>, mut f: impl FnMut()) {
+    if !filter.is_empty() && !filter.iter().any(|p| name.contains(p.as_str())) {
+        return;
+    }
+    f();
+    let start = Instant::now();
+    let mut calls = 0u32;
+    while calls < 3 || start.elapsed() < BUDGET {
+        f();
+        calls += 1;
+    }
+    let each = start.elapsed().as_secs_f64() / f64::from(calls);
+    let rate = work.map_or(String::new(), |(amount, unit)| {
+        format!("  {:>8.1} {unit}", amount / each / 1e9)
+    });
+    println!("{name:<40} {:>10.3} ms{rate}", each * 1e3);
+}
+
+/// A `(n, k)` matrix of random `format` blocks, each block's f16 scales
+/// set to small positive values (random bytes there could be infinities).
+fn weights(format: Format, n: usize, k: usize, rng: &mut fastrand::Rng) -> Vec<u8> {
+    let len = format.matrix_bytes(n, k).expect("the shape fits");
+    let mut data: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+    // Where each block keeps its f16 scales (GGUF's layouts).
+    let scales: &[usize] = match format {
+        Format::Q8_0 | Format::Q4_0 | Format::Q5_0 => &[0],
+        Format::Q4K | Format::Q5K => &[0, 2],
+        Format::Q6K => &[208],
+    };
+    for block in data.chunks_exact_mut(format.block_bytes()) {
+        for &at in scales {
+            let d = half::f16::from_f32(0.001 + 0.01 * rng.f32());
+            block[at..at + 2].copy_from_slice(&d.to_le_bytes());
+        }
+    }
+    data
+}
+
+fn values(n: usize, rng: &mut fastrand::Rng) -> Vec<f32> {
+    (0..n).map(|_| rng.f32() * 2.0 - 1.0).collect()
+}
+
+fn products(filter: &[String], rng: &mut fastrand::Rng) {
+    let k = 2048;
+    for format in [
+        Format::Q8_0,
+        Format::Q4_0,
+        Format::Q4K,
+        Format::Q5K,
+        Format::Q6K,
+    ] {
+        for n in [2048, 8192] {
+            let data = weights(format, n, k, rng);
+            let w = QuantMatrix::from_bytes(format, n, k, &data, &mut |_| {}).unwrap();
+            let bytes = data.len() as f64;
+            for m in [1, 128] {
+                let x = values(m * k, rng);
+                let mut out = vec![0f32; m * n];
+                let name = format!("matmul {} {n}x{k} rows {m}", format.name().to_lowercase());
+                // Decoding streams the weights (GB/s of them); a prompt
+                // is arithmetic (GFLOP/s).
+                let work = match m {
+                    1 => (bytes, "GB/s"),
+                    _ => (2.0 * (m * n * k) as f64, "GFLOP/s"),
+                };
+                time(&name, filter, Some(work), || {
+                    w.forward(black_box(&x), &mut out).unwrap();
+                });
+            }
+        }
+    }
+}
+
+fn attention(filter: &[String], rng: &mut fastrand::Rng) {
+    let (heads, kv_heads, d) = (32, 8, 64);
+    let scale = 1.0 / (d as f32).sqrt();
+    for (cached, t) in [(512, 1), (0, 512)] {
+        let total = cached + t;
+        let mut kv = Kv::<half::f16>::new(kv_heads, d, total);
+        if cached > 0 {
+            let k = values(kv_heads * cached * d, rng);
+            kv.append(&k, &k, cached).unwrap();
+        }
+        let new = values(kv_heads * t * d, rng);
+        kv.append(&new, &new, t).unwrap();
+        let q = values(heads * t * d, rng);
+        let name = format!("attention f16 context {total} queries {t}");
+        time(&name, filter, None, || {
+            black_box(attend(black_box(&q), heads, t, &kv, cached, scale, None).unwrap());
+        });
+    }
+}
+
+fn glu(filter: &[String], rng: &mut fastrand::Rng) {
+    let ff = 8192;
+    for m in [1, 128] {
+        let gate = values(m * ff, rng);
+        let up = values(m * ff, rng);
+        let mut out = vec![0f32; m * ff];
+        time(&format!("geglu {ff} rows {m}"), filter, None, || {
+            llmpm_kernels::glu::geglu(black_box(&gate), &up, &mut out).unwrap();
+        });
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; other words are filters.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let mut rng = fastrand::Rng::with_seed(1);
+    println!("{} threads", rayon::current_num_threads());
+    products(&filter, &mut rng);
+    attention(&filter, &mut rng);
+    glu(&filter, &mut rng);
+}
