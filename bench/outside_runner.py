@@ -69,7 +69,8 @@ def measure(bindir, model, n):
                 except OSError:
                     time.sleep(0.02)
             subprocess.run([os.path.join(bindir, "llmpm"), "create", "m", "-f", "Modelfile"],
-                           env=env, cwd=d, check=True, stdout=subprocess.DEVNULL)
+                           env=env, cwd=d, check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
             opts = {"num_predict": 1, "temperature": 0}
             reqs = {
                 "generate": ("/api/generate", {"model": "m", "prompt": "Hello there",
@@ -107,7 +108,7 @@ def main():
     args = ap.parse_args()
     print(f"model {os.path.basename(args.model)}; median of {args.n} warm one-token requests")
     print(f"{'build':40} {'request':9} {'outside ms':>10} {'wall ms':>9}")
-    for b in args.bindirs:
+    for b in map(os.path.abspath, args.bindirs):
         for name, (outside, wall) in measure(b, args.model, args.n).items():
             print(f"{b[-40:]:40} {name:9} {outside:10.2f} {wall:9.2f}", flush=True)
 
