@@ -45,28 +45,7 @@ impl BlockRows {
         k: usize,
         data: &[u8],
     ) -> Result<BlockRows, Error> {
-        let (q4, q5) = match format {
-            Format::Q8_0 => (false, false),
-            Format::Q4_0 => (true, false),
-            Format::Q5_0 => (false, true),
-            Format::Q4K | Format::Q5K | Format::Q6K => {
-                return Err(Error::Layout {
-                    format,
-                    layout: "block-row",
-                })
-            }
-        };
-        if !k.is_multiple_of(QK) || k == 0 {
-            return Err(Error::PartialBlocks { format, k });
-        }
-        if Some(data.len()) != format.matrix_bytes(n, k) {
-            return Err(Error::Length {
-                format,
-                n,
-                k,
-                found: data.len(),
-            });
-        }
+        let (q4, q5) = super::q0_kind(format, n, k, data, "block-row")?;
         let blocks = n * k / QK;
         let mut d = Vec::with_capacity(blocks);
         let mut packed = Vec::with_capacity(blocks * QK);

@@ -11,3 +11,36 @@
 pub(crate) mod block_rows;
 pub(crate) mod strips;
 pub(crate) mod x16;
+
+use crate::formats::q8_0::QK;
+use crate::{Error, Format};
+
+/// Checks that `data` is a whole `(n, k)` Q8_0, Q4_0 or Q5_0 matrix from a
+/// GGUF file, for the layout named `layout`; gives whether it is Q4_0 and
+/// whether it is Q5_0 (which both Q8_0 layouts store as Q8_0).
+pub(crate) fn q0_kind(
+    format: Format,
+    n: usize,
+    k: usize,
+    data: &[u8],
+    layout: &'static str,
+) -> Result<(bool, bool), Error> {
+    let kind = match format {
+        Format::Q8_0 => (false, false),
+        Format::Q4_0 => (true, false),
+        Format::Q5_0 => (false, true),
+        Format::Q4K | Format::Q5K | Format::Q6K => return Err(Error::Layout { format, layout }),
+    };
+    if !k.is_multiple_of(QK) || k == 0 {
+        return Err(Error::PartialBlocks { format, k });
+    }
+    if Some(data.len()) != format.matrix_bytes(n, k) {
+        return Err(Error::Length {
+            format,
+            n,
+            k,
+            found: data.len(),
+        });
+    }
+    Ok(kind)
+}

@@ -48,31 +48,9 @@ impl Strips {
         data: &[u8],
         done: &mut dyn FnMut(Range<usize>),
     ) -> Result<Strips, Error> {
-        // Q5_0 is stored as Q8_0 (`q5_0_as_q8_0`).
-        let (q4, q5) = match format {
-            Format::Q8_0 => (false, false),
-            Format::Q4_0 => (true, false),
-            Format::Q5_0 => (false, true),
-            Format::Q4K | Format::Q5K | Format::Q6K => {
-                return Err(Error::Layout {
-                    format,
-                    layout: "strip",
-                })
-            }
-        };
-        if !k.is_multiple_of(QK) || k == 0 {
-            return Err(Error::PartialBlocks { format, k });
-        }
+        let (q4, q5) = super::q0_kind(format, n, k, data, "strip")?;
         let nb = k / QK;
         let block_bytes = format.block_bytes();
-        if Some(data.len()) != format.matrix_bytes(n, k) {
-            return Err(Error::Length {
-                format,
-                n,
-                k,
-                found: data.len(),
-            });
-        }
         let strips = n.div_ceil(STRIP);
         let quant_bytes = if q4 { QK / 2 } else { QK };
         let memory = |source| Error::Memory {
