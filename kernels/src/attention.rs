@@ -76,6 +76,29 @@ pub trait Elem: sealed::Sealed + Copy + Default + Send + Sync {
     ) -> Result<Vec<f32>, String>;
 }
 
+/// The two [`Elem`] methods that instantiate the generic kernels inside this
+/// crate (at its opt-level), the same for every element type.
+macro_rules! built_here {
+    () => {
+        #[inline(never)]
+        fn append_to(kv: &mut Kv<Self>, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
+            kv.append_here(k, v, t)
+        }
+        #[inline(never)]
+        fn attend_over(
+            q: &[f32],
+            heads: usize,
+            t: usize,
+            kv: &Kv<Self>,
+            pos: usize,
+            scale: f32,
+            window: Option<usize>,
+        ) -> Result<Vec<f32>, String> {
+            attend_here(q, heads, t, kv, pos, scale, window)
+        }
+    };
+}
+
 impl Elem for f16 {
     const ROUNDS: bool = true;
     fn one(x: f32) -> f16 {
@@ -87,22 +110,7 @@ impl Elem for f16 {
     fn load(src: &[f16], dst: &mut [f32]) {
         src.convert_to_f32_slice(dst);
     }
-    #[inline(never)]
-    fn append_to(kv: &mut Kv<f16>, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
-        kv.append_here(k, v, t)
-    }
-    #[inline(never)]
-    fn attend_over(
-        q: &[f32],
-        heads: usize,
-        t: usize,
-        kv: &Kv<f16>,
-        pos: usize,
-        scale: f32,
-        window: Option<usize>,
-    ) -> Result<Vec<f32>, String> {
-        attend_here(q, heads, t, kv, pos, scale, window)
-    }
+    built_here!();
 }
 
 impl Elem for f32 {
@@ -116,22 +124,7 @@ impl Elem for f32 {
     fn load(src: &[f32], dst: &mut [f32]) {
         dst.copy_from_slice(src);
     }
-    #[inline(never)]
-    fn append_to(kv: &mut Kv<f32>, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
-        kv.append_here(k, v, t)
-    }
-    #[inline(never)]
-    fn attend_over(
-        q: &[f32],
-        heads: usize,
-        t: usize,
-        kv: &Kv<f32>,
-        pos: usize,
-        scale: f32,
-        window: Option<usize>,
-    ) -> Result<Vec<f32>, String> {
-        attend_here(q, heads, t, kv, pos, scale, window)
-    }
+    built_here!();
 }
 
 /// One layer's keys and values. Values are token-major,
