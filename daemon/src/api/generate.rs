@@ -27,7 +27,7 @@ use super::stream::{self, Framing};
 use super::AppState;
 use crate::llm::client::ClientError;
 use crate::llm::handle::collect;
-use crate::llm::protocol::CompletionChunk;
+use crate::llm::protocol::{CompletionChunk, Constraint};
 use crate::llm::{Event, Events, LlmError, Prompt};
 use crate::sched::{KeepAlive, LoadRequest};
 
@@ -159,7 +159,7 @@ pub async fn generate(
     };
     let events = lease
         .runner()
-        .complete(prompt.completion(&opts, json))
+        .complete(prompt.completion(&opts, json.then_some(Constraint::Json)))
         .await?;
     Ok(
         respond(events, req.stream.unwrap_or(true), move |text, last| {
@@ -226,7 +226,7 @@ pub async fn chat(
     let prompt = resolved.fit_chat(lease.runner(), &req.messages).await?;
     let events = lease
         .runner()
-        .complete(prompt.completion(&opts, json))
+        .complete(prompt.completion(&opts, json.then_some(Constraint::Json)))
         .await?;
     Ok(
         respond(events, req.stream.unwrap_or(true), move |text, last| {

@@ -21,7 +21,7 @@ use super::models::resolve;
 use super::stream::{self, Framing};
 use super::AppState;
 use crate::llm::handle::collect;
-use crate::llm::protocol::CompletionChunk;
+use crate::llm::protocol::{CompletionChunk, Constraint};
 use crate::llm::{Event, Events, Prompt};
 use crate::sched::LoadRequest;
 
@@ -171,7 +171,7 @@ pub async fn chat_completions(
     let prompt = resolved.fit_chat(lease.runner(), &req.messages).await?;
     let events = lease
         .runner()
-        .complete(prompt.completion(&opts, req.json()?))
+        .complete(prompt.completion(&opts, req.json()?.then_some(Constraint::Json)))
         .await?;
     let usage = req
         .stream_options
@@ -205,7 +205,7 @@ pub async fn completions(
         .await?;
     let events = lease
         .runner()
-        .complete(Prompt::raw(prompt).completion(&opts, json))
+        .complete(Prompt::raw(prompt).completion(&opts, json.then_some(Constraint::Json)))
         .await?;
     Ok(answer(events, req.stream, false, false, req.model).await)
 }

@@ -51,9 +51,29 @@ pub struct CompletionRequest {
     pub stop: Vec<String>,
     /// Sampling.
     pub sampler: SamplerConfig,
-    /// Constrain the output to one JSON object (`format: "json"`).
-    #[serde(default)]
-    pub json: bool,
+    /// What the output must match, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<Constraint>,
+}
+
+/// A constraint on a generation's output, enforced while sampling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Constraint {
+    /// Any one JSON object (`format: "json"`, `response_format: json_object`).
+    Json,
+    /// A JSON value valid against this JSON schema (`format: {schema}`,
+    /// `response_format: json_schema`).
+    JsonSchema {
+        /// The schema.
+        schema: serde_json::Value,
+    },
+    /// Text matching this grammar, in llguidance's Lark dialect (forced tool
+    /// calls: the template's call prefix, then a JSON schema).
+    Lark {
+        /// The grammar.
+        grammar: String,
+    },
 }
 
 /// Answer to [`RunnerRequest::Health`].

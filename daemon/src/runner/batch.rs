@@ -16,7 +16,9 @@ use super::llama::{Cache, Part};
 use super::model::Model;
 use super::sampler::Sampler;
 use super::text::{Piece, TextStream};
-use crate::llm::protocol::{CompletionChunk, CompletionRequest, Embeddings, RunnerError};
+use crate::llm::protocol::{
+    CompletionChunk, CompletionRequest, Constraint, Embeddings, RunnerError,
+};
 
 /// Where a job's answer lines go (JSON, without the newline). Unbounded so
 /// that one client that stops reading never stalls the others' step; what
@@ -339,7 +341,7 @@ impl Seq {
             pending: tokens,
             fed: 0,
             sampler: Sampler::new(req.sampler.clone()),
-            json: req.json.then(JsonPrefix::default),
+            json: matches!(req.constraint, Some(Constraint::Json)).then(JsonPrefix::default),
             text: TextStream::new(&req.stop),
             limit: match req.num_predict {
                 n if n < 0 => usize::MAX,

@@ -10,7 +10,7 @@ use super::ResolvedModel;
 use crate::llm::error::LlmError;
 use crate::llm::handle::Runner;
 use crate::llm::options::Options;
-use crate::llm::protocol::CompletionRequest;
+use crate::llm::protocol::{CompletionRequest, Constraint};
 use crate::template::{ChatMessage, ChatTemplate, GoTemplate};
 
 /// A rendered prompt.
@@ -31,9 +31,9 @@ impl Prompt {
         }
     }
 
-    /// The runner request generating from this prompt with `opts`; `json`
-    /// constrains the output to one JSON object.
-    pub fn completion(self, opts: &Options, json: bool) -> CompletionRequest {
+    /// The runner request generating from this prompt with `opts`, its
+    /// output held to `constraint` if there is one.
+    pub fn completion(self, opts: &Options, constraint: Option<Constraint>) -> CompletionRequest {
         CompletionRequest {
             prompt: self.text,
             add_bos: self.add_bos,
@@ -41,7 +41,7 @@ impl Prompt {
             num_keep: opts.num_keep,
             stop: opts.stop.clone(),
             sampler: opts.sampler.clone(),
-            json,
+            constraint,
         }
     }
 }
