@@ -28,7 +28,7 @@ use super::AppState;
 use crate::llm::client::ClientError;
 use crate::llm::handle::collect;
 use crate::llm::protocol::{CompletionChunk, Constraint};
-use crate::llm::{Event, Events, LlmError, Prompt};
+use crate::llm::{Capability, Event, Events, LlmError, Prompt};
 use crate::sched::{KeepAlive, LoadRequest};
 
 fn now() -> String {
@@ -131,6 +131,7 @@ pub async fn generate(
         })
         .into_response());
     }
+    resolved.require(&req.model, Capability::Completion, "generate")?;
     let lease = state
         .sched
         .acquire(LoadRequest::new(&resolved, &opts, keep))
@@ -203,6 +204,7 @@ pub async fn chat(
         })
         .into_response());
     }
+    resolved.require(&req.model, Capability::Completion, "chat")?;
     let lease = state
         .sched
         .acquire(LoadRequest::new(&resolved, &opts, keep))

@@ -22,7 +22,7 @@ use super::stream::{self, Framing};
 use super::AppState;
 use crate::llm::handle::collect;
 use crate::llm::protocol::{CompletionChunk, Constraint};
-use crate::llm::{Event, Events, Prompt};
+use crate::llm::{Capability, Event, Events, Prompt};
 use crate::sched::LoadRequest;
 
 /// An [`ApiError`] in OpenAI's shape.
@@ -164,6 +164,7 @@ pub async fn chat_completions(
     }
     let resolved = resolve(&state, &req.model).await?;
     let opts = resolved.options(Some(&req.options()))?;
+    resolved.require(&req.model, Capability::Completion, "chat")?;
     let lease = state
         .sched
         .acquire(LoadRequest::new(&resolved, &opts, None))
@@ -199,6 +200,7 @@ pub async fn completions(
     let resolved = resolve(&state, &req.model).await?;
     let opts = resolved.options(Some(&req.options()))?;
     let json = req.json()?;
+    resolved.require(&req.model, Capability::Completion, "generate")?;
     let lease = state
         .sched
         .acquire(LoadRequest::new(&resolved, &opts, None))

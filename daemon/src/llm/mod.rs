@@ -17,5 +17,5 @@ pub mod protocol;
 
 pub use error::LlmError;
 pub use handle::{Endpoint, Event, Events, Runner};
-pub use infer::{Models, Prompt, ResolvedModel};
+pub use infer::{Capability, Models, Prompt, ResolvedModel};
 pub use options::Options;

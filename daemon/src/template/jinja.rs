@@ -46,6 +46,7 @@ impl Default for JinjaLimits {
 /// A compiled Jinja chat template.
 #[derive(Debug)]
 pub struct JinjaTemplate {
+    src: String,
     env: Environment<'static>,
     limits: JinjaLimits,
 }
@@ -70,7 +71,16 @@ impl JinjaTemplate {
         env.add_filter("tojson", tojson);
         env.add_template_owned(NAME, src.to_owned())
             .map_err(TemplateError::JinjaSyntax)?;
-        Ok(Self { env, limits })
+        Ok(Self {
+            src: src.to_owned(),
+            env,
+            limits,
+        })
+    }
+
+    /// The source text.
+    pub fn source(&self) -> &str {
+        &self.src
     }
 
     /// Renders a conversation.

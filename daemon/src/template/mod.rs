@@ -246,6 +246,41 @@ impl ChatTemplate {
         })
     }
 
+    /// Whether the template can take `tools`: a Go template that reads
+    /// `.Tools`, a Jinja template that mentions tools (Ollama's rules).
+    pub fn takes_tools(&self) -> bool {
+        match self {
+            ChatTemplate::Go(t) => t.reads("tools"),
+            ChatTemplate::Jinja(t) => {
+                t.source().contains("tools") || t.source().contains("tool_call")
+            }
+        }
+    }
+
+    /// Whether the template builds fill-in-the-middle prompts (reads `.Suffix`).
+    pub fn takes_suffix(&self) -> bool {
+        matches!(self, ChatTemplate::Go(t) if t.reads("suffix"))
+    }
+
+    /// The tags the model writes its reasoning between, when the template
+    /// has them: inferred from a Go template ([`GoTemplate::think_tags`]), or
+    /// `<think>`/`</think>` in a Jinja template that writes or strips them
+    /// (Ollama's `chatTemplateHasThinkingSupport`).
+    pub fn think_tags(&self) -> Option<(String, String)> {
+        match self {
+            ChatTemplate::Go(t) => t.think_tags(),
+            ChatTemplate::Jinja(t) => {
+                let s = t.source();
+                let both = s.contains("<think>") && s.contains("</think>");
+                let strips = (s.contains("content.split('</think>')")
+                    || s.contains(r#"content.split("</think>")"#))
+                    && !s.contains("reasoning_content")
+                    && !s.contains("<SPECIAL_12>");
+                (both || strips).then(|| ("<think>".to_owned(), "</think>".to_owned()))
+            }
+        }
+    }
+
     /// Renders a chat. `system` (the model's SYSTEM layer) goes first unless
     /// the conversation opens with its own system message. A Jinja template
     /// gets `add_generation_prompt` unless the last message is the
