@@ -20,6 +20,7 @@ use super::error::{ApiError, Classify};
 use super::models::resolve;
 use super::stream::{self, Framing};
 use super::AppState;
+use crate::llm::grammar;
 use crate::llm::handle::collect;
 use crate::llm::protocol::{CompletionChunk, Constraint};
 use crate::llm::{Capability, Event, Events, Prompt};
@@ -97,18 +98,10 @@ pub struct CompletionBody {
 }
 
 impl CompletionBody {
-    /// Whether `response_format` asks for JSON.
-    fn json(&self) -> Result<bool, ApiError> {
-        let Some(f) = &self.response_format else {
-            return Ok(false);
-        };
-        match f.get("type").and_then(Value::as_str) {
-            Some("text") => Ok(false),
-            Some("json_object" | "json_schema") => Ok(true),
-            _ => Err(ApiError::BadRequest(format!(
-                "invalid `response_format` {f}: `type` must be text, json_object or json_schema"
-            ))),
-        }
+    /// The constraint `response_format` asks for, checked.
+    fn constraint(&self) -> Result<Option<Constraint>, ApiError> {
+        grammar::from_response_format(self.response_format.as_ref())
+            .map_err(|e| ApiError::BadRequest(format!("invalid `response_format`: {e}")))
     }
 
     /// The sampling fields as an Ollama `options` object.
@@ -162,6 +155,7 @@ pub async fn chat_completions(
     if req.messages.is_empty() {
         return Err(ApiError::BadRequest("`messages` must not be empty".into()).into());
     }
+    let constraint = req.constraint()?;
     let resolved = resolve(&state, &req.model).await?;
     let opts = resolved.options(Some(&req.options()))?;
     resolved.require(&req.model, Capability::Completion, "chat")?;
@@ -172,7 +166,7 @@ pub async fn chat_completions(
     let prompt = resolved.fit_chat(lease.runner(), &req.messages).await?;
     let events = lease
         .runner()
-        .complete(prompt.completion(&opts, req.json()?.then_some(Constraint::Json)))
+        .complete(prompt.completion(&opts, constraint))
         .await?;
     let usage = req
         .stream_options
@@ -197,9 +191,9 @@ pub async fn completions(
             return Err(ApiError::BadRequest("`prompt` must be one string".into()).into());
         }
     };
+    let constraint = req.constraint()?;
     let resolved = resolve(&state, &req.model).await?;
     let opts = resolved.options(Some(&req.options()))?;
-    let json = req.json()?;
     resolved.require(&req.model, Capability::Completion, "generate")?;
     let lease = state
         .sched
@@ -207,7 +201,7 @@ pub async fn completions(
         .await?;
     let events = lease
         .runner()
-        .complete(Prompt::raw(prompt).completion(&opts, json.then_some(Constraint::Json)))
+        .complete(Prompt::raw(prompt).completion(&opts, constraint))
         .await?;
     Ok(answer(events, req.stream, false, false, req.model).await)
 }

@@ -1,8 +1,8 @@
 //! The daemon's side of a runner: the wire protocol it speaks
 //! ([`protocol`]), starting and calling its process ([`client`]), a typed
 //! handle on a loaded one ([`Runner`]: tokenize, complete, embed), the
-//! resolved model with its prompt rendering and fitting ([`infer`]), and
-//! the request options ([`options`]).
+//! resolved model with its prompt rendering and fitting ([`infer`]), the
+//! request options ([`options`]) and output constraints ([`grammar`]).
 //!
 //! The runner process itself is `crate::runner`; `llm` never imports it
 //! (it starts it as a subprocess). The scheduler decides which runners are
@@ -10,6 +10,7 @@
 
 pub mod client;
 mod error;
+pub mod grammar;
 pub mod handle;
 pub mod infer;
 pub mod options;
