@@ -32,6 +32,13 @@ pub enum LlmError {
     /// The request's own `template` does not parse.
     #[error("invalid `template`: {0}")]
     RequestTemplate(#[source] TemplateError),
+    /// The model lacks a capability the request needs (`tools`,
+    /// `thinking`): Ollama's text, with the model as the request named it.
+    #[error("{0:?} does not support {1}")]
+    Unsupported(String, &'static str),
+    /// A request field that cannot be honoured; the text names it.
+    #[error("{0}")]
+    Request(String),
     /// A refused option.
     #[error(transparent)]
     Options(#[from] OptionsError),

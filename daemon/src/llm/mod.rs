@@ -1,8 +1,9 @@
 //! The daemon's side of a runner: the wire protocol it speaks
 //! ([`protocol`]), starting and calling its process ([`client`]), a typed
 //! handle on a loaded one ([`Runner`]: tokenize, complete, embed), the
-//! resolved model with its prompt rendering and fitting ([`infer`]), and
-//! the request options ([`options`]).
+//! resolved model with its prompt rendering and fitting ([`infer`]), the
+//! request options ([`options`]), and the reading of its output into
+//! reasoning, text and tool calls ([`parse`]).
 //!
 //! The runner process itself is `crate::runner`; `llm` never imports it
 //! (it starts it as a subprocess). The scheduler decides which runners are
@@ -13,9 +14,10 @@ mod error;
 pub mod handle;
 pub mod infer;
 pub mod options;
+pub mod parse;
 pub mod protocol;
 
 pub use error::LlmError;
 pub use handle::{Endpoint, Event, Events, Runner};
-pub use infer::{Models, Prompt, ResolvedModel};
+pub use infer::{Features, Models, Prompt, ResolvedModel, ToolChoice};
 pub use options::Options;

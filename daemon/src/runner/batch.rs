@@ -307,6 +307,8 @@ struct Seq {
     sampler: Sampler,
     json: Option<JsonPrefix>,
     text: TextStream,
+    /// Control tokens printed anyway (the request's `preserved_tokens`).
+    preserved: Vec<u32>,
     done: CompletionChunk,
     limit: usize,
     /// When the prompt started, then when decoding started.
@@ -343,6 +345,14 @@ impl Seq {
             sampler: Sampler::new(req.sampler.clone()),
             json: matches!(req.constraint, Some(Constraint::Json)).then(JsonPrefix::default),
             text: TextStream::new(&req.stop),
+            preserved: req
+                .preserved_tokens
+                .iter()
+                .filter_map(|t| match codec.encode(t, false, true)[..] {
+                    [id] => Some(id),
+                    _ => None,
+                })
+                .collect(),
             limit: match req.num_predict {
                 n if n < 0 => usize::MAX,
                 n => usize::try_from(n).unwrap_or(usize::MAX),
@@ -405,7 +415,11 @@ impl Seq {
         }
         self.done.eval_count += 1;
         self.history.push(next);
-        let bytes = codec.decode(&[next]);
+        let bytes = if self.preserved.contains(&next) {
+            codec.token_text(next)
+        } else {
+            codec.decode(&[next])
+        };
         let closed = self
             .json
             .as_mut()

@@ -9,6 +9,7 @@
 //! request still looks the name up in the store's index, so a model that
 //! was re-created or re-pulled under the same name is resolved again.
 
+mod chat;
 mod prompt;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -23,6 +24,7 @@ use llmpm_spec::api::ModelDetails;
 use llmpm_spec::params::Parameters;
 use llmpm_spec::{LayerKind, Reference};
 
+pub use chat::{call_grammar, Features, ToolChoice};
 pub use prompt::Prompt;
 
 use super::error::LlmError;

@@ -14,10 +14,7 @@ use crate::llm::error::LlmError;
 use crate::store::{Store, StoreError};
 
 fn msg(role: &str, content: &str) -> Message {
-    Message {
-        role: role.into(),
-        content: content.into(),
-    }
+    Message::new(role, content)
 }
 
 /// A stand-in template: one line per message.
