@@ -148,9 +148,7 @@ pub fn show(store: &Store, entry: &ModelEntry, verbose: bool) -> Result<ShowResp
     );
 
     let mut model_info = serde_json::Map::new();
-    let mut capabilities = Vec::new();
     if let Some(l) = m.layers_of(LayerKind::Model).next() {
-        capabilities.push("completion".to_owned());
         match GgufFile::open(store.blob_path(&l.digest)) {
             Ok(g) => {
                 model_info = if verbose {
@@ -171,7 +169,8 @@ pub fn show(store: &Store, entry: &ModelEntry, verbose: bool) -> Result<ShowResp
         details: details(store, m),
         messages,
         model_info,
-        capabilities,
+        // Filled in by the API from the resolved model (llm::infer::Capability).
+        capabilities: Vec::new(),
         modified_at: rfc3339(entry.modified),
     })
 }

@@ -63,6 +63,9 @@ pub struct ListModel {
     pub digest: String,
     /// Details.
     pub details: ModelDetails,
+    /// What the model can do (`completion`, `tools`, …), as in `/api/show`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
 }
 
 /// `GET /api/tags`.

@@ -75,6 +75,8 @@ fn create_list_show_copy_remove() {
     assert!(s["parameters"].as_str().unwrap().contains("temperature"));
     assert_eq!(s["messages"].as_array().unwrap().len(), 2);
     assert_eq!(s["model_info"]["general.architecture"], "llama");
+    assert_eq!(s["capabilities"], serde_json::json!(["completion"]));
+    assert_eq!(m["capabilities"], serde_json::json!(["completion"]));
     let out = ctx.cli(&["show", "m", "--system"]);
     assert_eq!(stdout(&out).trim(), "You are a terse assistant.");
 
@@ -183,4 +185,33 @@ fn create_from_existing_model_overrides_parts() {
     let out = ctx.cli(&["create", "orphan", "-f", "Nobase"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("nosuchmodel"), "{}", stderr(&out));
+}
+
+/// A template that reads `.Tools` and `.Suffix` and wraps `.Thinking` in tags.
+const RICH_TEMPLATE: &str = r#"TEMPLATE """{{- if .Suffix }}<fim_pre>{{ .Prompt }}<fim_suf>{{ .Suffix }}<fim_mid>
+{{- else }}{{ if .Tools }}tools: {{ range .Tools }}{{ .Function.Name }} {{ end }}{{ end }}
+{{- range .Messages }}[{{ .Role }}]{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}{{ .Content }}
+{{- end }}[assistant]{{ end }}"""
+"#;
+
+#[test]
+fn capabilities_follow_the_template() {
+    let ctx = TestContext::started();
+    ctx.tiny_gguf("tiny.gguf", &TinyLlamaSpec::default());
+    std::fs::write(
+        ctx.work.join("Modelfile"),
+        format!("FROM ./tiny.gguf\n{RICH_TEMPLATE}"),
+    )
+    .unwrap();
+    assert_ok(&ctx.cli(&["create", "rich", "-f", "Modelfile"]));
+    let want = serde_json::json!(["completion", "tools", "insert", "thinking"]);
+    let s: Value = serde_json::from_str(&stdout(&ctx.cli(&["show", "rich", "--json"]))).unwrap();
+    assert_eq!(s["capabilities"], want);
+    assert_eq!(find(&list_json(&ctx), "rich:latest").unwrap()["capabilities"], want);
+    // The human view lists them as `ollama show` does.
+    let text = stdout(&ctx.cli(&["show", "rich"]));
+    let caps = text.split("Capabilities").nth(1).unwrap_or_default();
+    for c in ["completion", "tools", "insert", "thinking"] {
+        assert!(caps.contains(c), "{c} missing in:\n{text}");
+    }
 }

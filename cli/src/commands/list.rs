@@ -67,6 +67,7 @@ mod tests {
                     quantization_level: "Q4_0".into(),
                     ..ModelDetails::default()
                 },
+                capabilities: vec!["completion".into()],
             }],
         };
         let want = "\

@@ -212,7 +212,7 @@ impl Classify for LlmError {
             | LlmError::Template(_)
             | LlmError::Render(_)
             | LlmError::RequestTemplate(_)
-            | LlmError::Unsupported(..)
+            | LlmError::Unsupported { .. }
             | LlmError::Request(_)
             | LlmError::Options(_) => Class::BadRequest,
             LlmError::Runner(_) | LlmError::Task(_) => Class::Internal,

@@ -29,7 +29,7 @@ use crate::llm::client::ClientError;
 use crate::llm::handle::collect;
 use crate::llm::parse::parse_events;
 use crate::llm::protocol::{CompletionChunk, Constraint};
-use crate::llm::{Event, Events, LlmError, Prompt, ToolChoice};
+use crate::llm::{Capability, Event, Events, LlmError, Prompt, ToolChoice};
 use crate::sched::{KeepAlive, LoadRequest};
 
 fn now() -> String {
@@ -186,6 +186,7 @@ pub async fn generate(
         })
         .into_response());
     }
+    resolved.require(&req.model, Capability::Completion, "generate")?;
     let lease = state
         .sched
         .acquire(LoadRequest::new(&resolved, &opts, keep))
@@ -268,6 +269,7 @@ pub async fn chat(
         })
         .into_response());
     }
+    resolved.require(&req.model, Capability::Completion, "chat")?;
     let lease = state
         .sched
         .acquire(LoadRequest::new(&resolved, &opts, keep))

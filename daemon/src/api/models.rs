@@ -38,7 +38,7 @@ async fn blocking<T: Send + 'static>(
 
 pub async fn tags(State(state): State<AppState>) -> Result<Json<ListResponse>, ApiError> {
     let store = state.store.clone();
-    let models = blocking(move || {
+    let mut models = blocking(move || {
         let mut out = Vec::new();
         for entry in store.list()? {
             let details = describe::details(&store, &entry.manifest);
@@ -49,12 +49,32 @@ pub async fn tags(State(state): State<AppState>) -> Result<Json<ListResponse>, A
                 size: entry.manifest.total_size(),
                 digest: entry.digest.hex().to_owned(),
                 details,
+                capabilities: Vec::new(),
             });
         }
         Ok(out)
     })
     .await?;
+    for m in &mut models {
+        m.capabilities = capabilities(&state, &m.name).await;
+    }
     Ok(Json(ListResponse { models }))
+}
+
+/// A model's capabilities by name (resolved, so cached); empty for one
+/// that does not resolve (no weights, an adapter), which `show` still lists.
+async fn capabilities(state: &AppState, name: &str) -> Vec<String> {
+    match resolve(state, name).await {
+        Ok(m) => m
+            .capabilities
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect(),
+        Err(e) => {
+            tracing::debug!(model = name, error = %e, "no capabilities");
+            Vec::new()
+        }
+    }
 }
 
 pub async fn show(
@@ -63,11 +83,12 @@ pub async fn show(
 ) -> Result<Json<ShowResponse>, ApiError> {
     let name = parse_name(&req.model)?;
     let store = state.store.clone();
-    let resp = blocking(move || {
+    let mut resp = blocking(move || {
         let entry = store.get(&name)?;
         Ok(describe::show(&store, &entry, req.verbose)?)
     })
     .await?;
+    resp.capabilities = capabilities(&state, &req.model).await;
     Ok(Json(resp))
 }
 

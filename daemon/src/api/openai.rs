@@ -24,7 +24,7 @@ use super::AppState;
 use crate::llm::handle::collect;
 use crate::llm::parse::parse_events;
 use crate::llm::protocol::{CompletionChunk, Constraint};
-use crate::llm::{Event, Events, Prompt};
+use crate::llm::{Capability, Event, Events, Prompt};
 use crate::sched::LoadRequest;
 
 /// An [`ApiError`] in OpenAI's shape.
@@ -193,6 +193,7 @@ pub async fn chat_completions(
     let resolved = resolve(&state, &req.model).await?;
     let features = resolved.features(&req.model, tools, think, choice)?;
     let opts = resolved.options(Some(&req.options()))?;
+    resolved.require(&req.model, Capability::Completion, "chat")?;
     let lease = state
         .sched
         .acquire(LoadRequest::new(&resolved, &opts, None))
@@ -229,6 +230,7 @@ pub async fn completions(
     let resolved = resolve(&state, &req.model).await?;
     let opts = resolved.options(Some(&req.options()))?;
     let json = req.json()?;
+    resolved.require(&req.model, Capability::Completion, "generate")?;
     let lease = state
         .sched
         .acquire(LoadRequest::new(&resolved, &opts, None))

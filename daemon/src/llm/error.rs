@@ -32,10 +32,14 @@ pub enum LlmError {
     /// The request's own `template` does not parse.
     #[error("invalid `template`: {0}")]
     RequestTemplate(#[source] TemplateError),
-    /// The model lacks a capability the request needs (`tools`,
-    /// `thinking`): Ollama's text, with the model as the request named it.
-    #[error("{0:?} does not support {1}")]
-    Unsupported(String, &'static str),
+    /// The model lacks a capability the request needs (Ollama's text).
+    #[error("{} does not support {what}", llmpm_spec::quote::go_quote(model))]
+    Unsupported {
+        /// The model as the request named it.
+        model: String,
+        /// `tools`, `thinking`, `insert`, `generate`, `chat`, `embedding`, …
+        what: &'static str,
+    },
     /// A request field that cannot be honoured; the text names it.
     #[error("{0}")]
     Request(String),

@@ -19,5 +19,5 @@ pub mod protocol;
 
 pub use error::LlmError;
 pub use handle::{Endpoint, Event, Events, Runner};
-pub use infer::{Features, Models, Prompt, ResolvedModel, ToolChoice};
+pub use infer::{Capability, Features, Models, Prompt, ResolvedModel, ToolChoice};
 pub use options::Options;

@@ -143,6 +143,22 @@ impl GoTemplate {
         self.vars.contains("messages")
     }
 
+    /// Whether the template reads the field or variable `name` (compared
+    /// lower-cased, as Ollama's `Vars()`: `tools`, `suffix`, `think`).
+    pub fn reads(&self, name: &str) -> bool {
+        self.vars.contains(&name.to_lowercase())
+    }
+
+    /// The tags around a message's `.Thinking`, as Ollama's
+    /// `thinking.InferTags` finds them: where `.Thinking` appears inside a
+    /// `range` over `.Messages`, the first and last text of the innermost
+    /// block around it (`{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}`).
+    pub fn think_tags(&self) -> Option<(String, String)> {
+        let mut tags = (String::new(), String::new());
+        infer_think_tags(&self.nodes, false, &mut tags);
+        (!tags.0.is_empty() && !tags.1.is_empty()).then_some(tags)
+    }
+
     /// Executes the template once with every field of `data` set.
     pub fn render(&self, data: &PromptData) -> Result<String, TemplateError> {
         let mut m = BTreeMap::new();
@@ -195,12 +211,6 @@ impl GoTemplate {
         infer::tool_call_tag(&self.nodes)
     }
 
-    /// Whether the template reads `.{name}` or `${name}` (lower-cased, as
-    /// Ollama's `Vars`): `tools` makes the `tools` capability, `suffix` `insert`.
-    pub fn reads(&self, name: &str) -> bool {
-        self.vars.contains(name)
-    }
-
     /// The key the template writes a call's arguments under: Llama's
     /// templates write `"parameters": {{ .Function.Arguments }}`, the others
     /// `"arguments"`.
@@ -222,12 +232,6 @@ impl GoTemplate {
         "arguments".into()
     }
 
-    /// The tags around the model's reasoning, as Ollama infers them
-    /// (`thinking.InferTags`): the texts that open and close the list
-    /// holding `.Thinking` inside the range over `.Messages`.
-    pub fn think_tags(&self) -> Option<(String, String)> {
-        infer::think_tags(&self.nodes)
-    }
 
     /// Per-turn rendering for templates without `.Messages`; see
     /// ollama `template.Execute`.
@@ -535,6 +539,51 @@ fn pipe_vars(p: &Pipe, out: &mut BTreeSet<String>) {
             }
         }
     }
+}
+
+/// One level of [`GoTemplate::think_tags`]: `list` is the innermost block,
+/// `in_messages` whether the nearest enclosing `range` ranges over `.Messages`.
+fn infer_think_tags(list: &[Node], in_messages: bool, tags: &mut (String, String)) {
+    let seen = |pipe: &Pipe, in_messages: bool, tags: &mut (String, String)| {
+        if !in_messages || !pipe_reads_field(pipe, "Thinking") {
+            return;
+        }
+        // As Go's: each text end is taken only when it is text, so a later
+        // occurrence overwrites only the tag it has.
+        if let Some(Node::Text(t)) = list.first() {
+            t.trim().clone_into(&mut tags.0);
+        }
+        if let Some(Node::Text(t)) = list.last() {
+            t.trim().clone_into(&mut tags.1);
+        }
+    };
+    for n in list {
+        match n {
+            Node::Action(p) => seen(p, in_messages, tags),
+            Node::If(b) | Node::With(b) => {
+                seen(&b.pipe, in_messages, tags);
+                infer_think_tags(&b.list, in_messages, tags);
+                infer_think_tags(&b.else_list, in_messages, tags);
+            }
+            Node::Range(b) => {
+                let messages = pipe_reads_field(&b.pipe, "Messages");
+                seen(&b.pipe, messages, tags);
+                infer_think_tags(&b.list, messages, tags);
+                infer_think_tags(&b.else_list, messages, tags);
+            }
+            Node::Text(_) | Node::Break | Node::Continue => {}
+        }
+    }
+}
+
+/// Whether `p` reads the dot-relative field `name` (`.Name…`, Go's field
+/// node; `$.Name` is a variable and does not count, as in Ollama).
+fn pipe_reads_field(p: &Pipe, name: &str) -> bool {
+    p.cmds.iter().flat_map(|c| &c.args).any(|a| match &a.term {
+        Term::Dot => a.chain.first().is_some_and(|f| f == name),
+        Term::Pipe(inner) => pipe_reads_field(inner, name),
+        _ => false,
+    })
 }
 
 /// Ollama's `deleteNode` pass for the last legacy turn: keeps everything up

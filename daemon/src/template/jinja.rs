@@ -48,9 +48,9 @@ impl Default for JinjaLimits {
 /// A compiled Jinja chat template.
 #[derive(Debug)]
 pub struct JinjaTemplate {
+    src: String,
     env: Environment<'static>,
     limits: JinjaLimits,
-    src: String,
 }
 
 impl JinjaTemplate {
@@ -74,10 +74,15 @@ impl JinjaTemplate {
         env.add_template_owned(NAME, src.to_owned())
             .map_err(TemplateError::JinjaSyntax)?;
         Ok(Self {
+            src: src.to_owned(),
             env,
             limits,
-            src: src.to_owned(),
         })
+    }
+
+    /// The source text.
+    pub fn source(&self) -> &str {
+        &self.src
     }
 
     /// Renders a conversation.

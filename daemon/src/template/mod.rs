@@ -272,13 +272,13 @@ impl ChatTemplate {
             });
         }
         let jinja = match chat_template_jinja {
-            Some(src) => Some(JinjaTemplate::new(src)?),
+            Some(src) => Some(ChatTemplate::Jinja(Box::new(JinjaTemplate::new(src)?))),
             None => None,
         };
         // The built-ins take neither tools nor thinking.
         let richer = jinja
             .as_ref()
-            .is_some_and(|j| j.supports_tools() || j.think_tags().is_some());
+            .is_some_and(|j| j.takes_tools() || j.think_tags().is_some());
         if let Some((src, stops)) = detect_builtin(chat_template_jinja, architecture) {
             if !richer {
                 return Ok(SelectedTemplate {
@@ -288,13 +288,48 @@ impl ChatTemplate {
             }
         }
         let template = match jinja {
-            Some(j) => ChatTemplate::Jinja(Box::new(j)),
+            Some(j) => j,
             None => ChatTemplate::Go(GoTemplate::parse(DEFAULT_TEMPLATE)?),
         };
         Ok(SelectedTemplate {
             template,
             stops: Vec::new(),
         })
+    }
+
+    /// Whether the template can take `tools`: a Go template that reads
+    /// `.Tools`, a Jinja template that mentions tools (Ollama's rules).
+    pub fn takes_tools(&self) -> bool {
+        match self {
+            ChatTemplate::Go(t) => t.reads("tools"),
+            ChatTemplate::Jinja(t) => {
+                t.source().contains("tools") || t.source().contains("tool_call")
+            }
+        }
+    }
+
+    /// Whether the template builds fill-in-the-middle prompts (reads `.Suffix`).
+    pub fn takes_suffix(&self) -> bool {
+        matches!(self, ChatTemplate::Go(t) if t.reads("suffix"))
+    }
+
+    /// The tags the model writes its reasoning between, when the template
+    /// has them: inferred from a Go template ([`GoTemplate::think_tags`]), or
+    /// `<think>`/`</think>` in a Jinja template that writes or strips them
+    /// (Ollama's `chatTemplateHasThinkingSupport`).
+    pub fn think_tags(&self) -> Option<(String, String)> {
+        match self {
+            ChatTemplate::Go(t) => t.think_tags(),
+            ChatTemplate::Jinja(t) => {
+                let s = t.source();
+                let both = s.contains("<think>") && s.contains("</think>");
+                let strips = (s.contains("content.split('</think>')")
+                    || s.contains(r#"content.split("</think>")"#))
+                    && !s.contains("reasoning_content")
+                    && !s.contains("<SPECIAL_12>");
+                (both || strips).then(|| ("<think>".to_owned(), "</think>".to_owned()))
+            }
+        }
     }
 
     /// Renders a chat. `system` (the model's SYSTEM layer) goes first unless
@@ -328,24 +363,6 @@ impl ChatTemplate {
                 let prefill = msgs.last().is_some_and(|m| m.role == "assistant");
                 t.render_with(&msgs, opts, !prefill, bos, eos)
             }
-        }
-    }
-
-    /// Whether the template can put tools in a prompt (Ollama: a Go
-    /// template that reads `.Tools`; a Jinja template that mentions tools).
-    pub fn supports_tools(&self) -> bool {
-        match self {
-            ChatTemplate::Go(t) => t.reads("tools"),
-            ChatTemplate::Jinja(t) => t.supports_tools(),
-        }
-    }
-
-    /// The tags around the model's reasoning; `Some` is Ollama's
-    /// `thinking` capability.
-    pub fn think_tags(&self) -> Option<(String, String)> {
-        match self {
-            ChatTemplate::Go(t) => t.think_tags(),
-            ChatTemplate::Jinja(t) => t.think_tags(),
         }
     }
 

@@ -120,7 +120,7 @@ fn select_follows_ollamas_order() {
     for jinja in [llama, include_str!("testdata/jinja/qwen2.5.jinja")] {
         let s = ChatTemplate::select(None, Some(jinja), "llama").unwrap();
         assert!(matches!(s.template, ChatTemplate::Jinja(_)));
-        assert!(s.template.supports_tools() && s.stops.is_empty());
+        assert!(s.template.takes_tools() && s.stops.is_empty());
     }
 
     // An unknown Jinja template is rendered as Jinja.
@@ -155,4 +155,58 @@ fn select_follows_ollamas_order() {
             .template,
         ChatTemplate::Go(_)
     ));
+}
+
+#[test]
+fn template_capabilities_follow_ollamas_rules() {
+    // Qwen 3's Ollama template, reduced to what the rules look at.
+    let qwen3 = r#"{{- if .Tools }}<tools>{{ range .Tools }}{{ . }}{{ end }}</tools>{{ end }}
+{{- range $i, $_ := .Messages }}
+{{- if eq .Role "assistant" }}<|im_start|>assistant
+{{ if .Thinking -}}
+<think>{{ .Thinking }}</think>
+{{ end -}}
+{{ .Content }}<|im_end|>
+{{ end }}{{ end }}"#;
+    let t = ChatTemplate::select(Some(qwen3), None, "qwen3")
+        .unwrap()
+        .template;
+    assert!(t.takes_tools());
+    assert!(!t.takes_suffix());
+    assert_eq!(
+        t.think_tags(),
+        Some(("<think>".to_owned(), "</think>".to_owned()))
+    );
+
+    // `.Thinking` outside a range over `.Messages` does not count (Ollama's rule).
+    let outside = "{{ if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}{{ .Prompt }}";
+    let t = ChatTemplate::select(Some(outside), None, "llama")
+        .unwrap()
+        .template;
+    assert_eq!(t.think_tags(), None);
+
+    // Fill-in-the-middle reads `.Suffix`.
+    let fim = "{{ if .Suffix }}<|fim_prefix|>{{ .Prompt }}<|fim_suffix|>{{ .Suffix }}<|fim_middle|>{{ else }}{{ .Prompt }}{{ end }}";
+    let t = ChatTemplate::select(Some(fim), None, "qwen2")
+        .unwrap()
+        .template;
+    assert!(t.takes_suffix());
+    assert!(!t.takes_tools());
+
+    // Jinja: by what the source mentions.
+    let jinja = "{% for m in messages %}{% if tools %}{{ tools | tojson }}{% endif %}{{ m.content }}{% endfor %}{% if add_generation_prompt %}<think>\n\n</think>{% endif %}";
+    let t = ChatTemplate::select(None, Some(jinja), "qwen3")
+        .unwrap()
+        .template;
+    assert!(matches!(t, ChatTemplate::Jinja(_)));
+    assert!(t.takes_tools());
+    assert_eq!(
+        t.think_tags(),
+        Some(("<think>".to_owned(), "</think>".to_owned()))
+    );
+    let plain = ChatTemplate::select(None, Some("{{ messages[0].content }}"), "llama")
+        .unwrap()
+        .template;
+    assert!(!plain.takes_tools());
+    assert_eq!(plain.think_tags(), None);
 }

@@ -8,7 +8,7 @@
 use llmpm_spec::api::{Think, Tool};
 use serde_json::{json, Value};
 
-use super::{Prompt, ResolvedModel};
+use super::{Capability, Prompt, ResolvedModel};
 use crate::llm::error::LlmError;
 use crate::llm::options::Options;
 use crate::llm::protocol::{CompletionRequest, Constraint};
@@ -41,17 +41,6 @@ pub struct Features {
 }
 
 impl<X> ResolvedModel<X> {
-    /// Whether the template takes tools (Ollama's `tools` capability).
-    pub fn supports_tools(&self) -> bool {
-        self.template.template.supports_tools()
-    }
-
-    /// Whether the model thinks (Ollama's `thinking` capability: its
-    /// template has think tags).
-    pub fn supports_thinking(&self) -> bool {
-        self.template.template.think_tags().is_some()
-    }
-
     /// Checks a request's `tools`, `think` and `tool_choice` against the
     /// model `name` (as the request named it): tools need the `tools`
     /// capability and thinking the `thinking` one, each refused with
@@ -63,11 +52,12 @@ impl<X> ResolvedModel<X> {
         think: Option<Think>,
         choice: ToolChoice,
     ) -> Result<Features, LlmError> {
-        let thinks = self.supports_thinking();
+        let thinks = self.can(Capability::Thinking);
         let mut think = match think {
             None if thinks => Some(Think::Bool(true)),
-            Some(t) if t.enabled() && !thinks => {
-                return Err(LlmError::Unsupported(name.to_owned(), "thinking"));
+            Some(t) if t.enabled() => {
+                self.require(name, Capability::Thinking, "")?;
+                Some(t)
             }
             t => t,
         };
@@ -85,9 +75,7 @@ impl<X> ResolvedModel<X> {
                 forced: None,
             });
         }
-        if !self.supports_tools() {
-            return Err(LlmError::Unsupported(name.to_owned(), "tools"));
-        }
+        self.require(name, Capability::Tools, "")?;
         let forced = matches!(choice, ToolChoice::Required | ToolChoice::Function(_));
         if forced && thinks {
             // The grammar holds the answer to the call from its first

@@ -9,6 +9,7 @@
 //! request still looks the name up in the store's index, so a model that
 //! was re-created or re-pulled under the same name is resolved again.
 
+mod capabilities;
 mod chat;
 mod prompt;
 #[cfg(test)]
@@ -24,6 +25,7 @@ use llmpm_spec::api::ModelDetails;
 use llmpm_spec::params::Parameters;
 use llmpm_spec::{LayerKind, Reference};
 
+pub use capabilities::Capability;
 pub use chat::{call_grammar, Features, ToolChoice};
 pub use prompt::Prompt;
 
@@ -57,6 +59,8 @@ pub struct ResolvedModel<X> {
     eos: String,
     /// What the caller derived from the GGUF header (default when it does not open).
     pub shape: X,
+    /// What it can do, as Ollama computes it.
+    pub capabilities: Vec<Capability>,
 }
 
 impl<X> ResolvedModel<X> {
@@ -68,6 +72,33 @@ impl<X> ResolvedModel<X> {
             opts.stop = self.template.stops.clone();
         }
         Ok(opts)
+    }
+
+    /// Whether the model has `cap`.
+    pub fn can(&self, cap: Capability) -> bool {
+        self.capabilities.contains(&cap)
+    }
+
+    /// A 400 unless the model has `cap`; `model` is the name as the request
+    /// gave it, which Ollama quotes in the error. A missing `completion` reads
+    /// `does not support generate` (or `chat`, as `task` says).
+    pub fn require(
+        &self,
+        model: &str,
+        cap: Capability,
+        task: &'static str,
+    ) -> Result<(), LlmError> {
+        if self.can(cap) {
+            return Ok(());
+        }
+        let what = match cap {
+            Capability::Completion => task,
+            c => c.as_str(),
+        };
+        Err(LlmError::Unsupported {
+            model: model.to_owned(),
+            what,
+        })
     }
 }
 
@@ -191,10 +222,17 @@ fn resolve<X: Default>(
                 .cloned()
         })
     };
+    let facts = gguf.as_ref().map(capabilities::GgufFacts::read);
     let jinja = meta("tokenizer.chat_template");
     let arch = meta("general.architecture").unwrap_or_default();
     let template = ChatTemplate::select(layer.as_deref(), jinja.as_deref(), &arch)
         .map_err(LlmError::Template)?;
+    let projector = entry
+        .manifest
+        .layers_of(LayerKind::Projector)
+        .next()
+        .is_some();
+    let capabilities = capabilities::compute(facts, &template.template, projector);
     Ok(ResolvedModel {
         blob,
         name: entry.reference.display_short(),
@@ -206,5 +244,6 @@ fn resolve<X: Default>(
         bos: token("tokenizer.ggml.bos_token_id").unwrap_or_default(),
         eos: token("tokenizer.ggml.eos_token_id").unwrap_or_default(),
         shape,
+        capabilities,
     })
 }

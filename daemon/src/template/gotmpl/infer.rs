@@ -1,10 +1,8 @@
-//! What a Go template says about a model's output, read from its syntax
-//! tree as Ollama reads it: the text before a tool call (ollama
-//! `tools/template.go`) and the tags around reasoning (ollama
-//! `thinking/template.go`). The rules, quirks included, are Ollama's, so a
-//! template behaves here as it does there.
+//! The text a Go template prints before a tool call, read from its syntax
+//! tree as Ollama reads it (ollama `tools/template.go`), quirks included,
+//! so a template behaves here as it does there.
 
-use super::parse::{Node, Operand, Pipe, Term};
+use super::parse::{Node, Operand, Term};
 
 /// Ollama's `parseTag`.
 pub(super) fn tool_call_tag(nodes: &[Node]) -> String {
@@ -75,63 +73,4 @@ fn first_text(nodes: &[Node]) -> Option<&str> {
         }
     }
     None
-}
-
-/// Ollama's `InferTags`: for each `.Thinking` read inside a range over
-/// `.Messages`, the first and last texts of the nearest enclosing list
-/// (trimmed) become the opening and closing tags; the last such read wins.
-/// `None` unless both are found.
-pub(super) fn think_tags(nodes: &[Node]) -> Option<(String, String)> {
-    let mut tags = (String::new(), String::new());
-    visit_list(nodes, None, &mut tags);
-    let (open, close) = tags;
-    (!open.is_empty() && !close.is_empty()).then_some((open, close))
-}
-
-/// Visits `list` (a list node) inside the range `in_messages` says
-/// (`Some(true)`: the nearest range iterates `.Messages`).
-fn visit_list(list: &[Node], in_messages: Option<bool>, tags: &mut (String, String)) {
-    let mark = |tags: &mut (String, String)| {
-        if let Some(Node::Text(t)) = list.first() {
-            tags.0 = t.trim().to_owned();
-        }
-        if let Some(Node::Text(t)) = list.last() {
-            tags.1 = t.trim().to_owned();
-        }
-    };
-    for n in list {
-        match n {
-            Node::Action(p) => {
-                if in_messages == Some(true) && pipe_reads(p, "Thinking") {
-                    mark(tags);
-                }
-            }
-            Node::If(b) | Node::With(b) => {
-                if in_messages == Some(true) && pipe_reads(&b.pipe, "Thinking") {
-                    mark(tags);
-                }
-                visit_list(&b.list, in_messages, tags);
-                visit_list(&b.else_list, in_messages, tags);
-            }
-            Node::Range(b) => {
-                // The range is the nearest one for its own pipeline too.
-                let here = Some(pipe_reads(&b.pipe, "Messages"));
-                if here == Some(true) && pipe_reads(&b.pipe, "Thinking") {
-                    mark(tags);
-                }
-                visit_list(&b.list, here, tags);
-                visit_list(&b.else_list, here, tags);
-            }
-            Node::Text(_) | Node::Break | Node::Continue => {}
-        }
-    }
-}
-
-/// Whether `p` (parentheses included) reads the field `.{field}…`.
-fn pipe_reads(p: &Pipe, field: &str) -> bool {
-    p.cmds.iter().flat_map(|c| &c.args).any(|a| match &a.term {
-        Term::Dot => a.chain.first().is_some_and(|f| f == field),
-        Term::Pipe(inner) => pipe_reads(inner, field),
-        _ => false,
-    })
 }

@@ -1,6 +1,4 @@
-//! What a Jinja chat template says about a model's output: whether it
-//! takes tools and thinks (Ollama's text tests on `tokenizer.chat_template`,
-//! server/images.go), and how a tool call looks, found by rendering one.
+//! How a Jinja chat template writes a tool call, found by rendering one.
 //!
 //! A Jinja template has no syntax tree Ollama reads, so the call's prefix
 //! is found by rendering the same turn twice, once as text and once as a
@@ -17,28 +15,6 @@ use super::JinjaTemplate;
 const PROBE: &str = "llmpm_probe_fn";
 
 impl JinjaTemplate {
-    /// The template's source.
-    pub fn source(&self) -> &str {
-        &self.src
-    }
-
-    /// Ollama's `chatTemplateHasToolSupport`.
-    pub fn supports_tools(&self) -> bool {
-        self.src.contains("tools") || self.src.contains("tool_call")
-    }
-
-    /// The tags around reasoning, by Ollama's `chatTemplateHasThinkingSupport`
-    /// (`<think>`…`</think>` written, or split on in earlier turns).
-    pub fn think_tags(&self) -> Option<(String, String)> {
-        let s = &self.src;
-        let split = (s.contains("content.split('</think>')")
-            || s.contains("content.split(\"</think>\")"))
-            && !s.contains("reasoning_content")
-            && !s.contains("<SPECIAL_12>");
-        ((s.contains("<think>") && s.contains("</think>")) || split)
-            .then(|| ("<think>".to_owned(), "</think>".to_owned()))
-    }
-
     /// How the model writes a tool call, from a rendered probe call; `None`
     /// when the template cannot render one.
     pub fn tool_call_format(&self, bos: &str, eos: &str) -> Option<ToolCallFormat> {
