@@ -414,3 +414,5 @@ pub(crate) fn unix_now() -> u64 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tool_tests;
