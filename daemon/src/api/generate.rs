@@ -160,7 +160,6 @@ fn rendered(model: String, prompt: Prompt) -> Response {
     .into_response()
 }
 
-
 /// `POST /api/generate`.
 pub async fn generate(
     State(state): State<AppState>,
@@ -226,20 +225,18 @@ pub async fn generate(
     let request =
         resolved.completion_request(prompt, &opts, json.then_some(Constraint::Json), &features);
     let events = parse_events(lease.runner().complete(request).await?, parser);
-    Ok(
-        respond(events, req.stream.unwrap_or(true), move |d, last| {
-            GenerateResponse {
-                model: model.clone(),
-                created_at: now(),
-                response: d.text,
-                thinking: d.thinking,
-                done: last.is_some(),
-                done_reason: last.and_then(|c| c.done_reason.clone()),
-                metrics: last.map(|c| metrics(c, load, started)).unwrap_or_default(),
-            }
-        })
-        .await,
-    )
+    Ok(respond(events, req.stream.unwrap_or(true), move |d, last| {
+        GenerateResponse {
+            model: model.clone(),
+            created_at: now(),
+            response: d.text,
+            thinking: d.thinking,
+            done: last.is_some(),
+            done_reason: last.and_then(|c| c.done_reason.clone()),
+            metrics: last.map(|c| metrics(c, load, started)).unwrap_or_default(),
+        }
+    })
+    .await)
 }
 
 /// `POST /api/chat`.
@@ -301,23 +298,21 @@ pub async fn chat(
     let request =
         resolved.completion_request(prompt, &opts, json.then_some(Constraint::Json), &features);
     let events = parse_events(lease.runner().complete(request).await?, parser);
-    Ok(
-        respond(events, req.stream.unwrap_or(true), move |d, last| {
-            ChatResponse {
-                model: model.clone(),
-                created_at: now(),
-                message: Message {
-                    thinking: d.thinking,
-                    tool_calls: d.tool_calls,
-                    ..assistant(d.text)
-                },
-                done: last.is_some(),
-                done_reason: last.and_then(|c| c.done_reason.clone()),
-                metrics: last.map(|c| metrics(c, load, started)).unwrap_or_default(),
-            }
-        })
-        .await,
-    )
+    Ok(respond(events, req.stream.unwrap_or(true), move |d, last| {
+        ChatResponse {
+            model: model.clone(),
+            created_at: now(),
+            message: Message {
+                thinking: d.thinking,
+                tool_calls: d.tool_calls,
+                ..assistant(d.text)
+            },
+            done: last.is_some(),
+            done_reason: last.and_then(|c| c.done_reason.clone()),
+            metrics: last.map(|c| metrics(c, load, started)).unwrap_or_default(),
+        }
+    })
+    .await)
 }
 
 /// `POST /api/embed`.

@@ -211,27 +211,52 @@ mod tests {
         let m = messages(&msgs).unwrap();
         assert_eq!(m[0].content, "ab");
         assert_eq!(m[1].tool_calls[0].function.arguments["x"], 1);
-        assert_eq!((m[2].tool_name.as_str(), m[2].tool_call_id.as_str()), ("f", "call_1"));
+        assert_eq!(
+            (m[2].tool_name.as_str(), m[2].tool_call_id.as_str()),
+            ("f", "call_1")
+        );
         let bad: Vec<OaMessage> = serde_json::from_value(json!([{"role": "assistant",
             "tool_calls": [{"function": {"name": "f", "arguments": "[1"}}]}]))
         .unwrap();
-        assert!(messages(&bad).unwrap_err().to_string().contains("messages[0].tool_calls[0].function.arguments"));
+        assert!(messages(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("messages[0].tool_calls[0].function.arguments"));
     }
 
     #[test]
     fn tool_choice_and_effort_are_read_or_refused_by_name() {
-        assert_eq!(tool_choice(Some(&json!("required"))).unwrap(), ToolChoice::Required);
         assert_eq!(
-            tool_choice(Some(&json!({"type": "function", "function": {"name": "f"}}))).unwrap(),
+            tool_choice(Some(&json!("required"))).unwrap(),
+            ToolChoice::Required
+        );
+        assert_eq!(
+            tool_choice(Some(
+                &json!({"type": "function", "function": {"name": "f"}})
+            ))
+            .unwrap(),
             ToolChoice::Function("f".into())
         );
-        assert!(tool_choice(Some(&json!("always"))).unwrap_err().to_string().contains("`tool_choice`"));
+        assert!(tool_choice(Some(&json!("always")))
+            .unwrap_err()
+            .to_string()
+            .contains("`tool_choice`"));
         assert_eq!(think(Some("none")).unwrap(), Some(Think::Bool(false)));
-        assert_eq!(think(Some("minimal")).unwrap(), Some(Think::Level(ThinkLevel::Low)));
-        assert!(think(Some("huge")).unwrap_err().to_string().contains("`reasoning_effort`"));
+        assert_eq!(
+            think(Some("minimal")).unwrap(),
+            Some(Think::Level(ThinkLevel::Low))
+        );
+        assert!(think(Some("huge"))
+            .unwrap_err()
+            .to_string()
+            .contains("`reasoning_effort`"));
         let c = ToolCall {
             id: "call_x".into(),
-            function: ToolCallFunction { index: 1, name: "f".into(), arguments: Map::new() },
+            function: ToolCallFunction {
+                index: 1,
+                name: "f".into(),
+                arguments: Map::new(),
+            },
         };
         assert_eq!(call_json(&c)["function"]["arguments"], "{}");
     }

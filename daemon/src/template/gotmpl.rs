@@ -222,7 +222,10 @@ impl GoTemplate {
             let start = at.saturating_sub(48);
             let start = (start..at).find(|&j| src.is_char_boundary(j)).unwrap_or(at);
             let before = &src[start..at];
-            match (before.rfind("\"parameters\""), before.rfind("\"arguments\"")) {
+            match (
+                before.rfind("\"parameters\""),
+                before.rfind("\"arguments\""),
+            ) {
                 (Some(p), a) if a.is_none_or(|a| p > a) => return "parameters".into(),
                 (_, Some(_)) => return "arguments".into(),
                 _ => {}
@@ -231,7 +234,6 @@ impl GoTemplate {
         }
         "arguments".into()
     }
-
 
     /// Per-turn rendering for templates without `.Messages`; see
     /// ollama `template.Execute`.

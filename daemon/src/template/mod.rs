@@ -13,8 +13,8 @@ pub mod gotmpl;
 pub mod jinja;
 
 pub use gotmpl::{render_chat, GoTemplate, Limits, PromptData, TValue};
-use llmpm_spec::api::Think;
 pub use jinja::{JinjaLimits, JinjaTemplate};
+use llmpm_spec::api::Think;
 
 /// Why a template could not be parsed or rendered.
 #[derive(Debug, thiserror::Error)]
@@ -371,8 +371,8 @@ impl ChatTemplate {
         match self {
             ChatTemplate::Go(t) => {
                 let tag = t.tool_call_tag();
-                let alt_prefix = (tag == "{" && t.source().contains(PYTHON_TAG))
-                    .then(|| PYTHON_TAG.to_owned());
+                let alt_prefix =
+                    (tag == "{" && t.source().contains(PYTHON_TAG)).then(|| PYTHON_TAG.to_owned());
                 ToolCallFormat {
                     arguments_key: t.tool_call_arguments_key(),
                     tag,

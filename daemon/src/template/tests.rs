@@ -96,7 +96,9 @@ fn select_follows_ollamas_order() {
     let s = ChatTemplate::select(Some("{{ .Prompt }}!"), Some(llama), "llama").unwrap();
     assert!(s.stops.is_empty());
     assert_eq!(
-        s.template.render_chat(None, &conv, &RenderOptions::default(), "", "").unwrap(),
+        s.template
+            .render_chat(None, &conv, &RenderOptions::default(), "", "")
+            .unwrap(),
         "Hi!"
     );
 
@@ -146,7 +148,9 @@ fn select_follows_ollamas_order() {
     // No template at all: the prompt as-is.
     let s = ChatTemplate::select(None, None, "gemma3").unwrap();
     assert_eq!(
-        s.template.render_chat(None, &conv, &RenderOptions::default(), "", "").unwrap(),
+        s.template
+            .render_chat(None, &conv, &RenderOptions::default(), "", "")
+            .unwrap(),
         "Hi"
     );
     assert!(matches!(

@@ -35,9 +35,18 @@ fn format(tag: &str, key: &str, alt: Option<&str>) -> ToolCallFormat {
 
 #[test]
 fn call_format_from_ollamas_go_templates() {
-    assert_eq!(go(QWEN25_GO).tool_call_format("", ""), format("<tool_call>", "arguments", None));
-    assert_eq!(go(QWEN3_GO).tool_call_format("", ""), format("<tool_call>", "arguments", None));
-    assert_eq!(go(LLAMA31_GO).tool_call_format("", ""), format("{", "parameters", None));
+    assert_eq!(
+        go(QWEN25_GO).tool_call_format("", ""),
+        format("<tool_call>", "arguments", None)
+    );
+    assert_eq!(
+        go(QWEN3_GO).tool_call_format("", ""),
+        format("<tool_call>", "arguments", None)
+    );
+    assert_eq!(
+        go(LLAMA31_GO).tool_call_format("", ""),
+        format("{", "parameters", None)
+    );
     assert_eq!(
         go(MISTRAL_GO).tool_call_format("", ""),
         format("[TOOL_CALLS] [", "arguments", None)
@@ -76,7 +85,9 @@ fn call_format_from_the_ggufs_jinja() {
     );
     // A template that cannot render a call: bare JSON, as Ollama's default.
     assert_eq!(
-        jinja("{{ raise_exception('no') }}").tool_call_format("", "").tag,
+        jinja("{{ raise_exception('no') }}")
+            .tool_call_format("", "")
+            .tag,
         "{"
     );
 }
@@ -106,9 +117,11 @@ fn tool_round_trip() -> Vec<ChatMessage> {
 
 fn weather_tools() -> RenderOptions {
     RenderOptions {
-        tools: Some(json!([{"type": "function", "function": {"name": "get_weather",
+        tools: Some(
+            json!([{"type": "function", "function": {"name": "get_weather",
             "description": "Get the weather", "parameters": {"type": "object",
-            "required": ["city"], "properties": {"city": {"type": "string"}}}}}])),
+            "required": ["city"], "properties": {"city": {"type": "string"}}}}}]),
+        ),
         think: None,
     }
 }
@@ -146,11 +159,17 @@ fn calls_and_results_go_back_into_the_prompt() {
     let out = go(LLAMA31_GO)
         .render_chat(None, &conv, &weather_tools(), "", "")
         .unwrap();
-    assert!(out.contains("Respond in the format {\"name\": function name, \"parameters\""), "{out}");
+    assert!(
+        out.contains("Respond in the format {\"name\": function name, \"parameters\""),
+        "{out}"
+    );
     let out = go(LLAMA31_GO)
         .render_chat(None, &tool_round_trip(), &weather_tools(), "", "")
         .unwrap();
-    assert!(out.contains("{\"name\": \"get_weather\", \"parameters\": {\"city\":\"Paris\"}}"), "{out}");
+    assert!(
+        out.contains("{\"name\": \"get_weather\", \"parameters\": {\"city\":\"Paris\"}}"),
+        "{out}"
+    );
     assert!(out.ends_with("<|start_header_id|>ipython<|end_header_id|>\n\n22°C<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"), "{out}");
 }
 
@@ -165,7 +184,10 @@ fn think_reaches_go_templates_as_ollama_sets_it() {
     assert_eq!(render(None), "false||false");
     assert_eq!(render(Some(Think::Bool(true))), "true|medium|true");
     assert_eq!(render(Some(Think::Bool(false))), "false||true");
-    assert_eq!(render(Some(Think::Level(ThinkLevel::High))), "true|high|true");
+    assert_eq!(
+        render(Some(Think::Level(ThinkLevel::High))),
+        "true|high|true"
+    );
 
     // Qwen 3's template: `/think` or `/no_think`, and an empty reasoning block when off.
     let q = go(QWEN3_GO);
@@ -173,7 +195,10 @@ fn think_reaches_go_templates_as_ollama_sets_it() {
         q.render_chat(None, &conv, &RenderOptions { tools: None, think }, "", "")
             .unwrap()
     };
-    assert_eq!(with(Some(Think::Bool(true))), "<|im_start|>user\nHi /think<|im_end|>\n<|im_start|>assistant\n");
+    assert_eq!(
+        with(Some(Think::Bool(true))),
+        "<|im_start|>user\nHi /think<|im_end|>\n<|im_start|>assistant\n"
+    );
     assert_eq!(
         with(Some(Think::Bool(false))),
         "<|im_start|>user\nHi /no_think<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"

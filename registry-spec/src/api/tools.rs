@@ -274,7 +274,9 @@ mod tests {
             assert_eq!(serde_json::to_value(got).unwrap(), v);
         }
         for bad in [json!("extreme"), json!(1), json!(null), json!({"a": 1})] {
-            let err = serde_json::from_value::<Think>(bad).unwrap_err().to_string();
+            let err = serde_json::from_value::<Think>(bad)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("`think`"), "{err}");
         }
         assert_eq!(Think::Bool(true).level(), "medium");
@@ -294,13 +296,19 @@ mod tests {
         assert_eq!(check_tools(&ok), Ok(()));
         assert_eq!(ok[1].kind, "function");
         for (tools, field) in [
-            (json!([{"type": "function", "function": {"description": "x"}}]), "tools[0].function.name"),
+            (
+                json!([{"type": "function", "function": {"description": "x"}}]),
+                "tools[0].function.name",
+            ),
             (json!([{"type": "function"}]), "tools[0].function.name"),
             (
                 json!([{"function": {"name": "f"}}, {"function": {"name": "g", "parameters": "x"}}]),
                 "tools[1].function.parameters",
             ),
-            (json!([{"type": "retrieval", "function": {"name": "f"}}]), "tools[0].type"),
+            (
+                json!([{"type": "retrieval", "function": {"name": "f"}}]),
+                "tools[0].type",
+            ),
         ] {
             let tools: Vec<Tool> = serde_json::from_value(tools).unwrap();
             let err = check_tools(&tools).unwrap_err();
@@ -310,14 +318,22 @@ mod tests {
 
     #[test]
     fn call_arguments_are_an_object_or_its_json_text() {
-        let c: ToolCall = serde_json::from_value(json!({"function": {"name": "f", "arguments": "{\"a\": 1}"}})).unwrap();
+        let c: ToolCall =
+            serde_json::from_value(json!({"function": {"name": "f", "arguments": "{\"a\": 1}"}}))
+                .unwrap();
         assert_eq!(c.function.arguments["a"], 1);
-        let c: ToolCall = serde_json::from_value(json!({"id": "call_1", "function": {"index": 2, "name": "f", "arguments": {"b": [1]}}})).unwrap();
+        let c: ToolCall = serde_json::from_value(
+            json!({"id": "call_1", "function": {"index": 2, "name": "f", "arguments": {"b": [1]}}}),
+        )
+        .unwrap();
         assert_eq!((c.id.as_str(), c.function.index), ("call_1", 2));
         assert_eq!(
             serde_json::to_value(&c).unwrap(),
             json!({"id": "call_1", "function": {"index": 2, "name": "f", "arguments": {"b": [1]}}})
         );
-        assert!(serde_json::from_value::<ToolCall>(json!({"function": {"name": "f", "arguments": "[1]"}})).is_err());
+        assert!(serde_json::from_value::<ToolCall>(
+            json!({"function": {"name": "f", "arguments": "[1]"}})
+        )
+        .is_err());
     }
 }

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use super::{Capability, Prompt, ResolvedModel};
 use crate::llm::error::LlmError;
 use crate::llm::options::Options;
-use crate::llm::protocol::{CompletionRequest, Constraint};
 use crate::llm::parse::{OutputParser, ThinkingParser, ToolParser};
+use crate::llm::protocol::{CompletionRequest, Constraint};
 use crate::template::{RenderOptions, ToolCallFormat};
 
 /// Which tool calls a request allows or demands (OpenAI's `tool_choice`).
@@ -100,14 +100,19 @@ impl<X> ResolvedModel<X> {
 
     /// How the model writes a tool call.
     pub fn tool_call_format(&self) -> ToolCallFormat {
-        self.template.template.tool_call_format(&self.bos, &self.eos)
+        self.template
+            .template
+            .tool_call_format(&self.bos, &self.eos)
     }
 
     /// The parser of the answer to `prompt`: reasoning split when thinking
     /// is on (starting inside it when the prompt opened the tag), calls
     /// found when tools are shown.
     pub fn output_parser(&self, f: &Features, prompt: &Prompt) -> OutputParser {
-        let thinking = match (f.think.is_some_and(Think::enabled), self.template.template.think_tags()) {
+        let thinking = match (
+            f.think.is_some_and(Think::enabled),
+            self.template.template.think_tags(),
+        ) {
             (true, Some((open, close))) => {
                 let p = ThinkingParser::new(&open, &close);
                 Some(if prompt.text.trim_end().ends_with(&open) {

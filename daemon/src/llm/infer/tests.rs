@@ -180,11 +180,17 @@ fn forced_call_grammars() {
     );
     // Llama: bare JSON with "parameters"; `required`: any of the tools.
     let g = call_grammar(&fmt("{", "parameters"), &tools, &ToolChoice::Required);
-    assert!(g.starts_with("start: call\ncall: %json {\"anyOf\":[{"), "{g}");
+    assert!(
+        g.starts_with("start: call\ncall: %json {\"anyOf\":[{"),
+        "{g}"
+    );
     assert!(g.contains("\"name\":{\"const\":\"now\"}"), "{g}");
     assert!(g.contains("\"parameters\":{\"type\":\"object\"}"), "{g}");
     assert!(g.contains("\"required\":[\"name\",\"parameters\"]"), "{g}");
     // Mistral: the list's bracket is closed after the call.
     let g = call_grammar(&fmt("[TOOL_CALLS] [", "arguments"), &tools, &named);
-    assert!(g.starts_with("start: \"[TOOL_CALLS] [\" WS? call WS? \"]\"\n"), "{g}");
+    assert!(
+        g.starts_with("start: \"[TOOL_CALLS] [\" WS? call WS? \"]\"\n"),
+        "{g}"
+    );
 }

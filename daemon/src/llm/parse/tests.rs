@@ -66,8 +66,12 @@ fn reasoning_is_split_from_the_answer_at_every_boundary() {
 
 #[test]
 fn a_prompt_that_opened_the_tag_starts_inside_the_reasoning() {
-    let opened =
-        || OutputParser::new(Some(ThinkingParser::new("<think>", "</think>").opened()), None);
+    let opened = || {
+        OutputParser::new(
+            Some(ThinkingParser::new("<think>", "</think>").opened()),
+            None,
+        )
+    };
     let (t, c, _) = every_split("hmm.</think>Yes.", opened);
     assert_eq!((t.as_str(), c.as_str()), ("hmm.", "Yes."));
 }
@@ -96,12 +100,16 @@ fn text_that_only_looked_like_a_call_is_released() {
     let (_, c, calls) = every_split("{\"answer\": 42}", bare);
     assert_eq!((c.as_str(), calls.len()), ("{\"answer\": 42}", 0));
     let (_, c, calls) = every_split("Here: {\"name\": \"get_weather\"}", bare);
-    assert_eq!((c.as_str(), calls.len()), ("Here: {\"name\": \"get_weather\"}", 0));
+    assert_eq!(
+        (c.as_str(), calls.len()),
+        ("Here: {\"name\": \"get_weather\"}", 0)
+    );
 }
 
 #[test]
 fn malformed_json_after_the_tag_comes_back_as_text() {
-    let text = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": }}\n</tool_call>";
+    let text =
+        "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": }}\n</tool_call>";
     let (_, c, calls) = every_split(text, || tools("<tool_call>", &["get_weather"]));
     assert_eq!((c.as_str(), calls.len()), (text, 0));
 }
@@ -112,18 +120,30 @@ fn llama_bare_json_mistral_lists_and_python_tag() {
     // read too); whitespace before it is text, as in Ollama.
     let text = " {\"name\": \"get_weather\", \"parameters\": \"{\\\"city\\\": \\\"Oslo\\\"}\"}";
     let (_, c, calls) = every_split(text, || tools("{", &["get_weather"]));
-    assert_eq!((c.as_str(), calls), (" ", vec![call("get_weather", json!({"city": "Oslo"}))]));
+    assert_eq!(
+        (c.as_str(), calls),
+        (" ", vec![call("get_weather", json!({"city": "Oslo"}))])
+    );
     // Llama 3.1 may write <|python_tag|> first.
     let py = || {
         let p = ToolParser::new("{", Some("<|python_tag|>"), vec!["get_weather".into()]);
         OutputParser::new(None, Some(p))
     };
-    let (_, c, calls) = every_split("<|python_tag|>{\"name\": \"get_weather\", \"parameters\": {}}", py);
-    assert_eq!((c.as_str(), calls), ("", vec![call("get_weather", json!({}))]));
+    let (_, c, calls) = every_split(
+        "<|python_tag|>{\"name\": \"get_weather\", \"parameters\": {}}",
+        py,
+    );
+    assert_eq!(
+        (c.as_str(), calls),
+        ("", vec![call("get_weather", json!({}))])
+    );
     // Mistral: a list after [TOOL_CALLS]; a call without arguments has none.
     let text = "[TOOL_CALLS] [{\"name\": \"a\", \"arguments\": {\"x\": 1}}, {\"name\": \"b\"}]";
     let (_, c, calls) = every_split(text, || tools("[TOOL_CALLS] [", &["a", "b"]));
-    assert_eq!((c.as_str(), calls), ("", vec![call("a", json!({"x": 1})), call("b", json!({}))]));
+    assert_eq!(
+        (c.as_str(), calls),
+        ("", vec![call("a", json!({"x": 1})), call("b", json!({}))])
+    );
 }
 
 #[test]
@@ -142,16 +162,26 @@ fn reasoning_then_a_call() {
             Some(ToolParser::new("<tool_call>", None, vec!["f".into()])),
         )
     };
-    let (t, c, calls) = every_split("<think>need f</think>\n<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>", make);
+    let (t, c, calls) = every_split(
+        "<think>need f</think>\n<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>",
+        make,
+    );
     assert_eq!((t.as_str(), c.as_str()), ("need f", ""));
     assert_eq!(calls, vec![call("f", json!({}))]);
 }
 
 #[tokio::test]
 async fn events_come_out_split_numbered_and_done_last() {
-    let chunks = ["<think>a", "b</think>Hi ", "<tool_call>{\"name\": \"f\", \"argu", "ments\": {\"n\": 1}}"];
-    let mut items: Vec<Result<Event, crate::llm::LlmError>> =
-        chunks.iter().map(|c| Ok(Event::Text((*c).into()))).collect();
+    let chunks = [
+        "<think>a",
+        "b</think>Hi ",
+        "<tool_call>{\"name\": \"f\", \"argu",
+        "ments\": {\"n\": 1}}",
+    ];
+    let mut items: Vec<Result<Event, crate::llm::LlmError>> = chunks
+        .iter()
+        .map(|c| Ok(Event::Text((*c).into())))
+        .collect();
     items.push(Ok(Event::Done(CompletionChunk {
         content: "<tool_call>{\"name\": \"f\", \"arguments\": {}}".into(),
         done: true,
@@ -172,13 +202,25 @@ async fn events_come_out_split_numbered_and_done_last() {
             Event::Text(t) => format!("text:{t}"),
             Event::ToolCall(c) => {
                 assert!(c.id.starts_with("call_") && c.id.len() == 13, "{}", c.id);
-                format!("call{}:{}:{}", c.function.index, c.function.name, json!(c.function.arguments))
+                format!(
+                    "call{}:{}:{}",
+                    c.function.index,
+                    c.function.name,
+                    json!(c.function.arguments)
+                )
             }
             Event::Done(c) => format!("done:{}", c.content),
         });
     }
     assert_eq!(
         kinds,
-        ["thinking:a", "thinking:b", "text:Hi ", "call0:f:{\"n\":1}", "call1:f:{}", "done:"]
+        [
+            "thinking:a",
+            "thinking:b",
+            "text:Hi ",
+            "call0:f:{\"n\":1}",
+            "call1:f:{}",
+            "done:"
+        ]
     );
 }

@@ -54,7 +54,11 @@ impl JinjaTemplate {
             _ => "arguments",
         };
         Some(ToolCallFormat {
-            tag: if tag.is_empty() { "{".into() } else { tag.into() },
+            tag: if tag.is_empty() {
+                "{".into()
+            } else {
+                tag.into()
+            },
             arguments_key: key.into(),
             // Llama 3.1 may open a bare JSON call with `<|python_tag|>`.
             alt_prefix: (tag.is_empty() && self.src.contains(PYTHON_TAG))
