@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod tools;
+
+pub use tools::{check_tools, Think, ThinkLevel, Tool, ToolCall, ToolCallFunction, ToolFunction};
+
 /// `{"error": "…"}`: every non-2xx body, and the last line of a stream that failed after it began.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorResponse {
@@ -149,13 +153,58 @@ pub struct ShowResponse {
 }
 
 /// A chat message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// `system`, `user`, `assistant` (or `tool`).
     pub role: String,
-    /// The text.
-    #[serde(default)]
+    /// The text (`null` reads as empty).
+    #[serde(default, deserialize_with = "tools::null_as_empty")]
     pub content: String,
+    /// The model's reasoning (an answer's, or an earlier one sent back).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub thinking: String,
+    /// The tools the assistant called.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For a `tool` message: the tool whose result this is.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tool_name: String,
+    /// For a `tool` message: the id of the call it answers.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tool_call_id: String,
+}
+
+impl Message {
+    /// A message with only a role and a text.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Message {
+        Message {
+            role: role.into(),
+            content: content.into(),
+            ..Message::default()
+        }
+    }
+}
+
+/// `_debug_info` of a `_debug_render_only` request: the prompt the template made.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebugInfo {
+    /// The rendered prompt.
+    pub rendered_template: String,
+    /// Images in it (always 0: llmpm takes no images yet).
+    #[serde(default)]
+    pub image_count: usize,
+}
+
+/// The answer to a `_debug_render_only` request (generate or chat).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebugRenderResponse {
+    /// The model name as asked.
+    pub model: String,
+    /// RFC 3339 time.
+    pub created_at: String,
+    /// The rendered prompt.
+    #[serde(rename = "_debug_info")]
+    pub debug_info: DebugInfo,
 }
 
 /// `POST /api/copy`.
@@ -362,6 +411,16 @@ pub struct GenerateRequest {
     /// How long the model stays loaded (`"5m"`, seconds, 0, negative).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<serde_json::Value>,
+    /// Whether (and how hard) a thinking model thinks; absent: on for a model that can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think: Option<Think>,
+    /// Answer with the rendered prompt (`_debug_info`) instead of generating.
+    #[serde(
+        rename = "_debug_render_only",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub debug_render_only: bool,
 }
 
 /// One line of `/api/generate`.
@@ -373,6 +432,9 @@ pub struct GenerateResponse {
     pub created_at: String,
     /// Text since the last line.
     pub response: String,
+    /// Reasoning since the last line (a thinking model with `think` on).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub thinking: String,
     /// Whether this is the last line.
     pub done: bool,
     /// `stop`, `length` or `load` on the last line.
@@ -403,6 +465,19 @@ pub struct ChatRequest {
     /// How long the model stays loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<serde_json::Value>,
+    /// Tools the model may call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Tool>>,
+    /// Whether (and how hard) a thinking model thinks; absent: on for a model that can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think: Option<Think>,
+    /// Answer with the rendered prompt (`_debug_info`) instead of generating.
+    #[serde(
+        rename = "_debug_render_only",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub debug_render_only: bool,
 }
 
 /// One line of `/api/chat`.

@@ -376,10 +376,7 @@ pub fn plan(
     let messages: Vec<Message> = modelfile
         .messages()
         .into_iter()
-        .map(|(role, content)| Message {
-            role: role.as_str().to_owned(),
-            content: content.to_owned(),
-        })
+        .map(|(role, content)| Message::new(role.as_str().to_owned(), content.to_owned()))
         .collect();
     if !messages.is_empty() {
         req.messages = Some(messages);

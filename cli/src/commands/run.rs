@@ -41,10 +41,7 @@ pub async fn run(args: &RunArgs, client: &Client, printer: &Printer) -> anyhow::
 }
 
 fn user(content: String) -> Message {
-    Message {
-        role: "user".into(),
-        content,
-    }
+    Message::new("user", content)
 }
 
 async fn ensure_model(args: &RunArgs, client: &Client, printer: &Printer) -> anyhow::Result<()> {
@@ -158,10 +155,7 @@ impl Session {
     fn messages(&self) -> Vec<Message> {
         let mut out = Vec::with_capacity(self.history.len() + 1);
         if let Some(s) = &self.system {
-            out.push(Message {
-                role: "system".into(),
-                content: s.clone(),
-            });
+            out.push(Message::new("system", s.clone()));
         }
         out.extend(self.history.iter().cloned());
         out
@@ -374,10 +368,7 @@ async fn chat_loop(
             _ = tokio::signal::ctrl_c() => None,
         };
         match outcome {
-            Some(Ok(text)) => session.history.push(Message {
-                role: "assistant".into(),
-                content: text,
-            }),
+            Some(Ok(text)) => session.history.push(Message::new("assistant", text)),
             Some(Err(e)) => {
                 // The turn did not happen: the session goes on without it.
                 session.history.pop();

@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 use llmpm_spec::api::{
-    ChatRequest, ChatResponse, EmbedInput, EmbedRequest, EmbedResponse, GenerateRequest,
-    GenerateResponse, Message, Metrics,
+    check_tools, ChatRequest, ChatResponse, DebugInfo, DebugRenderResponse, EmbedInput,
+    EmbedRequest, EmbedResponse, GenerateRequest, GenerateResponse, Message, Metrics, ToolCall,
 };
 use serde::Serialize;
 
@@ -28,8 +28,9 @@ use super::AppState;
 use crate::llm::client::ClientError;
 use crate::llm::grammar;
 use crate::llm::handle::collect;
+use crate::llm::parse::parse_events;
 use crate::llm::protocol::{CompletionChunk, Constraint};
-use crate::llm::{Capability, Event, Events, LlmError, Prompt};
+use crate::llm::{Capability, Event, Events, LlmError, Prompt, ToolChoice};
 use crate::sched::{KeepAlive, LoadRequest};
 
 fn now() -> String {
@@ -65,17 +66,41 @@ fn metrics(c: &CompletionChunk, load: u64, started: Instant) -> Metrics {
     }
 }
 
-/// Answers a generation: NDJSON lines made by `line` (text, last chunk),
-/// or one body with the whole text.
+/// What one line carries: text, reasoning, tool calls.
+#[derive(Debug, Default)]
+struct Delta {
+    text: String,
+    thinking: String,
+    tool_calls: Vec<ToolCall>,
+}
+
+impl Delta {
+    fn text(text: String) -> Delta {
+        Delta {
+            text,
+            ..Delta::default()
+        }
+    }
+}
+
+/// Answers a generation: NDJSON lines made by `line` (what the line
+/// carries, the last chunk), or one body with all of it.
 async fn respond<T: Serialize + Send + 'static>(
     events: Events,
     stream: bool,
-    line: impl Fn(String, Option<&CompletionChunk>) -> T + Send + 'static,
+    line: impl Fn(Delta, Option<&CompletionChunk>) -> T + Send + 'static,
 ) -> Response {
     let ended = || ApiError::Internal("the generation ended without a result".into());
     if !stream {
         return match collect(events).await {
-            Ok(Some((text, last))) => Json(line(text, Some(&last))).into_response(),
+            Ok(Some(all)) => {
+                let delta = Delta {
+                    text: all.text,
+                    thinking: all.thinking,
+                    tool_calls: all.tool_calls,
+                };
+                Json(line(delta, Some(&all.last))).into_response()
+            }
             Ok(None) => ended().into_response(),
             Err(e) => ApiError::from(e).into_response(),
         };
@@ -85,17 +110,46 @@ async fn respond<T: Serialize + Send + 'static>(
         Framing::Ndjson,
         move |event, frames| match event {
             Event::Text(t) => {
-                frames.push(&line(t, None));
+                frames.push(&line(Delta::text(t), None));
+                false
+            }
+            Event::Thinking(thinking) => {
+                let d = Delta {
+                    thinking,
+                    ..Delta::default()
+                };
+                frames.push(&line(d, None));
+                false
+            }
+            Event::ToolCall(c) => {
+                let d = Delta {
+                    tool_calls: vec![c],
+                    ..Delta::default()
+                };
+                frames.push(&line(d, None));
                 false
             }
             Event::Done(c) => {
-                frames.push(&line(c.content.clone(), Some(&c)));
+                frames.push(&line(Delta::text(c.content.clone()), Some(&c)));
                 true
             }
         },
         |e| e.unwrap_or_else(ended).into_response(),
     )
     .await
+}
+
+/// `_debug_render_only`: the prompt instead of an answer, as Ollama sends it.
+fn rendered(model: String, prompt: Prompt) -> Response {
+    Json(DebugRenderResponse {
+        model,
+        created_at: now(),
+        debug_info: DebugInfo {
+            rendered_template: prompt.text,
+            image_count: 0,
+        },
+    })
+    .into_response()
 }
 
 /// `POST /api/generate`.
@@ -109,6 +163,7 @@ pub async fn generate(
     let keep = keep_alive(req.keep_alive.as_ref())?;
     let constraint = constraint(req.format.as_ref())?;
     let model = req.model.clone();
+    let features = resolved.features(&req.model, Vec::new(), req.think, ToolChoice::Auto)?;
     if req.prompt.is_empty() && keep.is_some_and(KeepAlive::is_zero) {
         // `keep_alive: 0` with no prompt unloads, as in Ollama (`ollama
         // stop`); a runner that is serving goes when its requests end.
@@ -116,10 +171,9 @@ pub async fn generate(
         return Ok(Json(GenerateResponse {
             model,
             created_at: now(),
-            response: String::new(),
             done: true,
             done_reason: Some("unload".into()),
-            metrics: Metrics::default(),
+            ..GenerateResponse::default()
         })
         .into_response());
     }
@@ -134,7 +188,6 @@ pub async fn generate(
         return Ok(Json(GenerateResponse {
             model,
             created_at: now(),
-            response: String::new(),
             done: true,
             done_reason: Some("load".into()),
             metrics: Metrics {
@@ -142,31 +195,39 @@ pub async fn generate(
                 load_duration: Some(load),
                 ..Metrics::default()
             },
+            ..GenerateResponse::default()
         })
         .into_response());
     }
     let prompt = if req.raw {
         Prompt::raw(req.prompt.clone())
     } else {
-        resolved.generate_prompt(&req.prompt, req.system.as_deref(), req.template.as_deref())?
+        let ropts = resolved.render_options(&features);
+        resolved.generate_prompt(
+            &req.prompt,
+            req.system.as_deref(),
+            req.template.as_deref(),
+            &ropts,
+        )?
     };
-    let events = lease
-        .runner()
-        .complete(prompt.completion(&opts, constraint))
-        .await?;
-    Ok(
-        respond(events, req.stream.unwrap_or(true), move |text, last| {
-            GenerateResponse {
-                model: model.clone(),
-                created_at: now(),
-                response: text,
-                done: last.is_some(),
-                done_reason: last.and_then(|c| c.done_reason.clone()),
-                metrics: last.map(|c| metrics(c, load, started)).unwrap_or_default(),
-            }
-        })
-        .await,
-    )
+    if req.debug_render_only {
+        return Ok(rendered(model, prompt));
+    }
+    let parser = resolved.output_parser(&features, &prompt);
+    let request = resolved.completion_request(prompt, &opts, constraint, &features);
+    let events = parse_events(lease.runner().complete(request).await?, parser);
+    Ok(respond(events, req.stream.unwrap_or(true), move |d, last| {
+        GenerateResponse {
+            model: model.clone(),
+            created_at: now(),
+            response: d.text,
+            thinking: d.thinking,
+            done: last.is_some(),
+            done_reason: last.and_then(|c| c.done_reason.clone()),
+            metrics: last.map(|c| metrics(c, load, started)).unwrap_or_default(),
+        }
+    })
+    .await)
 }
 
 /// `POST /api/chat`.
@@ -179,11 +240,11 @@ pub async fn chat(
     let opts = resolved.options(req.options.as_ref())?;
     let constraint = constraint(req.format.as_ref())?;
     let model = req.model.clone();
-    let assistant = |content: String| Message {
-        role: "assistant".into(),
-        content,
-    };
+    let assistant = |content: String| Message::new("assistant", content);
     let keep = keep_alive(req.keep_alive.as_ref())?;
+    let tools = req.tools.clone().unwrap_or_default();
+    check_tools(&tools).map_err(ApiError::BadRequest)?;
+    let features = resolved.features(&req.model, tools, req.think, ToolChoice::Auto)?;
     if req.messages.is_empty() && keep.is_some_and(KeepAlive::is_zero) {
         state.sched.unload(&resolved.blob).await;
         return Ok(Json(ChatResponse {
@@ -217,24 +278,31 @@ pub async fn chat(
         })
         .into_response());
     }
-    let prompt = resolved.fit_chat(lease.runner(), &req.messages).await?;
-    let events = lease
-        .runner()
-        .complete(prompt.completion(&opts, constraint))
+    let ropts = resolved.render_options(&features);
+    let prompt = resolved
+        .fit_chat(lease.runner(), &req.messages, &ropts)
         .await?;
-    Ok(
-        respond(events, req.stream.unwrap_or(true), move |text, last| {
-            ChatResponse {
-                model: model.clone(),
-                created_at: now(),
-                message: assistant(text),
-                done: last.is_some(),
-                done_reason: last.and_then(|c| c.done_reason.clone()),
-                metrics: last.map(|c| metrics(c, load, started)).unwrap_or_default(),
-            }
-        })
-        .await,
-    )
+    if req.debug_render_only {
+        return Ok(rendered(model, prompt));
+    }
+    let parser = resolved.output_parser(&features, &prompt);
+    let request = resolved.completion_request(prompt, &opts, constraint, &features);
+    let events = parse_events(lease.runner().complete(request).await?, parser);
+    Ok(respond(events, req.stream.unwrap_or(true), move |d, last| {
+        ChatResponse {
+            model: model.clone(),
+            created_at: now(),
+            message: Message {
+                thinking: d.thinking,
+                tool_calls: d.tool_calls,
+                ..assistant(d.text)
+            },
+            done: last.is_some(),
+            done_reason: last.and_then(|c| c.done_reason.clone()),
+            metrics: last.map(|c| metrics(c, load, started)).unwrap_or_default(),
+        }
+    })
+    .await)
 }
 
 /// `POST /api/embed`.

@@ -7,6 +7,7 @@ mod extract;
 mod generate;
 mod models;
 mod openai;
+mod openai_tools;
 mod ps;
 pub mod stream;
 mod transfer;

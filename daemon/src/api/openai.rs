@@ -12,16 +12,18 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
-use llmpm_spec::api::Message;
+use llmpm_spec::api::{check_tools, Tool};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, Classify};
 use super::models::resolve;
+use super::openai_tools::{self, OaMessage};
 use super::stream::{self, Framing};
 use super::AppState;
 use crate::llm::grammar;
 use crate::llm::handle::collect;
+use crate::llm::parse::parse_events;
 use crate::llm::protocol::{CompletionChunk, Constraint};
 use crate::llm::{Capability, Event, Events, Prompt};
 use crate::sched::LoadRequest;
@@ -69,7 +71,7 @@ impl IntoResponse for OpenAiError {
 pub struct CompletionBody {
     model: String,
     #[serde(default)]
-    messages: Vec<Message>,
+    messages: Vec<OaMessage>,
     #[serde(default)]
     prompt: Option<Value>,
     #[serde(default)]
@@ -95,6 +97,18 @@ pub struct CompletionBody {
     /// `{"type": "json_object"}` or `{"type": "json_schema", …}` ask for JSON.
     #[serde(default)]
     response_format: Option<Value>,
+    /// Tools the model may call.
+    #[serde(default)]
+    tools: Option<Vec<Tool>>,
+    /// `auto`, `none`, `required` or a named function.
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    /// How hard a reasoning model thinks (`none` … `high`).
+    #[serde(default)]
+    reasoning_effort: Option<String>,
+    /// `{"effort": …}`, the Responses-style spelling.
+    #[serde(default)]
+    reasoning: Option<Value>,
 }
 
 impl CompletionBody {
@@ -138,9 +152,11 @@ fn id(prefix: &str) -> String {
     format!("{prefix}-{:x}", fastrand::u64(..))
 }
 
-fn finish(reason: Option<&str>) -> &'static str {
+/// OpenAI's `finish_reason`: `tool_calls` when the model stopped after calling one.
+fn finish(reason: Option<&str>, called: bool) -> &'static str {
     match reason {
         Some("length") => "length",
+        _ if called => "tool_calls",
         _ => "stop",
     }
 }
@@ -156,18 +172,30 @@ pub async fn chat_completions(
         return Err(ApiError::BadRequest("`messages` must not be empty".into()).into());
     }
     let constraint = req.constraint()?;
+    let messages = openai_tools::messages(&req.messages)?;
+    let tools = req.tools.clone().unwrap_or_default();
+    check_tools(&tools).map_err(ApiError::BadRequest)?;
+    let choice = openai_tools::tool_choice(req.tool_choice.as_ref())?;
+    let effort = req.reasoning_effort.as_deref().or_else(|| {
+        req.reasoning
+            .as_ref()
+            .and_then(|r| r.get("effort"))
+            .and_then(Value::as_str)
+    });
+    let think = openai_tools::think(effort)?;
     let resolved = resolve(&state, &req.model).await?;
+    let features = resolved.features(&req.model, tools, think, choice)?;
     let opts = resolved.options(Some(&req.options()))?;
     resolved.require(&req.model, Capability::Completion, "chat")?;
     let lease = state
         .sched
         .acquire(LoadRequest::new(&resolved, &opts, None))
         .await?;
-    let prompt = resolved.fit_chat(lease.runner(), &req.messages).await?;
-    let events = lease
-        .runner()
-        .complete(prompt.completion(&opts, constraint))
-        .await?;
+    let ropts = resolved.render_options(&features);
+    let prompt = resolved.fit_chat(lease.runner(), &messages, &ropts).await?;
+    let parser = resolved.output_parser(&features, &prompt);
+    let request = resolved.completion_request(prompt, &opts, constraint, &features);
+    let events = parse_events(lease.runner().complete(request).await?, parser);
     let usage = req
         .stream_options
         .as_ref()
@@ -215,6 +243,8 @@ fn usage_json(c: &CompletionChunk) -> Value {
 }
 
 /// Answers a completion: SSE chunks ending in `data: [DONE]`, or one body.
+/// A chat's reasoning goes in `reasoning` beside `content` and its calls in
+/// `tool_calls`, as Ollama's OpenAI layer sends them.
 async fn answer(
     events: Events,
     stream: bool,
@@ -226,8 +256,8 @@ async fn answer(
     let created = unix_now();
     let ended = || ApiError::Internal("the generation ended without a result".into());
     if !stream {
-        let (text, c) = match collect(events).await {
-            Ok(Some(done)) => done,
+        let all = match collect(events).await {
+            Ok(Some(all)) => all,
             Ok(None) => return OpenAiError(ended()).into_response(),
             Err(e) => return OpenAiError::from(e).into_response(),
         };
@@ -236,16 +266,24 @@ async fn answer(
         } else {
             "text_completion"
         };
-        let reason = finish(c.done_reason.as_deref());
+        let reason = finish(all.last.done_reason.as_deref(), !all.tool_calls.is_empty());
         let choice = if chat {
-            json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason})
+            let mut message = json!({"role": "assistant", "content": all.text});
+            if !all.thinking.is_empty() {
+                message["reasoning"] = Value::String(all.thinking);
+            }
+            if !all.tool_calls.is_empty() {
+                let calls = all.tool_calls.iter().map(openai_tools::call_json).collect();
+                message["tool_calls"] = Value::Array(calls);
+            }
+            json!({"index": 0, "message": message, "finish_reason": reason})
         } else {
-            json!({"index": 0, "text": text, "logprobs": null, "finish_reason": reason})
+            json!({"index": 0, "text": all.text, "logprobs": null, "finish_reason": reason})
         };
         return Json(json!({
             "id": id, "object": object, "created": created, "model": model,
             "system_fingerprint": "fp_llmpm",
-            "choices": [choice], "usage": usage_json(&c),
+            "choices": [choice], "usage": usage_json(&all.last),
         }))
         .into_response();
     }
@@ -254,32 +292,49 @@ async fn answer(
     } else {
         "text_completion"
     };
-    let chunk = move |text: Option<String>, reason: Option<&str>| {
+    // A chat chunk's delta, or (`None`) the empty one of the finish chunk.
+    let chunk = move |delta: Option<Value>, reason: Option<&str>| {
         let choice = if chat {
-            let delta = match text {
-                Some(t) => json!({"role": "assistant", "content": t}),
-                None => json!({}),
-            };
-            json!({"index": 0, "delta": delta, "finish_reason": reason})
+            json!({"index": 0, "delta": delta.unwrap_or_else(|| json!({})), "finish_reason": reason})
         } else {
-            json!({"index": 0, "text": text.unwrap_or_default(), "logprobs": null, "finish_reason": reason})
+            let text = delta
+                .as_ref()
+                .and_then(|d| d.get("content"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            json!({"index": 0, "text": text, "logprobs": null, "finish_reason": reason})
         };
         json!({"id": id, "object": chunk_object, "created": created, "model": model,
                "system_fingerprint": "fp_llmpm", "choices": [choice]})
     };
+    let text = |t: String| Some(json!({"role": "assistant", "content": t}));
+    let mut called = false;
     stream::respond_framed(
         events.map(|e| e.map_err(ApiError::from)),
         Framing::Sse,
         move |event, frames| match event {
             Event::Text(t) => {
-                frames.push(&chunk(Some(t), None));
+                frames.push(&chunk(text(t), None));
+                false
+            }
+            Event::Thinking(t) => {
+                let d = json!({"role": "assistant", "content": "", "reasoning": t});
+                frames.push(&chunk(Some(d), None));
+                false
+            }
+            Event::ToolCall(c) => {
+                called = true;
+                let d = json!({"role": "assistant", "content": "",
+                               "tool_calls": [openai_tools::call_json(&c)]});
+                frames.push(&chunk(Some(d), None));
                 false
             }
             Event::Done(c) => {
                 if !c.content.is_empty() {
-                    frames.push(&chunk(Some(c.content.clone()), None));
+                    frames.push(&chunk(text(c.content.clone()), None));
                 }
-                let reason = finish(c.done_reason.as_deref());
+                let reason = finish(c.done_reason.as_deref(), called);
                 frames.push(&chunk(None, Some(reason)));
                 if include_usage {
                     let mut u = chunk(None, None);

@@ -40,6 +40,9 @@ pub enum LlmError {
         /// `tools`, `thinking`, `insert`, `generate`, `chat`, `embedding`, …
         what: &'static str,
     },
+    /// A request field that cannot be honoured; the text names it.
+    #[error("{0}")]
+    Request(String),
     /// A refused option.
     #[error(transparent)]
     Options(#[from] OptionsError),

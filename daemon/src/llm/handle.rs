@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
+use llmpm_spec::api::ToolCall;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
@@ -51,11 +52,17 @@ impl fmt::Debug for Runner {
     }
 }
 
-/// A generation's events, as the runner reports them.
+/// A generation's events: as the runner reports them, and, once read
+/// through the model's output parser ([`crate::llm::parse`]), its
+/// reasoning and tool calls apart from its text.
 #[derive(Debug)]
 pub enum Event {
     /// Text since the last event.
     Text(String),
+    /// Reasoning since the last event.
+    Thinking(String),
+    /// One complete tool call.
+    ToolCall(ToolCall),
     /// The last chunk, with its text, the counts and the timings.
     Done(CompletionChunk),
 }
@@ -147,16 +154,35 @@ impl Runner {
     }
 }
 
-/// Reads a whole generation: its text (the last chunk's included) and the
-/// last chunk; `None` when it ended without one.
-pub async fn collect(mut events: Events) -> Result<Option<(String, CompletionChunk)>, LlmError> {
-    let mut text = String::new();
+/// A whole generation, read to its end.
+#[derive(Debug)]
+pub struct Collected {
+    /// The text (the last chunk's included).
+    pub text: String,
+    /// The reasoning.
+    pub thinking: String,
+    /// The tool calls, in order.
+    pub tool_calls: Vec<ToolCall>,
+    /// The last chunk (counts, timings, why it ended).
+    pub last: CompletionChunk,
+}
+
+/// Reads a whole generation; `None` when it ended without a last chunk.
+pub async fn collect(mut events: Events) -> Result<Option<Collected>, LlmError> {
+    let (mut text, mut thinking, mut tool_calls) = (String::new(), String::new(), Vec::new());
     while let Some(event) = events.next().await {
         match event? {
             Event::Text(t) => text.push_str(&t),
+            Event::Thinking(t) => thinking.push_str(&t),
+            Event::ToolCall(c) => tool_calls.push(c),
             Event::Done(c) => {
                 text.push_str(&c.content);
-                return Ok(Some((text, c)));
+                return Ok(Some(Collected {
+                    text,
+                    thinking,
+                    tool_calls,
+                    last: c,
+                }));
             }
         }
     }

@@ -2,7 +2,8 @@
 //! ([`protocol`]), starting and calling its process ([`client`]), a typed
 //! handle on a loaded one ([`Runner`]: tokenize, complete, embed), the
 //! resolved model with its prompt rendering and fitting ([`infer`]), the
-//! request options ([`options`]) and output constraints ([`grammar`]).
+//! request options ([`options`]), output constraints ([`grammar`]), and the
+//! reading of its output into reasoning, text and tool calls ([`parse`]).
 //!
 //! The runner process itself is `crate::runner`; `llm` never imports it
 //! (it starts it as a subprocess). The scheduler decides which runners are
@@ -14,9 +15,10 @@ pub mod grammar;
 pub mod handle;
 pub mod infer;
 pub mod options;
+pub mod parse;
 pub mod protocol;
 
 pub use error::LlmError;
 pub use handle::{Endpoint, Event, Events, Runner};
-pub use infer::{Capability, Models, Prompt, ResolvedModel};
+pub use infer::{Capability, Features, Models, Prompt, ResolvedModel, ToolChoice};
 pub use options::Options;

@@ -54,6 +54,10 @@ pub struct CompletionRequest {
     /// What the output must match, if anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub constraint: Option<Constraint>,
+    /// Texts of control tokens to print anyway (a tool-call tag such as
+    /// Mistral's `[TOOL_CALLS]`, which the daemon's parser must see).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preserved_tokens: Vec<String>,
 }
 
 /// A constraint on a generation's output, enforced while sampling.

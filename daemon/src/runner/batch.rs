@@ -344,6 +344,8 @@ struct Seq {
     /// The output constraint, if the request has one.
     guide: Option<Guide>,
     text: TextStream,
+    /// Control tokens printed anyway (the request's `preserved_tokens`).
+    preserved: Vec<u32>,
     done: CompletionChunk,
     limit: usize,
     /// When the prompt started, then when decoding started.
@@ -381,6 +383,14 @@ impl Seq {
             sampler: Sampler::new(req.sampler.clone()),
             guide,
             text: TextStream::new(&req.stop),
+            preserved: req
+                .preserved_tokens
+                .iter()
+                .filter_map(|t| match codec.encode(t, false, true)[..] {
+                    [id] => Some(id),
+                    _ => None,
+                })
+                .collect(),
             limit: match req.num_predict {
                 n if n < 0 => usize::MAX,
                 n => usize::try_from(n).unwrap_or(usize::MAX),
@@ -458,7 +468,11 @@ impl Seq {
         }
         self.done.eval_count += 1;
         self.history.push(next);
-        let bytes = codec.decode(&[next]);
+        let bytes = if self.preserved.contains(&next) {
+            codec.token_text(next)
+        } else {
+            codec.decode(&[next])
+        };
         let closed = self.guide.as_ref().is_some_and(Guide::finished);
         let (t, stop) = match self.text.push(&bytes) {
             Piece::Stop(t) => (t, true),

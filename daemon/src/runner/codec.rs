@@ -30,6 +30,11 @@ pub trait TextCodec: Send + Sync {
     /// SentencePiece scores), so that text a grammar forces can be tokenized
     /// as the model itself would write it.
     fn canonical(&self) -> bool;
+    /// The bytes of one token, a control token's text included (for the
+    /// tokens a request asks to see).
+    fn token_text(&self, id: u32) -> Vec<u8> {
+        self.decode(&[id])
+    }
 }
 
 /// Why a vocabulary could not be read.
@@ -269,6 +274,10 @@ impl TextCodec for crate::tokenizer::Tokenizer {
 
     fn canonical(&self) -> bool {
         true
+    }
+
+    fn token_text(&self, id: u32) -> Vec<u8> {
+        self.token_bytes(id).to_vec()
     }
 }
 

@@ -9,6 +9,7 @@
 //! the prompt ends where the model should continue.
 
 mod exec;
+mod infer;
 mod lex;
 mod parse;
 mod printf;
@@ -18,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use self::value::{StructField, TList, TValue};
 pub use super::{ChatMessage, TemplateError};
+use llmpm_spec::api::Think;
 use parse::{Branch, Cmd, Node, Operand, Pipe, Term};
 
 /// Function names known to the parser; anything else fails at parse time,
@@ -77,8 +79,9 @@ pub struct PromptData {
     pub messages: Vec<ChatMessage>,
     /// `.Tools`: the request's `tools` array (OpenAI/Ollama shape).
     pub tools: Option<serde_json::Value>,
-    /// `.Think`.
-    pub think: bool,
+    /// `.Think`, `.ThinkLevel` and `.IsThinkSet`: the request's `think`
+    /// (after a thinking model's default), `None` when unset.
+    pub think: Option<Think>,
 }
 
 /// A parsed Go template.
@@ -200,12 +203,44 @@ impl GoTemplate {
         self.execute_legacy(&messages, data.think)
     }
 
+    /// The text the template prints before a tool call, as Ollama finds it
+    /// (`tools.parseTag`): the first text inside the `{{ if .ToolCalls }}`
+    /// block, up to any `{`, trimmed; `{` when there is none (the calls are
+    /// bare JSON objects).
+    pub fn tool_call_tag(&self) -> String {
+        infer::tool_call_tag(&self.nodes)
+    }
+
+    /// The key the template writes a call's arguments under: Llama's
+    /// templates write `"parameters": {{ .Function.Arguments }}`, the others
+    /// `"arguments"`.
+    pub fn tool_call_arguments_key(&self) -> String {
+        let src = &self.src;
+        let mut from = 0;
+        while let Some(i) = src[from..].find(".Function.Arguments") {
+            let at = from + i;
+            let start = at.saturating_sub(48);
+            let start = (start..at).find(|&j| src.is_char_boundary(j)).unwrap_or(at);
+            let before = &src[start..at];
+            match (
+                before.rfind("\"parameters\""),
+                before.rfind("\"arguments\""),
+            ) {
+                (Some(p), a) if a.is_none_or(|a| p > a) => return "parameters".into(),
+                (_, Some(_)) => return "arguments".into(),
+                _ => {}
+            }
+            from = at + 1;
+        }
+        "arguments".into()
+    }
+
     /// Per-turn rendering for templates without `.Messages`; see
     /// ollama `template.Execute`.
     fn execute_legacy(
         &self,
         messages: &[ChatMessage],
-        think: bool,
+        think: Option<Think>,
     ) -> Result<String, TemplateError> {
         let turn = |system: &str, prompt: &str, response: &str| {
             let mut m = BTreeMap::new();
@@ -279,10 +314,17 @@ pub fn render_chat(
     })
 }
 
-fn insert_think(m: &mut BTreeMap<String, TValue>, think: bool) {
-    m.insert("Think".to_owned(), TValue::Bool(think));
-    m.insert("ThinkLevel".to_owned(), TValue::Str(String::new()));
-    m.insert("IsThinkSet".to_owned(), TValue::Bool(think));
+/// Ollama's `Think`, `ThinkLevel` (`medium` for a plain `true`) and `IsThinkSet`.
+fn insert_think(m: &mut BTreeMap<String, TValue>, think: Option<Think>) {
+    m.insert(
+        "Think".to_owned(),
+        TValue::Bool(think.is_some_and(Think::enabled)),
+    );
+    m.insert(
+        "ThinkLevel".to_owned(),
+        TValue::Str(think.map_or("", Think::level).to_owned()),
+    );
+    m.insert("IsThinkSet".to_owned(), TValue::Bool(think.is_some()));
 }
 
 /// Ollama's `collate`: system messages joined for `.System`, consecutive

@@ -16,7 +16,9 @@ use std::io;
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error, ErrorKind, State};
 
-use super::{ChatMessage, TemplateError};
+use super::{ChatMessage, RenderOptions, TemplateError};
+
+mod infer;
 
 const NAME: &str = "chat_template";
 /// Prefix marking errors raised by the template itself.
@@ -103,7 +105,37 @@ impl JinjaTemplate {
         bos: &str,
         eos: &str,
     ) -> Result<String, TemplateError> {
+        self.render_with(
+            messages,
+            &RenderOptions {
+                tools: tools.cloned(),
+                think: None,
+            },
+            add_generation_prompt,
+            bos,
+            eos,
+        )
+    }
+
+    /// Renders a conversation with the request's `tools` and `think`, as
+    /// Ollama hands them to llama.cpp's Jinja: `tools`, and when `think` is
+    /// set `enable_thinking` (and `reasoning_effort` for a named level).
+    pub fn render_with(
+        &self,
+        messages: &[ChatMessage],
+        opts: &RenderOptions,
+        add_generation_prompt: bool,
+        bos: &str,
+        eos: &str,
+    ) -> Result<String, TemplateError> {
+        let tools = opts.tools.as_ref();
         let mut ctx = BTreeMap::new();
+        if let Some(think) = opts.think {
+            ctx.insert("enable_thinking".to_owned(), Value::from(think.enabled()));
+            if let Some(level) = think.named_level() {
+                ctx.insert("reasoning_effort".to_owned(), Value::from(level.as_str()));
+            }
+        }
         ctx.insert(
             "messages".to_owned(),
             Value::from(messages.iter().map(message_value).collect::<Vec<_>>()),

@@ -14,6 +14,7 @@ pub mod jinja;
 
 pub use gotmpl::{render_chat, GoTemplate, Limits, PromptData, TValue};
 pub use jinja::{JinjaLimits, JinjaTemplate};
+use llmpm_spec::api::Think;
 
 /// Why a template could not be parsed or rendered.
 #[derive(Debug, thiserror::Error)]
@@ -95,9 +96,47 @@ impl ChatMessage {
 
 impl From<&llmpm_spec::api::Message> for ChatMessage {
     fn from(m: &llmpm_spec::api::Message) -> Self {
-        Self::new(m.role.clone(), m.content.clone())
+        Self {
+            role: m.role.clone(),
+            content: m.content.clone(),
+            thinking: m.thinking.clone(),
+            tool_calls: m
+                .tool_calls
+                .iter()
+                .map(|c| serde_json::to_value(c).unwrap_or_default())
+                .collect(),
+            tool_name: m.tool_name.clone(),
+            tool_call_id: m.tool_call_id.clone(),
+        }
     }
 }
+
+/// What a request adds to a conversation's rendering besides its messages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RenderOptions {
+    /// The `tools` array (Ollama/OpenAI shape), for `.Tools` and Jinja's `tools`.
+    pub tools: Option<serde_json::Value>,
+    /// `think` after a thinking model's default: Go's `.Think`,
+    /// `.ThinkLevel`, `.IsThinkSet`; Jinja's `enable_thinking` and
+    /// `reasoning_effort`.
+    pub think: Option<Think>,
+}
+
+/// How a model writes a tool call, as its template shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCallFormat {
+    /// The text before a call (`<tool_call>`, `[TOOL_CALLS] [`); `{` when
+    /// calls are bare JSON objects.
+    pub tag: String,
+    /// The key of the arguments in a call's JSON (`arguments`, or Llama's `parameters`).
+    pub arguments_key: String,
+    /// A token that may come before a bare JSON call (Llama 3.1's
+    /// `<|python_tag|>`), taken as part of the call.
+    pub alt_prefix: Option<String>,
+}
+
+/// Llama 3.1's marker before a call.
+pub const PYTHON_TAG: &str = "<|python_tag|>";
 
 /// Ollama's template when a model has none: the prompt as-is (the parser
 /// appends `{{ .Response }}`).
@@ -217,8 +256,10 @@ pub struct SelectedTemplate {
 
 impl ChatTemplate {
     /// Picks the template in Ollama's order: the TEMPLATE layer; else a
-    /// built-in recognised from the Jinja template ([`detect_builtin`]);
-    /// else the Jinja template itself; else [`DEFAULT_TEMPLATE`].
+    /// built-in recognised from the Jinja template ([`detect_builtin`]),
+    /// unless the Jinja template can do more (tools, thinking), where
+    /// Ollama too prefers the GGUF's chat template; else the Jinja template
+    /// itself; else [`DEFAULT_TEMPLATE`].
     pub fn select(
         template_layer: Option<&str>,
         chat_template_jinja: Option<&str>,
@@ -230,14 +271,24 @@ impl ChatTemplate {
                 stops: Vec::new(),
             });
         }
+        let jinja = match chat_template_jinja {
+            Some(src) => Some(ChatTemplate::Jinja(Box::new(JinjaTemplate::new(src)?))),
+            None => None,
+        };
+        // The built-ins take neither tools nor thinking.
+        let richer = jinja
+            .as_ref()
+            .is_some_and(|j| j.takes_tools() || j.think_tags().is_some());
         if let Some((src, stops)) = detect_builtin(chat_template_jinja, architecture) {
-            return Ok(SelectedTemplate {
-                template: ChatTemplate::Go(GoTemplate::parse(src)?),
-                stops: stops.iter().map(|s| (*s).to_owned()).collect(),
-            });
+            if !richer {
+                return Ok(SelectedTemplate {
+                    template: ChatTemplate::Go(GoTemplate::parse(src)?),
+                    stops: stops.iter().map(|s| (*s).to_owned()).collect(),
+                });
+            }
         }
-        let template = match chat_template_jinja {
-            Some(src) => ChatTemplate::Jinja(Box::new(JinjaTemplate::new(src)?)),
+        let template = match jinja {
+            Some(j) => j,
             None => ChatTemplate::Go(GoTemplate::parse(DEFAULT_TEMPLATE)?),
         };
         Ok(SelectedTemplate {
@@ -290,7 +341,7 @@ impl ChatTemplate {
         &self,
         system: Option<&str>,
         messages: &[ChatMessage],
-        tools: Option<&serde_json::Value>,
+        opts: &RenderOptions,
         bos: &str,
         eos: &str,
     ) -> Result<String, TemplateError> {
@@ -304,12 +355,37 @@ impl ChatTemplate {
         match self {
             ChatTemplate::Go(t) => t.execute(&PromptData {
                 messages: msgs,
-                tools: tools.cloned(),
+                tools: opts.tools.clone(),
+                think: opts.think,
                 ..PromptData::default()
             }),
             ChatTemplate::Jinja(t) => {
                 let prefill = msgs.last().is_some_and(|m| m.role == "assistant");
-                t.render_with_tools(&msgs, tools, !prefill, bos, eos)
+                t.render_with(&msgs, opts, !prefill, bos, eos)
+            }
+        }
+    }
+
+    /// How the model writes a tool call (see [`ToolCallFormat`]).
+    pub fn tool_call_format(&self, bos: &str, eos: &str) -> ToolCallFormat {
+        match self {
+            ChatTemplate::Go(t) => {
+                let tag = t.tool_call_tag();
+                let alt_prefix =
+                    (tag == "{" && t.source().contains(PYTHON_TAG)).then(|| PYTHON_TAG.to_owned());
+                ToolCallFormat {
+                    arguments_key: t.tool_call_arguments_key(),
+                    tag,
+                    alt_prefix,
+                }
+            }
+            ChatTemplate::Jinja(t) => {
+                t.tool_call_format(bos, eos)
+                    .unwrap_or_else(|| ToolCallFormat {
+                        tag: "{".into(),
+                        arguments_key: "arguments".into(),
+                        alt_prefix: None,
+                    })
             }
         }
     }
@@ -338,3 +414,5 @@ pub(crate) fn unix_now() -> u64 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tool_tests;

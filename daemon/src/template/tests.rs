@@ -96,28 +96,41 @@ fn select_follows_ollamas_order() {
     let s = ChatTemplate::select(Some("{{ .Prompt }}!"), Some(llama), "llama").unwrap();
     assert!(s.stops.is_empty());
     assert_eq!(
-        s.template.render_chat(None, &conv, None, "", "").unwrap(),
+        s.template
+            .render_chat(None, &conv, &RenderOptions::default(), "", "")
+            .unwrap(),
         "Hi!"
     );
 
-    // A recognised Jinja template becomes the built-in with its stops.
-    let s = ChatTemplate::select(None, Some(llama), "llama").unwrap();
+    // A recognised Jinja template becomes the built-in with its stops
+    // (Llama 3's, which takes no tools).
+    let llama3 = "{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n\
+                  {{ m.content }}<|eot_id|>{% endfor %}";
+    let s = ChatTemplate::select(None, Some(llama3), "llama").unwrap();
     assert_eq!(s.stops, LLAMA3_STOPS);
     assert_eq!(
         s.template
-            .render_chat(Some("Sys"), &conv, None, "", "")
+            .render_chat(Some("Sys"), &conv, &RenderOptions::default(), "", "")
             .unwrap(),
         "<|start_header_id|>system<|end_header_id|>\n\nSys<|eot_id|>\
          <|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>\
          <|start_header_id|>assistant<|end_header_id|>\n\n"
     );
 
+    // One that can do more than the built-in (tools) is kept, as Ollama
+    // prefers such a chat template to its Go template.
+    for jinja in [llama, include_str!("testdata/jinja/qwen2.5.jinja")] {
+        let s = ChatTemplate::select(None, Some(jinja), "llama").unwrap();
+        assert!(matches!(s.template, ChatTemplate::Jinja(_)));
+        assert!(s.template.takes_tools() && s.stops.is_empty());
+    }
+
     // An unknown Jinja template is rendered as Jinja.
     let s = ChatTemplate::select(None, Some("{{ bos_token }}{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"), "llama").unwrap();
     assert!(matches!(s.template, ChatTemplate::Jinja(_)));
     assert_eq!(
         s.template
-            .render_chat(Some("S"), &conv, None, "<s>", "")
+            .render_chat(Some("S"), &conv, &RenderOptions::default(), "<s>", "")
             .unwrap(),
         "<s>[system]S[user]Hi[assistant]"
     );
@@ -127,7 +140,7 @@ fn select_follows_ollamas_order() {
     ];
     assert_eq!(
         s.template
-            .render_chat(None, &prefill, None, "", "")
+            .render_chat(None, &prefill, &RenderOptions::default(), "", "")
             .unwrap(),
         "[user]Hi[assistant]Well"
     );
@@ -135,7 +148,9 @@ fn select_follows_ollamas_order() {
     // No template at all: the prompt as-is.
     let s = ChatTemplate::select(None, None, "gemma3").unwrap();
     assert_eq!(
-        s.template.render_chat(None, &conv, None, "", "").unwrap(),
+        s.template
+            .render_chat(None, &conv, &RenderOptions::default(), "", "")
+            .unwrap(),
         "Hi"
     );
     assert!(matches!(

@@ -10,6 +10,7 @@
 //! was re-created or re-pulled under the same name is resolved again.
 
 mod capabilities;
+mod chat;
 mod prompt;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -25,6 +26,7 @@ use llmpm_spec::params::Parameters;
 use llmpm_spec::{LayerKind, Reference};
 
 pub use capabilities::Capability;
+pub use chat::{call_grammar, Features, ToolChoice};
 pub use prompt::Prompt;
 
 use super::error::LlmError;

@@ -1,6 +1,6 @@
-//! Prompts: a conversation rendered through the model's template, and
-//! fitted to the runner's context by dropping the oldest messages, as
-//! Ollama does.
+//! Prompts: a conversation rendered through the model's template (with the
+//! request's tools and thinking), and fitted to the runner's context by
+//! dropping the oldest messages, as Ollama does.
 
 use std::future::Future;
 
@@ -11,7 +11,7 @@ use crate::llm::error::LlmError;
 use crate::llm::handle::Runner;
 use crate::llm::options::Options;
 use crate::llm::protocol::{CompletionRequest, Constraint};
-use crate::template::{ChatMessage, ChatTemplate, GoTemplate};
+use crate::template::{ChatMessage, ChatTemplate, GoTemplate, RenderOptions};
 
 /// A rendered prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,26 +42,26 @@ impl Prompt {
             stop: opts.stop.clone(),
             sampler: opts.sampler.clone(),
             constraint,
+            preserved_tokens: Vec::new(),
         }
     }
 }
 
 impl<X> ResolvedModel<X> {
     /// The prompt for `messages` through `template` (the model's when
-    /// `None`), with `system` first unless they bring their own.
+    /// `None`), with `system` first unless they bring their own, and the
+    /// request's tools and thinking (`opts`).
     pub fn render(
         &self,
         template: Option<&ChatTemplate>,
         system: Option<&str>,
         messages: &[Message],
+        opts: &RenderOptions,
     ) -> Result<Prompt, LlmError> {
-        let msgs: Vec<ChatMessage> = messages
-            .iter()
-            .map(|m| ChatMessage::new(m.role.clone(), m.content.clone()))
-            .collect();
+        let msgs: Vec<ChatMessage> = messages.iter().map(ChatMessage::from).collect();
         let t = template.unwrap_or(&self.template.template);
         let text = t
-            .render_chat(system, &msgs, None, &self.bos, &self.eos)
+            .render_chat(system, &msgs, opts, &self.bos, &self.eos)
             .map_err(LlmError::Render)?;
         Ok(Prompt {
             text,
@@ -77,6 +77,7 @@ impl<X> ResolvedModel<X> {
         prompt: &str,
         system: Option<&str>,
         template: Option<&str>,
+        opts: &RenderOptions,
     ) -> Result<Prompt, LlmError> {
         let own = match template {
             Some(t) => Some(ChatTemplate::Go(
@@ -84,11 +85,13 @@ impl<X> ResolvedModel<X> {
             )),
             None => None,
         };
-        let messages = [Message {
-            role: "user".into(),
-            content: prompt.to_owned(),
-        }];
-        self.render(own.as_ref(), system.or(self.system.as_deref()), &messages)
+        let messages = [Message::new("user", prompt)];
+        self.render(
+            own.as_ref(),
+            system.or(self.system.as_deref()),
+            &messages,
+            opts,
+        )
     }
 
     /// The prompt of a chat (the model's SYSTEM first unless the messages
@@ -98,12 +101,13 @@ impl<X> ResolvedModel<X> {
         &self,
         runner: &Runner,
         messages: &[Message],
+        opts: &RenderOptions,
     ) -> Result<Prompt, LlmError> {
         let system = self.system.as_deref();
         fit(
             messages,
             runner.num_ctx().saturating_sub(1),
-            |kept| self.render(None, system, kept),
+            |kept| self.render(None, system, kept, opts),
             |p| {
                 let (text, add_bos) = (p.text.clone(), p.add_bos);
                 async move { runner.tokenize(&text, add_bos).await.map(|t| t.len()) }

@@ -14,10 +14,7 @@ use crate::llm::error::LlmError;
 use crate::store::{Store, StoreError};
 
 fn msg(role: &str, content: &str) -> Message {
-    Message {
-        role: role.into(),
-        content: content.into(),
-    }
+    Message::new(role, content)
 }
 
 /// A stand-in template: one line per message.
@@ -150,4 +147,50 @@ async fn a_resolution_is_kept_while_the_manifest_is_unchanged() {
         models.resolve(&name).await,
         Err(LlmError::Store(StoreError::ModelNotFound(_)))
     ));
+}
+
+/// The grammar a forced call is held to: the template's tag, then the
+/// call as a JSON schema (the tool's name, its parameters as arguments).
+#[test]
+fn forced_call_grammars() {
+    use super::{call_grammar, ToolChoice};
+    use crate::template::ToolCallFormat;
+    use llmpm_spec::api::Tool;
+    use serde_json::json;
+
+    let tools = [
+        Tool::function(
+            "get_weather",
+            "",
+            json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+        ),
+        Tool::function("now", "", serde_json::Value::Null),
+    ];
+    let fmt = |tag: &str, key: &str| ToolCallFormat {
+        tag: tag.into(),
+        arguments_key: key.into(),
+        alt_prefix: None,
+    };
+    let named = ToolChoice::Function("get_weather".into());
+    assert_eq!(
+        call_grammar(&fmt("<tool_call>", "arguments"), &tools, &named),
+        "start: \"<tool_call>\" WS? call\n\
+         call: %json {\"additionalProperties\":false,\"properties\":{\"arguments\":{\"properties\":{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"],\"type\":\"object\"},\"name\":{\"const\":\"get_weather\"}},\"required\":[\"name\",\"arguments\"],\"type\":\"object\"}\n\
+         WS: /[ \\t\\r\\n]+/\n"
+    );
+    // Llama: bare JSON with "parameters"; `required`: any of the tools.
+    let g = call_grammar(&fmt("{", "parameters"), &tools, &ToolChoice::Required);
+    assert!(
+        g.starts_with("start: call\ncall: %json {\"anyOf\":[{"),
+        "{g}"
+    );
+    assert!(g.contains("\"name\":{\"const\":\"now\"}"), "{g}");
+    assert!(g.contains("\"parameters\":{\"type\":\"object\"}"), "{g}");
+    assert!(g.contains("\"required\":[\"name\",\"parameters\"]"), "{g}");
+    // Mistral: the list's bracket is closed after the call.
+    let g = call_grammar(&fmt("[TOOL_CALLS] [", "arguments"), &tools, &named);
+    assert!(
+        g.starts_with("start: \"[TOOL_CALLS] [\" WS? call WS? \"]\"\n"),
+        "{g}"
+    );
 }

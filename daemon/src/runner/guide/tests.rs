@@ -91,6 +91,7 @@ fn request(constraint: Constraint, seed: u64, num_predict: i64) -> CompletionReq
             ..SamplerConfig::default()
         },
         constraint: Some(constraint),
+        preserved_tokens: Vec::new(),
     }
 }
 
