@@ -7,6 +7,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod model_name;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
+
+use model_name::model_or_name;
+
 /// `{"error": "…"}`: every non-2xx body, and the last line of a stream that failed after it began.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorResponse {
@@ -102,16 +109,18 @@ pub struct ProcessResponse {
     pub models: Vec<ProcessModel>,
 }
 
-/// `POST /api/show`.
+/// `POST /api/show`. A legacy `name` is read as `model` when `model` is unset.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ShowRequest {
     /// The model name.
-    #[serde(default, alias = "name")]
+    #[serde(default)]
     pub model: String,
     /// Include large arrays in `model_info`.
     #[serde(default)]
     pub verbose: bool,
 }
+model_or_name!(ShowRequest);
 
 /// `POST /api/show` response.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -167,13 +176,14 @@ pub struct CopyRequest {
     pub destination: String,
 }
 
-/// `DELETE /api/delete`.
+/// `DELETE /api/delete`. A legacy `name` is read as `model` when `model` is unset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteRequest {
     /// The model name.
-    #[serde(alias = "name")]
     pub model: String,
 }
+model_or_name!(DeleteRequest);
 
 /// `license` in a create request: one text or several.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,11 +205,13 @@ impl License {
     }
 }
 
-/// `POST /api/create`: Ollama's current shape (`from`, `files`, …).
+/// `POST /api/create`: Ollama's current shape (`from`, `files`, …). A
+/// legacy `name` is read as `model` when `model` is unset.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateRequest {
     /// The name to create.
-    #[serde(default, alias = "name")]
+    #[serde(default)]
     pub model: String,
     /// An existing model to start from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,12 +244,15 @@ pub struct CreateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
 }
+model_or_name!(CreateRequest);
 
-/// `POST /api/pull` and `POST /api/push`.
+/// `POST /api/pull` and `POST /api/push`. A legacy `name` is read as
+/// `model` when `model` is unset.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PullRequest {
     /// The model name.
-    #[serde(default, alias = "name")]
+    #[serde(default)]
     pub model: String,
     /// Allow plain HTTP and unverified TLS.
     #[serde(default)]
@@ -246,6 +261,7 @@ pub struct PullRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
 }
+model_or_name!(PullRequest);
 
 /// One NDJSON progress line of pull, push and create.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -450,6 +466,29 @@ pub struct EmbedRequest {
     /// How long the model stays loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<serde_json::Value>,
+}
+
+/// `POST /api/embeddings`: the legacy one-text embedding request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingRequest {
+    /// The model name.
+    pub model: String,
+    /// The text; empty only loads the model (and answers an empty vector).
+    #[serde(default)]
+    pub prompt: String,
+    /// Model options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<serde_json::Value>,
+    /// How long the model stays loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<serde_json::Value>,
+}
+
+/// Answer of `/api/embeddings`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingResponse {
+    /// The vector (as `/api/embed` computes it).
+    pub embedding: Vec<f32>,
 }
 
 /// Answer of `/api/embed`.

@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 use llmpm_spec::api::{
-    ChatRequest, ChatResponse, EmbedInput, EmbedRequest, EmbedResponse, GenerateRequest,
-    GenerateResponse, Message, Metrics,
+    ChatRequest, ChatResponse, EmbedInput, EmbedRequest, EmbedResponse, EmbeddingRequest,
+    EmbeddingResponse, GenerateRequest, GenerateResponse, Message, Metrics,
 };
 use serde::Serialize;
 
@@ -278,5 +278,27 @@ pub async fn embed(
         total_duration: nanos(started),
         load_duration: lease.load_duration(),
         prompt_eval_count: e.prompt_eval_count as u64,
+    }))
+}
+
+/// `POST /api/embeddings`: Ollama's legacy route, one text in, one vector
+/// out; an empty `prompt` only loads the model and answers an empty vector.
+pub async fn embeddings(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<EmbeddingRequest>,
+) -> Result<Json<EmbeddingResponse>, ApiError> {
+    let resolved = resolve(&state, &req.model).await?;
+    let opts = resolved.options(req.options.as_ref())?;
+    let keep = keep_alive(req.keep_alive.as_ref())?;
+    let lease = state
+        .sched
+        .acquire(LoadRequest::new(&resolved, &opts, keep))
+        .await?;
+    if req.prompt.is_empty() {
+        return Ok(Json(EmbeddingResponse::default()));
+    }
+    let mut e = lease.runner().embed(vec![req.prompt], true).await?;
+    Ok(Json(EmbeddingResponse {
+        embedding: e.embeddings.pop().unwrap_or_default(),
     }))
 }

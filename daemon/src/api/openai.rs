@@ -302,6 +302,15 @@ async fn answer(
     .await
 }
 
+/// One `/v1/models` entry, as Ollama's `ToListCompletion` makes it: the
+/// owner is the name's namespace, `created` the model's modification time.
+fn model_json(id: String, reference: &llmpm_spec::Reference, modified: SystemTime) -> Value {
+    let created = modified
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json!({"id": id, "object": "model", "created": created, "owned_by": reference.namespace()})
+}
+
 /// `GET /v1/models`.
 pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, OpenAiError> {
     let store = state.store.clone();
@@ -311,15 +320,23 @@ pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, OpenAi
         .map_err(ApiError::from)?;
     let data: Vec<Value> = list
         .iter()
-        .map(|m| {
-            let created = m
-                .modified
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            json!({"id": m.reference.display_short(), "object": "model", "created": created, "owned_by": "library"})
-        })
+        .map(|m| model_json(m.reference.display_short(), &m.reference, m.modified))
         .collect();
     Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// `GET /v1/models/{model}`: one entry, its `id` the name as asked.
+pub async fn model(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<Value>, OpenAiError> {
+    let reference = super::models::parse_name(&name)?;
+    let store = state.store.clone();
+    let entry = tokio::task::spawn_blocking(move || store.get(&reference))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(ApiError::from)?;
+    Ok(Json(model_json(name, &entry.reference, entry.modified)))
 }
 
 /// The body of `/v1/embeddings`.
