@@ -378,10 +378,79 @@ pub struct GenerateRequest {
     /// How long the model stays loaded (`"5m"`, seconds, 0, negative).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<serde_json::Value>,
+    /// Fill-in-the-middle: the text after the gap (`prompt` is the text
+    /// before it); needs the `insert` capability.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub suffix: String,
+    /// Base64 images (needs the `vision` capability).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    /// Ollama's deprecated token context from an earlier answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Vec<i64>>,
+    /// Log-probabilities and top alternatives (see [`Logprobs`]).
+    #[serde(flatten)]
+    pub logprobs: Logprobs,
+    /// Answer with the rendered prompt instead of generating.
+    #[serde(
+        default,
+        rename = "_debug_render_only",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub debug_render_only: bool,
+}
+
+/// `logprobs` and `top_logprobs` of a generate or chat request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Logprobs {
+    /// Report the log-probability of each generated token.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logprobs: bool,
+    /// How many most likely alternatives to report with each (0 to 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<i64>,
+}
+
+/// One alternative at a generated token's position, or the token itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    /// The token's text (invalid UTF-8 of a split character replaced).
+    pub token: String,
+    /// Its log-probability under the model's distribution.
+    pub logprob: f64,
+    /// The token's bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// The log-probability of one generated token, and the most likely
+/// alternatives at its position when asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logprob {
+    /// The token.
+    #[serde(flatten)]
+    pub token: TokenLogprob,
+    /// The `top_logprobs` most likely tokens, most likely first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_logprobs: Vec<TokenLogprob>,
+}
+
+/// What `_debug_render_only` answers with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebugInfo {
+    /// The prompt the model would have been given.
+    pub rendered_template: String,
+    /// Images in the request.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub image_count: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One line of `/api/generate`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GenerateResponse {
     /// The model name as asked.
     pub model: String,
@@ -397,6 +466,16 @@ pub struct GenerateResponse {
     /// Timings (last line).
     #[serde(flatten)]
     pub metrics: Metrics,
+    /// Log-probabilities of the tokens of this line (of all, unstreamed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<Logprob>,
+    /// The rendered prompt (`_debug_render_only`).
+    #[serde(
+        default,
+        rename = "_debug_info",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub debug_info: Option<DebugInfo>,
 }
 
 /// `POST /api/chat`.
@@ -419,10 +498,20 @@ pub struct ChatRequest {
     /// How long the model stays loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<serde_json::Value>,
+    /// Log-probabilities and top alternatives (see [`Logprobs`]).
+    #[serde(flatten)]
+    pub logprobs: Logprobs,
+    /// Answer with the rendered prompt instead of generating.
+    #[serde(
+        default,
+        rename = "_debug_render_only",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub debug_render_only: bool,
 }
 
 /// One line of `/api/chat`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatResponse {
     /// The model name as asked.
     pub model: String,
@@ -438,6 +527,16 @@ pub struct ChatResponse {
     /// Timings (last line).
     #[serde(flatten)]
     pub metrics: Metrics,
+    /// Log-probabilities of the tokens of this line (of all, unstreamed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<Logprob>,
+    /// The rendered prompt (`_debug_render_only`).
+    #[serde(
+        default,
+        rename = "_debug_info",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub debug_info: Option<DebugInfo>,
 }
 
 /// `input` of `/api/embed`: one text or several.

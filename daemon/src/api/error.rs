@@ -213,6 +213,7 @@ impl Classify for LlmError {
             | LlmError::Render(_)
             | LlmError::RequestTemplate(_)
             | LlmError::Unsupported { .. }
+            | LlmError::TemplateWithoutSuffix
             | LlmError::Options(_) => Class::BadRequest,
             LlmError::Runner(_) | LlmError::Task(_) => Class::Internal,
         }

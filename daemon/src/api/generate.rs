@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 use llmpm_spec::api::{
-    ChatRequest, ChatResponse, EmbedInput, EmbedRequest, EmbedResponse, EmbeddingRequest,
-    EmbeddingResponse, GenerateRequest, GenerateResponse, Message, Metrics,
+    ChatRequest, ChatResponse, DebugInfo, EmbedInput, EmbedRequest, EmbedResponse,
+    EmbeddingRequest, EmbeddingResponse, GenerateRequest, GenerateResponse, Message, Metrics,
 };
 use serde::Serialize;
 
@@ -29,6 +29,7 @@ use crate::llm::client::ClientError;
 use crate::llm::handle::collect;
 use crate::llm::protocol::{CompletionChunk, Constraint};
 use crate::llm::{Capability, Event, Events, LlmError, Prompt};
+use crate::sched::Lease;
 use crate::sched::{KeepAlive, LoadRequest};
 
 fn now() -> String {
@@ -106,6 +107,61 @@ async fn respond<T: Serialize + Send + 'static>(
     .await
 }
 
+/// What a generate request asks that this model or llmpm cannot give,
+/// refused rather than dropped: images without vision, the deprecated
+/// `context`, and `suffix` without the `insert` capability or beside
+/// `raw` or `system`, which the fill-in-the-middle prompt has no room for.
+fn refuse_unsupported(req: &GenerateRequest, model: &super::Model) -> Result<(), ApiError> {
+    if !req.images.is_empty() {
+        model.require(&req.model, Capability::Vision, "generate")?;
+        return Err(ApiError::BadRequest(
+            "`images`: llmpm's runner cannot read images yet".into(),
+        ));
+    }
+    if req.context.as_ref().is_some_and(|c| !c.is_empty()) {
+        return Err(ApiError::BadRequest(
+            "`context` (deprecated in Ollama) is not supported: send the conversation to /api/chat as `messages`".into(),
+        ));
+    }
+    if !req.suffix.is_empty() {
+        model.require(&req.model, Capability::Insert, "generate")?;
+        for (set, field) in [(req.raw, "raw"), (req.system.is_some(), "system")] {
+            if set {
+                return Err(ApiError::BadRequest(format!(
+                    "`suffix` cannot be combined with `{field}`: the fill-in-the-middle prompt is built from `prompt` and `suffix` alone"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The answer of `_debug_render_only`: the prompt, not a generation.
+fn rendered(model: String, prompt: &Prompt, lease: &Lease, started: Instant) -> Response {
+    Json(GenerateResponse {
+        model,
+        ..rendered_body(prompt, lease, started)
+    })
+    .into_response()
+}
+
+fn rendered_body(prompt: &Prompt, lease: &Lease, started: Instant) -> GenerateResponse {
+    GenerateResponse {
+        created_at: now(),
+        done: true,
+        metrics: Metrics {
+            total_duration: Some(nanos(started)),
+            load_duration: Some(lease.load_duration()),
+            ..Metrics::default()
+        },
+        debug_info: Some(DebugInfo {
+            rendered_template: prompt.text.clone(),
+            image_count: 0,
+        }),
+        ..GenerateResponse::default()
+    }
+}
+
 /// `POST /api/generate`.
 pub async fn generate(
     State(state): State<AppState>,
@@ -126,12 +182,15 @@ pub async fn generate(
             created_at: now(),
             response: String::new(),
             done: true,
+            logprobs: Vec::new(),
+            debug_info: None,
             done_reason: Some("unload".into()),
             metrics: Metrics::default(),
         })
         .into_response());
     }
     resolved.require(&req.model, Capability::Completion, "generate")?;
+    refuse_unsupported(&req, &resolved)?;
     let lease = state
         .sched
         .acquire(LoadRequest::new(&resolved, &opts, keep))
@@ -144,6 +203,8 @@ pub async fn generate(
             created_at: now(),
             response: String::new(),
             done: true,
+            logprobs: Vec::new(),
+            debug_info: None,
             done_reason: Some("load".into()),
             metrics: Metrics {
                 total_duration: Some(nanos(started)),
@@ -155,9 +216,19 @@ pub async fn generate(
     }
     let prompt = if req.raw {
         Prompt::raw(req.prompt.clone())
+    } else if !req.suffix.is_empty() {
+        resolved.fim_prompt(
+            &req.model,
+            &req.prompt,
+            &req.suffix,
+            req.template.as_deref(),
+        )?
     } else {
         resolved.generate_prompt(&req.prompt, req.system.as_deref(), req.template.as_deref())?
     };
+    if req.debug_render_only {
+        return Ok(rendered(model, &prompt, &lease, started));
+    }
     let events = lease
         .runner()
         .complete(prompt.completion(&opts, json.then_some(Constraint::Json)))
@@ -169,6 +240,8 @@ pub async fn generate(
                 created_at: now(),
                 response: text,
                 done: last.is_some(),
+                logprobs: Vec::new(),
+                debug_info: None,
                 done_reason: last.and_then(|c| c.done_reason.clone()),
                 metrics: last.map(|c| metrics(c, load, started)).unwrap_or_default(),
             }
@@ -199,6 +272,8 @@ pub async fn chat(
             created_at: now(),
             message: assistant(String::new()),
             done: true,
+            logprobs: Vec::new(),
+            debug_info: None,
             done_reason: Some("unload".into()),
             metrics: Metrics::default(),
         })
@@ -216,6 +291,8 @@ pub async fn chat(
             created_at: now(),
             message: assistant(String::new()),
             done: true,
+            logprobs: Vec::new(),
+            debug_info: None,
             done_reason: Some("load".into()),
             metrics: Metrics {
                 total_duration: Some(nanos(started)),
@@ -226,6 +303,25 @@ pub async fn chat(
         .into_response());
     }
     let prompt = resolved.fit_chat(lease.runner(), &req.messages).await?;
+    if req.debug_render_only {
+        let GenerateResponse {
+            created_at,
+            metrics,
+            debug_info,
+            ..
+        } = rendered_body(&prompt, &lease, started);
+        return Ok(Json(ChatResponse {
+            model,
+            created_at,
+            message: assistant(String::new()),
+            done: true,
+            done_reason: None,
+            metrics,
+            logprobs: Vec::new(),
+            debug_info,
+        })
+        .into_response());
+    }
     let events = lease
         .runner()
         .complete(prompt.completion(&opts, json.then_some(Constraint::Json)))
@@ -237,6 +333,8 @@ pub async fn chat(
                 created_at: now(),
                 message: assistant(text),
                 done: last.is_some(),
+                logprobs: Vec::new(),
+                debug_info: None,
                 done_reason: last.and_then(|c| c.done_reason.clone()),
                 metrics: last.map(|c| metrics(c, load, started)).unwrap_or_default(),
             }

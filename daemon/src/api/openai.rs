@@ -5,6 +5,8 @@
 //! right exceptions. Framing only: the model, its prompt and the runner are
 //! `crate::llm`'s, the stream writer is `stream.rs`'s.
 
+mod fields;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
@@ -94,6 +96,9 @@ pub struct CompletionBody {
     /// `{"type": "json_object"}` or `{"type": "json_schema", …}` ask for JSON.
     #[serde(default)]
     response_format: Option<Value>,
+    /// `suffix`, `logprobs`, and the fields refused by name.
+    #[serde(flatten)]
+    extra: fields::Extra,
 }
 
 impl CompletionBody {
@@ -162,6 +167,12 @@ pub async fn chat_completions(
     if req.messages.is_empty() {
         return Err(ApiError::BadRequest("`messages` must not be empty".into()).into());
     }
+    req.extra.refuse_unsupported()?;
+    if req.extra.suffix.is_some() {
+        return Err(
+            ApiError::BadRequest("`suffix` belongs to /v1/completions, not chat".into()).into(),
+        );
+    }
     let resolved = resolve(&state, &req.model).await?;
     let opts = resolved.options(Some(&req.options()))?;
     resolved.require(&req.model, Capability::Completion, "chat")?;
@@ -197,17 +208,26 @@ pub async fn completions(
             return Err(ApiError::BadRequest("`prompt` must be one string".into()).into());
         }
     };
+    req.extra.refuse_unsupported()?;
     let resolved = resolve(&state, &req.model).await?;
     let opts = resolved.options(Some(&req.options()))?;
     let json = req.json()?;
     resolved.require(&req.model, Capability::Completion, "generate")?;
+    let suffix = req.extra.suffix.as_deref().filter(|s| !s.is_empty());
+    if suffix.is_some() {
+        resolved.require(&req.model, Capability::Insert, "generate")?;
+    }
     let lease = state
         .sched
         .acquire(LoadRequest::new(&resolved, &opts, None))
         .await?;
+    let prompt = match suffix {
+        Some(suffix) => resolved.fim_prompt(&req.model, &prompt, suffix, None)?,
+        None => Prompt::raw(prompt),
+    };
     let events = lease
         .runner()
-        .complete(Prompt::raw(prompt).completion(&opts, json.then_some(Constraint::Json)))
+        .complete(prompt.completion(&opts, json.then_some(Constraint::Json)))
         .await?;
     Ok(answer(events, req.stream, false, false, req.model).await)
 }

@@ -24,7 +24,7 @@ use llmpm_spec::api::ModelDetails;
 use llmpm_spec::params::Parameters;
 use llmpm_spec::{LayerKind, Reference};
 
-pub use capabilities::Capability;
+pub use capabilities::{Capability, FimTokens};
 pub use prompt::Prompt;
 
 use super::error::LlmError;
@@ -59,6 +59,8 @@ pub struct ResolvedModel<X> {
     pub shape: X,
     /// What it can do, as Ollama computes it.
     pub capabilities: Vec<Capability>,
+    /// Its fill-in-the-middle tokens, when the GGUF has them.
+    pub fim: Option<FimTokens>,
 }
 
 impl<X> ResolvedModel<X> {
@@ -221,6 +223,7 @@ fn resolve<X: Default>(
         })
     };
     let facts = gguf.as_ref().map(capabilities::GgufFacts::read);
+    let fim = gguf.as_ref().and_then(FimTokens::read);
     let jinja = meta("tokenizer.chat_template");
     let arch = meta("general.architecture").unwrap_or_default();
     let template = ChatTemplate::select(layer.as_deref(), jinja.as_deref(), &arch)
@@ -243,5 +246,6 @@ fn resolve<X: Default>(
         eos: token("tokenizer.ggml.eos_token_id").unwrap_or_default(),
         shape,
         capabilities,
+        fim,
     })
 }
