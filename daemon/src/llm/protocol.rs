@@ -54,6 +54,10 @@ pub struct CompletionRequest {
     /// What the output must match, if anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub constraint: Option<Constraint>,
+    /// Report each generated token's log-probability with this many most
+    /// likely alternatives (`None`: no log-probabilities).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<u32>,
 }
 
 /// A constraint on a generation's output, enforced while sampling.
@@ -129,6 +133,10 @@ pub struct CompletionChunk {
     /// Nanoseconds spent generating (last line).
     #[serde(default)]
     pub eval_duration: u64,
+    /// The log-probabilities of the tokens whose text this line releases
+    /// (when the request asked for them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<llmpm_spec::api::Logprob>,
 }
 
 /// A failure, sent as the last line of any answer.

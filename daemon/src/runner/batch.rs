@@ -14,6 +14,7 @@ use super::codec::TextCodec;
 use super::json::JsonPrefix;
 use super::llama::{Cache, Part};
 use super::model::Model;
+use super::sampler::logprobs::Reporter;
 use super::sampler::Sampler;
 use super::text::{Piece, TextStream};
 use crate::llm::protocol::{
@@ -307,6 +308,8 @@ struct Seq {
     sampler: Sampler,
     json: Option<JsonPrefix>,
     text: TextStream,
+    /// Log-probabilities, when the request asked for them.
+    logprobs: Option<Reporter>,
     done: CompletionChunk,
     limit: usize,
     /// When the prompt started, then when decoding started.
@@ -343,6 +346,7 @@ impl Seq {
             sampler: Sampler::new(req.sampler.clone()),
             json: matches!(req.constraint, Some(Constraint::Json)).then(JsonPrefix::default),
             text: TextStream::new(&req.stop),
+            logprobs: req.logprobs.map(Reporter::new),
             limit: match req.num_predict {
                 n if n < 0 => usize::MAX,
                 n => usize::try_from(n).unwrap_or(usize::MAX),
@@ -374,6 +378,13 @@ impl Seq {
         } else {
             self.text.finish()
         };
+        if let Some(r) = self.logprobs.as_mut() {
+            // A stop string's tokens (and what a stop token cut) are not shown.
+            if reason != "stop" {
+                r.release(rest.len());
+                self.done.logprobs = r.rest();
+            }
+        }
         self.done.content = rest;
         self.done.done_reason = Some(reason.into());
         self.done.eval_duration = self.t1.map_or(0, nanos);
@@ -406,6 +417,9 @@ impl Seq {
         self.done.eval_count += 1;
         self.history.push(next);
         let bytes = codec.decode(&[next]);
+        if let Some(r) = self.logprobs.as_mut() {
+            r.token(logits, next, codec, bytes.len());
+        }
         let closed = self
             .json
             .as_mut()
@@ -414,7 +428,11 @@ impl Seq {
             Piece::Stop(t) => (t, true),
             Piece::Text(t) => (t, false),
         };
-        if !t.is_empty() && !line(&self.tx, &piece(t)) {
+        let logprobs = match self.logprobs.as_mut() {
+            Some(r) => r.release(t.len()),
+            None => Vec::new(),
+        };
+        if (!t.is_empty() || !logprobs.is_empty()) && !line(&self.tx, &piece(t, logprobs)) {
             return Err(());
         }
         if stop || closed {
@@ -478,9 +496,10 @@ fn sample_json(
     any.then(|| sampler.sample(&masked, history))
 }
 
-fn piece(content: String) -> CompletionChunk {
+fn piece(content: String, logprobs: Vec<llmpm_spec::api::Logprob>) -> CompletionChunk {
     CompletionChunk {
         content,
+        logprobs,
         ..CompletionChunk::default()
     }
 }

@@ -19,6 +19,11 @@ pub trait TextCodec: Send + Sync {
     fn decode(&self, ids: &[u32]) -> Vec<u8>;
     /// Whether `id` ends generation (EOS, EOT, `<|im_end|>`, …).
     fn is_eog(&self, id: u32) -> bool;
+    /// The bytes a log-probability names token `id` by: its text, control
+    /// tokens included (`<|im_end|>`), where `decode` shows nothing.
+    fn piece(&self, id: u32) -> Vec<u8> {
+        self.decode(&[id])
+    }
 }
 
 /// Why a vocabulary could not be read.
@@ -221,6 +226,10 @@ impl TextCodec for crate::tokenizer::Tokenizer {
 
     fn is_eog(&self, id: u32) -> bool {
         self.stop_tokens().contains(&id)
+    }
+
+    fn piece(&self, id: u32) -> Vec<u8> {
+        self.token_bytes(id).to_vec()
     }
 }
 

@@ -1,6 +1,9 @@
 //! Token sampling with Ollama's option set, in llama.cpp's order:
 //! penalties, then top-k, top-p, min-p, temperature, then a seeded draw.
-//! Temperature 0 is greedy.
+//! Temperature 0 is greedy. [`logprobs`] reports what the model's own
+//! distribution gave the chosen token and its best alternatives.
+
+pub mod logprobs;
 
 use std::collections::HashMap;
 

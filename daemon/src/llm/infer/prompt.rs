@@ -42,6 +42,7 @@ impl Prompt {
             stop: opts.stop.clone(),
             sampler: opts.sampler.clone(),
             constraint,
+            logprobs: None,
         }
     }
 }
