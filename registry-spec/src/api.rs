@@ -411,6 +411,27 @@ pub struct Logprobs {
     pub top_logprobs: Option<i64>,
 }
 
+impl Logprobs {
+    /// How many alternatives to list with each token's log-probability, or
+    /// `None` when `logprobs` is off; the error is Ollama's text for a
+    /// `top_logprobs` out of range, or says that `top_logprobs` needs
+    /// `logprobs: true` (Ollama would drop it without a word).
+    pub fn requested(&self) -> Result<Option<u32>, String> {
+        let top = match self.top_logprobs {
+            None => 0,
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|n| *n <= 20)
+                .ok_or_else(|| "top_logprobs must be between 0 and 20".to_owned())?,
+        };
+        match (self.logprobs, top) {
+            (true, top) => Ok(Some(top)),
+            (false, 0) => Ok(None),
+            (false, _) => Err("`top_logprobs` needs `logprobs: true`".to_owned()),
+        }
+    }
+}
+
 /// One alternative at a generated token's position, or the token itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenLogprob {

@@ -16,7 +16,8 @@ use axum::Json;
 use futures_util::StreamExt;
 use llmpm_spec::api::{
     ChatRequest, ChatResponse, DebugInfo, EmbedInput, EmbedRequest, EmbedResponse,
-    EmbeddingRequest, EmbeddingResponse, GenerateRequest, GenerateResponse, Message, Metrics,
+    EmbeddingRequest, EmbeddingResponse, GenerateRequest, GenerateResponse, Logprob, Message,
+    Metrics,
 };
 use serde::Serialize;
 
@@ -74,9 +75,39 @@ fn metrics(c: &CompletionChunk, load: u64, started: Instant) -> Metrics {
     }
 }
 
+/// An answer line that carries the log-probabilities of its tokens.
+trait WithLogprobs {
+    fn logprobs(&mut self) -> &mut Vec<Logprob>;
+}
+
+impl WithLogprobs for GenerateResponse {
+    fn logprobs(&mut self) -> &mut Vec<Logprob> {
+        &mut self.logprobs
+    }
+}
+
+impl WithLogprobs for ChatResponse {
+    fn logprobs(&mut self) -> &mut Vec<Logprob> {
+        &mut self.logprobs
+    }
+}
+
+/// `line` with `logprobs` on it.
+fn with_logprobs<T: WithLogprobs>(mut line: T, logprobs: Vec<Logprob>) -> T {
+    *line.logprobs() = logprobs;
+    line
+}
+
+/// A request's `logprobs`/`top_logprobs`, checked: the top count to ask
+/// the runner for.
+fn logprobs_wanted(l: &llmpm_spec::api::Logprobs) -> Result<Option<u32>, ApiError> {
+    l.requested().map_err(ApiError::BadRequest)
+}
+
 /// Answers a generation: NDJSON lines made by `line` (text, last chunk),
-/// or one body with the whole text.
-async fn respond<T: Serialize + Send + 'static>(
+/// or one body with the whole text; each line carries the log-probabilities
+/// of its tokens, the one body all of them.
+async fn respond<T: Serialize + WithLogprobs + Send + 'static>(
     events: Events,
     stream: bool,
     line: impl Fn(String, Option<&CompletionChunk>) -> T + Send + 'static,
@@ -84,21 +115,31 @@ async fn respond<T: Serialize + Send + 'static>(
     let ended = || ApiError::Internal("the generation ended without a result".into());
     if !stream {
         return match collect(events).await {
-            Ok(Some((text, last))) => Json(line(text, Some(&last))).into_response(),
+            Ok(Some((text, mut last))) => {
+                let logprobs = std::mem::take(&mut last.logprobs);
+                Json(with_logprobs(line(text, Some(&last)), logprobs)).into_response()
+            }
             Ok(None) => ended().into_response(),
             Err(e) => ApiError::from(e).into_response(),
         };
     }
+    let mut pending = Vec::new();
     stream::respond_framed(
         events.map(|e| e.map_err(ApiError::from)),
         Framing::Ndjson,
         move |event, frames| match event {
-            Event::Text(t) => {
-                frames.push(&line(t, None));
+            Event::Logprobs(l) => {
+                pending.extend(l);
                 false
             }
-            Event::Done(c) => {
-                frames.push(&line(c.content.clone(), Some(&c)));
+            Event::Text(t) => {
+                frames.push(&with_logprobs(line(t, None), std::mem::take(&mut pending)));
+                false
+            }
+            Event::Done(mut c) => {
+                pending.append(&mut c.logprobs);
+                let last = line(c.content.clone(), Some(&c));
+                frames.push(&with_logprobs(last, std::mem::take(&mut pending)));
                 true
             }
         },
@@ -172,6 +213,7 @@ pub async fn generate(
     let opts = resolved.options(req.options.as_ref())?;
     let keep = keep_alive(req.keep_alive.as_ref())?;
     let json = wants_json(req.format.as_ref())?;
+    let logprobs = logprobs_wanted(&req.logprobs)?;
     let model = req.model.clone();
     if req.prompt.is_empty() && keep.is_some_and(KeepAlive::is_zero) {
         // `keep_alive: 0` with no prompt unloads, as in Ollama (`ollama
@@ -231,7 +273,11 @@ pub async fn generate(
     }
     let events = lease
         .runner()
-        .complete(prompt.completion(&opts, json.then_some(Constraint::Json)))
+        .complete(
+            prompt
+                .completion(&opts, json.then_some(Constraint::Json))
+                .with_logprobs(logprobs),
+        )
         .await?;
     Ok(
         respond(events, req.stream.unwrap_or(true), move |text, last| {
@@ -259,6 +305,7 @@ pub async fn chat(
     let resolved = resolve(&state, &req.model).await?;
     let opts = resolved.options(req.options.as_ref())?;
     let json = wants_json(req.format.as_ref())?;
+    let logprobs = logprobs_wanted(&req.logprobs)?;
     let model = req.model.clone();
     let assistant = |content: String| Message {
         role: "assistant".into(),
@@ -324,7 +371,11 @@ pub async fn chat(
     }
     let events = lease
         .runner()
-        .complete(prompt.completion(&opts, json.then_some(Constraint::Json)))
+        .complete(
+            prompt
+                .completion(&opts, json.then_some(Constraint::Json))
+                .with_logprobs(logprobs),
+        )
         .await?;
     Ok(
         respond(events, req.stream.unwrap_or(true), move |text, last| {

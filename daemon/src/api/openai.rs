@@ -6,6 +6,7 @@
 //! `crate::llm`'s, the stream writer is `stream.rs`'s.
 
 mod fields;
+mod logprobs;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -181,9 +182,14 @@ pub async fn chat_completions(
         .acquire(LoadRequest::new(&resolved, &opts, None))
         .await?;
     let prompt = resolved.fit_chat(lease.runner(), &req.messages).await?;
+    let logprobs = req.extra.chat_logprobs()?;
     let events = lease
         .runner()
-        .complete(prompt.completion(&opts, req.json()?.then_some(Constraint::Json)))
+        .complete(
+            prompt
+                .completion(&opts, req.json()?.then_some(Constraint::Json))
+                .with_logprobs(logprobs),
+        )
         .await?;
     let usage = req
         .stream_options
@@ -191,7 +197,8 @@ pub async fn chat_completions(
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    Ok(answer(events, req.stream, usage, true, req.model).await)
+    let shape = logprobs::Choices::new(logprobs.is_some(), true);
+    Ok(answer(events, req.stream, usage, shape, req.model).await)
 }
 
 /// `POST /v1/completions`.
@@ -209,6 +216,7 @@ pub async fn completions(
         }
     };
     req.extra.refuse_unsupported()?;
+    let logprobs = req.extra.completion_logprobs()?;
     let resolved = resolve(&state, &req.model).await?;
     let opts = resolved.options(Some(&req.options()))?;
     let json = req.json()?;
@@ -227,9 +235,14 @@ pub async fn completions(
     };
     let events = lease
         .runner()
-        .complete(prompt.completion(&opts, json.then_some(Constraint::Json)))
+        .complete(
+            prompt
+                .completion(&opts, json.then_some(Constraint::Json))
+                .with_logprobs(logprobs),
+        )
         .await?;
-    Ok(answer(events, req.stream, false, false, req.model).await)
+    let shape = logprobs::Choices::new(logprobs.is_some(), false);
+    Ok(answer(events, req.stream, false, shape, req.model).await)
 }
 
 fn usage_json(c: &CompletionChunk) -> Value {
@@ -245,9 +258,10 @@ async fn answer(
     events: Events,
     stream: bool,
     include_usage: bool,
-    chat: bool,
+    mut logprobs: logprobs::Choices,
     model: String,
 ) -> Response {
+    let chat = logprobs.chat();
     let id = id(if chat { "chatcmpl" } else { "cmpl" });
     let created = unix_now();
     let ended = || ApiError::Internal("the generation ended without a result".into());
@@ -263,10 +277,11 @@ async fn answer(
             "text_completion"
         };
         let reason = finish(c.done_reason.as_deref());
+        let lp = logprobs.value(&c.logprobs);
         let choice = if chat {
-            json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason})
+            json!({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": lp, "finish_reason": reason})
         } else {
-            json!({"index": 0, "text": text, "logprobs": null, "finish_reason": reason})
+            json!({"index": 0, "text": text, "logprobs": lp, "finish_reason": reason})
         };
         return Json(json!({
             "id": id, "object": object, "created": created, "model": model,
@@ -293,17 +308,27 @@ async fn answer(
         json!({"id": id, "object": chunk_object, "created": created, "model": model,
                "system_fingerprint": "fp_llmpm", "choices": [choice]})
     };
+    let mut pending = Vec::new();
     stream::respond_framed(
         events.map(|e| e.map_err(ApiError::from)),
         Framing::Sse,
         move |event, frames| match event {
-            Event::Text(t) => {
-                frames.push(&chunk(Some(t), None));
+            Event::Logprobs(l) => {
+                pending.extend(l);
                 false
             }
-            Event::Done(c) => {
-                if !c.content.is_empty() {
-                    frames.push(&chunk(Some(c.content.clone()), None));
+            Event::Text(t) => {
+                let mut ch = chunk(Some(t), None);
+                ch["choices"][0]["logprobs"] = logprobs.value(&std::mem::take(&mut pending));
+                frames.push(&ch);
+                false
+            }
+            Event::Done(mut c) => {
+                pending.append(&mut c.logprobs);
+                if !c.content.is_empty() || !pending.is_empty() {
+                    let mut ch = chunk(Some(c.content.clone()), None);
+                    ch["choices"][0]["logprobs"] = logprobs.value(&std::mem::take(&mut pending));
+                    frames.push(&ch);
                 }
                 let reason = finish(c.done_reason.as_deref());
                 frames.push(&chunk(None, Some(reason)));

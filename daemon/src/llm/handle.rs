@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
+use llmpm_spec::api::Logprob;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
@@ -56,6 +57,10 @@ impl fmt::Debug for Runner {
 pub enum Event {
     /// Text since the last event.
     Text(String),
+    /// The log-probabilities of the tokens of the `Text` that follows
+    /// (only when the request asked for them; the last chunk carries its
+    /// own in `Done`).
+    Logprobs(Vec<Logprob>),
     /// The last chunk, with its text, the counts and the timings.
     Done(CompletionChunk),
 }
@@ -137,25 +142,33 @@ impl Runner {
         let events =
             futures_util::stream::unfold(Some((self.clone(), answer)), |state| async move {
                 let (runner, mut answer) = state?;
-                match runner.next::<CompletionChunk>(&mut answer).await {
-                    Ok(c) if c.done => Some((Ok(Event::Done(c)), None)),
-                    Ok(c) => Some((Ok(Event::Text(c.content)), Some((runner, answer)))),
-                    Err(e) => Some((Err(e), None)),
-                }
-            });
+                let events = match runner.next::<CompletionChunk>(&mut answer).await {
+                    Ok(c) if c.done => return Some((vec![Ok(Event::Done(c))], None)),
+                    Ok(c) if c.logprobs.is_empty() => vec![Ok(Event::Text(c.content))],
+                    Ok(c) => vec![Ok(Event::Logprobs(c.logprobs)), Ok(Event::Text(c.content))],
+                    Err(e) => return Some((vec![Err(e)], None)),
+                };
+                Some((events, Some((runner, answer))))
+            })
+            .flat_map(futures_util::stream::iter);
         Ok(events.boxed())
     }
 }
 
 /// Reads a whole generation: its text (the last chunk's included) and the
-/// last chunk; `None` when it ended without one.
+/// last chunk, holding the log-probabilities of every token; `None` when it
+/// ended without one.
 pub async fn collect(mut events: Events) -> Result<Option<(String, CompletionChunk)>, LlmError> {
     let mut text = String::new();
+    let mut logprobs = Vec::new();
     while let Some(event) = events.next().await {
         match event? {
             Event::Text(t) => text.push_str(&t),
-            Event::Done(c) => {
+            Event::Logprobs(l) => logprobs.extend(l),
+            Event::Done(mut c) => {
                 text.push_str(&c.content);
+                logprobs.append(&mut c.logprobs);
+                c.logprobs = logprobs;
                 return Ok(Some((text, c)));
             }
         }

@@ -60,6 +60,15 @@ pub struct CompletionRequest {
     pub logprobs: Option<u32>,
 }
 
+impl CompletionRequest {
+    /// This request, reporting log-probabilities with `top` alternatives
+    /// each when `top` is `Some`.
+    pub fn with_logprobs(mut self, top: Option<u32>) -> CompletionRequest {
+        self.logprobs = top;
+        self
+    }
+}
+
 /// A constraint on a generation's output, enforced while sampling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

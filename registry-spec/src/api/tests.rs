@@ -34,3 +34,48 @@ fn model_wins_over_name_and_name_is_the_fallback() {
     assert!(e.to_string().contains("string"), "{e}");
     assert!(serde_json::from_str::<DeleteRequest>("{}").is_err());
 }
+
+#[test]
+fn logprobs_requests_and_answers_in_ollamas_shape() {
+    let req: GenerateRequest = serde_json::from_str(
+        r#"{"model": "m", "prompt": "p", "logprobs": true, "top_logprobs": 3}"#,
+    )
+    .unwrap();
+    assert_eq!(req.logprobs.requested(), Ok(Some(3)));
+    let chat: ChatRequest = serde_json::from_str(r#"{"model": "m"}"#).unwrap();
+    assert_eq!(chat.logprobs.requested(), Ok(None));
+    for (l, top, err) in [
+        (true, 21, "top_logprobs must be between 0 and 20"),
+        (true, -1, "top_logprobs must be between 0 and 20"),
+        (false, 2, "`top_logprobs` needs `logprobs: true`"),
+    ] {
+        let r = Logprobs {
+            logprobs: l,
+            top_logprobs: Some(top),
+        };
+        assert_eq!(r.requested(), Err(err.to_owned()));
+    }
+    // An answer line: `logprobs` beside the text, `bytes` as numbers, the
+    // empty parts left out as Ollama's `omitempty` does.
+    let line = GenerateResponse {
+        model: "m".into(),
+        response: "Hi".into(),
+        logprobs: vec![Logprob {
+            token: TokenLogprob {
+                token: "Hi".into(),
+                logprob: -0.5,
+                bytes: Some(b"Hi".to_vec()),
+            },
+            top_logprobs: vec![],
+        }],
+        ..GenerateResponse::default()
+    };
+    let v = serde_json::to_value(&line).unwrap();
+    assert_eq!(
+        v["logprobs"],
+        serde_json::json!([{"token": "Hi", "logprob": -0.5, "bytes": [72, 105]}])
+    );
+    assert!(v.get("_debug_info").is_none());
+    let back: GenerateResponse = serde_json::from_value(v).unwrap();
+    assert_eq!(back, line);
+}
