@@ -580,6 +580,9 @@ pub struct EmbedRequest {
     /// Cut inputs longer than the context (default) or fail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncate: Option<bool>,
+    /// Keep the first this many values of each vector, normalized again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<i64>,
     /// Model options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<serde_json::Value>,

@@ -250,3 +250,69 @@ fn one_log_line_per_request() {
         .count();
     assert_eq!(gen, 1, "{log}");
 }
+
+#[test]
+fn embedding_dimensions_and_base64_are_honoured() {
+    let ctx = setup();
+    let full = call(
+        &ctx,
+        "POST",
+        "/api/embed",
+        &json!({"model": "tiny", "input": "hello"}),
+    )
+    .json();
+    let full: Vec<f64> = full["embeddings"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let r = call(
+        &ctx,
+        "POST",
+        "/api/embed",
+        &json!({"model": "tiny", "input": "hello", "dimensions": 8}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let short: Vec<f64> = r.json()["embeddings"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    // The first 8 values, normalized again (Ollama's `dimensions`).
+    assert_eq!(short.len(), 8);
+    let norm: f64 = full[..8].iter().map(|x| x * x).sum::<f64>().sqrt();
+    for (s, f) in short.iter().zip(&full) {
+        assert!((s - f / norm).abs() < 1e-5, "{s} vs {}", f / norm);
+    }
+    // OpenAI's base64: the same floats, little-endian f32.
+    let v1 = |extra: Value| {
+        let mut body = json!({"model": "tiny", "input": ["hello"]});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        call(&ctx, "POST", "/v1/embeddings", &body)
+    };
+    let b64 = v1(json!({"encoding_format": "base64", "dimensions": 8})).json();
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let floats: Vec<f64> = bytes
+        .chunks(4)
+        .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap())))
+        .collect();
+    assert_eq!(floats.len(), 8);
+    for (a, b) in floats.iter().zip(&short) {
+        assert!((a - b).abs() < 1e-6);
+    }
+    for (extra, field) in [
+        (json!({"encoding_format": "hex"}), "encoding_format"),
+        (json!({"dimensions": 0}), "dimensions"),
+    ] {
+        let r = v1(extra);
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.text().contains(field), "{}", r.text());
+    }
+}

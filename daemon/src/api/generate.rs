@@ -421,9 +421,19 @@ pub async fn embed(
         Err(LlmError::Runner(ClientError::Runner(msg))) => return Err(ApiError::BadRequest(msg)),
         Err(e) => return Err(e.into()),
     };
+    let dimensions = match req.dimensions {
+        None => None,
+        Some(d) => Some(usize::try_from(d).ok().filter(|d| *d > 0).ok_or_else(|| {
+            ApiError::BadRequest(format!("invalid `dimensions` {d}: must be at least 1"))
+        })?),
+    };
     Ok(Json(EmbedResponse {
         model: req.model,
-        embeddings: e.embeddings,
+        embeddings: e
+            .embeddings
+            .into_iter()
+            .map(|v| crate::llm::shorten_embedding(v, dimensions))
+            .collect(),
         total_duration: nanos(started),
         load_duration: lease.load_duration(),
         prompt_eval_count: e.prompt_eval_count as u64,

@@ -389,6 +389,13 @@ pub async fn model(
 pub struct EmbeddingsBody {
     model: String,
     input: Value,
+    /// `float` (the default) or `base64` (little-endian f32s, which the
+    /// OpenAI SDKs ask for when the caller does not say).
+    #[serde(default)]
+    encoding_format: Option<String>,
+    /// Keep the first this many values, normalized again (Ollama's rule).
+    #[serde(default)]
+    dimensions: Option<i64>,
 }
 
 /// `POST /v1/embeddings`.
@@ -407,6 +414,22 @@ pub async fn embeddings(
             .ok_or_else(|| ApiError::BadRequest("`input` must be strings".into()))?,
         _ => return Err(ApiError::BadRequest("`input` must be a string or strings".into()).into()),
     };
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `encoding_format` {other:?}: use \"float\" or \"base64\""
+            ))
+            .into())
+        }
+    };
+    let dimensions = match req.dimensions {
+        None => None,
+        Some(d) => Some(usize::try_from(d).ok().filter(|d| *d > 0).ok_or_else(|| {
+            ApiError::BadRequest(format!("invalid `dimensions` {d}: must be at least 1"))
+        })?),
+    };
     let resolved = resolve(&state, &req.model).await?;
     let opts = resolved.options(None)?;
     let lease = state
@@ -417,8 +440,18 @@ pub async fn embeddings(
     let data: Vec<Value> = e
         .embeddings
         .into_iter()
+        .map(|v| crate::llm::shorten_embedding(v, dimensions))
         .enumerate()
-        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+        .map(|(i, v)| {
+            let embedding = if base64 {
+                use base64::Engine as _;
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
         .collect();
     Ok(Json(json!({
         "object": "list", "data": data, "model": req.model,

@@ -155,6 +155,21 @@ impl Runner {
     }
 }
 
+/// `v` cut to its first `dimensions` values and normalized again, as
+/// Ollama answers `dimensions` (a count at or past the length changes
+/// nothing).
+pub fn shorten_embedding(mut v: Vec<f32>, dimensions: Option<usize>) -> Vec<f32> {
+    let Some(d) = dimensions.filter(|d| *d < v.len()) else {
+        return v;
+    };
+    v.truncate(d);
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
 /// Reads a whole generation: its text (the last chunk's included) and the
 /// last chunk, holding the log-probabilities of every token; `None` when it
 /// ended without one.

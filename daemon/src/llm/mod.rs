@@ -16,6 +16,6 @@ pub mod options;
 pub mod protocol;
 
 pub use error::LlmError;
-pub use handle::{Endpoint, Event, Events, Runner};
+pub use handle::{shorten_embedding, Endpoint, Event, Events, Runner};
 pub use infer::{Capability, Models, Prompt, ResolvedModel};
 pub use options::Options;
