@@ -92,6 +92,7 @@ fn request(constraint: Constraint, seed: u64, num_predict: i64) -> CompletionReq
         },
         constraint: Some(constraint),
         preserved_tokens: Vec::new(),
+        logprobs: None,
     }
 }
 
