@@ -3,10 +3,12 @@
 //! daemon's side of it (the wire protocol, starting and calling it) is
 //! `crate::llm`.
 
+pub mod arch;
 pub mod batch;
 pub mod codec;
 pub mod json;
 pub mod llama;
+mod loader;
 pub mod model;
 pub mod sampler;
 pub mod serve;

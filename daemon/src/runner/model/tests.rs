@@ -1,0 +1,171 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::runner::llama::Embeddings;
+use crate::runner::loader::candle_dtype;
+use candle_core::quantized::ggml_file;
+use candle_core::Tensor;
+use llmpm_gguf::tiny::{tiny_llama_bytes, TinyLlamaSpec};
+use llmpm_gguf::writer::GgufWriter;
+use llmpm_gguf::{GgmlType, GgufFile};
+
+fn load_bytes(bytes: &[u8]) -> Result<Model, ModelError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.gguf");
+    std::fs::write(&path, bytes).unwrap();
+    Model::load(&path, &Device::Cpu)
+}
+
+/// A llama header (embd 32, 1 layer) with only the tensors given.
+fn partial(arch: &str, tensors: &[(&str, &[u64])]) -> Vec<u8> {
+    let mut w = GgufWriter::new();
+    w.add_kv("general.architecture", arch).unwrap();
+    w.add_kv(format!("{arch}.block_count"), 1u32).unwrap();
+    w.add_kv(format!("{arch}.embedding_length"), 32u32).unwrap();
+    w.add_kv(format!("{arch}.feed_forward_length"), 64u32)
+        .unwrap();
+    w.add_kv(format!("{arch}.attention.head_count"), 4u32)
+        .unwrap();
+    for (name, dims) in tensors {
+        let n: u64 = dims.iter().product();
+        let values = vec![0.0f32; usize::try_from(n).unwrap()];
+        w.add_tensor_f32(*name, dims, GgmlType::F32, &values)
+            .unwrap();
+    }
+    w.to_bytes()
+}
+
+#[test]
+fn loads_the_tiny_model() {
+    let m = load_bytes(&tiny_llama_bytes(&TinyLlamaSpec::default()).unwrap()).unwrap();
+    assert_eq!(m.config().n_vocab, 320);
+    assert_eq!(m.greedy(&[315, 1, 2], 3).unwrap().len(), 3);
+}
+
+/// The token table read in place from the mapped file gives the rows
+/// the whole table loaded into candle gives, and refuses an id past its end.
+#[test]
+fn mapped_token_table_gives_the_files_rows() {
+    use llmpm_gguf::FileType;
+    for ftype in [FileType::F32, FileType::F16, FileType::Q8_0, FileType::Q4_0] {
+        let spec = TinyLlamaSpec {
+            ftype,
+            ..TinyLlamaSpec::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        std::fs::write(&path, tiny_llama_bytes(&spec).unwrap()).unwrap();
+        let m = Model::load(&path, &Device::Cpu).unwrap();
+        let Embeddings::Mapped(table) = &m.llama.tok_embd else {
+            panic!("{ftype:?}: the token table is not read from the mapped file");
+        };
+        let gguf = MappedGguf::open(&path).unwrap();
+        let info = gguf.file().tensor("token_embd.weight").unwrap();
+        let copy = ggml_file::qtensor_from_ggml(
+            candle_dtype(info.ggml_type).unwrap(),
+            gguf.tensor_data(info).unwrap(),
+            vec![spec.n_vocab as usize, spec.n_embd as usize],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let ids = [0u32, 7, 319, 7];
+        let want = copy
+            .embedding(&Tensor::new(&ids[..], &Device::Cpu).unwrap())
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let got = table
+            .rows(&ids, &Device::Cpu)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        assert_eq!(got, want, "{ftype:?}");
+        let e = table.rows(&[320], &Device::Cpu).unwrap_err().to_string();
+        assert!(e.contains("320"), "{e}");
+    }
+}
+
+/// A file whose alignment leaves tensor data at odd addresses loads
+/// the same model (candle's blocks are copied aligned first).
+#[test]
+fn an_odd_alignment_loads_the_same_model() {
+    use llmpm_gguf::tiny::tiny_llama_writer;
+    use llmpm_gguf::FileType;
+    for ftype in [FileType::F32, FileType::F16] {
+        let spec = TinyLlamaSpec {
+            ftype,
+            ..TinyLlamaSpec::default()
+        };
+        let mut w = tiny_llama_writer(&spec).unwrap();
+        w.add_kv("general.alignment", 1u32).unwrap();
+        let odd = w.to_bytes();
+        let f = GgufFile::from_bytes(&odd).unwrap();
+        assert!(f.tensors().iter().any(|t| t.absolute_offset % 8 != 0));
+        let want = load_bytes(&tiny_llama_bytes(&spec).unwrap()).unwrap();
+        let got = load_bytes(&odd).unwrap();
+        let prompt = [315, 1, 2, 40];
+        assert_eq!(
+            got.greedy(&prompt, 4).unwrap(),
+            want.greedy(&prompt, 4).unwrap(),
+            "{ftype:?}"
+        );
+    }
+}
+
+#[test]
+fn refuses_unknown_architecture() {
+    let e = load_bytes(&partial("mamba9", &[])).unwrap_err();
+    assert!(e.to_string().contains("`mamba9`"), "{e}");
+}
+
+#[test]
+fn names_a_missing_tensor() {
+    let e = load_bytes(&partial("llama", &[("token_embd.weight", &[32, 100])])).unwrap_err();
+    assert!(e.to_string().contains("`blk.0.attn_norm.weight`"), "{e}");
+}
+
+#[test]
+fn names_a_wrong_shape() {
+    let e = load_bytes(&partial(
+        "llama",
+        &[
+            ("token_embd.weight", &[32, 100]),
+            ("blk.0.attn_norm.weight", &[16]),
+        ],
+    ))
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("`blk.0.attn_norm.weight`") && msg.contains("[16]"),
+        "{msg}"
+    );
+}
+
+/// Every cut of a quantized file's tensor data is an error that names
+/// a tensor, never a panic or a read past the end (the strip layout
+/// repacks straight from the mapped file).
+#[test]
+fn a_truncated_file_names_a_tensor() {
+    use llmpm_gguf::FileType;
+    for ftype in [FileType::Q8_0, FileType::Q4_0, FileType::F32] {
+        let spec = TinyLlamaSpec {
+            ftype,
+            ..TinyLlamaSpec::default()
+        };
+        let good = tiny_llama_bytes(&spec).unwrap();
+        for cut in [1, 100, good.len() / 3] {
+            let e = load_bytes(&good[..good.len() - cut])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(".weight"), "{ftype:?} cut {cut}: {e}");
+        }
+    }
+}
+
+#[test]
+fn names_missing_metadata() {
+    let mut w = GgufWriter::new();
+    w.add_kv("general.architecture", "llama").unwrap();
+    let e = load_bytes(&w.to_bytes()).unwrap_err();
+    assert!(e.to_string().contains("`llama.block_count`"), "{e}");
+}
