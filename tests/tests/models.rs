@@ -184,3 +184,69 @@ fn create_from_existing_model_overrides_parts() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("nosuchmodel"), "{}", stderr(&out));
 }
+
+/// Qwen 3 and Phi-3 models made by the generator are created, shown with
+/// their architecture's details, and chat through their own templates
+/// (Qwen 3's ChatML with `<|im_end|>`, Phi-3's `<|user|>` turns); `ps`
+/// reports the loaded model's size.
+#[test]
+fn qwen3_and_phi3_create_show_and_chat() {
+    use llmpm_gguf::tiny::TinyArch;
+    use llmpm_tests::http::call_unix;
+    use serde_json::json;
+    let ctx = TestContext::started();
+    for (arch, head_dim) in [(TinyArch::Qwen3, 32), (TinyArch::Phi3, 0)] {
+        let name = arch.name();
+        let spec = TinyLlamaSpec {
+            arch,
+            head_dim,
+            n_vocab: 400,
+            ..TinyLlamaSpec::default()
+        };
+        ctx.tiny_gguf(&format!("{name}.gguf"), &spec);
+        let mf = format!("Modelfile.{name}");
+        std::fs::write(ctx.work.join(&mf), format!("FROM ./{name}.gguf\n")).unwrap();
+        assert_ok(&ctx.cli(&["create", name, "-f", &mf]));
+        let show = ctx.cli(&["show", name, "--json"]);
+        assert_ok(&show);
+        let s: Value = serde_json::from_str(&stdout(&show)).unwrap();
+        assert_eq!(s["details"]["family"], name);
+        assert_eq!(s["model_info"]["general.architecture"], name);
+        assert_eq!(
+            s["model_info"][format!("{name}.attention.head_count")],
+            json!(4)
+        );
+        assert!(s["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("completion")));
+        let body = json!({
+            "model": name, "stream": false,
+            "messages": [{"role": "user", "content": "Hello there"}],
+            "options": {"temperature": 0, "num_predict": 6},
+        });
+        let r = call_unix(
+            &ctx.socket(),
+            "POST",
+            "/api/chat",
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["message"]["role"], "assistant", "{v}");
+        // The template was applied: more prompt tokens than the bare text.
+        assert!(v["prompt_eval_count"].as_u64().unwrap() > 4, "{name}: {v}");
+        let ps = call_unix(&ctx.socket(), "GET", "/api/ps", b"")
+            .unwrap()
+            .json();
+        let loaded = ps["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == format!("{name}:latest"))
+            .cloned()
+            .unwrap_or_default();
+        assert!(loaded["size"].as_u64().unwrap_or(0) > 0, "{name}: {ps}");
+    }
+}

@@ -169,3 +169,86 @@ fn names_missing_metadata() {
     let e = load_bytes(&w.to_bytes()).unwrap_err();
     assert!(e.to_string().contains("`llama.block_count`"), "{e}");
 }
+
+/// A Qwen 3 or Phi-3 header that disagrees with its tensors (a head size,
+/// a feed-forward size, a rotary width) or asks for an absurd size is an
+/// error naming the tensor or key, never a panic or a huge allocation.
+#[test]
+fn hostile_qwen3_and_phi3_headers_are_refused_by_name() {
+    use llmpm_gguf::tiny::{tiny_llama_writer, TinyArch};
+    let qwen3 = TinyLlamaSpec {
+        arch: TinyArch::Qwen3,
+        head_dim: 32,
+        ..TinyLlamaSpec::default()
+    };
+    let phi3 = TinyLlamaSpec {
+        arch: TinyArch::Phi3,
+        rope_dim: 12,
+        context_length: 4096,
+        rope_orig_context: 1024,
+        ..TinyLlamaSpec::default()
+    };
+    for (spec, key, value, needle) in [
+        (
+            &qwen3,
+            "qwen3.attention.head_count",
+            8u32,
+            "`blk.0.attn_q.weight`",
+        ),
+        (
+            &qwen3,
+            "qwen3.attention.key_length",
+            16,
+            "`qwen3.attention.value_length`",
+        ),
+        (
+            &qwen3,
+            "qwen3.attention.key_length",
+            1 << 31,
+            "`qwen3.attention.key_length`",
+        ),
+        (
+            &qwen3,
+            "qwen3.attention.head_count_kv",
+            3,
+            "`qwen3.attention.head_count_kv`",
+        ),
+        (
+            &phi3,
+            "phi3.feed_forward_length",
+            96,
+            "`blk.0.ffn_up.weight`",
+        ),
+        (
+            &phi3,
+            "phi3.attention.head_count_kv",
+            4,
+            "`blk.0.attn_qkv.weight`",
+        ),
+        (
+            &phi3,
+            "phi3.rope.dimension_count",
+            8,
+            "`rope_factors_long.weight`",
+        ),
+        (&phi3, "phi3.block_count", u32::MAX, "`phi3.block_count`"),
+    ] {
+        let mut w = tiny_llama_writer(spec).unwrap();
+        assert!(w.set_kv(key, value), "{key}");
+        let e = load_bytes(&w.to_bytes()).unwrap_err().to_string();
+        assert!(e.contains(needle), "{key} = {value}: {e}");
+    }
+    // Both load as generated, and a long context picks Phi-3's long factors.
+    for spec in [&qwen3, &phi3] {
+        let m = load_bytes(&tiny_llama_bytes(spec).unwrap()).unwrap();
+        assert_eq!(m.greedy(&[5, 1, 2], 3).unwrap().len(), 3);
+    }
+    let m = load_bytes(&tiny_llama_bytes(&phi3).unwrap()).unwrap();
+    let prompt: Vec<u32> = (1..20).collect();
+    let short = m.forward(&prompt, &mut m.new_cache(1024)).unwrap();
+    let long = m.forward(&prompt, &mut m.new_cache(1025)).unwrap();
+    assert_ne!(
+        short, long,
+        "the cache past the original context uses the long factors"
+    );
+}
