@@ -12,6 +12,7 @@ use std::io::{self, Write};
 use super::writer::GgufWriter;
 use super::{divides, FileType, GgmlType, Value};
 
+mod bert;
 mod vocab;
 use vocab::{bpe_vocab, spm_vocab};
 pub use vocab::{
@@ -38,6 +39,10 @@ pub enum TinyArch {
     /// past `rope_orig_context`, a SentencePiece tokenizer, Phi-3.5's
     /// chat template.
     Phi3,
+    /// BERT encoder (all-minilm's shape): embeddings only, WordPiece.
+    Bert,
+    /// Nomic's BERT (nomic-embed-text's): fused QKV, SwiGLU, rotary.
+    NomicBert,
 }
 
 impl TinyArch {
@@ -47,14 +52,22 @@ impl TinyArch {
             TinyArch::Llama => "llama",
             TinyArch::Qwen3 => "qwen3",
             TinyArch::Phi3 => "phi3",
+            TinyArch::Bert => "bert",
+            TinyArch::NomicBert => "nomic-bert",
         }
     }
 
     /// The architecture named `name`, if the generator writes it.
     pub fn from_name(name: &str) -> Option<TinyArch> {
-        [TinyArch::Llama, TinyArch::Qwen3, TinyArch::Phi3]
-            .into_iter()
-            .find(|a| a.name() == name)
+        [
+            TinyArch::Llama,
+            TinyArch::Qwen3,
+            TinyArch::Phi3,
+            TinyArch::Bert,
+            TinyArch::NomicBert,
+        ]
+        .into_iter()
+        .find(|a| a.name() == name)
     }
 
     /// The special tokens written last in the vocabulary, with their types.
@@ -63,6 +76,9 @@ impl TinyArch {
             TinyArch::Llama => SPECIAL_TOKENS.map(|s| (s, TOKEN_TYPE_CONTROL)).to_vec(),
             TinyArch::Qwen3 => QWEN3_SPECIAL_TOKENS.to_vec(),
             TinyArch::Phi3 => PHI3_SPECIAL_TOKENS.to_vec(),
+            TinyArch::Bert | TinyArch::NomicBert => bert::BERT_SPECIAL_TOKENS
+                .map(|s| (s, TOKEN_TYPE_CONTROL))
+                .to_vec(),
         }
     }
 }
@@ -130,6 +146,8 @@ pub struct TinyLlamaSpec {
     /// it, `eos_token_id` is the end of a turn as in the instruct models
     /// (`<|eot_id|>`, `<|im_end|>`), without it the end of text.
     pub with_chat_template: bool,
+    /// Encoders: `{arch}.pooling_type` (1 mean, 2 CLS); `None` writes 1.
+    pub pooling: Option<u32>,
     /// Whether `output.weight` is its own matrix (the default), left out
     /// (tied embeddings, as Llama 3.2 1B/3B ship), or a copy of the token
     /// embeddings (the same model, untied, for comparing the two).
@@ -166,6 +184,7 @@ impl Default for TinyLlamaSpec {
             ftype: FileType::F32,
             seed: 42,
             with_chat_template: true,
+            pooling: None,
             output: OutputWeight::Own,
         }
     }
@@ -356,6 +375,7 @@ impl TinyLlamaSpec {
         match self.arch {
             // <unk>, <s>, </s>, 256 bytes, at least one piece.
             TinyArch::Phi3 => 3 + 256 + 1 + specials,
+            TinyArch::Bert | TinyArch::NomicBert => bert::MIN_BERT_VOCAB,
             _ => 256 + specials,
         }
     }
@@ -457,6 +477,9 @@ pub fn tiny_llama_writer(spec: &TinyLlamaSpec) -> io::Result<GgufWriter> {
 }
 
 fn build(spec: &TinyLlamaSpec) -> Result<GgufWriter, super::GgufError> {
+    if matches!(spec.arch, TinyArch::Bert | TinyArch::NomicBert) {
+        return bert::build(spec);
+    }
     let arch = spec.arch.name();
     let k = |s: &str| format!("{arch}.{s}");
     let mut w = GgufWriter::new();
@@ -469,6 +492,8 @@ fn build(spec: &TinyLlamaSpec) -> Result<GgufWriter, super::GgufError> {
     w.add_kv(k("attention.head_count"), spec.n_head)?;
     w.add_kv(k("attention.head_count_kv"), spec.n_head_kv)?;
     match spec.arch {
+        // Written by `bert::build`.
+        TinyArch::Bert | TinyArch::NomicBert => {}
         TinyArch::Llama => {
             w.add_kv(k("rope.freq_base"), 500_000.0f32)?;
             w.add_kv(k("attention.layer_norm_rms_epsilon"), 1e-5f32)?;
@@ -565,6 +590,7 @@ fn write_vocab(spec: &TinyLlamaSpec, w: &mut GgufWriter) -> Result<(), super::Gg
                 w.add_kv("tokenizer.chat_template", QWEN3_CHAT_TEMPLATE)?;
             }
         }
+        TinyArch::Bert | TinyArch::NomicBert => {}
         TinyArch::Phi3 => {
             let vocab = spm_vocab(spec.n_vocab, &specials);
             let text_end = id(&vocab.tokens, "<|endoftext|>");

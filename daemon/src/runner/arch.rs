@@ -4,7 +4,15 @@
 
 /// Every architecture we load, by its `general.architecture` name: what a
 /// refusal lists.
-pub const ARCHITECTURES: [&str; 5] = ["llama", "qwen2", "qwen3", "gemma3", "phi3"];
+pub const ARCHITECTURES: [&str; 7] = [
+    "llama",
+    "qwen2",
+    "qwen3",
+    "gemma3",
+    "phi3",
+    "bert",
+    "nomic-bert",
+];
 
 /// The architectures the runner loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +29,10 @@ pub enum Arch {
     /// Phi-3, Phi-3.5 and Phi-4-mini: fused QKV and gate/up matrices,
     /// `longrope` factors.
     Phi3,
+    /// BERT encoders (all-minilm, mxbai-embed-large, bge): embeddings only.
+    Bert,
+    /// Nomic's BERT (nomic-embed-text): rotary positions, SwiGLU, fused QKV.
+    NomicBert,
 }
 
 impl Arch {
@@ -32,6 +44,8 @@ impl Arch {
             "qwen3" => Some(Arch::Qwen3),
             "gemma3" => Some(Arch::Gemma3),
             "phi3" => Some(Arch::Phi3),
+            "bert" => Some(Arch::Bert),
+            "nomic-bert" => Some(Arch::NomicBert),
             _ => None,
         }
     }
@@ -40,6 +54,11 @@ impl Arch {
     /// adjacent pairs, as llama.cpp's rope type for the architecture says.
     pub fn rope_neox(self) -> bool {
         !matches!(self, Arch::Llama)
+    }
+
+    /// Whether the model is an encoder that only embeds (no generation).
+    pub fn embeds_only(self) -> bool {
+        matches!(self, Arch::Bert | Arch::NomicBert)
     }
 
     /// Whether every layer has per-head RMS norms of queries and keys

@@ -166,6 +166,14 @@ impl Cache {
         self.max_len
     }
 
+    /// A cache of no layers (an encoder keeps nothing between passes).
+    pub(crate) fn empty(max_len: usize) -> Cache {
+        Cache {
+            layers: Vec::new(),
+            max_len,
+        }
+    }
+
     /// Forgets every token.
     pub fn reset(&mut self) {
         for l in &mut self.layers {

@@ -5,6 +5,7 @@
 
 pub mod arch;
 pub mod batch;
+pub mod bert;
 pub mod codec;
 pub mod json;
 pub mod llama;

@@ -7,6 +7,10 @@ use std::path::Path;
 use candle_core::Device;
 use llmpm_gguf::{GgufError, MappedGguf};
 
+use llmpm_gguf::Hyperparameters;
+
+use super::arch::Arch;
+use super::bert::Bert;
 use super::llama::{Cache, Llama, LlamaConfig, Part};
 use super::loader::Loader;
 pub use super::loader::ModelError;
@@ -15,8 +19,15 @@ use super::KvType;
 /// A loaded model: the weights plus what the runner needs to know about them.
 #[derive(Debug)]
 pub struct Model {
-    llama: Llama,
+    net: Net,
     kv_type: KvType,
+}
+
+/// The network: a decoder (generates and embeds) or an encoder (embeds).
+#[derive(Debug)]
+enum Net {
+    Decoder(Llama),
+    Encoder(Bert),
 }
 
 impl Model {
@@ -33,25 +44,53 @@ impl Model {
                 message: e.to_string(),
             },
         })?;
-        let config = super::llama::read_config(gguf.file())?;
+        let name = Hyperparameters::architecture(gguf.file())?;
+        let arch = Arch::from_name(name).ok_or_else(|| ModelError::Architecture(name.into()))?;
         let mut l = Loader {
             gguf: &gguf,
             device,
         };
+        let net = if arch.embeds_only() {
+            Net::Encoder(super::bert::load(&mut l, arch, device)?)
+        } else {
+            let config = super::llama::read_config(gguf.file())?;
+            Net::Decoder(super::llama::load(&mut l, config, device)?)
+        };
         Ok(Model {
             kv_type: KvType::F16,
-            llama: super::llama::load(&mut l, config, device)?,
+            net,
         })
     }
 
     /// The hyper-parameters.
     pub fn config(&self) -> &LlamaConfig {
-        self.llama.config()
+        match &self.net {
+            Net::Decoder(m) => m.config(),
+            Net::Encoder(m) => &m.config,
+        }
+    }
+
+    /// Whether the model only embeds (an encoder: no generation).
+    pub fn embeds_only(&self) -> bool {
+        matches!(self.net, Net::Encoder(_))
+    }
+
+    /// The decoder, or why a generation cannot run.
+    fn decoder(&self) -> Result<&Llama, ModelError> {
+        match &self.net {
+            Net::Decoder(m) => Ok(m),
+            Net::Encoder(_) => Err(ModelError::Compute(
+                "this model only embeds; it cannot generate".into(),
+            )),
+        }
     }
 
     /// An empty cache for up to `max_len` tokens.
     pub fn new_cache(&self, max_len: usize) -> Cache {
-        self.llama.new_cache(max_len, self.kv_type)
+        match &self.net {
+            Net::Decoder(m) => m.new_cache(max_len, self.kv_type),
+            Net::Encoder(_) => Cache::empty(max_len),
+        }
     }
 
     /// The element type of the caches made from now on (f16 unless set).
@@ -62,7 +101,7 @@ impl Model {
     /// Evaluates `tokens` after those in `cache` and returns the next-token logits.
     pub fn forward(&self, tokens: &[u32], cache: &mut Cache) -> Result<Vec<f32>, ModelError> {
         self.check_tokens(tokens)?;
-        Ok(self.llama.forward(tokens, cache)?)
+        Ok(self.decoder()?.forward(tokens, cache)?)
     }
 
     /// Evaluates several sequences in one pass (see [`Llama::hidden_batch`])
@@ -71,7 +110,7 @@ impl Model {
         for p in parts.iter() {
             self.check_tokens(p.tokens)?;
         }
-        Ok(self.llama.forward_batch(parts)?)
+        Ok(self.decoder()?.forward_batch(parts)?)
     }
 
     fn check_tokens(&self, tokens: &[u32]) -> Result<(), ModelError> {
@@ -87,14 +126,20 @@ impl Model {
         }
     }
 
-    /// An embedding of `tokens`: the mean of the final hidden states,
-    /// L2-normalised (what Ollama returns for `/api/embed`).
+    /// An embedding of `tokens`, L2-normalised (what Ollama returns for
+    /// `/api/embed`): an encoder's pooling, else the mean of a decoder's
+    /// final hidden states.
     pub fn embed(&self, tokens: &[u32], cache: &mut Cache) -> Result<Vec<f32>, ModelError> {
         if tokens.is_empty() {
             return Err(ModelError::Compute("nothing to embed".into()));
         }
+        self.check_tokens(tokens)?;
+        let llama = match &self.net {
+            Net::Encoder(m) => return Ok(m.embed(tokens)?),
+            Net::Decoder(m) => m,
+        };
         cache.reset();
-        let h = self.llama.hidden(tokens, cache)?;
+        let h = llama.hidden(tokens, cache)?;
         cache.reset();
         let mean: Vec<f32> = h.mean(0)?.to_vec1()?;
         let norm = mean.iter().map(|x| x * x).sum::<f32>().sqrt();

@@ -7,15 +7,17 @@ use anyhow::{bail, Context};
 use llmpm_gguf::tiny::{write_tiny_llama, OutputWeight, TinyArch, TinyLlamaSpec};
 use llmpm_gguf::FileType;
 
-const USAGE: &str = "usage: llmpm-gen-gguf --out FILE [--arch llama|qwen3|phi3] [--preset tiny|1b]
+const USAGE: &str =
+    "usage: llmpm-gen-gguf --out FILE [--arch llama|qwen3|phi3|bert|nomic-bert] [--preset tiny|1b]
                      [--ftype f32|f16|q8_0|q4_0|q4_k_m]
                      [--layers N] [--embd N] [--heads N] [--kv-heads N] [--ff N]
-                     [--head-dim N] [--rope-dim N] [--orig-ctx N] [--tied]
+                     [--head-dim N] [--rope-dim N] [--orig-ctx N] [--tied] [--pooling N]
                      [--vocab N] [--ctx N] [--seed N] [--chat-template]
 
 --head-dim: head size other than embd/heads (written as key_length);
 --rope-dim: dimensions RoPE rotates; --orig-ctx: phi3's longrope original
-context (0: no longrope); --tied: no output.weight.
+context (0: no longrope); --tied: no output.weight; --pooling: an encoder's
+pooling_type (1 mean, 2 CLS).
 
 Presets: tiny (the test default) and 1b (hidden 2048, 16 layers, vocabulary
 128256, GQA 32/8, ff 8192: Llama 3.2 1B's shape). Flags after --preset override it.";
@@ -77,13 +79,15 @@ fn run() -> anyhow::Result<()> {
                 other => bail!("unknown --preset `{other}`; use tiny or 1b"),
             },
             "--arch" => {
-                spec.arch = TinyArch::from_name(&v)
-                    .with_context(|| format!("unknown --arch `{v}`; use llama, qwen3 or phi3"))?
+                spec.arch = TinyArch::from_name(&v).with_context(|| {
+                    format!("unknown --arch `{v}`; use llama, qwen3, phi3, bert or nomic-bert")
+                })?
             }
             "--ftype" => spec.ftype = parse_ftype(&v)?,
             "--head-dim" => spec.head_dim = num(&v)?,
             "--rope-dim" => spec.rope_dim = num(&v)?,
             "--orig-ctx" => spec.rope_orig_context = num(&v)?,
+            "--pooling" => spec.pooling = Some(num(&v)?),
             "--layers" => spec.n_layer = num(&v)?,
             "--embd" => spec.n_embd = num(&v)?,
             "--heads" => spec.n_head = num(&v)?,

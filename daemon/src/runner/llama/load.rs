@@ -21,8 +21,9 @@ const SWA_PATTERN: usize = 6;
 /// llmpm-gguf), refused where this runner cannot run what they describe.
 pub(crate) fn read_config(file: &GgufFile) -> Result<LlamaConfig, ModelError> {
     let arch_name = Hyperparameters::architecture(file)?;
-    let arch =
-        Arch::from_name(arch_name).ok_or_else(|| ModelError::Architecture(arch_name.into()))?;
+    let arch = Arch::from_name(arch_name)
+        .filter(|a| !a.embeds_only())
+        .ok_or_else(|| ModelError::Architecture(arch_name.into()))?;
     let hp = Hyperparameters::read(file)?;
     let head_dim = hp.key_length;
     if hp.value_length != head_dim as u64 {

@@ -56,7 +56,10 @@ fn mapped_token_table_gives_the_files_rows() {
         let path = dir.path().join("m.gguf");
         std::fs::write(&path, tiny_llama_bytes(&spec).unwrap()).unwrap();
         let m = Model::load(&path, &Device::Cpu).unwrap();
-        let Embeddings::Mapped(table) = &m.llama.tok_embd else {
+        let Net::Decoder(llama) = &m.net else {
+            panic!("a decoder");
+        };
+        let Embeddings::Mapped(table) = &llama.tok_embd else {
             panic!("{ftype:?}: the token table is not read from the mapped file");
         };
         let gguf = MappedGguf::open(&path).unwrap();
