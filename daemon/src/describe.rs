@@ -150,16 +150,28 @@ pub fn show(store: &Store, entry: &ModelEntry, verbose: bool) -> Result<ShowResp
     let mut model_info = serde_json::Map::new();
     let mut capabilities = Vec::new();
     if let Some(l) = m.layers_of(LayerKind::Model).next() {
-        capabilities.push("completion".to_owned());
         match GgufFile::open(store.blob_path(&l.digest)) {
             Ok(g) => {
+                // Ollama's test: a model with `{arch}.pooling_type` embeds
+                // (and does nothing else); the rest complete.
+                let arch = g.architecture().unwrap_or_default();
+                capabilities.push(
+                    match g.get(&format!("{arch}.pooling_type")) {
+                        Some(_) => "embedding",
+                        None => "completion",
+                    }
+                    .to_owned(),
+                );
                 model_info = if verbose {
                     g.model_info_verbose()
                 } else {
                     g.model_info()
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read GGUF metadata for show"),
+            Err(e) => {
+                capabilities.push("completion".to_owned());
+                tracing::warn!(error = %e, "cannot read GGUF metadata for show")
+            }
         }
     }
     Ok(ShowResponse {

@@ -212,6 +212,7 @@ impl Classify for LlmError {
             | LlmError::Template(_)
             | LlmError::Render(_)
             | LlmError::RequestTemplate(_)
+            | LlmError::EmbedOnly { .. }
             | LlmError::Options(_) => Class::BadRequest,
             LlmError::Runner(_) | LlmError::Task(_) => Class::Internal,
         }

@@ -113,6 +113,7 @@ pub async fn generate(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let resolved = resolve(&state, &req.model).await?;
+    resolved.completes(&req.model, "generate")?;
     let opts = resolved.options(req.options.as_ref())?;
     let keep = keep_alive(req.keep_alive.as_ref())?;
     let json = wants_json(req.format.as_ref())?;
@@ -183,6 +184,7 @@ pub async fn chat(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let resolved = resolve(&state, &req.model).await?;
+    resolved.completes(&req.model, "chat")?;
     let opts = resolved.options(req.options.as_ref())?;
     let json = wants_json(req.format.as_ref())?;
     let model = req.model.clone();

@@ -163,6 +163,7 @@ pub async fn chat_completions(
         return Err(ApiError::BadRequest("`messages` must not be empty".into()).into());
     }
     let resolved = resolve(&state, &req.model).await?;
+    resolved.completes(&req.model, "chat")?;
     let opts = resolved.options(Some(&req.options()))?;
     let lease = state
         .sched
@@ -197,6 +198,7 @@ pub async fn completions(
         }
     };
     let resolved = resolve(&state, &req.model).await?;
+    resolved.completes(&req.model, "generate")?;
     let opts = resolved.options(Some(&req.options()))?;
     let json = req.json()?;
     let lease = state

@@ -23,6 +23,14 @@ pub enum LlmError {
          create the model without ADAPTER, or from weights with the adapter merged in"
     )]
     Adapter(String),
+    /// A generate or chat request to a model that only embeds (Ollama's text).
+    #[error("\"{model}\" does not support {what}")]
+    EmbedOnly {
+        /// The model as the request named it.
+        model: String,
+        /// `generate` or `chat`.
+        what: &'static str,
+    },
     /// The model's template (TEMPLATE layer or GGUF Jinja) does not parse.
     #[error("the model's template is invalid: {0}")]
     Template(#[source] TemplateError),

@@ -55,9 +55,24 @@ pub struct ResolvedModel<X> {
     eos: String,
     /// What the caller derived from the GGUF header (default when it does not open).
     pub shape: X,
+    /// The model only embeds: its GGUF has `{arch}.pooling_type`, Ollama's
+    /// test for an embedding model (BERT, nomic-bert).
+    pub embedding_only: bool,
 }
 
 impl<X> ResolvedModel<X> {
+    /// Refuses a `what` (`generate`, `chat`) request, which the model
+    /// named `model` cannot serve when it only embeds.
+    pub fn completes(&self, model: &str, what: &'static str) -> Result<(), LlmError> {
+        match self.embedding_only {
+            true => Err(LlmError::EmbedOnly {
+                model: model.to_owned(),
+                what,
+            }),
+            false => Ok(()),
+        }
+    }
+
     /// A request's options over the model's parameters, with the
     /// template's stop strings when neither sets any.
     pub fn options(&self, request: Option<&serde_json::Value>) -> Result<Options, LlmError> {
@@ -191,6 +206,9 @@ fn resolve<X: Default>(
     };
     let jinja = meta("tokenizer.chat_template");
     let arch = meta("general.architecture").unwrap_or_default();
+    let embedding_only = gguf
+        .as_ref()
+        .is_some_and(|f| f.get(&format!("{arch}.pooling_type")).is_some());
     let template = ChatTemplate::select(layer.as_deref(), jinja.as_deref(), &arch)
         .map_err(LlmError::Template)?;
     Ok(ResolvedModel {
@@ -204,5 +222,6 @@ fn resolve<X: Default>(
         bos: token("tokenizer.ggml.bos_token_id").unwrap_or_default(),
         eos: token("tokenizer.ggml.eos_token_id").unwrap_or_default(),
         shape,
+        embedding_only,
     })
 }
