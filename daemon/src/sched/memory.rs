@@ -42,6 +42,14 @@ impl ModelShape {
                 ..ModelShape::default()
             };
         };
+        // An embedding model (BERT) keeps no cache between requests: its
+        // estimate is its weights.
+        if file.get(&hp.key("pooling_type")).is_some() {
+            return ModelShape {
+                weights,
+                ..ModelShape::default()
+            };
+        }
         ModelShape {
             weights,
             n_layer: hp.n_layer as u64,
@@ -265,6 +273,22 @@ mod tests {
                 file.len() as u64 + kv + RUNNER_OVERHEAD
             );
         }
+    }
+
+    /// An encoder (BERT: `pooling_type`) keeps no KV cache: only its weights.
+    #[test]
+    fn an_encoder_is_its_weights() {
+        let spec = TinyLlamaSpec {
+            arch: llmpm_gguf::tiny::TinyArch::Bert,
+            n_vocab: 300,
+            context_length: 512,
+            ..TinyLlamaSpec::default()
+        };
+        let mut file = Vec::new();
+        write_tiny_llama(&spec, &mut file).unwrap();
+        let shape = ModelShape::from_gguf(&GgufFile::from_bytes(&file).unwrap());
+        assert_eq!(shape.kv_cache(4096), 0);
+        assert_eq!(shape.estimate(4096), file.len() as u64 + RUNNER_OVERHEAD);
     }
 
     /// A header the runner refuses (here per-layer key sizes) is only

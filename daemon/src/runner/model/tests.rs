@@ -255,3 +255,39 @@ fn hostile_qwen3_and_phi3_headers_are_refused_by_name() {
         "the cache past the original context uses the long factors"
     );
 }
+
+/// A BERT header that disagrees with its tensors or asks for a pooling we
+/// do not do is refused by name; as generated, it embeds and cannot generate.
+#[test]
+fn hostile_bert_headers_are_refused_by_name() {
+    use llmpm_gguf::tiny::{tiny_llama_writer, TinyArch};
+    for arch in [TinyArch::Bert, TinyArch::NomicBert] {
+        let spec = TinyLlamaSpec {
+            arch,
+            n_vocab: 300,
+            context_length: 512,
+            ..TinyLlamaSpec::default()
+        };
+        let a = arch.name();
+        for (key, value, needle) in [
+            (format!("{a}.feed_forward_length"), 96u32, "ffn_"),
+            (format!("{a}.pooling_type"), 4, "pooling_type"),
+            (format!("{a}.attention.head_count"), 3, "the head count (3)"),
+            (format!("{a}.block_count"), u32::MAX, "block_count"),
+        ] {
+            let mut w = tiny_llama_writer(&spec).unwrap();
+            assert!(w.set_kv(&key, value), "{key}");
+            let e = load_bytes(&w.to_bytes()).unwrap_err().to_string();
+            assert!(e.contains(needle), "{key} = {value}: {e}");
+        }
+        let m = load_bytes(&tiny_llama_bytes(&spec).unwrap()).unwrap();
+        assert!(m.embeds_only());
+        let mut cache = m.new_cache(16);
+        assert_eq!(m.embed(&[2, 40, 3], &mut cache).unwrap().len(), 64);
+        let e = m.forward(&[2, 40], &mut cache).unwrap_err().to_string();
+        assert!(e.contains("only embeds"), "{e}");
+        // Past the learned positions (bert) or the context: an error.
+        let long: Vec<u32> = (0..600).map(|i| 5 + i % 200).collect();
+        assert!(m.embed(&long, &mut cache).is_err());
+    }
+}
