@@ -31,11 +31,12 @@ N_PREDICT = 32
 # heads wider than embd/heads (key_length written), Phi-3's fused matrices and
 # partial rotary (Phi-4-mini rotates 3/4 of each head) with longrope factors.
 # Multiples of 256 for Q4_K blocks. Random weights leave near ties in 32
-# greedy steps (qwen3's smallest top-2 margin is 2e-4, in F16); the seeds are
-# ones where both implementations take the same path through them, which the
-# teacher-forced logit check (the same context for both) backs.
+# greedy steps; the seeds come from `--seeds`, their smallest margins above
+# the differences measured (qwen3 seed 30: F16 0.0018, Q4_K_M 0.018; phi3
+# seed 4: F16 0.0028, Q4_K_M 0.0059), and the teacher-forced logit check
+# backs each step on the same context for both.
 ARCHS = {
-    "qwen3": {"seed": 9, "gen": {"layers": 4, "embd": 256, "heads": 8, "kv-heads": 4,
+    "qwen3": {"seed": 30, "gen": {"layers": 4, "embd": 256, "heads": 8, "kv-heads": 4,
                                  "head-dim": 64, "ff": 512, "vocab": 512, "ctx": 2048}},
     "phi3": {"seed": 4, "gen": {"layers": 4, "embd": 256, "heads": 8, "kv-heads": 4,
                                 "rope-dim": 24, "ff": 512, "vocab": 512, "ctx": 16384,

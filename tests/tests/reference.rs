@@ -56,8 +56,8 @@ fn tolerance(ftype: &str) -> f32 {
         "f16" => 2e-3,
         // Q4_K_M's activations are rounded to Q8_K (256 per scale) in both;
         // a value that lands on the other side of a step moves a logit by up
-        // to ~0.017 on the tiny qwen3/phi3 models (the median is ~2e-4).
-        "q4_k_m" => 2.5e-2,
+        // to ~0.03 on the tiny qwen3/phi3 models (the median is ~4e-4).
+        "q4_k_m" => 4e-2,
         _ => 1e-2,
     }
 }
