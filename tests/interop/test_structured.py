@@ -6,8 +6,9 @@ formats) with JSON that Python's `jsonschema` validates, through the official
 
 The model is the GGUF that tests/fetch-models.sh assembles (.ci/run runs it),
 created in the daemon from a Modelfile `FROM <path>`: without it these tests
-skip, or fail under LLMPM_TEST_STRICT=1. Requests go four at a time (the
-daemon's num_parallel is 4) to keep the file's run short on a CPU.
+skip, or fail under LLMPM_TEST_STRICT=1. Each schema is sampled with two
+seeds through `ollama` and a third through `openai`; requests go four at a
+time (the daemon's num_parallel is 4) to keep the file's run short on a CPU.
 """
 import json
 import os
@@ -20,7 +21,7 @@ from conftest import BIN, ROOT, STRICT, need
 
 QWEN = ROOT / "target" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 PARALLEL = 4
-SEEDS = (1, 2, 3)
+SEEDS = (1, 2)
 # Enough for every schema's answer; an answer cut here would not parse.
 NUM_PREDICT = 160
 
