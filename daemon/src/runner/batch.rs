@@ -488,10 +488,15 @@ impl Seq {
             r.token(logits, next, codec, bytes.len());
         }
         let closed = self.guide.as_ref().is_some_and(Guide::finished);
-        let (t, stop) = match self.text.push(&bytes) {
+        let (mut t, stop) = match self.text.push(&bytes) {
             Piece::Stop(t) => (t, true),
             Piece::Text(t) => (t, false),
         };
+        if closed && !stop {
+            // The output is complete: what the stream held back (the start
+            // of a stop string, part of a character) is part of it.
+            t.push_str(&self.text.finish());
+        }
         let logprobs = match self.logprobs.as_mut() {
             Some(r) => r.release(t.len()),
             None => Vec::new(),
