@@ -207,7 +207,10 @@ fn capabilities_follow_the_template() {
     let want = serde_json::json!(["completion", "tools", "insert", "thinking"]);
     let s: Value = serde_json::from_str(&stdout(&ctx.cli(&["show", "rich", "--json"]))).unwrap();
     assert_eq!(s["capabilities"], want);
-    assert_eq!(find(&list_json(&ctx), "rich:latest").unwrap()["capabilities"], want);
+    assert_eq!(
+        find(&list_json(&ctx), "rich:latest").unwrap()["capabilities"],
+        want
+    );
     // The human view lists them as `ollama show` does.
     let text = stdout(&ctx.cli(&["show", "rich"]));
     let caps = text.split("Capabilities").nth(1).unwrap_or_default();

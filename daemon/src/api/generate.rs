@@ -26,6 +26,7 @@ use super::models::resolve;
 use super::stream::{self, Framing};
 use super::AppState;
 use crate::llm::client::ClientError;
+use crate::llm::grammar;
 use crate::llm::handle::collect;
 use crate::llm::parse::parse_events;
 use crate::llm::protocol::{CompletionChunk, Constraint};
@@ -48,19 +49,10 @@ fn keep_alive(v: Option<&serde_json::Value>) -> Result<Option<KeepAlive>, ApiErr
     }
 }
 
-/// Whether a request's `format` asks for JSON: `"json"`, or a JSON schema
-/// (an object), which llmpm answers with a valid JSON object without yet
-/// holding it to the schema; absent or `""` is free text.
-fn wants_json(format: Option<&serde_json::Value>) -> Result<bool, ApiError> {
-    match format {
-        None | Some(serde_json::Value::Null) => Ok(false),
-        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(false),
-        Some(serde_json::Value::String(s)) if s == "json" => Ok(true),
-        Some(serde_json::Value::Object(_)) => Ok(true),
-        Some(other) => Err(ApiError::BadRequest(format!(
-            "invalid `format` {other}: use \"json\" or a JSON schema object"
-        ))),
-    }
+/// A request's `format` as the constraint it asks for, checked before any
+/// model is loaded: `"json"`, a JSON schema, or none.
+fn constraint(format: Option<&serde_json::Value>) -> Result<Option<Constraint>, ApiError> {
+    grammar::from_format(format).map_err(|e| ApiError::BadRequest(format!("invalid `format`: {e}")))
 }
 
 fn metrics(c: &CompletionChunk, load: u64, started: Instant) -> Metrics {
@@ -169,7 +161,7 @@ pub async fn generate(
     let resolved = resolve(&state, &req.model).await?;
     let opts = resolved.options(req.options.as_ref())?;
     let keep = keep_alive(req.keep_alive.as_ref())?;
-    let json = wants_json(req.format.as_ref())?;
+    let constraint = constraint(req.format.as_ref())?;
     let model = req.model.clone();
     let features = resolved.features(&req.model, Vec::new(), req.think, ToolChoice::Auto)?;
     if req.prompt.is_empty() && keep.is_some_and(KeepAlive::is_zero) {
@@ -222,8 +214,7 @@ pub async fn generate(
         return Ok(rendered(model, prompt));
     }
     let parser = resolved.output_parser(&features, &prompt);
-    let request =
-        resolved.completion_request(prompt, &opts, json.then_some(Constraint::Json), &features);
+    let request = resolved.completion_request(prompt, &opts, constraint, &features);
     let events = parse_events(lease.runner().complete(request).await?, parser);
     Ok(respond(events, req.stream.unwrap_or(true), move |d, last| {
         GenerateResponse {
@@ -247,7 +238,7 @@ pub async fn chat(
     let started = Instant::now();
     let resolved = resolve(&state, &req.model).await?;
     let opts = resolved.options(req.options.as_ref())?;
-    let json = wants_json(req.format.as_ref())?;
+    let constraint = constraint(req.format.as_ref())?;
     let model = req.model.clone();
     let assistant = |content: String| Message::new("assistant", content);
     let keep = keep_alive(req.keep_alive.as_ref())?;
@@ -295,8 +286,7 @@ pub async fn chat(
         return Ok(rendered(model, prompt));
     }
     let parser = resolved.output_parser(&features, &prompt);
-    let request =
-        resolved.completion_request(prompt, &opts, json.then_some(Constraint::Json), &features);
+    let request = resolved.completion_request(prompt, &opts, constraint, &features);
     let events = parse_events(lease.runner().complete(request).await?, parser);
     Ok(respond(events, req.stream.unwrap_or(true), move |d, last| {
         ChatResponse {

@@ -21,6 +21,7 @@ use super::models::resolve;
 use super::openai_tools::{self, OaMessage};
 use super::stream::{self, Framing};
 use super::AppState;
+use crate::llm::grammar;
 use crate::llm::handle::collect;
 use crate::llm::parse::parse_events;
 use crate::llm::protocol::{CompletionChunk, Constraint};
@@ -111,18 +112,10 @@ pub struct CompletionBody {
 }
 
 impl CompletionBody {
-    /// Whether `response_format` asks for JSON.
-    fn json(&self) -> Result<bool, ApiError> {
-        let Some(f) = &self.response_format else {
-            return Ok(false);
-        };
-        match f.get("type").and_then(Value::as_str) {
-            Some("text") => Ok(false),
-            Some("json_object" | "json_schema") => Ok(true),
-            _ => Err(ApiError::BadRequest(format!(
-                "invalid `response_format` {f}: `type` must be text, json_object or json_schema"
-            ))),
-        }
+    /// The constraint `response_format` asks for, checked.
+    fn constraint(&self) -> Result<Option<Constraint>, ApiError> {
+        grammar::from_response_format(self.response_format.as_ref())
+            .map_err(|e| ApiError::BadRequest(format!("invalid `response_format`: {e}")))
     }
 
     /// The sampling fields as an Ollama `options` object.
@@ -178,6 +171,7 @@ pub async fn chat_completions(
     if req.messages.is_empty() {
         return Err(ApiError::BadRequest("`messages` must not be empty".into()).into());
     }
+    let constraint = req.constraint()?;
     let messages = openai_tools::messages(&req.messages)?;
     let tools = req.tools.clone().unwrap_or_default();
     check_tools(&tools).map_err(ApiError::BadRequest)?;
@@ -189,7 +183,6 @@ pub async fn chat_completions(
             .and_then(Value::as_str)
     });
     let think = openai_tools::think(effort)?;
-    let json = req.json()?;
     let resolved = resolve(&state, &req.model).await?;
     let features = resolved.features(&req.model, tools, think, choice)?;
     let opts = resolved.options(Some(&req.options()))?;
@@ -201,8 +194,7 @@ pub async fn chat_completions(
     let ropts = resolved.render_options(&features);
     let prompt = resolved.fit_chat(lease.runner(), &messages, &ropts).await?;
     let parser = resolved.output_parser(&features, &prompt);
-    let request =
-        resolved.completion_request(prompt, &opts, json.then_some(Constraint::Json), &features);
+    let request = resolved.completion_request(prompt, &opts, constraint, &features);
     let events = parse_events(lease.runner().complete(request).await?, parser);
     let usage = req
         .stream_options
@@ -227,9 +219,9 @@ pub async fn completions(
             return Err(ApiError::BadRequest("`prompt` must be one string".into()).into());
         }
     };
+    let constraint = req.constraint()?;
     let resolved = resolve(&state, &req.model).await?;
     let opts = resolved.options(Some(&req.options()))?;
-    let json = req.json()?;
     resolved.require(&req.model, Capability::Completion, "generate")?;
     let lease = state
         .sched
@@ -237,7 +229,7 @@ pub async fn completions(
         .await?;
     let events = lease
         .runner()
-        .complete(Prompt::raw(prompt).completion(&opts, json.then_some(Constraint::Json)))
+        .complete(Prompt::raw(prompt).completion(&opts, constraint))
         .await?;
     Ok(answer(events, req.stream, false, false, req.model).await)
 }

@@ -2,8 +2,8 @@
 //! ([`protocol`]), starting and calling its process ([`client`]), a typed
 //! handle on a loaded one ([`Runner`]: tokenize, complete, embed), the
 //! resolved model with its prompt rendering and fitting ([`infer`]), the
-//! request options ([`options`]), and the reading of its output into
-//! reasoning, text and tool calls ([`parse`]).
+//! request options ([`options`]), output constraints ([`grammar`]), and the
+//! reading of its output into reasoning, text and tool calls ([`parse`]).
 //!
 //! The runner process itself is `crate::runner`; `llm` never imports it
 //! (it starts it as a subprocess). The scheduler decides which runners are
@@ -11,6 +11,7 @@
 
 pub mod client;
 mod error;
+pub mod grammar;
 pub mod handle;
 pub mod infer;
 pub mod options;

@@ -11,7 +11,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::codec::TextCodec;
-use super::json::JsonPrefix;
+use super::guide::{Guide, Vocab};
 use super::llama::{Cache, Part};
 use super::model::Model;
 use super::sampler::Sampler;
@@ -71,6 +71,9 @@ pub struct Engine {
     batch: usize,
     /// Caches of the slots no sequence holds.
     free: Vec<Cache>,
+    /// The vocabulary compiled for constrained sampling, built by the first
+    /// request that has a constraint (most never do).
+    vocab: Option<Result<Vocab, String>>,
 }
 
 impl Engine {
@@ -92,6 +95,7 @@ impl Engine {
             num_ctx,
             batch: batch.max(1),
             free,
+            vocab: None,
         }
     }
 
@@ -137,8 +141,21 @@ impl Engine {
                 self.free.push(cache);
             }
             Job::Completion { req, tx, cancel } => {
+                let guide = match &req.constraint {
+                    None => Ok(None),
+                    Some(c) => self.guide(c).map(Some),
+                };
+                let guide = match guide {
+                    Ok(g) => g,
+                    Err(error) => {
+                        line(&tx, &RunnerError { error });
+                        self.free.push(cache);
+                        return;
+                    }
+                };
                 match Seq::start(
                     &req,
+                    guide,
                     self.codec.as_ref(),
                     self.num_ctx,
                     tx.clone(),
@@ -153,6 +170,25 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// A guide for `c`, compiling the vocabulary on first use.
+    fn guide(&mut self, c: &Constraint) -> Result<Guide, String> {
+        let n_logits = self.model.config().n_vocab;
+        let codec = self.codec.clone();
+        let vocab = self.vocab.get_or_insert_with(|| {
+            let t = Instant::now();
+            let v = Vocab::new(codec, n_logits);
+            tracing::info!(
+                ms = t.elapsed().as_millis(),
+                "vocabulary compiled for constrained sampling"
+            );
+            v
+        });
+        let vocab = vocab
+            .as_ref()
+            .map_err(|e| format!("cannot prepare the vocabulary for constrained sampling: {e}"))?;
+        Guide::new(vocab, c).map_err(|e| e.to_string())
     }
 
     fn embed(
@@ -305,7 +341,8 @@ struct Seq {
     fed: usize,
     history: Vec<u32>,
     sampler: Sampler,
-    json: Option<JsonPrefix>,
+    /// The output constraint, if the request has one.
+    guide: Option<Guide>,
     text: TextStream,
     /// Control tokens printed anyway (the request's `preserved_tokens`).
     preserved: Vec<u32>,
@@ -319,6 +356,7 @@ struct Seq {
 impl Seq {
     fn start(
         req: &CompletionRequest,
+        guide: Option<Guide>,
         codec: &dyn TextCodec,
         num_ctx: usize,
         tx: Lines,
@@ -343,7 +381,7 @@ impl Seq {
             pending: tokens,
             fed: 0,
             sampler: Sampler::new(req.sampler.clone()),
-            json: matches!(req.constraint, Some(Constraint::Json)).then(JsonPrefix::default),
+            guide,
             text: TextStream::new(&req.stop),
             preserved: req
                 .preserved_tokens
@@ -365,6 +403,11 @@ impl Seq {
     /// Whether the prompt is still being evaluated.
     fn prefill(&self) -> bool {
         self.t1.is_none()
+    }
+
+    /// Sends `error` as the answer's last line (the generation ends).
+    fn fail(&self, error: String) {
+        line(&self.tx, &RunnerError { error });
     }
 
     /// Samples the next token from `logits` and streams it. False when the
@@ -402,16 +445,26 @@ impl Seq {
         if self.done.eval_count >= self.limit {
             return Ok(Some("length"));
         }
-        let next = match self.json.as_ref() {
+        let next = match self.guide.as_mut() {
             None => self.sampler.sample(logits, &self.history),
-            Some(j) => match sample_json(&mut self.sampler, logits, &self.history, codec, j) {
-                Some(t) => t,
-                // Nothing can continue the object (a tiny vocabulary).
-                None => return Ok(Some("length")),
-            },
+            Some(g) => {
+                let allowed = g.allowed().map_err(|e| self.fail(e.to_string()))?;
+                match self
+                    .sampler
+                    .sample_allowed(logits, &self.history, allowed.as_slice())
+                {
+                    Some(t) => t,
+                    // The model's tokens cannot spell what the grammar needs
+                    // next (a tiny vocabulary).
+                    None => return Ok(Some("length")),
+                }
+            }
         };
         if codec.is_eog(next) {
             return Ok(Some("stop"));
+        }
+        if let Some(g) = self.guide.as_mut() {
+            g.commit(next).map_err(|e| self.fail(e.to_string()))?;
         }
         self.done.eval_count += 1;
         self.history.push(next);
@@ -420,10 +473,7 @@ impl Seq {
         } else {
             codec.decode(&[next])
         };
-        let closed = self
-            .json
-            .as_mut()
-            .is_some_and(|j| j.push_all(&bytes) && j.is_complete());
+        let closed = self.guide.as_ref().is_some_and(Guide::finished);
         let (t, stop) = match self.text.push(&bytes) {
             Piece::Stop(t) => (t, true),
             Piece::Text(t) => (t, false),
@@ -432,8 +482,8 @@ impl Seq {
             return Err(());
         }
         if stop || closed {
-            // A stop string, or a whole object: as with Ollama's grammar,
-            // nothing follows.
+            // A stop string, or the constraint's output complete: as with
+            // Ollama's grammar, nothing follows.
             return Ok(Some("stop"));
         }
         if self.cache.len() >= num_ctx || self.done.eval_count >= self.limit {
@@ -462,34 +512,6 @@ fn fit_prompt(tokens: Vec<u32>, num_ctx: usize, num_keep: i64) -> Vec<u32> {
     let mut out = tokens[..keep].to_vec();
     out.extend_from_slice(&tokens[tokens.len() - tail..]);
     out
-}
-
-/// Samples a token that keeps the output a valid JSON-object prefix: the
-/// unconstrained choice when it does (the common case, one check), else a
-/// draw from the logits with every token that does not masked out. `None`
-/// when no token can continue.
-fn sample_json(
-    sampler: &mut Sampler,
-    logits: &[f32],
-    history: &[u32],
-    codec: &dyn TextCodec,
-    json: &JsonPrefix,
-) -> Option<u32> {
-    let first = sampler.sample(logits, history);
-    if json.accepts(&codec.decode(&[first])) {
-        return Some(first);
-    }
-    let mut masked = logits.to_vec();
-    let mut any = false;
-    for (id, l) in masked.iter_mut().enumerate() {
-        let ok = u32::try_from(id).is_ok_and(|id| json.accepts(&codec.decode(&[id])));
-        if ok {
-            any = true;
-        } else {
-            *l = f32::NEG_INFINITY;
-        }
-    }
-    any.then(|| sampler.sample(&masked, history))
 }
 
 fn piece(content: String) -> CompletionChunk {

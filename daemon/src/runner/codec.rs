@@ -19,6 +19,17 @@ pub trait TextCodec: Send + Sync {
     fn decode(&self, ids: &[u32]) -> Vec<u8>;
     /// Whether `id` ends generation (EOS, EOT, `<|im_end|>`, …).
     fn is_eog(&self, id: u32) -> bool;
+    /// How many token ids the vocabulary has.
+    fn vocab_len(&self) -> usize;
+    /// Token `id` as constrained sampling sees it: its bytes (a special
+    /// token's text), and whether it is special: a control, unknown or unused
+    /// token, never part of plain text, so that a grammar reaches it only by
+    /// name.
+    fn token_entry(&self, id: u32) -> (Vec<u8>, bool);
+    /// Whether `encode` tokenizes as the model was trained (BPE merges,
+    /// SentencePiece scores), so that text a grammar forces can be tokenized
+    /// as the model itself would write it.
+    fn canonical(&self) -> bool;
     /// The bytes of one token, a control token's text included (for the
     /// tokens a request asks to see).
     fn token_text(&self, id: u32) -> Vec<u8> {
@@ -203,6 +214,26 @@ impl TextCodec for VocabCodec {
     fn is_eog(&self, id: u32) -> bool {
         self.eog.contains(&id)
     }
+
+    fn vocab_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn token_entry(&self, id: u32) -> (Vec<u8>, bool) {
+        match self.bytes.get(id as usize) {
+            Some(b) if !b.is_empty() => (b.clone(), false),
+            // Control tokens have no bytes here; their text is their name.
+            _ => match self.specials.iter().find(|&&(_, s)| s == id) {
+                Some((text, _)) => (text.as_bytes().to_vec(), true),
+                None => (Vec::new(), false),
+            },
+        }
+    }
+
+    fn canonical(&self) -> bool {
+        // Greedy longest match, not the model's merges.
+        false
+    }
 }
 
 impl TextCodec for crate::tokenizer::Tokenizer {
@@ -226,6 +257,23 @@ impl TextCodec for crate::tokenizer::Tokenizer {
 
     fn is_eog(&self, id: u32) -> bool {
         self.stop_tokens().contains(&id)
+    }
+
+    fn vocab_len(&self) -> usize {
+        self.vocab_size()
+    }
+
+    fn token_entry(&self, id: u32) -> (Vec<u8>, bool) {
+        use crate::tokenizer::TokenType;
+        let special = matches!(
+            self.token_type(id),
+            Some(TokenType::Control | TokenType::Unknown | TokenType::Unused)
+        );
+        (self.token_bytes(id).to_vec(), special)
+    }
+
+    fn canonical(&self) -> bool {
+        true
     }
 
     fn token_text(&self, id: u32) -> Vec<u8> {

@@ -1,11 +1,11 @@
 //! The inference runner: one process per loaded model (`llmpmd runner`),
-//! its GGUF model on candle, the tokenizer codec and the sampler. The
-//! daemon's side of it (the wire protocol, starting and calling it) is
-//! `crate::llm`.
+//! its GGUF model on candle, the tokenizer codec, the sampler and the
+//! output constraints it enforces. The daemon's side of it (the wire
+//! protocol, starting and calling it) is `crate::llm`.
 
 pub mod batch;
 pub mod codec;
-pub mod json;
+pub mod guide;
 pub mod llama;
 pub mod model;
 pub mod sampler;

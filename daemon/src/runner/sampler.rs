@@ -1,6 +1,6 @@
-//! Token sampling with Ollama's option set, in llama.cpp's order:
-//! penalties, then top-k, top-p, min-p, temperature, then a seeded draw.
-//! Temperature 0 is greedy.
+//! Token sampling with Ollama's option set, in llama.cpp's order: the
+//! constraint's mask of allowed tokens (if any), penalties, then top-k,
+//! top-p, min-p, temperature, then a seeded draw. Temperature 0 is greedy.
 
 use std::collections::HashMap;
 
@@ -26,8 +26,40 @@ impl Sampler {
     /// Picks the next token from `logits`, given the tokens so far
     /// (`history`: prompt and generated, oldest first).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        self.pick(logits.to_vec(), history)
+    }
+
+    /// Like [`Sampler::sample`], among the tokens `allowed` only: a bitset,
+    /// bit `i % 32` of word `i / 32` for token `i`. The mask comes first, so
+    /// that top-k and the others choose among allowed tokens. `None` when no
+    /// token is allowed.
+    pub fn sample_allowed(
+        &mut self,
+        logits: &[f32],
+        history: &[u32],
+        allowed: &[u32],
+    ) -> Option<u32> {
+        let mut masked = vec![f32::NEG_INFINITY; logits.len()];
+        let mut any = false;
+        for (w, &bits) in allowed.iter().enumerate() {
+            if bits == 0 {
+                continue;
+            }
+            let base = w * 32;
+            for b in 0..32 {
+                if bits & (1 << b) != 0 {
+                    if let Some(&l) = logits.get(base + b) {
+                        masked[base + b] = l;
+                        any = true;
+                    }
+                }
+            }
+        }
+        any.then(|| self.pick(masked, history))
+    }
+
+    fn pick(&mut self, mut logits: Vec<f32>, history: &[u32]) -> u32 {
         let c = &self.config;
-        let mut logits = logits.to_vec();
         self.penalize(&mut logits, history);
         if c.temperature <= 0.0 {
             return super::model::argmax(&logits);
@@ -194,6 +226,37 @@ mod tests {
             ..SamplerConfig::default()
         });
         assert_eq!(s.sample(&l, &[2]), 1);
+    }
+
+    #[test]
+    fn only_allowed_tokens_are_drawn() {
+        let l = logits();
+        // Tokens 3, 40 and 49 of 50.
+        let allowed = [1u32 << 3, (1 << 8) | (1 << 17)];
+        for temperature in [0.0, 1.0, 5.0] {
+            let mut s = Sampler::new(SamplerConfig {
+                temperature,
+                top_k: 1,
+                seed: Some(3),
+                ..SamplerConfig::default()
+            });
+            for _ in 0..20 {
+                let t = s.sample_allowed(&l, &[], &allowed).unwrap();
+                assert!([3, 40, 49].contains(&t), "{t} at {temperature}");
+            }
+        }
+        // Greedy picks the best allowed one, not the best overall.
+        let mut s = Sampler::new(SamplerConfig {
+            temperature: 0.0,
+            ..SamplerConfig::default()
+        });
+        let best = super::super::model::argmax(&l);
+        let mut only = [0u32; 2];
+        only[(best as usize + 1) % 50 / 32] |= 1 << ((best as usize + 1) % 50 % 32);
+        assert_eq!(s.sample_allowed(&l, &[], &only), Some((best + 1) % 50));
+        // Nothing allowed (or only past the logits): no token.
+        assert_eq!(s.sample_allowed(&l, &[], &[0, 0]), None);
+        assert_eq!(s.sample_allowed(&l, &[], &[0, 0, 1]), None);
     }
 
     #[test]
