@@ -85,6 +85,19 @@ pub struct RunArgs {
     /// How long the model stays loaded after this run ("5m", "1h", "0", "-1")
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub keepalive: Option<String>,
+    /// Thinking for a model that thinks: `--think` alone is true; false, or a
+    /// level (low, medium, high); unset, the model's default (on)
+    #[arg(
+        long,
+        value_name = "true|false|low|medium|high",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub think: Option<llmpm_spec::api::Think>,
+    /// Do not print the model's reasoning (it still thinks)
+    #[arg(long)]
+    pub hidethinking: bool,
 }
 
 /// `llmpm list` and `llmpm ps`.

@@ -49,6 +49,10 @@ fn interactive_chat_on_a_terminal() {
         /show parameters\n\
         \"\"\"first line\n\
         second line\"\"\"\n\
+        /set think extreme\n\
+        /set think high\n\
+        think hard\n\
+        /set nothink\n\
         /set parameter top_p 7\n\
         hello again\n\
         /clear\n\
@@ -77,6 +81,11 @@ fn interactive_chat_on_a_terminal() {
         "invalid option `top_p` = 7: must be between 0 and 1",
         "Cleared session context",
         "Unknown command '/nonsense'",
+        // Thinking is chosen per session; a model that cannot think says so.
+        "Usage: /set think [low|medium|high]",
+        "Set 'think' mode to 'high'.",
+        "\"tiny\" does not support thinking",
+        "Set 'nothink' mode.",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }

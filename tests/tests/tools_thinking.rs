@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use llmpm_tests::http::{call_unix, Response};
-use llmpm_tests::{assert_ok, TestContext, TinyLlamaSpec};
+use llmpm_tests::{assert_ok, stderr, stdout, TestContext, TinyLlamaSpec};
 use serde_json::{json, Value};
 
 /// A Llama-3-shaped template that lists the tools, opens the think tag in
@@ -35,7 +35,11 @@ fn template(close: &str, tag: &str) -> String {
 fn create(ctx: &TestContext, name: &str, template: &str) {
     std::fs::write(
         ctx.work.join("Modelfile"),
-        format!("FROM ./tiny.gguf\nPARAMETER num_ctx 512\nTEMPLATE \"\"\"{template}\"\"\"\n"),
+        // The sampling of OPTS, for the CLI (which sends no options).
+        format!(
+            "FROM ./tiny.gguf\nPARAMETER num_ctx 512\nPARAMETER temperature 1.0\n\
+             PARAMETER seed 7\nPARAMETER num_predict 40\nTEMPLATE \"\"\"{template}\"\"\"\n"
+        ),
     )
     .unwrap();
     assert_ok(&ctx.cli(&["create", name, "-f", "Modelfile"]));
@@ -358,4 +362,29 @@ fn bad_tools_and_think_are_400s_naming_the_field() {
         "options": {"num_predict": 2}, "messages": [{"role": "user", "content": "x"}]}),
     );
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn cli_run_shows_reasoning_before_the_answer_and_hides_it_when_asked() {
+    let (ctx, thinking, text) = setup();
+    // Piped (not a terminal): plain text, no colours.
+    let out = ctx.cli(&["run", "think", "Hi"]);
+    assert_ok(&out);
+    assert_eq!(
+        stdout(&out),
+        format!("Thinking...\n{thinking}\n...done thinking.\n\n{text}\n").replace(
+            // A reasoning that ends in a newline gets no second one.
+            &format!("{thinking}\n\n...done"),
+            &format!("{thinking}\n...done")
+        )
+    );
+    let out = ctx.cli(&["run", "--hidethinking", "think", "Hi"]);
+    assert_eq!(stdout(&out), format!("{text}\n"));
+    // No thinking: the no-think prompt, nothing marked as reasoning.
+    let out = ctx.cli(&["run", "--think=false", "think", "Hi"]);
+    assert_ok(&out);
+    assert!(!stdout(&out).contains("Thinking..."), "{}", stdout(&out));
+    let out = ctx.cli(&["run", "--think=extreme", "think", "Hi"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--think"), "{}", stderr(&out));
 }

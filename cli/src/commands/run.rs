@@ -2,13 +2,15 @@
 //! or piped stdin), or a chat on a terminal as `ollama run` has it: line
 //! editing and history, `"""` multi-line messages, `/set`, `/show`,
 //! `/clear`, `/bye`; Ctrl-C stops an answer, Ctrl-D leaves. A missing model
-//! is pulled first.
+//! is pulled first. A thinking model's reasoning is shown dimmed before its
+//! answer (`--hidethinking` leaves it out; `--think`, `/set think` and
+//! `/set nothink` choose whether and how hard it thinks).
 
 use std::io::{IsTerminal, Read};
 
 use anyhow::Context;
 use http_body_util::BodyExt;
-use llmpm_spec::api::{ChatRequest, ChatResponse, Message, PullRequest, ShowRequest};
+use llmpm_spec::api::{ChatRequest, ChatResponse, Message, PullRequest, ShowRequest, Think};
 
 use crate::cli::RunArgs;
 use crate::client::Client;
@@ -32,6 +34,7 @@ pub async fn run(args: &RunArgs, client: &Client, printer: &Printer) -> anyhow::
             model: args.model.clone(),
             messages: vec![user(prompt)],
             stream: Some(true),
+            think: args.think,
             ..ChatRequest::default()
         };
         answer(args, client, printer, req).await?;
@@ -85,6 +88,7 @@ async fn answer(
     let mut buf = Vec::new();
     let mut text = String::new();
     let mut last = None;
+    let mut thoughts = Thoughts::new(args.hidethinking);
     loop {
         while let Some(end) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=end).collect();
@@ -97,6 +101,10 @@ async fn answer(
             }
             let r: ChatResponse =
                 serde_json::from_value(value).context("llmpmd sent an unexpected chat line")?;
+            thoughts.show(printer, &r.message.thinking)?;
+            if !r.message.content.is_empty() {
+                thoughts.close(printer)?;
+            }
             printer.data(&r.message.content)?;
             text.push_str(&r.message.content);
             if r.done {
@@ -113,6 +121,7 @@ async fn answer(
             }
         }
     }
+    thoughts.close(printer)?;
     printer.data("\n")?;
     if args.verbose {
         if let Some(r) = last {
@@ -142,12 +151,74 @@ async fn answer(
     Ok(text)
 }
 
+/// A thinking model's reasoning on the way to stdout: opened with
+/// `Thinking...` and closed with `...done thinking.` as `ollama run` shows
+/// it, dimmed on a terminal; nothing when hidden.
+struct Thoughts {
+    hide: bool,
+    dim: bool,
+    open: bool,
+    ends_in_newline: bool,
+}
+
+/// ANSI dim and back to normal.
+const DIM: &str = "\x1b[2m";
+const NORMAL: &str = "\x1b[0m";
+
+impl Thoughts {
+    fn new(hide: bool) -> Thoughts {
+        Thoughts {
+            hide,
+            dim: std::io::stdout().is_terminal(),
+            open: false,
+            ends_in_newline: true,
+        }
+    }
+
+    fn style<'a>(&self, code: &'a str) -> &'a str {
+        if self.dim {
+            code
+        } else {
+            ""
+        }
+    }
+
+    /// Prints reasoning, opening the block first.
+    fn show(&mut self, printer: &Printer, thinking: &str) -> anyhow::Result<()> {
+        if self.hide || thinking.is_empty() {
+            return Ok(());
+        }
+        if !self.open {
+            printer.data(&format!("{}Thinking...\n", self.style(DIM)))?;
+            self.open = true;
+        }
+        printer.data(thinking)?;
+        self.ends_in_newline = thinking.ends_with('\n');
+        Ok(())
+    }
+
+    /// Ends an open block before the answer.
+    fn close(&mut self, printer: &Printer) -> anyhow::Result<()> {
+        if !self.open {
+            return Ok(());
+        }
+        self.open = false;
+        let newline = if self.ends_in_newline { "" } else { "\n" };
+        printer.data(&format!(
+            "{newline}...done thinking.\n\n{}",
+            self.style(NORMAL)
+        ))
+    }
+}
+
 /// What `/set` changed in this chat session.
 #[derive(Debug, Default)]
 struct Session {
     history: Vec<Message>,
     system: Option<String>,
     options: serde_json::Map<String, serde_json::Value>,
+    /// `--think`, then `/set think` and `/set nothink`.
+    think: Option<Think>,
 }
 
 impl Session {
@@ -190,6 +261,8 @@ impl Session {
 const HELP: &str = "Available commands:
   /set parameter NAME VALUE   Set a model option for this session (temperature, num_ctx, stop, …)
   /set system TEXT            Set the system prompt for this session
+  /set think [LEVEL]          Let a thinking model think (at low, medium or high)
+  /set nothink                Answer without thinking
   /show info|system|parameters|template|license
   /clear                      Forget the conversation
   /bye                        Leave (or Ctrl-D)
@@ -286,7 +359,10 @@ async fn show(
 }
 
 async fn chat(args: &RunArgs, client: &Client, printer: &Printer) -> anyhow::Result<()> {
-    let mut session = Session::default();
+    let mut session = Session {
+        think: args.think,
+        ..Session::default()
+    };
     let mut rl = rustyline::DefaultEditor::new().context("Failed to start the line editor")?;
     let history = history_file();
     if let Some(h) = &history {
@@ -328,6 +404,23 @@ async fn chat_loop(
                     session.history.clear();
                     printer.status("Cleared session context");
                 }
+                (Some("/set"), Some("think"), level) => match level.map(str::trim) {
+                    None | Some("") => {
+                        session.think = Some(Think::Bool(true));
+                        printer.status("Set 'think' mode.");
+                    }
+                    Some(l) => match l.parse::<Think>() {
+                        Ok(t @ Think::Level(_)) => {
+                            session.think = Some(t);
+                            printer.status(&format!("Set 'think' mode to '{l}'."));
+                        }
+                        _ => printer.status("Usage: /set think [low|medium|high]"),
+                    },
+                },
+                (Some("/set"), Some("nothink"), _) => {
+                    session.think = Some(Think::Bool(false));
+                    printer.status("Set 'nothink' mode.");
+                }
                 (Some("/set"), Some("system"), Some(text)) => {
                     session.system = Some(text.trim().to_string());
                     printer.status("Set system message.");
@@ -359,6 +452,7 @@ async fn chat_loop(
             messages: session.messages(),
             options: session.options(),
             stream: Some(true),
+            think: session.think,
             ..ChatRequest::default()
         };
         // Ctrl-C while answering stops the answer (dropping the stream makes
@@ -376,7 +470,13 @@ async fn chat_loop(
             }
             None => {
                 session.history.pop();
-                let _ = printer.data("\n");
+                // Stopped maybe inside dimmed reasoning: back to normal.
+                let reset = if std::io::stdout().is_terminal() {
+                    NORMAL
+                } else {
+                    ""
+                };
+                let _ = printer.data(&format!("{reset}\n"));
             }
         }
     }

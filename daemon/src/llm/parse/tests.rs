@@ -91,6 +91,30 @@ fn qwen_calls_after_text_are_found_whole() {
 }
 
 #[test]
+fn an_answer_that_opens_with_a_bare_call_is_one_whatever_the_tag() {
+    let make = || tools("<tool_call>", &["get_weather"]);
+    let (_, c, calls) = every_split(
+        "\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}",
+        make,
+    );
+    assert_eq!(
+        (c.as_str(), calls),
+        ("\n", vec![call("get_weather", json!({"city": "Paris"}))])
+    );
+    // JSON that is no call, or JSON after text, stays text.
+    let (_, c, calls) = every_split("{\"city\": \"Paris\"} is it", make);
+    assert_eq!(
+        (c.as_str(), calls.len()),
+        ("{\"city\": \"Paris\"} is it", 0)
+    );
+    let (_, c, calls) = every_split("So: {\"name\": \"get_weather\"}", make);
+    assert_eq!(
+        (c.as_str(), calls.len()),
+        ("So: {\"name\": \"get_weather\"}", 0)
+    );
+}
+
+#[test]
 fn text_that_only_looked_like_a_call_is_released() {
     let make = || tools("<tool_call>", &["get_weather"]);
     let (_, c, calls) = every_split("a <tool_cal> b <tool", make);

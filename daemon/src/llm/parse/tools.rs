@@ -5,9 +5,12 @@
 //! JSON can be a call, and one that turns out not to be is released as
 //! text.
 //!
-//! Two things differ from Ollama, both where it would lose text: a call
-//! written without `arguments` is a call with none, and text after a tag
-//! that never became a call is released at the end instead of dropped.
+//! Where Ollama would lose a call or text, this parser differs: an answer
+//! that opens with a bare JSON object is read as a call even when the
+//! template's tag is another (small models often leave the tag out, and
+//! llama.cpp's parsers take a bare `{"name"…` too); a call written without
+//! `arguments` is a call with none; and text after a tag that never became
+//! a call is released at the end instead of dropped.
 
 use serde_json::{Map, Value};
 
@@ -44,6 +47,10 @@ pub struct ToolParser {
     buf: String,
     /// Calls found so far.
     found: usize,
+    /// Text other than whitespace has been released.
+    text_seen: bool,
+    /// The answer opened with a bare JSON object: read as with a `{` tag.
+    json_start: bool,
 }
 
 impl ToolParser {
@@ -56,11 +63,22 @@ impl ToolParser {
             state: State::LookingForTag,
             buf: String::new(),
             found: 0,
+            text_seen: false,
+            json_start: false,
+        }
+    }
+
+    /// The tag in use: the template's, or `{` for an answer that opened with JSON.
+    fn tag(&self) -> &str {
+        if self.json_start {
+            "{"
+        } else {
+            &self.tag
         }
     }
 
     fn bare(&self) -> bool {
-        self.tag == "{" || self.tag == "["
+        matches!(self.tag(), "{" | "[")
     }
 
     /// Adds text; returns the calls now complete and the text that is
@@ -75,6 +93,9 @@ impl ToolParser {
             if self.bare() && self.strip_alt_prefix() {
                 return (Vec::new(), String::new());
             }
+            if !self.text_seen && self.buf.trim_start().starts_with('{') {
+                self.json_start = true;
+            }
             let (at, found) = self.find_tag();
             content = self.buf[..at].to_owned();
             self.buf.drain(..at);
@@ -84,6 +105,7 @@ impl ToolParser {
                 content.push_str(&std::mem::take(&mut self.buf));
                 return (Vec::new(), content);
             }
+            self.text_seen |= !content.trim().is_empty();
             if !found {
                 return (Vec::new(), content);
             }
@@ -128,10 +150,11 @@ impl ToolParser {
     /// Where the tag starts (and that it is whole), or where a partial tag
     /// at the end starts, or the end.
     fn find_tag(&self) -> (usize, bool) {
-        if let Some(at) = self.buf.find(self.tag.as_str()) {
+        let tag = self.tag();
+        if let Some(at) = self.buf.find(tag) {
             return (at, true);
         }
-        (self.buf.len() - overlap(&self.buf, &self.tag), false)
+        (self.buf.len() - overlap(&self.buf, tag), false)
     }
 
     /// The next complete call in the buffer, which is then consumed up to
@@ -186,7 +209,7 @@ impl ToolParser {
 
     /// Whether the bracket the bare tag opened has closed (strings skipped).
     fn closed(&self) -> bool {
-        let (open, close) = if self.tag == "[" {
+        let (open, close) = if self.tag() == "[" {
             (b'[', b']')
         } else {
             (b'{', b'}')
