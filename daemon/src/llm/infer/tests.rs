@@ -175,7 +175,7 @@ fn forced_call_grammars() {
     assert_eq!(
         call_grammar(&fmt("<tool_call>", "arguments"), &tools, &named),
         "start: \"<tool_call>\" WS? call\n\
-         call: %json {\"additionalProperties\":false,\"properties\":{\"arguments\":{\"properties\":{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"],\"type\":\"object\"},\"name\":{\"const\":\"get_weather\"}},\"required\":[\"name\",\"arguments\"],\"type\":\"object\"}\n\
+         call: %json {\"type\":\"object\",\"properties\":{\"name\":{\"const\":\"get_weather\"},\"arguments\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"]}},\"required\":[\"name\",\"arguments\"],\"additionalProperties\":false}\n\
          WS: /[ \\t\\r\\n]+/\n"
     );
     // Llama: bare JSON with "parameters"; `required`: any of the tools.
