@@ -34,7 +34,7 @@ for ftype in q8_0 q4_0 f16; do
     cases+=("{\"ftype\":\"$ftype\",\"result\":$ids}")
 done
 
-python3 - "$layers" "$embd" "$heads" "$kv_heads" "$ff" "$vocab" "$ctx" "$seed" "${cases[@]}" <<'PY' > tests/fixtures/llamacpp_greedy.json
+python3 - "$layers" "$embd" "$heads" "$kv_heads" "$ff" "$vocab" "$ctx" "$seed" "${cases[@]}" <<'PY' > "$work/fixture.json"
 import json, sys
 layers, embd, heads, kv, ff, vocab, ctx, seed = map(int, sys.argv[1:9])
 out = {
@@ -55,4 +55,8 @@ text = json.dumps(out, indent=1)[:-2]
 text += ',\n "cases": [\n' + ",\n".join("  " + json.dumps(c) for c in cases) + "\n ]\n}"
 print(text)
 PY
+mv "$work/fixture.json" tests/fixtures/llamacpp_greedy.json
+# The other architectures' cases (bench/gen-reference-archs.py), made again
+# against the same llama.cpp.
+python3 bench/gen-reference-archs.py
 echo "wrote tests/fixtures/llamacpp_greedy.json" >&2

@@ -7,6 +7,8 @@
 //   and "load_ms N" on stderr (model load and context creation)
 // LLMPM_GREEDY_REPACK=1: llama.cpp's default weight repacking (as llama-bench
 //   and llama-server run), for load-time comparisons; the fixture never sets it.
+// LLMPM_GREEDY_CTX=N: a context of N tokens (default: the prompt and the
+//   predictions), for models whose RoPE depends on it (Phi-3's longrope).
 #include "llama.h"
 
 #include <chrono>
@@ -62,7 +64,11 @@ int main(int argc, char ** argv) {
 
     llama_context_params cparams = llama_context_default_params();
     cparams.n_ctx = prompt.size() + n_predict + 8;
-    cparams.n_batch = cparams.n_ctx;
+    const char * ctx_env = getenv("LLMPM_GREEDY_CTX");
+    if (ctx_env && atoi(ctx_env) > (int) cparams.n_ctx) {
+        cparams.n_ctx = atoi(ctx_env);
+    }
+    cparams.n_batch = prompt.size() + n_predict + 8;
     cparams.n_threads = n_threads;
     cparams.n_threads_batch = n_threads;
     // Attention in F32 (llama.cpp's defaults round K/V to F16 and use flash

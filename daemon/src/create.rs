@@ -52,6 +52,14 @@ pub enum CreateError {
         #[source]
         source: GgufError,
     },
+    /// The GGUF's `general.architecture` is one the runner cannot run.
+    #[error("file `{name}`: {}", crate::runner::arch::unsupported_message(.architecture))]
+    Architecture {
+        /// The file name.
+        name: String,
+        /// Its architecture.
+        architecture: String,
+    },
     /// A format we cannot import.
     #[error("file `{0}` is not GGUF; llmpm imports GGUF weights only (convert safetensors with llama.cpp's convert_hf_to_gguf.py)")]
     NotGguf(String),
@@ -202,6 +210,17 @@ pub fn create(
                 name: fname.clone(),
                 source,
             })?;
+        // Refused here, not at the first request: a model that cannot load
+        // should not be created (Ollama refuses an unknown architecture at
+        // create too).
+        if let Some(arch) = gguf.architecture() {
+            if !crate::runner::arch::is_supported(arch) {
+                return Err(CreateError::Architecture {
+                    name: fname.clone(),
+                    architecture: arch.to_owned(),
+                });
+            }
+        }
         weights.push((digest, size, gguf));
     }
     if weights.len() > 1 {

@@ -35,6 +35,9 @@ pub enum RopeScaling {
     },
     /// Llama 3.1's scaling, which lives in the `rope_freqs` tensor.
     Llama3,
+    /// Phi-3's `longrope` (also `su`): per-dimension factors in the
+    /// `rope_factors_short` / `rope_factors_long` tensors.
+    LongRope,
     /// Another kind (`yarn`, `longrope`), named as in the file.
     Other(String),
 }
@@ -69,6 +72,11 @@ pub struct Hyperparameters {
     pub rope_scaling: RopeScaling,
     /// `attention.sliding_window` as declared (see [`Hyperparameters::sliding_window`]).
     pub sliding_window: Option<u64>,
+    /// `rope.scaling.original_context_length`, else `context_length`: past
+    /// it, `longrope` models use their long factors.
+    pub rope_orig_context: usize,
+    /// `rope.scaling.attn_factor`, else 1: RoPE's cos/sin are multiplied by it.
+    pub rope_attn_factor: f32,
     /// `attention.layer_norm_rms_epsilon`, else 1e-5.
     pub rms_eps: f32,
     /// `context_length` when positive, else 2048.
@@ -199,11 +207,26 @@ impl Hyperparameters {
                 },
             },
             "llama3" => RopeScaling::Llama3,
+            "longrope" | "su" => RopeScaling::LongRope,
             other => RopeScaling::Other(other.to_owned()),
         };
         let context_length = match meta_u64(file, &k("context_length"))? {
             Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
             _ => 2048,
+        };
+        let rope_orig_context = match meta_u64(file, &k("rope.scaling.original_context_length"))? {
+            Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+            _ => context_length,
+        };
+        let rope_attn_factor = match meta_f32(file, &k("rope.scaling.attn_factor"))? {
+            None => 1.0,
+            Some(f) if f.is_finite() && f > 0.0 => f,
+            Some(f) => {
+                return Err(bad(
+                    &k("rope.scaling.attn_factor"),
+                    format!("({f}) must be a positive number"),
+                ))
+            }
         };
         Ok(Hyperparameters {
             architecture: arch.to_owned(),
@@ -219,6 +242,8 @@ impl Hyperparameters {
             rope_freq_base_swa,
             rope_scaling,
             sliding_window,
+            rope_orig_context,
+            rope_attn_factor,
             rms_eps,
             context_length,
         })

@@ -3,7 +3,10 @@
 //!
 //! The quantizers follow ggml's `quantize_row_q8_0_ref` and
 //! `quantize_row_q4_0_ref` bit for bit, so that files written here load in
-//! llama.cpp with the same weights.
+//! llama.cpp with the same weights. Q4_K and Q6_K ([`kquant`]) have
+//! ggml's layouts with a simpler choice of scales.
+
+pub mod kquant;
 
 use std::collections::HashSet;
 use std::io::{self, Write};
@@ -58,6 +61,19 @@ impl GgufWriter {
     /// The data alignment that will be used.
     pub fn alignment(&self) -> u64 {
         self.alignment
+    }
+
+    /// Replaces the value of metadata entry `key` (added before), keeping
+    /// its place: for tests that make a header disagree with its tensors.
+    /// Whether there was such an entry.
+    pub fn set_kv(&mut self, key: &str, value: impl Into<Value>) -> bool {
+        match self.metadata.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => {
+                entry.1 = value.into();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Adds a metadata entry. Entries are written in the order added.
@@ -148,7 +164,7 @@ impl GgufWriter {
     }
 
     /// Adds a tensor from f32 values (ggml order, `dims[0]` fastest),
-    /// encoding them as `ggml_type`: F32, F16, BF16, Q8_0 or Q4_0.
+    /// encoding them as `ggml_type`: F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K.
     pub fn add_tensor_f32(
         &mut self,
         name: impl Into<String>,
@@ -351,7 +367,7 @@ fn write_array<W: Write>(w: &mut Counting<'_, W>, a: &Array) -> io::Result<()> {
     }
 }
 
-/// Encodes f32 values as `ggml_type` (F32, F16, BF16, Q8_0 or Q4_0);
+/// Encodes f32 values as `ggml_type` (F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K);
 /// `None` for other types, or for a block type when the count is not a
 /// multiple of 32.
 pub fn encode_f32(values: &[f32], ggml_type: GgmlType) -> Option<Vec<u8>> {
@@ -371,6 +387,8 @@ pub fn encode_f32(values: &[f32], ggml_type: GgmlType) -> Option<Vec<u8>> {
         ),
         GgmlType::Q8_0 => quantize_q8_0(values),
         GgmlType::Q4_0 => quantize_q4_0(values),
+        GgmlType::Q4_K => kquant::quantize_q4_k(values),
+        GgmlType::Q6_K => kquant::quantize_q6_k(values),
         _ => None,
     }
 }
@@ -686,7 +704,7 @@ mod tests {
             "{err}"
         );
         let err = w
-            .add_tensor_f32("t", &[256], GgmlType::Q4_K, &[0.0; 256])
+            .add_tensor_f32("t", &[256], GgmlType::Q5_K, &[0.0; 256])
             .unwrap_err();
         assert!(
             matches!(err, GgufError::UnsupportedEncoding { .. }),

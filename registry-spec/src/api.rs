@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 mod tools;
 
 pub use tools::{check_tools, Think, ThinkLevel, Tool, ToolCall, ToolCallFunction, ToolFunction};
+mod model_name;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
+
+use model_name::model_or_name;
 
 /// `{"error": "…"}`: every non-2xx body, and the last line of a stream that failed after it began.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,16 +112,18 @@ pub struct ProcessResponse {
     pub models: Vec<ProcessModel>,
 }
 
-/// `POST /api/show`.
+/// `POST /api/show`. A legacy `name` is read as `model` when `model` is unset.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ShowRequest {
     /// The model name.
-    #[serde(default, alias = "name")]
+    #[serde(default)]
     pub model: String,
     /// Include large arrays in `model_info`.
     #[serde(default)]
     pub verbose: bool,
 }
+model_or_name!(ShowRequest);
 
 /// `POST /api/show` response.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -185,28 +193,6 @@ impl Message {
     }
 }
 
-/// `_debug_info` of a `_debug_render_only` request: the prompt the template made.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DebugInfo {
-    /// The rendered prompt.
-    pub rendered_template: String,
-    /// Images in it (always 0: llmpm takes no images yet).
-    #[serde(default)]
-    pub image_count: usize,
-}
-
-/// The answer to a `_debug_render_only` request (generate or chat).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DebugRenderResponse {
-    /// The model name as asked.
-    pub model: String,
-    /// RFC 3339 time.
-    pub created_at: String,
-    /// The rendered prompt.
-    #[serde(rename = "_debug_info")]
-    pub debug_info: DebugInfo,
-}
-
 /// `POST /api/copy`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopyRequest {
@@ -216,13 +202,14 @@ pub struct CopyRequest {
     pub destination: String,
 }
 
-/// `DELETE /api/delete`.
+/// `DELETE /api/delete`. A legacy `name` is read as `model` when `model` is unset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct DeleteRequest {
     /// The model name.
-    #[serde(alias = "name")]
     pub model: String,
 }
+model_or_name!(DeleteRequest);
 
 /// `license` in a create request: one text or several.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,11 +231,13 @@ impl License {
     }
 }
 
-/// `POST /api/create`: Ollama's current shape (`from`, `files`, …).
+/// `POST /api/create`: Ollama's current shape (`from`, `files`, …). A
+/// legacy `name` is read as `model` when `model` is unset.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct CreateRequest {
     /// The name to create.
-    #[serde(default, alias = "name")]
+    #[serde(default)]
     pub model: String,
     /// An existing model to start from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,12 +270,15 @@ pub struct CreateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
 }
+model_or_name!(CreateRequest);
 
-/// `POST /api/pull` and `POST /api/push`.
+/// `POST /api/pull` and `POST /api/push`. A legacy `name` is read as
+/// `model` when `model` is unset.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PullRequest {
     /// The model name.
-    #[serde(default, alias = "name")]
+    #[serde(default)]
     pub model: String,
     /// Allow plain HTTP and unverified TLS.
     #[serde(default)]
@@ -295,6 +287,7 @@ pub struct PullRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
 }
+model_or_name!(PullRequest);
 
 /// One NDJSON progress line of pull, push and create.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -414,17 +407,100 @@ pub struct GenerateRequest {
     /// Whether (and how hard) a thinking model thinks; absent: on for a model that can.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub think: Option<Think>,
-    /// Answer with the rendered prompt (`_debug_info`) instead of generating.
+    /// Fill-in-the-middle: the text after the gap (`prompt` is the text
+    /// before it); needs the `insert` capability.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub suffix: String,
+    /// Base64 images (needs the `vision` capability).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    /// Ollama's deprecated token context from an earlier answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Vec<i64>>,
+    /// Log-probabilities and top alternatives (see [`Logprobs`]).
+    #[serde(flatten)]
+    pub logprobs: Logprobs,
+    /// Answer with the rendered prompt instead of generating.
     #[serde(
-        rename = "_debug_render_only",
         default,
+        rename = "_debug_render_only",
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub debug_render_only: bool,
 }
 
-/// One line of `/api/generate`.
+/// `logprobs` and `top_logprobs` of a generate or chat request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Logprobs {
+    /// Report the log-probability of each generated token.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logprobs: bool,
+    /// How many most likely alternatives to report with each (0 to 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<i64>,
+}
+
+impl Logprobs {
+    /// How many alternatives to list with each token's log-probability, or
+    /// `None` when `logprobs` is off; the error is Ollama's text for a
+    /// `top_logprobs` out of range, or says that `top_logprobs` needs
+    /// `logprobs: true` (Ollama would drop it without a word).
+    pub fn requested(&self) -> Result<Option<u32>, String> {
+        let top = match self.top_logprobs {
+            None => 0,
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|n| *n <= 20)
+                .ok_or_else(|| "top_logprobs must be between 0 and 20".to_owned())?,
+        };
+        match (self.logprobs, top) {
+            (true, top) => Ok(Some(top)),
+            (false, 0) => Ok(None),
+            (false, _) => Err("`top_logprobs` needs `logprobs: true`".to_owned()),
+        }
+    }
+}
+
+/// One alternative at a generated token's position, or the token itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    /// The token's text (invalid UTF-8 of a split character replaced).
+    pub token: String,
+    /// Its log-probability under the model's distribution.
+    pub logprob: f64,
+    /// The token's bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// The log-probability of one generated token, and the most likely
+/// alternatives at its position when asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logprob {
+    /// The token.
+    #[serde(flatten)]
+    pub token: TokenLogprob,
+    /// The `top_logprobs` most likely tokens, most likely first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_logprobs: Vec<TokenLogprob>,
+}
+
+/// What `_debug_render_only` answers with.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebugInfo {
+    /// The prompt the model would have been given.
+    pub rendered_template: String,
+    /// Images in the request.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub image_count: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One line of `/api/generate`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GenerateResponse {
     /// The model name as asked.
     pub model: String,
@@ -443,6 +519,16 @@ pub struct GenerateResponse {
     /// Timings (last line).
     #[serde(flatten)]
     pub metrics: Metrics,
+    /// Log-probabilities of the tokens of this line (of all, unstreamed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<Logprob>,
+    /// The rendered prompt (`_debug_render_only`).
+    #[serde(
+        default,
+        rename = "_debug_info",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub debug_info: Option<DebugInfo>,
 }
 
 /// `POST /api/chat`.
@@ -471,17 +557,20 @@ pub struct ChatRequest {
     /// Whether (and how hard) a thinking model thinks; absent: on for a model that can.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub think: Option<Think>,
-    /// Answer with the rendered prompt (`_debug_info`) instead of generating.
+    /// Log-probabilities and top alternatives (see [`Logprobs`]).
+    #[serde(flatten)]
+    pub logprobs: Logprobs,
+    /// Answer with the rendered prompt instead of generating.
     #[serde(
-        rename = "_debug_render_only",
         default,
+        rename = "_debug_render_only",
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub debug_render_only: bool,
 }
 
 /// One line of `/api/chat`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatResponse {
     /// The model name as asked.
     pub model: String,
@@ -497,6 +586,16 @@ pub struct ChatResponse {
     /// Timings (last line).
     #[serde(flatten)]
     pub metrics: Metrics,
+    /// Log-probabilities of the tokens of this line (of all, unstreamed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<Logprob>,
+    /// The rendered prompt (`_debug_render_only`).
+    #[serde(
+        default,
+        rename = "_debug_info",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub debug_info: Option<DebugInfo>,
 }
 
 /// `input` of `/api/embed`: one text or several.
@@ -519,12 +618,38 @@ pub struct EmbedRequest {
     /// Cut inputs longer than the context (default) or fail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncate: Option<bool>,
+    /// Keep the first this many values of each vector, normalized again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<i64>,
     /// Model options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<serde_json::Value>,
     /// How long the model stays loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<serde_json::Value>,
+}
+
+/// `POST /api/embeddings`: the legacy one-text embedding request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingRequest {
+    /// The model name.
+    pub model: String,
+    /// The text; empty only loads the model (and answers an empty vector).
+    #[serde(default)]
+    pub prompt: String,
+    /// Model options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<serde_json::Value>,
+    /// How long the model stays loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<serde_json::Value>,
+}
+
+/// Answer of `/api/embeddings`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingResponse {
+    /// The vector (as `/api/embed` computes it).
+    pub embedding: Vec<f32>,
 }
 
 /// Answer of `/api/embed`.

@@ -34,7 +34,9 @@ def free_port():
 
 
 @pytest.fixture
-def daemon():
+def daemon(request):
+    """A started llmpmd. Indirect parameters (a dict) add to its environment."""
+    extra_env = getattr(request, "param", None) or {}
     for b in ("llmpmd", "llmpm-gen-gguf"):
         if not (BIN / b).exists():
             pytest.fail(f"{BIN / b} missing: run `cargo build --workspace --bins` first")
@@ -46,6 +48,7 @@ def daemon():
             "LLMPM_HOME": str(tmp / "home"),
             "LLMPM_HOST": f"127.0.0.1:{port}",
             "LLMPM_CONFIG": str(tmp / "empty.yaml"),
+            **extra_env,
         }
         (tmp / "empty.yaml").write_text("")
         log = open(tmp / "llmpmd.log", "wb")

@@ -287,7 +287,9 @@ fn format_json_constrains_the_output() {
 }
 
 /// A model the runner cannot load: the client gets the runner's reason,
-/// not a pointer to a log, and the daemon keeps serving.
+/// not a pointer to a log, and the daemon keeps serving. An architecture
+/// the runner does not know is refused at create, naming it and the ones
+/// it runs.
 #[test]
 fn unloadable_model_says_why() {
     use llmpm_gguf::writer::GgufWriter;
@@ -297,6 +299,21 @@ fn unloadable_model_says_why() {
     w.add_kv("mamba9.block_count", 1u32).unwrap();
     std::fs::write(ctx.work.join("odd.gguf"), w.to_bytes()).unwrap();
     std::fs::write(ctx.work.join("Modelfile"), "FROM ./odd.gguf\n").unwrap();
+    let out = ctx.cli(&["create", "odd", "-f", "Modelfile"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unsupported model architecture `mamba9`")
+            && err.contains("`qwen3`")
+            && err.contains("`phi3`"),
+        "{err}"
+    );
+    // A known architecture whose file lacks what it needs loads in the
+    // runner, which says what is missing.
+    let mut w = GgufWriter::new();
+    w.add_kv("general.architecture", "llama").unwrap();
+    w.add_kv("llama.block_count", 1u32).unwrap();
+    std::fs::write(ctx.work.join("odd.gguf"), w.to_bytes()).unwrap();
     assert_ok(&ctx.cli(&["create", "odd", "-f", "Modelfile"]));
     let r = post(
         &ctx,
@@ -305,10 +322,7 @@ fn unloadable_model_says_why() {
     );
     assert_eq!(r.status, 500, "{}", r.text());
     let msg = r.json()["error"].as_str().unwrap().to_string();
-    assert!(
-        msg.contains("unsupported model architecture `mamba9`"),
-        "{msg}"
-    );
+    assert!(msg.contains("`llama.embedding_length`"), "{msg}");
     let r = call_unix(&ctx.socket(), "GET", "/api/version", b"").unwrap();
     assert_eq!(r.status, 200);
 }

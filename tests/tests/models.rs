@@ -218,3 +218,154 @@ fn capabilities_follow_the_template() {
         assert!(caps.contains(c), "{c} missing in:\n{text}");
     }
 }
+
+/// Qwen 3 and Phi-3 models made by the generator are created, shown with
+/// their architecture's details, and chat through their own templates
+/// (Qwen 3's ChatML with `<|im_end|>`, Phi-3's `<|user|>` turns); `ps`
+/// reports the loaded model's size.
+#[test]
+fn qwen3_and_phi3_create_show_and_chat() {
+    use llmpm_gguf::tiny::TinyArch;
+    use llmpm_tests::http::call_unix;
+    use serde_json::json;
+    let ctx = TestContext::started();
+    for (arch, head_dim) in [(TinyArch::Qwen3, 32), (TinyArch::Phi3, 0)] {
+        let name = arch.name();
+        let spec = TinyLlamaSpec {
+            arch,
+            head_dim,
+            n_vocab: 400,
+            ..TinyLlamaSpec::default()
+        };
+        ctx.tiny_gguf(&format!("{name}.gguf"), &spec);
+        let mf = format!("Modelfile.{name}");
+        std::fs::write(ctx.work.join(&mf), format!("FROM ./{name}.gguf\n")).unwrap();
+        assert_ok(&ctx.cli(&["create", name, "-f", &mf]));
+        let show = ctx.cli(&["show", name, "--json"]);
+        assert_ok(&show);
+        let s: Value = serde_json::from_str(&stdout(&show)).unwrap();
+        assert_eq!(s["details"]["family"], name);
+        assert_eq!(s["model_info"]["general.architecture"], name);
+        assert_eq!(
+            s["model_info"][format!("{name}.attention.head_count")],
+            json!(4)
+        );
+        assert!(s["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("completion")));
+        let body = json!({
+            "model": name, "stream": false,
+            "messages": [{"role": "user", "content": "Hello there"}],
+            "options": {"temperature": 0, "num_predict": 6},
+        });
+        let r = call_unix(
+            &ctx.socket(),
+            "POST",
+            "/api/chat",
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["message"]["role"], "assistant", "{v}");
+        // The template was applied: more prompt tokens than the bare text.
+        assert!(v["prompt_eval_count"].as_u64().unwrap() > 4, "{name}: {v}");
+        let ps = call_unix(&ctx.socket(), "GET", "/api/ps", b"")
+            .unwrap()
+            .json();
+        let loaded = ps["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == format!("{name}:latest"))
+            .cloned()
+            .unwrap_or_default();
+        assert!(loaded["size"].as_u64().unwrap_or(0) > 0, "{name}: {ps}");
+    }
+}
+
+/// A generated BERT model embeds through `/api/embed` and `/v1/embeddings`
+/// (normalised vectors of the hidden size), shows the `embedding`
+/// capability, and a generate or chat request to it is a 400 saying so
+/// (Ollama's text).
+#[test]
+fn bert_only_embeds() {
+    use llmpm_gguf::tiny::TinyArch;
+    use llmpm_tests::http::call_unix;
+    use serde_json::json;
+    let ctx = TestContext::started();
+    let spec = TinyLlamaSpec {
+        arch: TinyArch::Bert,
+        n_embd: 64,
+        n_head: 2,
+        n_head_kv: 2,
+        n_vocab: 300,
+        context_length: 512,
+        ..TinyLlamaSpec::default()
+    };
+    ctx.tiny_gguf("bert.gguf", &spec);
+    std::fs::write(ctx.work.join("Modelfile.bert"), "FROM ./bert.gguf\n").unwrap();
+    assert_ok(&ctx.cli(&["create", "minilm", "-f", "Modelfile.bert"]));
+    let post = |path: &str, body: Value| {
+        call_unix(&ctx.socket(), "POST", path, body.to_string().as_bytes()).unwrap()
+    };
+    let r = post(
+        "/api/embed",
+        json!({"model": "minilm", "input": ["hello world", "the quick brown fox jumps over the lazy dog"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let embs = v["embeddings"].as_array().unwrap();
+    assert_eq!(embs.len(), 2);
+    for e in embs {
+        let e: Vec<f64> = e
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(e.len(), 64);
+        let norm: f64 = e.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-3, "{norm}");
+    }
+    assert_ne!(embs[0], embs[1]);
+    let r = post(
+        "/v1/embeddings",
+        json!({"model": "minilm", "input": "hello"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["data"][0]["embedding"].as_array().unwrap().len(),
+        64
+    );
+    let show: Value =
+        serde_json::from_str(&stdout(&ctx.cli(&["show", "minilm", "--json"]))).unwrap();
+    assert_eq!(show["capabilities"], json!(["embedding"]));
+    for (path, body, what) in [
+        (
+            "/api/chat",
+            json!({"model": "minilm", "messages": [{"role": "user", "content": "hi"}]}),
+            "chat",
+        ),
+        (
+            "/api/generate",
+            json!({"model": "minilm", "prompt": "hi"}),
+            "generate",
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "minilm", "messages": [{"role": "user", "content": "hi"}]}),
+            "chat",
+        ),
+    ] {
+        let r = post(path, body);
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        assert!(
+            r.text()
+                .contains(&format!("\\\"minilm\\\" does not support {what}")),
+            "{path}: {}",
+            r.text()
+        );
+    }
+}

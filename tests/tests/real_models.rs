@@ -201,3 +201,42 @@ fn qwen_answers_in_json_when_asked() {
         assert_eq!(r["done_reason"], "stop", "{r}");
     }
 }
+
+/// Fill-in-the-middle on the real coder model: the GGUF names no FIM ids,
+/// so its `<|fim_prefix|>` tokens are found by text (as llama.cpp does),
+/// and the middle it writes joins the prefix to the suffix.
+#[test]
+fn qwen_coder_fills_in_the_middle() {
+    let Some(path) = model(QWEN) else { return };
+    let ctx = created(&path, "qwen-coder");
+    let show = post(&ctx, "/api/show", &json!({"model": "qwen-coder"}));
+    assert!(
+        show["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("insert")),
+        "{}",
+        show["capabilities"]
+    );
+    let prefix = "import math\n\n\ndef circle_area(radius):\n    return ";
+    let suffix = "\n\n\nprint(circle_area(2.0))\n";
+    let r = post(
+        &ctx,
+        "/api/generate",
+        &json!({"model": "qwen-coder", "prompt": prefix, "suffix": suffix, "stream": false,
+            "options": {"temperature": 0, "num_predict": 24}}),
+    );
+    let middle = r["response"].as_str().unwrap();
+    // The line it writes into the gap is the area; a 0.5B instruct model
+    // may go on past the gap, which an editor cuts at the line's end.
+    let line = middle.lines().next().unwrap_or_default();
+    assert!(
+        line.contains("math.pi") && line.contains("radius"),
+        "middle: {middle:?}"
+    );
+    // Code, not a chat answer: no template tokens, no markdown fence, no
+    // prose before it.
+    for noise in ["<|", "```", "Here", "def circle_area"] {
+        assert!(!middle.contains(noise), "{noise:?} in {middle:?}");
+    }
+}

@@ -214,6 +214,7 @@ impl Classify for LlmError {
             | LlmError::RequestTemplate(_)
             | LlmError::Unsupported { .. }
             | LlmError::Request(_)
+            | LlmError::TemplateWithoutSuffix
             | LlmError::Options(_) => Class::BadRequest,
             LlmError::Runner(_) | LlmError::Task(_) => Class::Internal,
         }

@@ -15,8 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 use llmpm_spec::api::{
-    check_tools, ChatRequest, ChatResponse, DebugInfo, DebugRenderResponse, EmbedInput,
-    EmbedRequest, EmbedResponse, GenerateRequest, GenerateResponse, Message, Metrics, ToolCall,
+    check_tools, ChatRequest, ChatResponse, DebugInfo, EmbedInput, EmbedRequest, EmbedResponse,
+    EmbeddingRequest, EmbeddingResponse, GenerateRequest, GenerateResponse, Logprob, Message,
+    Metrics, ToolCall,
 };
 use serde::Serialize;
 
@@ -31,6 +32,7 @@ use crate::llm::handle::collect;
 use crate::llm::parse::parse_events;
 use crate::llm::protocol::{CompletionChunk, Constraint};
 use crate::llm::{Capability, Event, Events, LlmError, Prompt, ToolChoice};
+use crate::sched::Lease;
 use crate::sched::{KeepAlive, LoadRequest};
 
 fn now() -> String {
@@ -83,9 +85,39 @@ impl Delta {
     }
 }
 
-/// Answers a generation: NDJSON lines made by `line` (what the line
-/// carries, the last chunk), or one body with all of it.
-async fn respond<T: Serialize + Send + 'static>(
+/// An answer line that carries the log-probabilities of its tokens.
+trait WithLogprobs {
+    fn logprobs(&mut self) -> &mut Vec<Logprob>;
+}
+
+impl WithLogprobs for GenerateResponse {
+    fn logprobs(&mut self) -> &mut Vec<Logprob> {
+        &mut self.logprobs
+    }
+}
+
+impl WithLogprobs for ChatResponse {
+    fn logprobs(&mut self) -> &mut Vec<Logprob> {
+        &mut self.logprobs
+    }
+}
+
+/// `line` with `logprobs` on it.
+fn with_logprobs<T: WithLogprobs>(mut line: T, logprobs: Vec<Logprob>) -> T {
+    *line.logprobs() = logprobs;
+    line
+}
+
+/// A request's `logprobs`/`top_logprobs`, checked: the top count to ask
+/// the runner for.
+fn logprobs_wanted(l: &llmpm_spec::api::Logprobs) -> Result<Option<u32>, ApiError> {
+    l.requested().map_err(ApiError::BadRequest)
+}
+
+/// Answers a generation: NDJSON lines made by `line` (text, last chunk),
+/// or one body with the whole text; each line carries the log-probabilities
+/// of its tokens, the one body all of them.
+async fn respond<T: Serialize + WithLogprobs + Send + 'static>(
     events: Events,
     stream: bool,
     line: impl Fn(Delta, Option<&CompletionChunk>) -> T + Send + 'static,
@@ -93,24 +125,31 @@ async fn respond<T: Serialize + Send + 'static>(
     let ended = || ApiError::Internal("the generation ended without a result".into());
     if !stream {
         return match collect(events).await {
-            Ok(Some(all)) => {
+            Ok(Some(mut all)) => {
+                let logprobs = std::mem::take(&mut all.last.logprobs);
                 let delta = Delta {
                     text: all.text,
                     thinking: all.thinking,
                     tool_calls: all.tool_calls,
                 };
-                Json(line(delta, Some(&all.last))).into_response()
+                Json(with_logprobs(line(delta, Some(&all.last)), logprobs)).into_response()
             }
             Ok(None) => ended().into_response(),
             Err(e) => ApiError::from(e).into_response(),
         };
     }
+    let mut pending = Vec::new();
     stream::respond_framed(
         events.map(|e| e.map_err(ApiError::from)),
         Framing::Ndjson,
         move |event, frames| match event {
+            Event::Logprobs(l) => {
+                pending.extend(l);
+                false
+            }
             Event::Text(t) => {
-                frames.push(&line(Delta::text(t), None));
+                let d = line(Delta::text(t), None);
+                frames.push(&with_logprobs(d, std::mem::take(&mut pending)));
                 false
             }
             Event::Thinking(thinking) => {
@@ -129,8 +168,10 @@ async fn respond<T: Serialize + Send + 'static>(
                 frames.push(&line(d, None));
                 false
             }
-            Event::Done(c) => {
-                frames.push(&line(Delta::text(c.content.clone()), Some(&c)));
+            Event::Done(mut c) => {
+                pending.append(&mut c.logprobs);
+                let last = line(Delta::text(c.content.clone()), Some(&c));
+                frames.push(&with_logprobs(last, std::mem::take(&mut pending)));
                 true
             }
         },
@@ -139,17 +180,59 @@ async fn respond<T: Serialize + Send + 'static>(
     .await
 }
 
-/// `_debug_render_only`: the prompt instead of an answer, as Ollama sends it.
-fn rendered(model: String, prompt: Prompt) -> Response {
-    Json(DebugRenderResponse {
+/// What a generate request asks that this model or llmpm cannot give,
+/// refused rather than dropped: images without vision, the deprecated
+/// `context`, and `suffix` without the `insert` capability or beside
+/// `raw` or `system`, which the fill-in-the-middle prompt has no room for.
+fn refuse_unsupported(req: &GenerateRequest, model: &super::Model) -> Result<(), ApiError> {
+    if !req.images.is_empty() {
+        model.require(&req.model, Capability::Vision, "generate")?;
+        return Err(ApiError::BadRequest(
+            "`images`: llmpm's runner cannot read images yet".into(),
+        ));
+    }
+    if req.context.as_ref().is_some_and(|c| !c.is_empty()) {
+        return Err(ApiError::BadRequest(
+            "`context` (deprecated in Ollama) is not supported: send the conversation to /api/chat as `messages`".into(),
+        ));
+    }
+    if !req.suffix.is_empty() {
+        model.require(&req.model, Capability::Insert, "generate")?;
+        for (set, field) in [(req.raw, "raw"), (req.system.is_some(), "system")] {
+            if set {
+                return Err(ApiError::BadRequest(format!(
+                    "`suffix` cannot be combined with `{field}`: the fill-in-the-middle prompt is built from `prompt` and `suffix` alone"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The answer of `_debug_render_only`: the prompt, not a generation.
+fn rendered(model: String, prompt: &Prompt, lease: &Lease, started: Instant) -> Response {
+    Json(GenerateResponse {
         model,
-        created_at: now(),
-        debug_info: DebugInfo {
-            rendered_template: prompt.text,
-            image_count: 0,
-        },
+        ..rendered_body(prompt, lease, started)
     })
     .into_response()
+}
+
+fn rendered_body(prompt: &Prompt, lease: &Lease, started: Instant) -> GenerateResponse {
+    GenerateResponse {
+        created_at: now(),
+        done: true,
+        metrics: Metrics {
+            total_duration: Some(nanos(started)),
+            load_duration: Some(lease.load_duration()),
+            ..Metrics::default()
+        },
+        debug_info: Some(DebugInfo {
+            rendered_template: prompt.text.clone(),
+            image_count: 0,
+        }),
+        ..GenerateResponse::default()
+    }
 }
 
 /// `POST /api/generate`.
@@ -162,6 +245,7 @@ pub async fn generate(
     let opts = resolved.options(req.options.as_ref())?;
     let keep = keep_alive(req.keep_alive.as_ref())?;
     let constraint = constraint(req.format.as_ref())?;
+    let logprobs = logprobs_wanted(&req.logprobs)?;
     let model = req.model.clone();
     let features = resolved.features(&req.model, Vec::new(), req.think, ToolChoice::Auto)?;
     if req.prompt.is_empty() && keep.is_some_and(KeepAlive::is_zero) {
@@ -172,12 +256,15 @@ pub async fn generate(
             model,
             created_at: now(),
             done: true,
+            logprobs: Vec::new(),
+            debug_info: None,
             done_reason: Some("unload".into()),
             ..GenerateResponse::default()
         })
         .into_response());
     }
     resolved.require(&req.model, Capability::Completion, "generate")?;
+    refuse_unsupported(&req, &resolved)?;
     let lease = state
         .sched
         .acquire(LoadRequest::new(&resolved, &opts, keep))
@@ -189,6 +276,8 @@ pub async fn generate(
             model,
             created_at: now(),
             done: true,
+            logprobs: Vec::new(),
+            debug_info: None,
             done_reason: Some("load".into()),
             metrics: Metrics {
                 total_duration: Some(nanos(started)),
@@ -201,6 +290,13 @@ pub async fn generate(
     }
     let prompt = if req.raw {
         Prompt::raw(req.prompt.clone())
+    } else if !req.suffix.is_empty() {
+        resolved.fim_prompt(
+            &req.model,
+            &req.prompt,
+            &req.suffix,
+            req.template.as_deref(),
+        )?
     } else {
         let ropts = resolved.render_options(&features);
         resolved.generate_prompt(
@@ -211,10 +307,12 @@ pub async fn generate(
         )?
     };
     if req.debug_render_only {
-        return Ok(rendered(model, prompt));
+        return Ok(rendered(model, &prompt, &lease, started));
     }
     let parser = resolved.output_parser(&features, &prompt);
-    let request = resolved.completion_request(prompt, &opts, constraint, &features);
+    let request = resolved
+        .completion_request(prompt, &opts, constraint, &features)
+        .with_logprobs(logprobs);
     let events = parse_events(lease.runner().complete(request).await?, parser);
     Ok(respond(events, req.stream.unwrap_or(true), move |d, last| {
         GenerateResponse {
@@ -223,6 +321,8 @@ pub async fn generate(
             response: d.text,
             thinking: d.thinking,
             done: last.is_some(),
+            logprobs: Vec::new(),
+            debug_info: None,
             done_reason: last.and_then(|c| c.done_reason.clone()),
             metrics: last.map(|c| metrics(c, load, started)).unwrap_or_default(),
         }
@@ -239,6 +339,7 @@ pub async fn chat(
     let resolved = resolve(&state, &req.model).await?;
     let opts = resolved.options(req.options.as_ref())?;
     let constraint = constraint(req.format.as_ref())?;
+    let logprobs = logprobs_wanted(&req.logprobs)?;
     let model = req.model.clone();
     let assistant = |content: String| Message::new("assistant", content);
     let keep = keep_alive(req.keep_alive.as_ref())?;
@@ -252,6 +353,8 @@ pub async fn chat(
             created_at: now(),
             message: assistant(String::new()),
             done: true,
+            logprobs: Vec::new(),
+            debug_info: None,
             done_reason: Some("unload".into()),
             metrics: Metrics::default(),
         })
@@ -269,6 +372,8 @@ pub async fn chat(
             created_at: now(),
             message: assistant(String::new()),
             done: true,
+            logprobs: Vec::new(),
+            debug_info: None,
             done_reason: Some("load".into()),
             metrics: Metrics {
                 total_duration: Some(nanos(started)),
@@ -283,10 +388,28 @@ pub async fn chat(
         .fit_chat(lease.runner(), &req.messages, &ropts)
         .await?;
     if req.debug_render_only {
-        return Ok(rendered(model, prompt));
+        let GenerateResponse {
+            created_at,
+            metrics,
+            debug_info,
+            ..
+        } = rendered_body(&prompt, &lease, started);
+        return Ok(Json(ChatResponse {
+            model,
+            created_at,
+            message: assistant(String::new()),
+            done: true,
+            done_reason: None,
+            metrics,
+            logprobs: Vec::new(),
+            debug_info,
+        })
+        .into_response());
     }
     let parser = resolved.output_parser(&features, &prompt);
-    let request = resolved.completion_request(prompt, &opts, constraint, &features);
+    let request = resolved
+        .completion_request(prompt, &opts, constraint, &features)
+        .with_logprobs(logprobs);
     let events = parse_events(lease.runner().complete(request).await?, parser);
     Ok(respond(events, req.stream.unwrap_or(true), move |d, last| {
         ChatResponse {
@@ -298,6 +421,8 @@ pub async fn chat(
                 ..assistant(d.text)
             },
             done: last.is_some(),
+            logprobs: Vec::new(),
+            debug_info: None,
             done_reason: last.and_then(|c| c.done_reason.clone()),
             metrics: last.map(|c| metrics(c, load, started)).unwrap_or_default(),
         }
@@ -332,11 +457,43 @@ pub async fn embed(
         Err(LlmError::Runner(ClientError::Runner(msg))) => return Err(ApiError::BadRequest(msg)),
         Err(e) => return Err(e.into()),
     };
+    let dimensions = match req.dimensions {
+        None => None,
+        Some(d) => Some(usize::try_from(d).ok().filter(|d| *d > 0).ok_or_else(|| {
+            ApiError::BadRequest(format!("invalid `dimensions` {d}: must be at least 1"))
+        })?),
+    };
     Ok(Json(EmbedResponse {
         model: req.model,
-        embeddings: e.embeddings,
+        embeddings: e
+            .embeddings
+            .into_iter()
+            .map(|v| crate::llm::shorten_embedding(v, dimensions))
+            .collect(),
         total_duration: nanos(started),
         load_duration: lease.load_duration(),
         prompt_eval_count: e.prompt_eval_count as u64,
+    }))
+}
+
+/// `POST /api/embeddings`: Ollama's legacy route, one text in, one vector
+/// out; an empty `prompt` only loads the model and answers an empty vector.
+pub async fn embeddings(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<EmbeddingRequest>,
+) -> Result<Json<EmbeddingResponse>, ApiError> {
+    let resolved = resolve(&state, &req.model).await?;
+    let opts = resolved.options(req.options.as_ref())?;
+    let keep = keep_alive(req.keep_alive.as_ref())?;
+    let lease = state
+        .sched
+        .acquire(LoadRequest::new(&resolved, &opts, keep))
+        .await?;
+    if req.prompt.is_empty() {
+        return Ok(Json(EmbeddingResponse::default()));
+    }
+    let mut e = lease.runner().embed(vec![req.prompt], true).await?;
+    Ok(Json(EmbeddingResponse {
+        embedding: e.embeddings.pop().unwrap_or_default(),
     }))
 }

@@ -1,5 +1,6 @@
 //! HTTP routes: the Ollama-compatible `/api/*` surface and llmpm's own additions.
 
+mod access_log;
 mod blobs;
 mod create;
 pub mod error;
@@ -48,8 +49,14 @@ pub struct AppState {
 /// A resolved model as the handlers use it: with the scheduler's memory shape.
 pub type Model = crate::llm::ResolvedModel<crate::sched::ModelShape>;
 
-/// The whole service, without transport guards (the unix socket needs none).
+/// The whole service, without transport guards (the unix socket needs
+/// none), each request logged.
 pub fn router(state: AppState) -> Router {
+    routes(state).layer(middleware::from_fn(access_log::log_requests))
+}
+
+/// The routes.
+fn routes(state: AppState) -> Router {
     Router::new()
         .route("/", get(root).head(root))
         .route("/api/version", get(version))
@@ -67,11 +74,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/generate", post(generate::generate))
         .route("/api/chat", post(generate::chat))
         .route("/api/embed", post(generate::embed))
+        .route("/api/embeddings", post(generate::embeddings))
         .route("/api/ps", get(ps::ps))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::models))
+        .route("/v1/models/{*model}", get(openai::model))
         .route("/api/prune", post(models::prune))
         .route("/api/verify", post(models::verify))
         .fallback(not_found)
@@ -79,10 +88,12 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The router as served on TCP: an API key check (when one is configured) and
-/// a Host check against DNS rebinding.
+/// a Host check against DNS rebinding; refused requests are logged too.
 pub fn tcp_router(state: AppState) -> Router {
     let guard_state = state.clone();
-    router(state).layer(middleware::from_fn_with_state(guard_state, tcp_guard))
+    routes(state)
+        .layer(middleware::from_fn_with_state(guard_state, tcp_guard))
+        .layer(middleware::from_fn(access_log::log_requests))
 }
 
 async fn tcp_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -5,6 +5,9 @@
 //! right exceptions. Framing only: the model, its prompt and the runner are
 //! `crate::llm`'s, the stream writer is `stream.rs`'s.
 
+mod fields;
+mod logprobs;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
@@ -109,6 +112,9 @@ pub struct CompletionBody {
     /// `{"effort": …}`, the Responses-style spelling.
     #[serde(default)]
     reasoning: Option<Value>,
+    /// `suffix`, `logprobs`, and the fields refused by name.
+    #[serde(flatten)]
+    extra: fields::Extra,
 }
 
 impl CompletionBody {
@@ -183,6 +189,12 @@ pub async fn chat_completions(
             .and_then(Value::as_str)
     });
     let think = openai_tools::think(effort)?;
+    req.extra.refuse_unsupported()?;
+    if req.extra.suffix.is_some() {
+        return Err(
+            ApiError::BadRequest("`suffix` belongs to /v1/completions, not chat".into()).into(),
+        );
+    }
     let resolved = resolve(&state, &req.model).await?;
     let features = resolved.features(&req.model, tools, think, choice)?;
     let opts = resolved.options(Some(&req.options()))?;
@@ -191,10 +203,13 @@ pub async fn chat_completions(
         .sched
         .acquire(LoadRequest::new(&resolved, &opts, None))
         .await?;
+    let logprobs = req.extra.chat_logprobs()?;
     let ropts = resolved.render_options(&features);
     let prompt = resolved.fit_chat(lease.runner(), &messages, &ropts).await?;
     let parser = resolved.output_parser(&features, &prompt);
-    let request = resolved.completion_request(prompt, &opts, constraint, &features);
+    let request = resolved
+        .completion_request(prompt, &opts, constraint, &features)
+        .with_logprobs(logprobs);
     let events = parse_events(lease.runner().complete(request).await?, parser);
     let usage = req
         .stream_options
@@ -202,7 +217,8 @@ pub async fn chat_completions(
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    Ok(answer(events, req.stream, usage, true, req.model).await)
+    let shape = logprobs::Choices::new(logprobs.is_some(), true);
+    Ok(answer(events, req.stream, usage, shape, req.model).await)
 }
 
 /// `POST /v1/completions`.
@@ -220,18 +236,29 @@ pub async fn completions(
         }
     };
     let constraint = req.constraint()?;
+    req.extra.refuse_unsupported()?;
+    let logprobs = req.extra.completion_logprobs()?;
     let resolved = resolve(&state, &req.model).await?;
     let opts = resolved.options(Some(&req.options()))?;
     resolved.require(&req.model, Capability::Completion, "generate")?;
+    let suffix = req.extra.suffix.as_deref().filter(|s| !s.is_empty());
+    if suffix.is_some() {
+        resolved.require(&req.model, Capability::Insert, "generate")?;
+    }
     let lease = state
         .sched
         .acquire(LoadRequest::new(&resolved, &opts, None))
         .await?;
+    let prompt = match suffix {
+        Some(suffix) => resolved.fim_prompt(&req.model, &prompt, suffix, None)?,
+        None => Prompt::raw(prompt),
+    };
     let events = lease
         .runner()
-        .complete(Prompt::raw(prompt).completion(&opts, constraint))
+        .complete(prompt.completion(&opts, constraint).with_logprobs(logprobs))
         .await?;
-    Ok(answer(events, req.stream, false, false, req.model).await)
+    let shape = logprobs::Choices::new(logprobs.is_some(), false);
+    Ok(answer(events, req.stream, false, shape, req.model).await)
 }
 
 fn usage_json(c: &CompletionChunk) -> Value {
@@ -249,9 +276,10 @@ async fn answer(
     events: Events,
     stream: bool,
     include_usage: bool,
-    chat: bool,
+    mut logprobs: logprobs::Choices,
     model: String,
 ) -> Response {
+    let chat = logprobs.chat();
     let id = id(if chat { "chatcmpl" } else { "cmpl" });
     let created = unix_now();
     let ended = || ApiError::Internal("the generation ended without a result".into());
@@ -267,6 +295,7 @@ async fn answer(
             "text_completion"
         };
         let reason = finish(all.last.done_reason.as_deref(), !all.tool_calls.is_empty());
+        let lp = logprobs.value(&all.last.logprobs);
         let choice = if chat {
             let mut message = json!({"role": "assistant", "content": all.text});
             if !all.thinking.is_empty() {
@@ -276,9 +305,9 @@ async fn answer(
                 let calls = all.tool_calls.iter().map(openai_tools::call_json).collect();
                 message["tool_calls"] = Value::Array(calls);
             }
-            json!({"index": 0, "message": message, "finish_reason": reason})
+            json!({"index": 0, "message": message, "logprobs": lp, "finish_reason": reason})
         } else {
-            json!({"index": 0, "text": all.text, "logprobs": null, "finish_reason": reason})
+            json!({"index": 0, "text": all.text, "logprobs": lp, "finish_reason": reason})
         };
         return Json(json!({
             "id": id, "object": object, "created": created, "model": model,
@@ -310,12 +339,19 @@ async fn answer(
     };
     let text = |t: String| Some(json!({"role": "assistant", "content": t}));
     let mut called = false;
+    let mut pending = Vec::new();
     stream::respond_framed(
         events.map(|e| e.map_err(ApiError::from)),
         Framing::Sse,
         move |event, frames| match event {
+            Event::Logprobs(l) => {
+                pending.extend(l);
+                false
+            }
             Event::Text(t) => {
-                frames.push(&chunk(text(t), None));
+                let mut ch = chunk(text(t), None);
+                ch["choices"][0]["logprobs"] = logprobs.value(&std::mem::take(&mut pending));
+                frames.push(&ch);
                 false
             }
             Event::Thinking(t) => {
@@ -330,9 +366,12 @@ async fn answer(
                 frames.push(&chunk(Some(d), None));
                 false
             }
-            Event::Done(c) => {
-                if !c.content.is_empty() {
-                    frames.push(&chunk(text(c.content.clone()), None));
+            Event::Done(mut c) => {
+                pending.append(&mut c.logprobs);
+                if !c.content.is_empty() || !pending.is_empty() {
+                    let mut ch = chunk(text(c.content.clone()), None);
+                    ch["choices"][0]["logprobs"] = logprobs.value(&std::mem::take(&mut pending));
+                    frames.push(&ch);
                 }
                 let reason = finish(c.done_reason.as_deref(), called);
                 frames.push(&chunk(None, Some(reason)));
@@ -351,6 +390,15 @@ async fn answer(
     .await
 }
 
+/// One `/v1/models` entry, as Ollama's `ToListCompletion` makes it: the
+/// owner is the name's namespace, `created` the model's modification time.
+fn model_json(id: String, reference: &llmpm_spec::Reference, modified: SystemTime) -> Value {
+    let created = modified
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json!({"id": id, "object": "model", "created": created, "owned_by": reference.namespace()})
+}
+
 /// `GET /v1/models`.
 pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, OpenAiError> {
     let store = state.store.clone();
@@ -360,15 +408,23 @@ pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, OpenAi
         .map_err(ApiError::from)?;
     let data: Vec<Value> = list
         .iter()
-        .map(|m| {
-            let created = m
-                .modified
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            json!({"id": m.reference.display_short(), "object": "model", "created": created, "owned_by": "library"})
-        })
+        .map(|m| model_json(m.reference.display_short(), &m.reference, m.modified))
         .collect();
     Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// `GET /v1/models/{model}`: one entry, its `id` the name as asked.
+pub async fn model(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<Value>, OpenAiError> {
+    let reference = super::models::parse_name(&name)?;
+    let store = state.store.clone();
+    let entry = tokio::task::spawn_blocking(move || store.get(&reference))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(ApiError::from)?;
+    Ok(Json(model_json(name, &entry.reference, entry.modified)))
 }
 
 /// The body of `/v1/embeddings`.
@@ -376,6 +432,13 @@ pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, OpenAi
 pub struct EmbeddingsBody {
     model: String,
     input: Value,
+    /// `float` (the default) or `base64` (little-endian f32s, which the
+    /// OpenAI SDKs ask for when the caller does not say).
+    #[serde(default)]
+    encoding_format: Option<String>,
+    /// Keep the first this many values, normalized again (Ollama's rule).
+    #[serde(default)]
+    dimensions: Option<i64>,
 }
 
 /// `POST /v1/embeddings`.
@@ -394,6 +457,22 @@ pub async fn embeddings(
             .ok_or_else(|| ApiError::BadRequest("`input` must be strings".into()))?,
         _ => return Err(ApiError::BadRequest("`input` must be a string or strings".into()).into()),
     };
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid `encoding_format` {other:?}: use \"float\" or \"base64\""
+            ))
+            .into())
+        }
+    };
+    let dimensions = match req.dimensions {
+        None => None,
+        Some(d) => Some(usize::try_from(d).ok().filter(|d| *d > 0).ok_or_else(|| {
+            ApiError::BadRequest(format!("invalid `dimensions` {d}: must be at least 1"))
+        })?),
+    };
     let resolved = resolve(&state, &req.model).await?;
     let opts = resolved.options(None)?;
     let lease = state
@@ -404,8 +483,18 @@ pub async fn embeddings(
     let data: Vec<Value> = e
         .embeddings
         .into_iter()
+        .map(|v| crate::llm::shorten_embedding(v, dimensions))
         .enumerate()
-        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+        .map(|(i, v)| {
+            let embedding = if base64 {
+                use base64::Engine as _;
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
         .collect();
     Ok(Json(json!({
         "object": "list", "data": data, "model": req.model,

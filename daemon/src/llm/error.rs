@@ -32,6 +32,12 @@ pub enum LlmError {
     /// The request's own `template` does not parse.
     #[error("invalid `template`: {0}")]
     RequestTemplate(#[source] TemplateError),
+    /// A fill-in-the-middle request's own `template` has no `.Suffix`.
+    #[error(
+        "`template` does not use `.Suffix`, so `suffix` would be dropped; \
+         give a template that reads `.Suffix`, or none to use the model's"
+    )]
+    TemplateWithoutSuffix,
     /// The model lacks a capability the request needs (Ollama's text).
     #[error("{} does not support {what}", llmpm_spec::quote::go_quote(model))]
     Unsupported {

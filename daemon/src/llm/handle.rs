@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
+use llmpm_spec::api::Logprob;
 use llmpm_spec::api::ToolCall;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -63,6 +64,10 @@ pub enum Event {
     Thinking(String),
     /// One complete tool call.
     ToolCall(ToolCall),
+    /// The log-probabilities of the tokens of the `Text` that follows
+    /// (only when the request asked for them; the last chunk carries its
+    /// own in `Done`).
+    Logprobs(Vec<Logprob>),
     /// The last chunk, with its text, the counts and the timings.
     Done(CompletionChunk),
 }
@@ -144,14 +149,32 @@ impl Runner {
         let events =
             futures_util::stream::unfold(Some((self.clone(), answer)), |state| async move {
                 let (runner, mut answer) = state?;
-                match runner.next::<CompletionChunk>(&mut answer).await {
-                    Ok(c) if c.done => Some((Ok(Event::Done(c)), None)),
-                    Ok(c) => Some((Ok(Event::Text(c.content)), Some((runner, answer)))),
-                    Err(e) => Some((Err(e), None)),
-                }
-            });
+                let events = match runner.next::<CompletionChunk>(&mut answer).await {
+                    Ok(c) if c.done => return Some((vec![Ok(Event::Done(c))], None)),
+                    Ok(c) if c.logprobs.is_empty() => vec![Ok(Event::Text(c.content))],
+                    Ok(c) => vec![Ok(Event::Logprobs(c.logprobs)), Ok(Event::Text(c.content))],
+                    Err(e) => return Some((vec![Err(e)], None)),
+                };
+                Some((events, Some((runner, answer))))
+            })
+            .flat_map(futures_util::stream::iter);
         Ok(events.boxed())
     }
+}
+
+/// `v` cut to its first `dimensions` values and normalized again, as
+/// Ollama answers `dimensions` (a count at or past the length changes
+/// nothing).
+pub fn shorten_embedding(mut v: Vec<f32>, dimensions: Option<usize>) -> Vec<f32> {
+    let Some(d) = dimensions.filter(|d| *d < v.len()) else {
+        return v;
+    };
+    v.truncate(d);
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
 }
 
 /// A whole generation, read to its end.
@@ -163,20 +186,25 @@ pub struct Collected {
     pub thinking: String,
     /// The tool calls, in order.
     pub tool_calls: Vec<ToolCall>,
-    /// The last chunk (counts, timings, why it ended).
+    /// The last chunk (counts, timings, why it ended), holding the
+    /// log-probabilities of every token when they were asked for.
     pub last: CompletionChunk,
 }
 
 /// Reads a whole generation; `None` when it ended without a last chunk.
 pub async fn collect(mut events: Events) -> Result<Option<Collected>, LlmError> {
     let (mut text, mut thinking, mut tool_calls) = (String::new(), String::new(), Vec::new());
+    let mut logprobs = Vec::new();
     while let Some(event) = events.next().await {
         match event? {
             Event::Text(t) => text.push_str(&t),
             Event::Thinking(t) => thinking.push_str(&t),
             Event::ToolCall(c) => tool_calls.push(c),
-            Event::Done(c) => {
+            Event::Logprobs(l) => logprobs.extend(l),
+            Event::Done(mut c) => {
                 text.push_str(&c.content);
+                logprobs.append(&mut c.logprobs);
+                c.logprobs = logprobs;
                 return Ok(Some(Collected {
                     text,
                     thinking,

@@ -19,6 +19,6 @@ pub mod parse;
 pub mod protocol;
 
 pub use error::LlmError;
-pub use handle::{Endpoint, Event, Events, Runner};
+pub use handle::{shorten_embedding, Endpoint, Event, Events, Runner};
 pub use infer::{Capability, Features, Models, Prompt, ResolvedModel, ToolChoice};
 pub use options::Options;

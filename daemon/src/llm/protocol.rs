@@ -58,6 +58,19 @@ pub struct CompletionRequest {
     /// Mistral's `[TOOL_CALLS]`, which the daemon's parser must see).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub preserved_tokens: Vec<String>,
+    /// Report each generated token's log-probability with this many most
+    /// likely alternatives (`None`: no log-probabilities).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<u32>,
+}
+
+impl CompletionRequest {
+    /// This request, reporting log-probabilities with `top` alternatives
+    /// each when `top` is `Some`.
+    pub fn with_logprobs(mut self, top: Option<u32>) -> CompletionRequest {
+        self.logprobs = top;
+        self
+    }
 }
 
 /// A constraint on a generation's output, enforced while sampling.
@@ -133,6 +146,10 @@ pub struct CompletionChunk {
     /// Nanoseconds spent generating (last line).
     #[serde(default)]
     pub eval_duration: u64,
+    /// The log-probabilities of the tokens whose text this line releases
+    /// (when the request asked for them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<llmpm_spec::api::Logprob>,
 }
 
 /// A failure, sent as the last line of any answer.

@@ -14,6 +14,7 @@ use super::codec::TextCodec;
 use super::guide::{Guide, Vocab};
 use super::llama::{Cache, Part};
 use super::model::Model;
+use super::sampler::logprobs::Reporter;
 use super::sampler::Sampler;
 use super::text::{Piece, TextStream};
 use crate::llm::protocol::{
@@ -346,6 +347,8 @@ struct Seq {
     text: TextStream,
     /// Control tokens printed anyway (the request's `preserved_tokens`).
     preserved: Vec<u32>,
+    /// Log-probabilities, when the request asked for them.
+    logprobs: Option<Reporter>,
     done: CompletionChunk,
     limit: usize,
     /// When the prompt started, then when decoding started.
@@ -391,6 +394,7 @@ impl Seq {
                     _ => None,
                 })
                 .collect(),
+            logprobs: req.logprobs.map(Reporter::new),
             limit: match req.num_predict {
                 n if n < 0 => usize::MAX,
                 n => usize::try_from(n).unwrap_or(usize::MAX),
@@ -427,6 +431,13 @@ impl Seq {
         } else {
             self.text.finish()
         };
+        if let Some(r) = self.logprobs.as_mut() {
+            // A stop string's tokens (and what a stop token cut) are not shown.
+            if reason != "stop" {
+                r.release(rest.len());
+                self.done.logprobs = r.rest();
+            }
+        }
         self.done.content = rest;
         self.done.done_reason = Some(reason.into());
         self.done.eval_duration = self.t1.map_or(0, nanos);
@@ -473,12 +484,24 @@ impl Seq {
         } else {
             codec.decode(&[next])
         };
+        if let Some(r) = self.logprobs.as_mut() {
+            r.token(logits, next, codec, bytes.len());
+        }
         let closed = self.guide.as_ref().is_some_and(Guide::finished);
-        let (t, stop) = match self.text.push(&bytes) {
+        let (mut t, stop) = match self.text.push(&bytes) {
             Piece::Stop(t) => (t, true),
             Piece::Text(t) => (t, false),
         };
-        if !t.is_empty() && !line(&self.tx, &piece(t)) {
+        if closed && !stop {
+            // The output is complete: what the stream held back (the start
+            // of a stop string, part of a character) is part of it.
+            t.push_str(&self.text.finish());
+        }
+        let logprobs = match self.logprobs.as_mut() {
+            Some(r) => r.release(t.len()),
+            None => Vec::new(),
+        };
+        if (!t.is_empty() || !logprobs.is_empty()) && !line(&self.tx, &piece(t, logprobs)) {
             return Err(());
         }
         if stop || closed {
@@ -514,9 +537,10 @@ fn fit_prompt(tokens: Vec<u32>, num_ctx: usize, num_keep: i64) -> Vec<u32> {
     out
 }
 
-fn piece(content: String) -> CompletionChunk {
+fn piece(content: String, logprobs: Vec<llmpm_spec::api::Logprob>) -> CompletionChunk {
     CompletionChunk {
         content,
+        logprobs,
         ..CompletionChunk::default()
     }
 }

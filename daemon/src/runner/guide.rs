@@ -25,11 +25,16 @@ impl TokenizerEnv for CodecEnv {
     }
 
     fn tokenize_bytes(&self, s: &[u8]) -> Vec<TokenId> {
-        match std::str::from_utf8(s) {
-            Ok(text) => self.codec.encode(text, false, false),
-            // Part of a character: the encoder takes text only.
-            Err(_) => self.trie.greedy_tokenize(s),
+        if let Ok(text) = std::str::from_utf8(s) {
+            let ids = self.codec.encode(text, false, false);
+            // The engine needs exactly these bytes back; an encoder that adds
+            // to them (SentencePiece's leading space) cannot serve here.
+            if self.codec.decode(&ids) == s {
+                return ids;
+            }
         }
+        // Part of a character (the encoder takes text only), or see above.
+        self.trie.greedy_tokenize(s)
     }
 
     fn tokenize_is_canonical(&self) -> bool {

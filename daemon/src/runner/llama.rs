@@ -14,42 +14,17 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::quantized::QTensor;
+use candle_core::{DType, Device, Tensor, D};
 use candle_nn::kv_cache::KvCache;
 
 use llmpm_kernels::attention::{attend, Kv, KvType};
 
-use super::weights::QuantWeights;
+pub use super::arch::Arch;
+use super::weights::{Linear, MappedTable};
 
-/// The architectures this forward pass runs (`general.architecture`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arch {
-    /// Llama 2/3.
-    Llama,
-    /// Qwen 2 and 2.5.
-    Qwen2,
-    /// Gemma 3 (text).
-    Gemma3,
-}
-
-impl Arch {
-    /// The architecture named by `general.architecture`, if we run it.
-    pub fn from_name(name: &str) -> Option<Arch> {
-        match name {
-            "llama" => Some(Arch::Llama),
-            "qwen2" => Some(Arch::Qwen2),
-            "gemma3" => Some(Arch::Gemma3),
-            _ => None,
-        }
-    }
-
-    /// Whether RoPE rotates the two halves of a head (GPT-NeoX) rather than
-    /// adjacent pairs, as llama.cpp's rope type for the architecture says.
-    pub fn rope_neox(self) -> bool {
-        !matches!(self, Arch::Llama)
-    }
-}
+mod load;
+pub(crate) use load::{load, read_config};
 
 /// The hyper-parameters read from `<arch>.*` metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,10 +51,14 @@ pub struct LlamaConfig {
     pub rope_freq_base: f32,
     /// Linear RoPE scaling: positions are multiplied by this (1 / factor).
     pub rope_freq_scale: f32,
+    /// RoPE's cos and sin are multiplied by this (`rope.scaling.attn_factor`).
+    pub rope_attn_factor: f32,
     /// RMS norm epsilon.
     pub rms_eps: f32,
     /// The context the model was trained for.
     pub context_length: usize,
+    /// The context RoPE was trained for before any long-context scaling.
+    pub rope_orig_context: usize,
     /// How far back a sliding-window layer sees (Gemma 3's local layers).
     pub sliding_window: Option<usize>,
     /// RoPE base frequency of the sliding-window layers.
@@ -133,6 +112,8 @@ pub struct Llama {
     pub(crate) inv_freq: Vec<f32>,
     /// The same for sliding-window layers.
     pub(crate) inv_freq_swa: Vec<f32>,
+    /// Phi-3's long-context frequencies.
+    pub(crate) long_rope: Option<LongRope>,
     /// Token embeddings are multiplied by this (gemma3: `sqrt(n_embd)`).
     pub(crate) embd_scale: Option<f64>,
     pub(crate) activation: Activation,
@@ -145,6 +126,13 @@ impl std::fmt::Debug for Llama {
             .field("config", &self.config)
             .finish()
     }
+}
+
+/// The RoPE frequencies of a `longrope` model's long context: used by a
+/// cache of more than `after` tokens (llama.cpp picks by context size).
+pub(crate) struct LongRope {
+    pub(crate) inv_freq: Vec<f32>,
+    pub(crate) after: usize,
 }
 
 /// The key/value cache of one sequence; [`Cache::reset`] starts a new one.
@@ -176,6 +164,14 @@ impl Cache {
     /// The most tokens it can hold (`num_ctx`).
     pub fn max_len(&self) -> usize {
         self.max_len
+    }
+
+    /// A cache of no layers (an encoder keeps nothing between passes).
+    pub(crate) fn empty(max_len: usize) -> Cache {
+        Cache {
+            layers: Vec::new(),
+            max_len,
+        }
     }
 
     /// Forgets every token.
@@ -220,96 +216,6 @@ pub(crate) enum Embeddings {
     Output,
 }
 
-/// A quantized table of `rows` rows of `hidden` values, in a mapped file.
-pub(crate) struct MappedTable {
-    pub(crate) map: Arc<llmpm_gguf::Mapped>,
-    /// Where the table's bytes lie in `map`, checked against its shape.
-    pub(crate) range: std::ops::Range<usize>,
-    pub(crate) dtype: candle_core::quantized::GgmlDType,
-    pub(crate) rows: usize,
-    pub(crate) hidden: usize,
-}
-
-impl MappedTable {
-    /// Bytes of one row, if `hidden` is whole blocks of `dtype`.
-    pub(crate) fn row_bytes(
-        dtype: candle_core::quantized::GgmlDType,
-        hidden: usize,
-    ) -> Option<usize> {
-        hidden
-            .is_multiple_of(dtype.block_size())
-            .then(|| hidden / dtype.block_size() * dtype.type_size())
-    }
-
-    /// Rows `ids`, dequantized: `(ids.len(), hidden)` f32.
-    pub(crate) fn rows(&self, ids: &[u32], device: &Device) -> candle_core::Result<Tensor> {
-        use candle_core::quantized::QStorage;
-        let Some(row) = Self::row_bytes(self.dtype, self.hidden) else {
-            candle_core::bail!("rows of {} do not hold whole blocks", self.hidden)
-        };
-        let table = &self.map[self.range.clone()];
-        let mut bytes = Vec::with_capacity(ids.len() * row);
-        for &id in ids {
-            let i = id as usize;
-            if i >= self.rows {
-                candle_core::bail!("token {id} is past the vocabulary of {}", self.rows)
-            }
-            bytes.extend_from_slice(&table[i * row..(i + 1) * row]);
-        }
-        let storage =
-            QStorage::from_data(std::borrow::Cow::Owned(bytes), &Device::Cpu, self.dtype)?;
-        QTensor::new(storage, (ids.len(), self.hidden))?.dequantize(device)
-    }
-}
-
-/// A weight matrix, multiplied the way ggml does (see [`super::weights`]).
-pub(crate) enum Linear {
-    /// The integer formats through our ggml-exact kernels.
-    Quant(QuantWeights),
-    /// Everything else through candle.
-    Candle(QMatMul),
-}
-
-impl Linear {
-    /// `x @ wᵀ`.
-    pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Linear::Quant(m) => m.forward(x),
-            Linear::Candle(m) => m.forward(x),
-        }
-    }
-
-    /// Whether [`Linear::rows`] can read rows of the matrix.
-    pub(crate) fn has_rows(&self) -> bool {
-        matches!(self, Linear::Quant(m) if m.has_rows())
-    }
-
-    /// Rows `ids` of the matrix, dequantized.
-    fn rows(&self, ids: &[u32], device: &Device) -> candle_core::Result<Tensor> {
-        match self {
-            Linear::Quant(m) => m.rows(ids, device),
-            Linear::Candle(_) => candle_core::bail!("this matrix does not give rows"),
-        }
-    }
-}
-
-/// A [`Linear`] for `t`. F16 and the quantized types stay as they are, so
-/// activations are converted to the weights' dot-product type as in ggml
-/// (candle's default would dequantize F16 to F32 and multiply in F32, which
-/// is more precise than llama.cpp and so disagrees with it on close logits).
-pub(crate) fn linear(t: Arc<QTensor>) -> candle_core::Result<Linear> {
-    use candle_core::quantized::GgmlDType;
-    Ok(match t.dtype() {
-        // Our integer kernels (Q8_0, Q4_0 and the K-quants) are for the CPU;
-        // on a GPU candle's own paths run.
-        _ if t.device().is_cpu() && QuantWeights::handles(&t) => {
-            Linear::Quant(QuantWeights::from_qtensor(&t)?)
-        }
-        GgmlDType::F32 | GgmlDType::BF16 => Linear::Candle(QMatMul::from_arc(t)?),
-        _ => Linear::Candle(QMatMul::QTensor(t)),
-    })
-}
-
 impl Llama {
     /// The hyper-parameters.
     pub fn config(&self) -> &LlamaConfig {
@@ -341,12 +247,13 @@ impl Llama {
         let half = inv_freq.len();
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
+        let m = self.config.rope_attn_factor;
         for p in pos..pos + len {
             let p = p as f32 * self.config.rope_freq_scale;
             for f in inv_freq {
                 let theta = p * f;
-                cos.push(theta.cos());
-                sin.push(theta.sin());
+                cos.push(theta.cos() * m);
+                sin.push(theta.sin() * m);
             }
         }
         Ok((
@@ -450,10 +357,14 @@ impl Llama {
                     part.cache.max_len
                 );
             }
+            let inv_freq = match &self.long_rope {
+                Some(long) if part.cache.max_len > long.after => &long.inv_freq,
+                _ => &self.inv_freq,
+            };
             spans.push(Span {
                 off: ids.len(),
                 t,
-                global: self.rope_tables(&self.inv_freq, pos, t)?,
+                global: self.rope_tables(inv_freq, pos, t)?,
                 local: if any_local {
                     Some(self.rope_tables(&self.inv_freq_swa, pos, t)?)
                 } else {
@@ -519,6 +430,11 @@ impl Llama {
                     .transpose(1, 2)?
                     .contiguous()?;
                 let q = self.rope(&q, cos, sin)?;
+                // Phi-3 scales the queries, then takes the scores as they are.
+                let (q, scale) = match c.arch.scale_queries() {
+                    true => ((q * c.attn_scale)?, 1.0),
+                    false => (q, c.attn_scale),
+                };
                 let k = self.rope(&k, cos, sin)?;
                 let Some(kv) = part.cache.layers.get_mut(li) else {
                     candle_core::bail!("the cache has fewer layers than the model");
@@ -531,16 +447,8 @@ impl Llama {
                         let at = $kv.len();
                         $kv.append(&flat(&k)?, &flat(&v)?, t)
                             .map_err(candle_core::Error::Msg)?;
-                        let y = attend(
-                            &flat(&q)?,
-                            c.n_head,
-                            t,
-                            $kv,
-                            at,
-                            c.attn_scale as f32,
-                            window,
-                        )
-                        .map_err(candle_core::Error::Msg)?;
+                        let y = attend(&flat(&q)?, c.n_head, t, $kv, at, scale as f32, window)
+                            .map_err(candle_core::Error::Msg)?;
                         Tensor::from_vec(y, (1, c.n_head, t, c.head_dim), &self.device)?
                     }};
                 }
@@ -551,7 +459,7 @@ impl Llama {
                         let (k, v) = kv.append(&k.contiguous()?, &v)?;
                         let k = repeat_kv(&k, n_rep)?;
                         let v = repeat_kv(&v, n_rep)?;
-                        let att = (q.matmul(&k.t()?)? * c.attn_scale)?;
+                        let att = (q.matmul(&k.t()?)? * scale)?;
                         let att = match mask {
                             Some(m) => att.broadcast_add(m)?,
                             None => att,

@@ -3,10 +3,13 @@
 //! output constraints it enforces. The daemon's side of it (the wire
 //! protocol, starting and calling it) is `crate::llm`.
 
+pub mod arch;
 pub mod batch;
+pub mod bert;
 pub mod codec;
 pub mod guide;
 pub mod llama;
+mod loader;
 pub mod model;
 pub mod sampler;
 pub mod serve;

@@ -1,6 +1,10 @@
 //! Token sampling with Ollama's option set, in llama.cpp's order: the
 //! constraint's mask of allowed tokens (if any), penalties, then top-k,
 //! top-p, min-p, temperature, then a seeded draw. Temperature 0 is greedy.
+//! [`logprobs`] reports what the model's own distribution gave the chosen
+//! token and its best alternatives.
+
+pub mod logprobs;
 
 use std::collections::HashMap;
 

@@ -4,13 +4,104 @@
 //! ([`super::model`]) see tensors only; the kernels see slices only.
 
 use std::ops::Range;
+use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{DType, Device, Storage, Tensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Storage, Tensor};
 use llmpm_kernels::{Format, QuantMatrix};
 
 #[cfg(test)]
 mod tests;
+
+/// A quantized table of `rows` rows of `hidden` values, in a mapped file.
+pub(crate) struct MappedTable {
+    pub(crate) map: Arc<llmpm_gguf::Mapped>,
+    /// Where the table's bytes lie in `map`, checked against its shape.
+    pub(crate) range: std::ops::Range<usize>,
+    pub(crate) dtype: candle_core::quantized::GgmlDType,
+    pub(crate) rows: usize,
+    pub(crate) hidden: usize,
+}
+
+impl MappedTable {
+    /// Bytes of one row, if `hidden` is whole blocks of `dtype`.
+    pub(crate) fn row_bytes(
+        dtype: candle_core::quantized::GgmlDType,
+        hidden: usize,
+    ) -> Option<usize> {
+        hidden
+            .is_multiple_of(dtype.block_size())
+            .then(|| hidden / dtype.block_size() * dtype.type_size())
+    }
+
+    /// Rows `ids`, dequantized: `(ids.len(), hidden)` f32.
+    pub(crate) fn rows(&self, ids: &[u32], device: &Device) -> candle_core::Result<Tensor> {
+        use candle_core::quantized::QStorage;
+        let Some(row) = Self::row_bytes(self.dtype, self.hidden) else {
+            candle_core::bail!("rows of {} do not hold whole blocks", self.hidden)
+        };
+        let table = &self.map[self.range.clone()];
+        let mut bytes = Vec::with_capacity(ids.len() * row);
+        for &id in ids {
+            let i = id as usize;
+            if i >= self.rows {
+                candle_core::bail!("token {id} is past the vocabulary of {}", self.rows)
+            }
+            bytes.extend_from_slice(&table[i * row..(i + 1) * row]);
+        }
+        let storage =
+            QStorage::from_data(std::borrow::Cow::Owned(bytes), &Device::Cpu, self.dtype)?;
+        QTensor::new(storage, (ids.len(), self.hidden))?.dequantize(device)
+    }
+}
+
+/// A weight matrix, multiplied the way ggml does (see [`super::weights`]).
+pub(crate) enum Linear {
+    /// The integer formats through our ggml-exact kernels.
+    Quant(QuantWeights),
+    /// Everything else through candle.
+    Candle(QMatMul),
+}
+
+impl Linear {
+    /// `x @ wᵀ`.
+    pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Quant(m) => m.forward(x),
+            Linear::Candle(m) => m.forward(x),
+        }
+    }
+
+    /// Whether [`Linear::rows`] can read rows of the matrix.
+    pub(crate) fn has_rows(&self) -> bool {
+        matches!(self, Linear::Quant(m) if m.has_rows())
+    }
+
+    /// Rows `ids` of the matrix, dequantized.
+    pub(crate) fn rows(&self, ids: &[u32], device: &Device) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Quant(m) => m.rows(ids, device),
+            Linear::Candle(_) => candle_core::bail!("this matrix does not give rows"),
+        }
+    }
+}
+
+/// A [`Linear`] for `t`. F16 and the quantized types stay as they are, so
+/// activations are converted to the weights' dot-product type as in ggml
+/// (candle's default would dequantize F16 to F32 and multiply in F32, which
+/// is more precise than llama.cpp and so disagrees with it on close logits).
+pub(crate) fn linear(t: Arc<QTensor>) -> candle_core::Result<Linear> {
+    use candle_core::quantized::GgmlDType;
+    Ok(match t.dtype() {
+        // Our integer kernels (Q8_0, Q4_0 and the K-quants) are for the CPU;
+        // on a GPU candle's own paths run.
+        _ if t.device().is_cpu() && QuantWeights::handles(&t) => {
+            Linear::Quant(QuantWeights::from_qtensor(&t)?)
+        }
+        GgmlDType::F32 | GgmlDType::BF16 => Linear::Candle(QMatMul::from_arc(t)?),
+        _ => Linear::Candle(QMatMul::QTensor(t)),
+    })
+}
 
 /// The kernels' format for a GGUF type, if they multiply it.
 fn format(dtype: GgmlDType) -> Option<Format> {

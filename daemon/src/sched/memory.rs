@@ -42,6 +42,14 @@ impl ModelShape {
                 ..ModelShape::default()
             };
         };
+        // An embedding model (BERT) keeps no cache between requests: its
+        // estimate is its weights.
+        if file.get(&hp.key("pooling_type")).is_some() {
+            return ModelShape {
+                weights,
+                ..ModelShape::default()
+            };
+        }
         ModelShape {
             weights,
             n_layer: hp.n_layer as u64,
@@ -236,6 +244,51 @@ mod tests {
         // Twice the context, twice the cache.
         assert_eq!(shape.kv_cache(2048), 2 * kv);
         assert_eq!(shape.kv_cache(u64::MAX), u64::MAX);
+    }
+
+    /// Qwen 3's heads are wider than `n_embd / n_head` (its `key_length`
+    /// says so) and Phi-3's KV heads are read as written: the cache is
+    /// sized from what the runner allocates, not from the hidden size.
+    #[test]
+    fn estimates_of_qwen3_and_phi3() {
+        use llmpm_gguf::tiny::TinyArch;
+        let bytes = KvCacheType::from_env().map_or(4, KvCacheType::bytes);
+        for (arch, head_dim, expected_key) in
+            [(TinyArch::Qwen3, 32, 32u64), (TinyArch::Phi3, 0, 16)]
+        {
+            let spec = TinyLlamaSpec {
+                arch,
+                head_dim,
+                ..TinyLlamaSpec::default()
+            };
+            let mut file = Vec::new();
+            write_tiny_llama(&spec, &mut file).unwrap();
+            let shape = ModelShape::from_gguf(&GgufFile::from_bytes(&file).unwrap());
+            assert_eq!(shape.key_length, expected_key, "{arch:?}");
+            // K and V of 2 layers, 2 KV heads.
+            let kv = 2 * 2 * 1024 * 2 * expected_key * bytes;
+            assert_eq!(shape.kv_cache(1024), kv, "{arch:?}");
+            assert_eq!(
+                shape.estimate(1024),
+                file.len() as u64 + kv + RUNNER_OVERHEAD
+            );
+        }
+    }
+
+    /// An encoder (BERT: `pooling_type`) keeps no KV cache: only its weights.
+    #[test]
+    fn an_encoder_is_its_weights() {
+        let spec = TinyLlamaSpec {
+            arch: llmpm_gguf::tiny::TinyArch::Bert,
+            n_vocab: 300,
+            context_length: 512,
+            ..TinyLlamaSpec::default()
+        };
+        let mut file = Vec::new();
+        write_tiny_llama(&spec, &mut file).unwrap();
+        let shape = ModelShape::from_gguf(&GgufFile::from_bytes(&file).unwrap());
+        assert_eq!(shape.kv_cache(4096), 0);
+        assert_eq!(shape.estimate(4096), file.len() as u64 + RUNNER_OVERHEAD);
     }
 
     /// A header the runner refuses (here per-layer key sizes) is only

@@ -112,9 +112,11 @@ const KEY_ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
 /// Tokens that end generation when the vocabulary has them, whatever the
 /// metadata says (llama.cpp's end-of-generation detection): Llama 3's
 /// `<|eot_id|>`, `<|end_of_text|>`, `<|eom_id|>`, ChatML's `<|im_end|>`,
-/// Gemma's `<end_of_turn>`, Phi's `<|end|>`. The runner's fallback codec
-/// stops on the same list.
-pub const STOP_TOKEN_NAMES: [&str; 7] = [
+/// Gemma's `<end_of_turn>`, Phi's `<|end|>`, and the fill-in-the-middle
+/// pad, repository and file separators a coder model writes when the gap is
+/// filled (Qwen's `<|fim_pad|>`, `<|repo_name|>`, `<|file_sep|>`, which
+/// llama.cpp also ends on). The runner's fallback codec stops on the same list.
+pub const STOP_TOKEN_NAMES: [&str; 10] = [
     "<|eot_id|>",
     "<|end_of_text|>",
     "<|eom_id|>",
@@ -122,6 +124,9 @@ pub const STOP_TOKEN_NAMES: [&str; 7] = [
     "<|endoftext|>",
     "<end_of_turn>",
     "<|end|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
 ];
 
 /// The SentencePiece space.

@@ -1,16 +1,23 @@
-//! `llmpm-gen-gguf`: writes a deterministic random-weights Llama-3-shaped GGUF, for tests, demos and benchmarks.
+//! `llmpm-gen-gguf`: writes a deterministic random-weights GGUF (Llama 3, Qwen 3 or Phi-3 shaped), for tests, demos and benchmarks.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use llmpm_gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
+use llmpm_gguf::tiny::{write_tiny_llama, OutputWeight, TinyArch, TinyLlamaSpec};
 use llmpm_gguf::FileType;
 
 const USAGE: &str =
-    "usage: llmpm-gen-gguf --out FILE [--preset tiny|1b] [--ftype f32|f16|q8_0|q4_0]
+    "usage: llmpm-gen-gguf --out FILE [--arch llama|qwen3|phi3|bert|nomic-bert] [--preset tiny|1b]
+                     [--ftype f32|f16|q8_0|q4_0|q4_k_m]
                      [--layers N] [--embd N] [--heads N] [--kv-heads N] [--ff N]
+                     [--head-dim N] [--rope-dim N] [--orig-ctx N] [--tied] [--pooling N]
                      [--vocab N] [--ctx N] [--seed N] [--chat-template]
+
+--head-dim: head size other than embd/heads (written as key_length);
+--rope-dim: dimensions RoPE rotates; --orig-ctx: phi3's longrope original
+context (0: no longrope); --tied: no output.weight; --pooling: an encoder's
+pooling_type (1 mean, 2 CLS).
 
 Presets: tiny (the test default) and 1b (hidden 2048, 16 layers, vocabulary
 128256, GQA 32/8, ff 8192: Llama 3.2 1B's shape). Flags after --preset override it.";
@@ -21,7 +28,8 @@ fn parse_ftype(s: &str) -> anyhow::Result<FileType> {
         "f16" => FileType::F16,
         "q8_0" => FileType::Q8_0,
         "q4_0" => FileType::Q4_0,
-        other => bail!("unknown --ftype `{other}`; use f32, f16, q8_0 or q4_0"),
+        "q4_k_m" => FileType::Q4_K_M,
+        other => bail!("unknown --ftype `{other}`; use f32, f16, q8_0, q4_0 or q4_k_m"),
     })
 }
 
@@ -39,6 +47,10 @@ fn run() -> anyhow::Result<()> {
         }
         if a == "--chat-template" {
             spec.with_chat_template = true;
+            continue;
+        }
+        if a == "--tied" {
+            spec.output = OutputWeight::Tied;
             continue;
         }
         let v = args
@@ -66,7 +78,16 @@ fn run() -> anyhow::Result<()> {
                 }
                 other => bail!("unknown --preset `{other}`; use tiny or 1b"),
             },
+            "--arch" => {
+                spec.arch = TinyArch::from_name(&v).with_context(|| {
+                    format!("unknown --arch `{v}`; use llama, qwen3, phi3, bert or nomic-bert")
+                })?
+            }
             "--ftype" => spec.ftype = parse_ftype(&v)?,
+            "--head-dim" => spec.head_dim = num(&v)?,
+            "--rope-dim" => spec.rope_dim = num(&v)?,
+            "--orig-ctx" => spec.rope_orig_context = num(&v)?,
+            "--pooling" => spec.pooling = Some(num(&v)?),
             "--layers" => spec.n_layer = num(&v)?,
             "--embd" => spec.n_embd = num(&v)?,
             "--heads" => spec.n_head = num(&v)?,

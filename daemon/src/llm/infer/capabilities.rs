@@ -52,7 +52,7 @@ pub(super) struct GgufFacts {
     pub pooling: bool,
     /// `<arch>.vision.block_count` is present.
     pub vision: bool,
-    /// The prefix, suffix and middle FIM tokens are all declared.
+    /// The prefix, suffix and middle FIM tokens are all there ([`FimTokens`]).
     pub fim: bool,
     /// The architecture is gpt-oss (thinking without tags: harmony channels).
     pub gpt_oss: bool,
@@ -62,16 +62,101 @@ impl GgufFacts {
     pub(super) fn read(f: &GgufFile) -> GgufFacts {
         let arch = f.get_str("general.architecture").unwrap_or_default();
         let has = |k: &str| f.get(&format!("{arch}.{k}")).is_some();
-        let fim = ["pre", "suf", "mid"].iter().all(|t| {
-            f.get_u64(&format!("tokenizer.ggml.fim_{t}_token_id"))
-                .is_some()
-        });
         GgufFacts {
             pooling: has("pooling_type"),
             vision: has("vision.block_count"),
-            fim,
+            fim: FimTokens::read(f).is_some(),
             gpt_oss: matches!(arch, "gptoss" | "gpt-oss"),
         }
+    }
+}
+
+/// The texts of a model's fill-in-the-middle tokens, which frame a
+/// prompt as `<prefix>before<suffix>after<middle>` (llama.cpp's /infill
+/// order, "PSM", which Qwen2.5-Coder, StarCoder, CodeLlama and DeepSeek
+/// Coder were trained on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FimTokens {
+    /// Opens the text before the gap.
+    pub prefix: String,
+    /// Opens the text after the gap.
+    pub suffix: String,
+    /// Asks for the middle.
+    pub middle: String,
+}
+
+/// Vocabulary texts of FIM tokens, as llama.cpp's vocabulary loader finds
+/// them when the GGUF does not declare the ids (Qwen, the dashed and
+/// underscored forms, Granite, DeepSeek, CodeLlama, GLM-4.5, Falcon-H1).
+const FIM_TEXTS: [[&str; 8]; 3] = [
+    [
+        "<|fim_prefix|>",
+        "<fim-prefix>",
+        "<fim_prefix>",
+        "<\u{ff5c}fim\u{2581}begin\u{ff5c}>",
+        "<PRE>",
+        "\u{2581}<PRE>",
+        "<|code_prefix|>",
+        "<|prefix|>",
+    ],
+    [
+        "<|fim_suffix|>",
+        "<fim-suffix>",
+        "<fim_suffix>",
+        "<\u{ff5c}fim\u{2581}hole\u{ff5c}>",
+        "<SUF>",
+        "\u{2581}<SUF>",
+        "<|code_suffix|>",
+        "<|suffix|>",
+    ],
+    [
+        "<|fim_middle|>",
+        "<fim-middle>",
+        "<fim_middle>",
+        "<\u{ff5c}fim\u{2581}end\u{ff5c}>",
+        "<MID>",
+        "\u{2581}<MID>",
+        "<|code_middle|>",
+        "<|middle|>",
+    ],
+];
+
+impl FimTokens {
+    /// The FIM tokens of the GGUF `f`: the ids it declares
+    /// (`tokenizer.ggml.fim_{pre,suf,mid}_token_id`, or the older
+    /// `{prefix,suffix,middle}_token_id`), else the vocabulary's tokens
+    /// with the known texts. `None` unless all three are there.
+    pub(super) fn read(f: &GgufFile) -> Option<FimTokens> {
+        let tokens = f.get("tokenizer.ggml.tokens")?.as_array()?.as_strings()?;
+        let declared = |short: &str, long: &str| {
+            [short, long].iter().find_map(|k| {
+                let id = f.get_u64(&format!("tokenizer.ggml.{k}_token_id"))?;
+                tokens.get(usize::try_from(id).ok()?).cloned()
+            })
+        };
+        // As llama.cpp: the first token (by id) with a known text, one pass.
+        let mut named: [Option<&String>; 3] = [None; 3];
+        for t in tokens.iter().filter(|t| t.contains('<')) {
+            for (slot, texts) in named.iter_mut().zip(&FIM_TEXTS) {
+                if slot.is_none() && texts.contains(&t.as_str()) {
+                    *slot = Some(t);
+                }
+            }
+        }
+        let named = |i: usize| named[i].cloned();
+        Some(FimTokens {
+            prefix: declared("fim_pre", "prefix").or_else(|| named(0))?,
+            suffix: declared("fim_suf", "suffix").or_else(|| named(1))?,
+            middle: declared("fim_mid", "middle").or_else(|| named(2))?,
+        })
+    }
+
+    /// The prompt asking for what goes between `before` and `after`.
+    pub fn frame(&self, before: &str, after: &str) -> String {
+        format!(
+            "{}{before}{}{after}{}",
+            self.prefix, self.suffix, self.middle
+        )
     }
 }
 
@@ -160,5 +245,69 @@ mod tests {
         );
         // Weights that do not open: only what the template says.
         assert_eq!(compute(None, &tools, false), [Capability::Tools]);
+    }
+
+    fn gguf(tokens: &[&str], kvs: &[(&str, u32)]) -> GgufFile {
+        let mut w = llmpm_gguf::writer::GgufWriter::new();
+        w.add_kv("general.architecture", "qwen2").unwrap();
+        let tokens: Vec<String> = tokens.iter().map(|t| (*t).to_owned()).collect();
+        w.add_kv("tokenizer.ggml.tokens", tokens).unwrap();
+        for (k, v) in kvs {
+            w.add_kv(*k, *v).unwrap();
+        }
+        GgufFile::from_bytes(&w.to_bytes()).unwrap()
+    }
+
+    #[test]
+    fn fim_tokens_declared_or_found_by_text() {
+        let fim = |pre: &str, suf: &str, mid: &str| FimTokens {
+            prefix: pre.into(),
+            suffix: suf.into(),
+            middle: mid.into(),
+        };
+        // Declared ids win (the current keys, then the older ones).
+        let vocab = ["a", "<A>", "<B>", "<C>", "<|fim_prefix|>"];
+        let declared = gguf(
+            &vocab,
+            &[
+                ("tokenizer.ggml.fim_pre_token_id", 1),
+                ("tokenizer.ggml.fim_suf_token_id", 2),
+                ("tokenizer.ggml.middle_token_id", 3),
+            ],
+        );
+        assert_eq!(FimTokens::read(&declared), Some(fim("<A>", "<B>", "<C>")));
+        assert_eq!(
+            FimTokens::read(&declared).unwrap().frame("x", "y"),
+            "<A>x<B>y<C>"
+        );
+        // Qwen2.5-Coder GGUFs that declare nothing: found by text, as llama.cpp does.
+        let qwen = gguf(
+            &[
+                "a",
+                "<|fim_prefix|>",
+                "<|fim_middle|>",
+                "<|fim_suffix|>",
+                "<|fim_pad|>",
+            ],
+            &[],
+        );
+        assert_eq!(
+            FimTokens::read(&qwen),
+            Some(fim("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"))
+        );
+        assert!(GgufFacts::read(&qwen).fim);
+        // All three or nothing; an id past the vocabulary is no token.
+        let partial = gguf(&["a", "<|fim_prefix|>", "<|fim_suffix|>"], &[]);
+        assert_eq!(FimTokens::read(&partial), None);
+        let past = gguf(
+            &["a"],
+            &[
+                ("tokenizer.ggml.fim_pre_token_id", 7),
+                ("tokenizer.ggml.fim_suf_token_id", 0),
+                ("tokenizer.ggml.fim_mid_token_id", 0),
+            ],
+        );
+        assert_eq!(FimTokens::read(&past), None);
+        assert!(!GgufFacts::read(&past).fim);
     }
 }

@@ -25,7 +25,7 @@ use llmpm_spec::api::ModelDetails;
 use llmpm_spec::params::Parameters;
 use llmpm_spec::{LayerKind, Reference};
 
-pub use capabilities::Capability;
+pub use capabilities::{Capability, FimTokens};
 pub use chat::{call_grammar, Features, ToolChoice};
 pub use prompt::Prompt;
 
@@ -61,6 +61,8 @@ pub struct ResolvedModel<X> {
     pub shape: X,
     /// What it can do, as Ollama computes it.
     pub capabilities: Vec<Capability>,
+    /// Its fill-in-the-middle tokens, when the GGUF has them.
+    pub fim: Option<FimTokens>,
 }
 
 impl<X> ResolvedModel<X> {
@@ -223,6 +225,7 @@ fn resolve<X: Default>(
         })
     };
     let facts = gguf.as_ref().map(capabilities::GgufFacts::read);
+    let fim = gguf.as_ref().and_then(FimTokens::read);
     let jinja = meta("tokenizer.chat_template");
     let arch = meta("general.architecture").unwrap_or_default();
     let template = ChatTemplate::select(layer.as_deref(), jinja.as_deref(), &arch)
@@ -245,5 +248,6 @@ fn resolve<X: Default>(
         eos: token("tokenizer.ggml.eos_token_id").unwrap_or_default(),
         shape,
         capabilities,
+        fim,
     })
 }

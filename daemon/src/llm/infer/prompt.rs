@@ -1,6 +1,7 @@
 //! Prompts: a conversation rendered through the model's template (with the
 //! request's tools and thinking), and fitted to the runner's context by
-//! dropping the oldest messages, as Ollama does.
+//! dropping the oldest messages, as Ollama does; and fill-in-the-middle
+//! prompts.
 
 use std::future::Future;
 
@@ -11,7 +12,7 @@ use crate::llm::error::LlmError;
 use crate::llm::handle::Runner;
 use crate::llm::options::Options;
 use crate::llm::protocol::{CompletionRequest, Constraint};
-use crate::template::{ChatMessage, ChatTemplate, GoTemplate, RenderOptions};
+use crate::template::{ChatMessage, ChatTemplate, GoTemplate, PromptData, RenderOptions};
 
 /// A rendered prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,7 @@ impl Prompt {
             sampler: opts.sampler.clone(),
             constraint,
             preserved_tokens: Vec::new(),
+            logprobs: None,
         }
     }
 }
@@ -92,6 +94,57 @@ impl<X> ResolvedModel<X> {
             &messages,
             opts,
         )
+    }
+
+    /// The fill-in-the-middle prompt asking for what goes between `prefix`
+    /// and `suffix`: through the request's Go `template` if it gives one
+    /// (it must read `.Suffix`), else the model's template when it reads
+    /// `.Suffix` (rendered with `.Prompt` and `.Suffix` only, as Ollama
+    /// does), else framed by the GGUF's FIM tokens as llama.cpp's /infill
+    /// frames it. `model` is the name as the request gave it, for the 400
+    /// of a model that can do none of these.
+    pub fn fim_prompt(
+        &self,
+        model: &str,
+        prefix: &str,
+        suffix: &str,
+        template: Option<&str>,
+    ) -> Result<Prompt, LlmError> {
+        let own = match template {
+            Some(t) => {
+                let t = GoTemplate::parse(t).map_err(LlmError::RequestTemplate)?;
+                if !t.reads("suffix") {
+                    return Err(LlmError::TemplateWithoutSuffix);
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        let go = match (&own, &self.template.template) {
+            (Some(t), _) => Some(t),
+            (None, ChatTemplate::Go(t)) if t.reads("suffix") => Some(t),
+            _ => None,
+        };
+        let text = match (go, &self.fim) {
+            (Some(t), _) => t
+                .execute(&PromptData {
+                    prompt: prefix.to_owned(),
+                    suffix: suffix.to_owned(),
+                    ..PromptData::default()
+                })
+                .map_err(LlmError::Render)?,
+            (None, Some(fim)) => fim.frame(prefix, suffix),
+            (None, None) => {
+                return Err(LlmError::Unsupported {
+                    model: model.to_owned(),
+                    what: "insert",
+                })
+            }
+        };
+        Ok(Prompt {
+            text,
+            add_bos: true,
+        })
     }
 
     /// The prompt of a chat (the model's SYSTEM first unless the messages

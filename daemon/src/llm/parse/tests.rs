@@ -223,6 +223,7 @@ async fn events_come_out_split_numbered_and_done_last() {
     for e in &events {
         kinds.push(match e {
             Event::Thinking(t) => format!("thinking:{t}"),
+            Event::Logprobs(_) => unreachable!("no log-probabilities were asked for"),
             Event::Text(t) => format!("text:{t}"),
             Event::ToolCall(c) => {
                 assert!(c.id.starts_with("call_") && c.id.len() == 13, "{}", c.id);

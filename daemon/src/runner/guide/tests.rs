@@ -92,6 +92,7 @@ fn request(constraint: Constraint, seed: u64, num_predict: i64) -> CompletionReq
         },
         constraint: Some(constraint),
         preserved_tokens: Vec::new(),
+        logprobs: None,
     }
 }
 
@@ -324,4 +325,24 @@ fn a_grammar_that_does_not_compile_is_an_error_line() {
     );
     let e = answers[0].error.as_deref().unwrap();
     assert!(e.contains("constraint"), "{e}");
+}
+
+#[test]
+fn a_complete_output_keeps_what_a_stop_string_held_back() {
+    // "b" could start the stop string "bc": the stream holds it until it
+    // knows, and the grammar's end must release it.
+    let mut req = request(
+        Constraint::Lark {
+            grammar: r#"start: "ab""#.into(),
+        },
+        0,
+        10,
+    );
+    req.stop = vec!["bc".into()];
+    let a = run(vec![req], true).remove(0);
+    assert_eq!(
+        (a.text.as_str(), a.done_reason.as_deref()),
+        ("ab", Some("stop")),
+        "{a:?}"
+    );
 }

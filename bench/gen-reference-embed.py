@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Regenerates tests/fixtures/llamacpp_embed.json: the embeddings llama.cpp
+gives tiny BERT-family GGUFs (written by `llmpm-gen-gguf` with the parameters
+recorded in the fixture) for fixed token ids, all sentences in one batch of
+sequences of different lengths, pooled as each model says and L2-normalised
+(llama-embedding's default). tests/tests/reference.rs compares ours.
+
+usage: bench/gen-reference-embed.py   (LLAMA_CPP_DIR: default target/llama.cpp;
+its bin/llmpm-embed is bench/llamacpp/embed.cpp, built by bench/build-llamacpp.sh)
+"""
+import json
+import os
+import subprocess
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LLAMA = os.environ.get("LLAMA_CPP_DIR", os.path.join(ROOT, "target/llama.cpp"))
+PROBE = os.path.join(LLAMA, "bin/llmpm-embed")
+GEN = os.path.join(ROOT, "target/debug/llmpm-gen-gguf")
+OUT = os.path.join(ROOT, "tests/fixtures/llamacpp_embed.json")
+
+# all-minilm's and nomic-embed-text's ratios (head 32, ff 4 x embd), small.
+SHAPE = {"layers": 2, "embd": 128, "heads": 4, "ff": 512, "vocab": 300, "seed": 1}
+MODELS = [
+    {"arch": "bert", "gen": dict(SHAPE, ctx=512, pooling=1)},
+    {"arch": "bert", "gen": dict(SHAPE, ctx=512, pooling=2)},
+    {"arch": "nomic-bert", "gen": dict(SHAPE, ctx=2048, pooling=1)},
+]
+# [CLS] = 2 ... [SEP] = 3, of different lengths, in one batch.
+SENTENCES = [
+    [2, 150, 3],
+    [2, 141, 190, 200, 77, 9, 3],
+    [2] + [100 + 7 * i for i in range(10)] + [3],
+    [2] + [(31 * i) % 280 + 5 for i in range(30)] + [3],
+]
+
+
+def main():
+    out = {"_about": "Embeddings from llama.cpp (llama-cpp-python 0.3.36's, CPU, bench/llamacpp/embed.cpp: one batch, "
+                     "a sequence per sentence, the model's pooling, L2-normalised) for tiny GGUFs of `gen`. "
+                     "Regenerate: bench/gen-reference-embed.py",
+           "sentences": SENTENCES, "models": []}
+    with tempfile.TemporaryDirectory() as work:
+        for m in MODELS:
+            cases = []
+            for ftype in ["f32", "f16"]:
+                path = os.path.join(work, "m.gguf")
+                args = [GEN, "--out", path, "--arch", m["arch"], "--ftype", ftype]
+                for k, v in m["gen"].items():
+                    args += [f"--{k}", str(v)]
+                subprocess.run(args, check=True)
+                ids = ";".join(",".join(map(str, s)) for s in SENTENCES)
+                r = subprocess.run([PROBE, path, ids, "2"], capture_output=True, text=True, check=True)
+                cases.append({"ftype": ftype, "embeddings": json.loads(r.stdout)})
+            out["models"].append(dict(m, cases=cases))
+    with open(OUT, "w") as f:
+        json.dump(out, f)
+        f.write("\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+//! The BERT-family encoders for embeddings (`bert`: all-minilm,
+//! mxbai-embed-large; `nomic-bert`: nomic-embed-text), as llama.cpp's
+//! `src/models/bert.cpp` computes them: token (+ type, + learned position
+//! for `bert`) embeddings and a LayerNorm, then post-norm blocks of
+//! bidirectional attention (rotary for `nomic-bert`) and a GELU (`bert`) or
+//! SwiGLU (`nomic-bert`) feed-forward, then pooling (`{arch}.pooling_type`).
+//! Embeddings only: there is no cache and no logits.
+
+use std::sync::Arc;
+
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor, D};
+use llmpm_gguf::{GgufFile, Hyperparameters, Value};
+
+use super::arch::Arch;
+use super::llama::LlamaConfig;
+use super::loader::{Loader, ModelError};
+use super::weights::{geglu, Linear};
+
+/// How token states become one embedding (llama.cpp's `llama_pooling_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// The mean over the tokens (`pooling_type` 1, and the default).
+    Mean,
+    /// The first token's state (`[CLS]`, 2).
+    Cls,
+    /// The last token's state (3).
+    Last,
+}
+
+/// One encoder block.
+struct Block {
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    bq: Option<Tensor>,
+    bk: Option<Tensor>,
+    bv: Option<Tensor>,
+    wo: Linear,
+    bo: Option<Tensor>,
+    attn_norm: (Tensor, Tensor),
+    up: Linear,
+    up_b: Option<Tensor>,
+    /// SwiGLU's gate (`nomic-bert`); without it the feed-forward is GELU.
+    gate: Option<Linear>,
+    down: Linear,
+    down_b: Option<Tensor>,
+    out_norm: (Tensor, Tensor),
+}
+
+/// A loaded BERT-family encoder.
+pub struct Bert {
+    pub(crate) config: LlamaConfig,
+    pooling: Pooling,
+    eps: f64,
+    tok_embd: Arc<QTensor>,
+    /// Row 0 of `token_types` (every token is "sentence A", as llama.cpp).
+    type_row: Option<Tensor>,
+    /// Learned positions (`bert`); `nomic-bert` rotates instead.
+    pos_embd: Option<Tensor>,
+    embd_norm: (Tensor, Tensor),
+    blocks: Vec<Block>,
+    /// RoPE's inverse frequencies (`nomic-bert`).
+    inv_freq: Vec<f32>,
+    device: Device,
+}
+
+impl std::fmt::Debug for Bert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bert")
+            .field("config", &self.config)
+            .field("pooling", &self.pooling)
+            .finish()
+    }
+}
+
+/// `{arch}.pooling_type`: absent or 1 is mean; 2 CLS; 3 last. None (0) and
+/// rank (4) give no single sentence embedding and are refused.
+fn pooling(file: &GgufFile, arch: &str) -> Result<Pooling, ModelError> {
+    let key = format!("{arch}.pooling_type");
+    let bad = |why: String| ModelError::Metadata {
+        key: key.clone(),
+        why,
+    };
+    match file.get(&key) {
+        None => Ok(Pooling::Mean),
+        Some(v) => match v.as_u64() {
+            Some(1) => Ok(Pooling::Mean),
+            Some(2) => Ok(Pooling::Cls),
+            Some(3) => Ok(Pooling::Last),
+            Some(n) => Err(bad(format!(
+                "is {n}; llmpm pools by mean (1), CLS (2) or last token (3)"
+            ))),
+            None => Err(bad("must be an integer".into())),
+        },
+    }
+}
+
+/// Reads and checks the encoder's configuration, then every tensor.
+pub(crate) fn load(l: &mut Loader<'_>, arch: Arch, device: &Device) -> Result<Bert, ModelError> {
+    let file = l.gguf.file();
+    let hp = Hyperparameters::read(file)?;
+    let name = hp.architecture.clone();
+    let eps_key = hp.key("attention.layer_norm_epsilon");
+    let eps = match file.get(&eps_key) {
+        None => 1e-12,
+        Some(Value::F32(x)) if x.is_finite() && *x > 0.0 => f64::from(*x),
+        Some(_) => {
+            return Err(ModelError::Metadata {
+                key: eps_key,
+                why: "must be a positive float".into(),
+            })
+        }
+    };
+    let pooling = pooling(file, &name)?;
+    let (e, ff, hd) = (hp.n_embd, hp.n_ff, hp.key_length);
+    if hp.n_head * hd != e || hp.n_head_kv != hp.n_head {
+        return Err(ModelError::Metadata {
+            key: hp.key("attention.head_count"),
+            why: format!(
+                "({} heads of {hd}, {} KV heads) must fill the hidden size {e} with one KV head each",
+                hp.n_head, hp.n_head_kv
+            ),
+        });
+    }
+    let embd_dims = l.dims("token_embd.weight")?;
+    let n_vocab = match embd_dims.as_slice() {
+        [v, x] if *x == e && *v > 0 => *v,
+        _ => {
+            return Err(ModelError::Shape {
+                name: "token_embd.weight".into(),
+                found: embd_dims,
+                expected: vec![0, e],
+            })
+        }
+    };
+    let tok_embd = Arc::new(l.qtensor("token_embd.weight", &[n_vocab, e])?);
+    let type_row = match l.has("token_types.weight") {
+        true => {
+            let dims = l.dims("token_types.weight")?;
+            let rows = match dims.as_slice() {
+                [r, x] if *x == e && *r > 0 && *r <= 16 => *r,
+                _ => {
+                    return Err(ModelError::Shape {
+                        name: "token_types.weight".into(),
+                        found: dims,
+                        expected: vec![2, e],
+                    })
+                }
+            };
+            Some(l.f32("token_types.weight", &[rows, e])?.get(0)?)
+        }
+        false => None,
+    };
+    let n_ctx = hp.context_length;
+    let pos_embd = match arch {
+        Arch::Bert => Some(l.f32("position_embd.weight", &[n_ctx, e])?),
+        _ => None,
+    };
+    let norm = |l: &mut Loader<'_>, n: &str| -> Result<(Tensor, Tensor), ModelError> {
+        Ok((
+            l.f32(&format!("{n}.weight"), &[e])?,
+            l.f32(&format!("{n}.bias"), &[e])?,
+        ))
+    };
+    let embd_norm = norm(l, "token_embd_norm")?;
+    let mut blocks = Vec::with_capacity(hp.n_layer);
+    for i in 0..hp.n_layer {
+        let n = |p: &str| format!("blk.{i}.{p}.weight");
+        let b = |p: &str| format!("blk.{i}.{p}.bias");
+        let bias = |l: &mut Loader<'_>, p: &str, len: usize| {
+            let name = b(p);
+            let has = l.has(&name);
+            l.f32_if(has, &name, &[len])
+        };
+        let (wq, wk, wv) = if l.has(&n("attn_qkv")) {
+            let [q, k, v]: [Linear; 3] = l
+                .split_matrix(&n("attn_qkv"), &[e, e, e], e)?
+                .try_into()
+                .map_err(|_| ModelError::Compute("attn_qkv split".into()))?;
+            (q, k, v)
+        } else {
+            (
+                l.matrix(&n("attn_q"), &[e, e])?,
+                l.matrix(&n("attn_k"), &[e, e])?,
+                l.matrix(&n("attn_v"), &[e, e])?,
+            )
+        };
+        let gate = match arch {
+            Arch::NomicBert => Some(l.matrix(&n("ffn_gate"), &[ff, e])?),
+            _ => None,
+        };
+        blocks.push(Block {
+            wq,
+            wk,
+            wv,
+            bq: bias(l, "attn_q", e)?,
+            bk: bias(l, "attn_k", e)?,
+            bv: bias(l, "attn_v", e)?,
+            wo: l.matrix(&n("attn_output"), &[e, e])?,
+            bo: bias(l, "attn_output", e)?,
+            attn_norm: norm(l, &format!("blk.{i}.attn_output_norm"))?,
+            up: l.matrix(&n("ffn_up"), &[ff, e])?,
+            up_b: bias(l, "ffn_up", ff)?,
+            gate,
+            down: l.matrix(&n("ffn_down"), &[e, ff])?,
+            down_b: bias(l, "ffn_down", e)?,
+            out_norm: norm(l, &format!("blk.{i}.layer_output_norm"))?,
+        });
+    }
+    let half = hp.rope_dim / 2;
+    let inv_freq = (0..half)
+        .map(|i| hp.rope_freq_base.powf(-2.0 * i as f32 / hp.rope_dim as f32))
+        .collect();
+    Ok(Bert {
+        config: LlamaConfig {
+            arch,
+            n_layer: hp.n_layer,
+            n_embd: e,
+            n_head: hp.n_head,
+            n_head_kv: hp.n_head_kv,
+            n_ff: ff,
+            n_vocab,
+            head_dim: hd,
+            rope_dim: hp.rope_dim,
+            rope_freq_base: hp.rope_freq_base,
+            rope_freq_scale: 1.0,
+            rope_attn_factor: 1.0,
+            rms_eps: eps as f32,
+            context_length: n_ctx,
+            rope_orig_context: n_ctx,
+            sliding_window: None,
+            rope_freq_base_swa: hp.rope_freq_base,
+            attn_scale: 1.0 / (hd as f64).sqrt(),
+        },
+        pooling,
+        eps,
+        tok_embd,
+        type_row,
+        pos_embd,
+        embd_norm,
+        blocks,
+        inv_freq,
+        device: device.clone(),
+    })
+}
+
+fn add_bias(x: Tensor, b: &Option<Tensor>) -> candle_core::Result<Tensor> {
+    match b {
+        Some(b) => x.broadcast_add(b),
+        None => Ok(x),
+    }
+}
+
+impl Bert {
+    /// The pooling the model asks for.
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
+    fn layer_norm(&self, x: &Tensor, (w, b): &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
+        candle_nn::ops::layer_norm(&x.contiguous()?, w, b, self.eps as f32)
+    }
+
+    /// The final states of `tokens`, `(t, n_embd)`: the whole sequence sees
+    /// itself (no mask), as one llama.cpp batch of one sequence.
+    pub fn states(&self, tokens: &[u32]) -> candle_core::Result<Tensor> {
+        let c = &self.config;
+        let t = tokens.len();
+        if t == 0 {
+            candle_core::bail!("nothing to embed");
+        }
+        if t > c.context_length {
+            candle_core::bail!(
+                "the input is {t} tokens, more than the model's context of {}",
+                c.context_length
+            );
+        }
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = self.tok_embd.embedding(&ids)?;
+        if let Some(row) = &self.type_row {
+            x = x.broadcast_add(row)?;
+        }
+        if let Some(pos) = &self.pos_embd {
+            x = (pos.narrow(0, 0, t)? + x)?;
+        }
+        let mut x = self.layer_norm(&x, &self.embd_norm)?;
+        let (h, d) = (c.n_head, c.head_dim);
+        let rope = match c.arch {
+            Arch::NomicBert => {
+                let half = self.inv_freq.len();
+                let (mut cos, mut sin) =
+                    (Vec::with_capacity(t * half), Vec::with_capacity(t * half));
+                for p in 0..t {
+                    for f in &self.inv_freq {
+                        cos.push((p as f32 * f).cos());
+                        sin.push((p as f32 * f).sin());
+                    }
+                }
+                Some((
+                    Tensor::from_vec(cos, (t, half), &self.device)?,
+                    Tensor::from_vec(sin, (t, half), &self.device)?,
+                ))
+            }
+            _ => None,
+        };
+        let rotate = |x: Tensor| -> candle_core::Result<Tensor> {
+            let Some((cos, sin)) = &rope else {
+                return Ok(x);
+            };
+            let rd = c.rope_dim;
+            if rd == d {
+                return candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin);
+            }
+            let rot = x.narrow(D::Minus1, 0, rd)?.contiguous()?;
+            let pass = x.narrow(D::Minus1, rd, d - rd)?;
+            let rot = candle_nn::rotary_emb::rope(&rot, cos, sin)?;
+            Tensor::cat(&[&rot, &pass], D::Minus1)
+        };
+        for blk in &self.blocks {
+            let heads = |y: Tensor| y.reshape((1, t, h, d))?.transpose(1, 2);
+            let q = rotate(heads(add_bias(blk.wq.forward(&x)?, &blk.bq)?)?)?;
+            let k = rotate(heads(add_bias(blk.wk.forward(&x)?, &blk.bk)?)?)?;
+            let v = heads(add_bias(blk.wv.forward(&x)?, &blk.bv)?)?.contiguous()?;
+            let att = (q.contiguous()?.matmul(&k.contiguous()?.t()?)? * c.attn_scale)?;
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let y = att.matmul(&v)?.transpose(1, 2)?.reshape((t, h * d))?;
+            let y = add_bias(blk.wo.forward(&y)?, &blk.bo)?;
+            let ffn_in = self.layer_norm(&(y + &x)?, &blk.attn_norm)?;
+            let up = add_bias(blk.up.forward(&ffn_in)?, &blk.up_b)?;
+            let act = match &blk.gate {
+                Some(gate) => (gate.forward(&ffn_in)?.silu()? * up)?,
+                None => geglu(&up, &up.ones_like()?)?,
+            };
+            let y = add_bias(blk.down.forward(&act)?, &blk.down_b)?;
+            x = self.layer_norm(&(y + ffn_in)?, &blk.out_norm)?;
+        }
+        Ok(x)
+    }
+
+    /// The pooled, L2-normalised embedding of `tokens` (what Ollama's
+    /// `/api/embed` and llama.cpp's `llama-embedding` return).
+    pub fn embed(&self, tokens: &[u32]) -> candle_core::Result<Vec<f32>> {
+        let x = self.states(tokens)?;
+        let pooled: Vec<f32> = match self.pooling {
+            Pooling::Mean => x.mean(0)?.to_vec1()?,
+            Pooling::Cls => x.get(0)?.to_vec1()?,
+            Pooling::Last => x.get(tokens.len() - 1)?.to_vec1()?,
+        };
+        let norm = pooled.iter().map(|v| v * v).sum::<f32>().sqrt();
+        Ok(if norm > 0.0 {
+            pooled.iter().map(|v| v / norm).collect()
+        } else {
+            pooled
+        })
+    }
+}

@@ -1,0 +1,100 @@
+//! Our BERT-family encoders against llama.cpp: on tiny generated `bert`
+//! (mean and CLS pooling) and `nomic-bert` models, in F32 and F16, every
+//! embedding of the fixture's sentences (different lengths, which llama.cpp
+//! ran as one batch) has cosine similarity >= 0.9999 with llama.cpp's
+//! (`tests/fixtures/llamacpp_embed.json`, made by bench/gen-reference-embed.py).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use candle_core::Device;
+use llmpm_gguf::tiny::{write_tiny_llama, TinyArch, TinyLlamaSpec};
+use llmpm_gguf::FileType;
+use llmpmd::runner::model::Model;
+use serde_json::Value;
+
+fn fixture() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/llamacpp_embed.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn spec(arch: &str, gen: &Value, ftype: &str) -> TinyLlamaSpec {
+    let n = |k: &str| u32::try_from(gen[k].as_u64().unwrap()).unwrap();
+    TinyLlamaSpec {
+        arch: TinyArch::from_name(arch).unwrap(),
+        n_layer: n("layers"),
+        n_embd: n("embd"),
+        n_head: n("heads"),
+        n_head_kv: n("heads"),
+        n_ff: n("ff"),
+        n_vocab: n("vocab"),
+        context_length: n("ctx"),
+        pooling: Some(n("pooling")),
+        seed: gen["seed"].as_u64().unwrap(),
+        ftype: match ftype {
+            "f32" => FileType::F32,
+            "f16" => FileType::F16,
+            other => panic!("fixture ftype {other}"),
+        },
+        ..TinyLlamaSpec::default()
+    }
+}
+
+#[test]
+fn embeddings_match_llama_cpp() {
+    let fx = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let sentences: Vec<Vec<u32>> = fx["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| u32::try_from(x.as_u64().unwrap()).unwrap())
+                .collect()
+        })
+        .collect();
+    let models = fx["models"].as_array().unwrap();
+    assert!(models.len() >= 3, "bert (mean, CLS) and nomic-bert");
+    for m in models {
+        let arch = m["arch"].as_str().unwrap();
+        let pooling = m["gen"]["pooling"].as_u64().unwrap();
+        let mut worst = 1.0f64;
+        for case in m["cases"].as_array().unwrap() {
+            let ftype = case["ftype"].as_str().unwrap();
+            let path = dir.path().join(format!("{arch}-{pooling}-{ftype}.gguf"));
+            let mut f = std::fs::File::create(&path).unwrap();
+            write_tiny_llama(&spec(arch, &m["gen"], ftype), &mut f).unwrap();
+            drop(f);
+            let model = Model::load(&path, &Device::Cpu).unwrap();
+            assert!(model.embeds_only());
+            let theirs = case["embeddings"].as_array().unwrap();
+            assert_eq!(theirs.len(), sentences.len());
+            let mut cache = model.new_cache(64);
+            for (s, want) in sentences.iter().zip(theirs) {
+                let got = model.embed(s, &mut cache).unwrap();
+                let want: Vec<f64> = want
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap())
+                    .collect();
+                assert_eq!(got.len(), want.len(), "{arch} {ftype}: dimension");
+                let norm: f64 = got.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+                assert!((norm.sqrt() - 1.0).abs() < 1e-4, "{arch}: normalised");
+                let dot: f64 = got.iter().zip(&want).map(|(&a, b)| f64::from(a) * b).sum();
+                let cos = dot / want.iter().map(|b| b * b).sum::<f64>().sqrt();
+                worst = worst.min(cos);
+                assert!(
+                    cos >= 0.9999,
+                    "{arch} pooling {pooling} {ftype}, {} tokens: cosine {cos}",
+                    s.len()
+                );
+            }
+        }
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("{arch} pooling {pooling}: smallest cosine with llama.cpp {worst:.7}");
+        }
+    }
+}
