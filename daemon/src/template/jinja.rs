@@ -263,10 +263,12 @@ fn json_value(v: &serde_json::Value) -> Value {
         },
         serde_json::Value::String(s) => Value::from(s.as_str()),
         serde_json::Value::Array(a) => Value::from(a.iter().map(json_value).collect::<Vec<_>>()),
+        // In the order given, as Python's dicts keep it (`tools | tojson`
+        // prints a tool as the client wrote it, `name` before `parameters`).
         serde_json::Value::Object(o) => Value::from(
             o.iter()
-                .map(|(k, v)| (k.clone(), json_value(v)))
-                .collect::<BTreeMap<_, _>>(),
+                .map(|(k, v)| (Value::from(k.as_str()), json_value(v)))
+                .collect::<indexmap::IndexMap<_, _>>(),
         ),
     }
 }

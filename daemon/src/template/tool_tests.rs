@@ -147,7 +147,8 @@ fn calls_and_results_go_back_into_the_prompt() {
     let out = jinja(QWEN25_JINJA)
         .render_chat(None, &tool_round_trip(), &weather_tools(), "", "<|im_end|>")
         .unwrap();
-    assert!(out.contains("<tools>\n{\"function\": {\"description\": \"Get the weather\", \"name\": \"get_weather\""), "{out}");
+    // The tool as the client wrote it (key order kept, as transformers does).
+    assert!(out.contains("<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Get the weather\", \"parameters\": {\"type\": \"object\""), "{out}");
     assert!(out.ends_with(
         "<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call><|im_end|>\n\
          <|im_start|>user\n<tool_response>\n22°C\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
