@@ -31,7 +31,7 @@ pub enum Job {
     /// A generation.
     Completion {
         /// The request.
-        req: CompletionRequest,
+        req: Box<CompletionRequest>,
         /// Answer lines.
         tx: Lines,
         /// Set when the client is gone.
