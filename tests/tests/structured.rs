@@ -85,7 +85,10 @@ fn bad_schemas_are_refused_by_name_before_loading() {
                 "items": {"type": "string"}, "uniqueItems": true}}}),
             "uniqueItems",
         ),
-        (json!({"oneOf": [{"type": "string"}, {"type": "null"}]}), "oneOf"),
+        (
+            json!({"oneOf": [{"type": "string"}, {"type": "null"}]}),
+            "oneOf",
+        ),
     ];
     for (schema, named) in &cases {
         for (path, body) in requests(schema) {
@@ -157,7 +160,10 @@ fn json_object_and_streamed_schema() {
     let t = text("/v1/chat/completions", &v);
     assert!(t.starts_with('{'), "{t:?}");
     if v["choices"][0]["finish_reason"] == "stop" {
-        assert!(serde_json::from_str::<Value>(&t).unwrap().is_object(), "{t}");
+        assert!(
+            serde_json::from_str::<Value>(&t).unwrap().is_object(),
+            "{t}"
+        );
     }
 
     // Streamed: the pieces join into a valid answer.
