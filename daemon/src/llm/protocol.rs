@@ -19,7 +19,7 @@ pub enum RunnerRequest {
         add_bos: bool,
     },
     /// Generate. Answered by [`CompletionChunk`] lines, the last with `done`.
-    Completion(CompletionRequest),
+    Completion(Box<CompletionRequest>),
     /// Embeddings of each input. Answered by one [`Embeddings`] line.
     Embed {
         /// The texts.

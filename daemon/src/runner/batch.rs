@@ -30,8 +30,8 @@ pub type Lines = UnboundedSender<Vec<u8>>;
 pub enum Job {
     /// A generation.
     Completion {
-        /// The request.
-        req: CompletionRequest,
+        /// The request (boxed: it is by far the largest job).
+        req: Box<CompletionRequest>,
         /// Answer lines.
         tx: Lines,
         /// Set when the client is gone.

@@ -47,7 +47,12 @@ fn run(reqs: Vec<CompletionRequest>, real_tokenizer: bool) -> Vec<Answer> {
     for req in reqs {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let cancel = Arc::new(AtomicBool::new(false));
-        jobs.send(Job::Completion { req, tx, cancel }).unwrap();
+        jobs.send(Job::Completion {
+            req: Box::new(req),
+            tx,
+            cancel,
+        })
+        .unwrap();
         outs.push(rx);
     }
     drop(jobs);
