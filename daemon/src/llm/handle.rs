@@ -145,8 +145,7 @@ impl Runner {
     /// is dropped; dropping it closes the connection, which stops the
     /// generation in the runner.
     pub async fn complete(&self, req: CompletionRequest) -> Result<Events, LlmError> {
-        let answer =
-            client::call(self.socket(), &RunnerRequest::Completion(Box::new(req))).await?;
+        let answer = client::call(self.socket(), &RunnerRequest::Completion(Box::new(req))).await?;
         let events =
             futures_util::stream::unfold(Some((self.clone(), answer)), |state| async move {
                 let (runner, mut answer) = state?;
