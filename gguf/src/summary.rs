@@ -87,7 +87,10 @@ impl GgufFile {
     }
 
     fn model_info_with(&self, verbose: bool) -> serde_json::Map<String, serde_json::Value> {
-        let mut info = serde_json::Map::new();
+        // Keys sorted, as Ollama's (a Go map) are, also when serde_json keeps
+        // insertion order (its `preserve_order`, which the daemon's tree
+        // turns on).
+        let mut info = std::collections::BTreeMap::new();
         for (key, value) in self.metadata() {
             if key == "general.name" || key == "tokenizer.chat_template" {
                 continue;
@@ -102,7 +105,7 @@ impl GgufFile {
             "general.parameter_count".to_owned(),
             serde_json::Value::from(self.parameter_count()),
         );
-        info
+        info.into_iter().collect()
     }
 }
 

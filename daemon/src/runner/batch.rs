@@ -11,7 +11,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::codec::TextCodec;
-use super::guide::{Guide, Vocab};
+use super::guide::{Guide, LazyVocab};
 use super::llama::{Cache, Part};
 use super::model::Model;
 use super::sampler::logprobs::Reporter;
@@ -30,7 +30,7 @@ pub type Lines = UnboundedSender<Vec<u8>>;
 pub enum Job {
     /// A generation.
     Completion {
-        /// The request (boxed: it is by far the largest job).
+        /// The request.
         req: Box<CompletionRequest>,
         /// Answer lines.
         tx: Lines,
@@ -72,9 +72,11 @@ pub struct Engine {
     batch: usize,
     /// Caches of the slots no sequence holds.
     free: Vec<Cache>,
-    /// The vocabulary compiled for constrained sampling, built by the first
-    /// request that has a constraint (most never do).
-    vocab: Option<Result<Vocab, String>>,
+    /// The vocabulary compiled for constrained sampling, when a request
+    /// first has a constraint.
+    vocab: LazyVocab,
+    /// Constrained requests waiting for the vocabulary, in arrival order.
+    parked: Vec<Job>,
 }
 
 impl Engine {
@@ -87,6 +89,7 @@ impl Engine {
         batch: usize,
         parallel: usize,
     ) -> Engine {
+        let vocab = LazyVocab::new(codec.clone(), model.config().n_vocab);
         let free = (0..parallel.max(1))
             .map(|_| model.new_cache(num_ctx))
             .collect();
@@ -96,7 +99,8 @@ impl Engine {
             num_ctx,
             batch: batch.max(1),
             free,
-            vocab: None,
+            vocab,
+            parked: Vec::new(),
         }
     }
 
@@ -106,6 +110,17 @@ impl Engine {
         let mut waiting = VecDeque::new();
         let mut active: Vec<Seq> = Vec::new();
         loop {
+            if !self.parked.is_empty() {
+                if active.is_empty() && waiting.is_empty() {
+                    // Nothing else to do meanwhile.
+                    self.vocab.wait();
+                }
+                if self.vocab.poll().is_some() {
+                    for j in self.parked.drain(..).rev() {
+                        waiting.push_front(j);
+                    }
+                }
+            }
             if active.is_empty() && waiting.is_empty() {
                 match jobs.recv() {
                     Ok(j) => waiting.push_back(j),
@@ -119,6 +134,12 @@ impl Engine {
                 let Some(job) = waiting.pop_front() else {
                     break;
                 };
+                let constrained =
+                    matches!(&job, Job::Completion { req, .. } if req.constraint.is_some());
+                if constrained && self.vocab.poll().is_none() {
+                    self.parked.push(job);
+                    continue;
+                }
                 self.admit(job, &mut active);
             }
             self.step(&mut active);
@@ -173,23 +194,15 @@ impl Engine {
         }
     }
 
-    /// A guide for `c`, compiling the vocabulary on first use.
+    /// A guide for `c` (the vocabulary is ready: see `run`).
     fn guide(&mut self, c: &Constraint) -> Result<Guide, String> {
-        let n_logits = self.model.config().n_vocab;
-        let codec = self.codec.clone();
-        let vocab = self.vocab.get_or_insert_with(|| {
-            let t = Instant::now();
-            let v = Vocab::new(codec, n_logits);
-            tracing::info!(
-                ms = t.elapsed().as_millis(),
-                "vocabulary compiled for constrained sampling"
-            );
-            v
-        });
-        let vocab = vocab
-            .as_ref()
-            .map_err(|e| format!("cannot prepare the vocabulary for constrained sampling: {e}"))?;
-        Guide::new(vocab, c).map_err(|e| e.to_string())
+        match self.vocab.poll() {
+            Some(Ok(vocab)) => Guide::new(vocab, c).map_err(|e| e.to_string()),
+            Some(Err(e)) => Err(format!(
+                "cannot prepare the vocabulary for constrained sampling: {e}"
+            )),
+            None => Err("the vocabulary for constrained sampling is not ready".into()),
+        }
     }
 
     fn embed(

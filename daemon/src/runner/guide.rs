@@ -89,6 +89,79 @@ impl Vocab {
     }
 }
 
+/// The vocabulary of a model, compiled when a generation first needs it
+/// (most never do), on a thread of its own: compiling a large vocabulary
+/// takes a second, in which the engine goes on serving the others.
+pub struct LazyVocab {
+    codec: Arc<dyn TextCodec>,
+    n_logits: usize,
+    state: LazyState,
+}
+
+enum LazyState {
+    Idle,
+    Building(std::thread::JoinHandle<Result<Vocab, String>>),
+    Done(Result<Vocab, String>),
+}
+
+impl LazyVocab {
+    /// Nothing compiled yet; see [`Vocab::new`] for the arguments.
+    pub fn new(codec: Arc<dyn TextCodec>, n_logits: usize) -> LazyVocab {
+        LazyVocab {
+            codec,
+            n_logits,
+            state: LazyState::Idle,
+        }
+    }
+
+    /// The vocabulary (or why it could not be compiled) when it is ready;
+    /// `None` while it compiles, starting that if it has not started.
+    pub fn poll(&mut self) -> Option<Result<&Vocab, &str>> {
+        match &self.state {
+            LazyState::Idle => {
+                let (codec, n) = (self.codec.clone(), self.n_logits);
+                let spawned = std::thread::Builder::new()
+                    .name("vocab".into())
+                    .spawn(move || {
+                        let t = std::time::Instant::now();
+                        let v = Vocab::new(codec, n);
+                        tracing::info!(
+                            ms = t.elapsed().as_millis(),
+                            "vocabulary compiled for constrained sampling"
+                        );
+                        v
+                    });
+                self.state = match spawned {
+                    Ok(h) => LazyState::Building(h),
+                    Err(e) => LazyState::Done(Err(format!("cannot start a thread: {e}"))),
+                };
+            }
+            LazyState::Building(h) if h.is_finished() => self.wait_done(),
+            LazyState::Building(_) | LazyState::Done(_) => {}
+        }
+        match &self.state {
+            LazyState::Done(r) => Some(r.as_ref().map_err(String::as_str)),
+            _ => None,
+        }
+    }
+
+    /// Blocks until a compilation under way is done.
+    pub fn wait(&mut self) {
+        if matches!(self.state, LazyState::Building(_)) {
+            self.wait_done();
+        }
+    }
+
+    fn wait_done(&mut self) {
+        if let LazyState::Building(h) = std::mem::replace(&mut self.state, LazyState::Idle) {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err("the vocabulary compiler panicked".into()));
+            self.state = LazyState::Done(r);
+        }
+    }
+}
+
 /// One generation's constraint: what may come next, given what came.
 pub struct Guide {
     matcher: Matcher,

@@ -351,3 +351,20 @@ fn a_complete_output_keeps_what_a_stop_string_held_back() {
         "{a:?}"
     );
 }
+
+#[test]
+fn free_requests_go_on_while_the_vocabulary_compiles() {
+    // The first constrained request waits for the vocabulary; the free one
+    // behind it is served meanwhile; none is lost.
+    let s = bounded_schemas().remove(0);
+    let constrained = |seed| request(Constraint::JsonSchema { schema: s.clone() }, seed, 300);
+    let mut free = request(Constraint::Json, 9, 5);
+    free.constraint = None;
+    let answers = run(vec![constrained(1), free, constrained(2)], true);
+    assert_eq!(answers[1].error, None);
+    assert!(answers[1].done_reason.is_some(), "{:?}", answers[1]);
+    for a in [&answers[0], &answers[2]] {
+        assert_eq!(a.done_reason.as_deref(), Some("stop"), "{a:?}");
+        valid(&serde_json::from_str(&a.text).unwrap(), &s, &s).unwrap();
+    }
+}
