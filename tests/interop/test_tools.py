@@ -143,9 +143,9 @@ def test_openai_tool_choice_names_the_function(qwen):
 
 
 def test_openai_tool_choice_forces_a_call_the_prompt_does_not_ask_for(qwen):
-    """NEEDS the llguidance runner (branch api-structured): the forced call is
-    a Lark grammar (`Constraint::Lark`) that only that runner enforces; before
-    it is merged the model answers freely and this test fails."""
+    """The forced call is a Lark grammar (`Constraint::Lark`: the template's
+    call tag, then the call as a JSON schema) that the runner enforces with
+    llguidance; unforced, the model writes a haiku."""
     client = openai_client(qwen)
     choice = {"type": "function", "function": {"name": "get_current_weather"}}
     for stream in (False, True):

@@ -388,3 +388,56 @@ fn cli_run_shows_reasoning_before_the_answer_and_hides_it_when_asked() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--think"), "{}", stderr(&out));
 }
+
+/// Open WebUI 0.12's chat with native function calling: its built-in tools
+/// on every request, `think`, an earlier call and its result sent back.
+/// Before, the tools were dropped and `think` ignored without a word.
+#[test]
+fn open_webui_chat_with_its_tools_and_think_is_honoured() {
+    let (ctx, thinking, _) = setup();
+    let tools = json!([
+        {"type": "function", "function": {"name": "search_web",
+            "description": "Search the web for a query.",
+            "parameters": {"type": "object", "properties": {"query": {"type": "string", "description": "What to search for"}}, "required": ["query"]}}},
+        {"type": "function", "function": {"name": "get_current_timestamp",
+            "description": "Get the current Unix timestamp.",
+            "parameters": {"type": "object", "properties": {}}}}
+    ]);
+    let body = json!({
+        "model": "think", "stream": true, "think": true, "keep_alive": "5m", "format": "",
+        "options": serde_json::from_str::<Value>(OPTS).unwrap(),
+        "tools": tools,
+        "messages": [{"role": "user", "content": "Hi"}],
+    });
+    let lines = post(&ctx, "/api/chat", &body).ndjson();
+    assert!(lines.iter().all(|l| l.get("error").is_none()), "{lines:?}");
+    assert_eq!(lines.last().unwrap()["done"], true);
+    let t: String = lines
+        .iter()
+        .filter_map(|l| l["message"]["thinking"].as_str())
+        .collect();
+    assert!(!t.is_empty() && !thinking.is_empty(), "{lines:?}");
+    // The tools reached the prompt, and a call with its result goes back in.
+    let mut replay = body.clone();
+    replay["_debug_render_only"] = json!(true);
+    replay["messages"] = json!([
+        {"role": "user", "content": "What time is it?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "call_abc12345",
+            "function": {"name": "get_current_timestamp", "arguments": {}}}]},
+        {"role": "tool", "tool_call_id": "call_abc12345", "content": "1767225600"},
+    ]);
+    let p = post(&ctx, "/api/chat", &replay).json();
+    let prompt = p["_debug_info"]["rendered_template"].as_str().unwrap();
+    assert!(
+        prompt.starts_with("tools: search_web get_current_timestamp\n"),
+        "{prompt:?}"
+    );
+    assert!(
+        prompt.contains("<tool_call>{\"name\": \"get_current_timestamp\", \"arguments\": {}}"),
+        "{prompt:?}"
+    );
+    assert!(
+        prompt.contains("<|start_header_id|>tool<|end_header_id|>\n\n1767225600<|eot_id|>"),
+        "{prompt:?}"
+    );
+}
