@@ -280,6 +280,26 @@ impl TestContext {
         p
     }
 
+    /// A started daemon with the tiny generated model created as `tiny`,
+    /// its context `num_ctx` tokens.
+    pub fn with_tiny_model(num_ctx: u32) -> TestContext {
+        let ctx = TestContext::started();
+        ctx.tiny_gguf("tiny.gguf", &TinyLlamaSpec::default());
+        std::fs::write(
+            ctx.work.join("Modelfile"),
+            format!("FROM ./tiny.gguf\nPARAMETER num_ctx {num_ctx}\n"),
+        )
+        .expect("write Modelfile");
+        assert_ok(&ctx.cli(&["create", "tiny", "-f", "Modelfile"]));
+        ctx
+    }
+
+    /// POSTs `body` as JSON to `path` on the daemon's unix socket.
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> http::Response {
+        http::call_unix(&self.socket(), "POST", path, body.to_string().as_bytes())
+            .expect("request to the daemon")
+    }
+
     /// Names of the files under `blobs/sha256`.
     pub fn blob_files(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.home.join("blobs/sha256"))

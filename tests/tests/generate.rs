@@ -4,33 +4,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use llmpm_tests::http::call_unix;
-use llmpm_tests::{assert_ok, TestContext, TinyLlamaSpec};
+use llmpm_tests::{assert_ok, TestContext};
 use serde_json::{json, Value};
-
-fn setup() -> TestContext {
-    let ctx = TestContext::started();
-    ctx.tiny_gguf("tiny.gguf", &TinyLlamaSpec::default());
-    std::fs::write(
-        ctx.work.join("Modelfile"),
-        "FROM ./tiny.gguf\nPARAMETER num_ctx 256\n",
-    )
-    .unwrap();
-    assert_ok(&ctx.cli(&["create", "tiny", "-f", "Modelfile"]));
-    ctx
-}
-
-fn post(ctx: &TestContext, path: &str, body: &Value) -> llmpm_tests::http::Response {
-    call_unix(&ctx.socket(), "POST", path, body.to_string().as_bytes()).unwrap()
-}
 
 #[test]
 fn generate_chat_embed_and_bad_options() {
-    let ctx = setup();
+    let ctx = TestContext::with_tiny_model(256);
     let opts = json!({"temperature": 0, "num_predict": 8});
 
     // Streamed: text lines, then a last line with Ollama's timing fields.
-    let r = post(
-        &ctx,
+    let r = ctx.post_json(
         "/api/generate",
         &json!({"model": "tiny", "prompt": "Hello", "options": opts}),
     );
@@ -55,8 +38,7 @@ fn generate_chat_embed_and_bad_options() {
         .collect();
 
     // Not streamed, greedy: the same text in one body.
-    let r = post(
-        &ctx,
+    let r = ctx.post_json(
         "/api/generate",
         &json!({"model": "tiny", "prompt": "Hello", "options": opts, "stream": false}),
     );
@@ -68,13 +50,12 @@ fn generate_chat_embed_and_bad_options() {
     // Same seed, same output at a high temperature.
     let seeded = json!({"model": "tiny", "prompt": "Hi", "stream": false,
         "options": {"temperature": 1.5, "seed": 42, "num_predict": 12}});
-    let a = post(&ctx, "/api/generate", &seeded).json();
-    let b = post(&ctx, "/api/generate", &seeded).json();
+    let a = ctx.post_json("/api/generate", &seeded).json();
+    let b = ctx.post_json("/api/generate", &seeded).json();
     assert_eq!(a["response"], b["response"]);
 
     // Chat.
-    let r = post(
-        &ctx,
+    let r = ctx.post_json(
         "/api/chat",
         &json!({"model": "tiny", "stream": false, "options": opts,
             "messages": [{"role": "user", "content": "Hi"}]}),
@@ -83,18 +64,13 @@ fn generate_chat_embed_and_bad_options() {
     assert_eq!(r.json()["message"]["role"], "assistant");
 
     // Empty prompt loads; with keep_alive 0 it unloads.
-    let r = post(&ctx, "/api/generate", &json!({"model": "tiny"}));
+    let r = ctx.post_json("/api/generate", &json!({"model": "tiny"}));
     assert_eq!(r.json()["done_reason"], "load");
-    let r = post(
-        &ctx,
-        "/api/generate",
-        &json!({"model": "tiny", "keep_alive": 0}),
-    );
+    let r = ctx.post_json("/api/generate", &json!({"model": "tiny", "keep_alive": 0}));
     assert_eq!(r.json()["done_reason"], "unload");
 
     // Embeddings: unit vectors of the hidden size.
-    let r = post(
-        &ctx,
+    let r = ctx.post_json(
         "/api/embed",
         &json!({"model": "tiny", "input": ["a", "b c"]}),
     );
@@ -117,8 +93,7 @@ fn generate_chat_embed_and_bad_options() {
         (json!({"top_p": 7}), "top_p"),
         (json!({"nonsense": 1}), "nonsense"),
     ] {
-        let r = post(
-            &ctx,
+        let r = ctx.post_json(
             "/api/generate",
             &json!({"model": "tiny", "prompt": "x", "options": opt}),
         );
@@ -129,10 +104,10 @@ fn generate_chat_embed_and_bad_options() {
 
 #[test]
 fn killed_runner_is_an_error_then_restarts() {
-    let ctx = setup();
+    let ctx = TestContext::with_tiny_model(256);
     let req = json!({"model": "tiny", "prompt": "Hello", "stream": false,
         "options": {"temperature": 0, "num_predict": 4}});
-    assert_eq!(post(&ctx, "/api/generate", &req).status, 200);
+    assert_eq!(ctx.post_json("/api/generate", &req).status, 200);
     // Kill every runner of this daemon.
     let pids = llmpm_tests::child_pids(ctx.daemon.as_ref().unwrap().pid());
     assert!(!pids.is_empty(), "a runner child process exists");
@@ -144,17 +119,17 @@ fn killed_runner_is_an_error_then_restarts() {
     }
     std::thread::sleep(std::time::Duration::from_millis(200));
     // The daemon still serves, and the next request restarts the runner.
-    let r = post(&ctx, "/api/generate", &req);
+    let r = ctx.post_json("/api/generate", &req);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["done"], true);
 }
 
 #[test]
 fn openai_routes() {
-    let ctx = setup();
+    let ctx = TestContext::with_tiny_model(256);
     let chat = json!({"model": "tiny", "max_tokens": 6, "temperature": 0,
         "messages": [{"role": "user", "content": "Hi"}]});
-    let r = post(&ctx, "/v1/chat/completions", &chat);
+    let r = ctx.post_json("/v1/chat/completions", &chat);
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v["object"], "chat.completion");
@@ -163,23 +138,21 @@ fn openai_routes() {
 
     let mut streamed = chat.clone();
     streamed["stream"] = json!(true);
-    let r = post(&ctx, "/v1/chat/completions", &streamed);
+    let r = ctx.post_json("/v1/chat/completions", &streamed);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("text/event-stream"));
     let text = r.text();
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
     assert!(text.contains("chat.completion.chunk"), "{text}");
 
-    let r = post(
-        &ctx,
+    let r = ctx.post_json(
         "/v1/completions",
         &json!({"model": "tiny", "prompt": "Once", "max_tokens": 4}),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["object"], "text_completion");
 
-    let r = post(
-        &ctx,
+    let r = ctx.post_json(
         "/v1/embeddings",
         &json!({"model": "tiny", "input": "hello"}),
     );
@@ -190,15 +163,13 @@ fn openai_routes() {
     assert!(r.text().contains("\"tiny"), "{}", r.text());
 
     // OpenAI's error shape.
-    let r = post(
-        &ctx,
+    let r = ctx.post_json(
         "/v1/chat/completions",
         &json!({"model": "nope", "messages": [{"role": "user", "content": "x"}]}),
     );
     assert_eq!(r.status, 404, "{}", r.text());
     assert!(r.json()["error"]["message"].is_string(), "{}", r.text());
-    let r = post(
-        &ctx,
+    let r = ctx.post_json(
         "/v1/chat/completions",
         &json!({"model": "tiny", "top_p": 7, "messages": [{"role": "user", "content": "x"}]}),
     );
@@ -208,7 +179,7 @@ fn openai_routes() {
 
 #[test]
 fn cli_run_one_shot_and_piped() {
-    let ctx = setup();
+    let ctx = TestContext::with_tiny_model(256);
     std::fs::write(
         ctx.work.join("Modelfile"),
         "FROM ./tiny.gguf\nPARAMETER num_ctx 256\nPARAMETER num_predict 5\n",
@@ -239,7 +210,7 @@ fn cli_run_one_shot_and_piped() {
 
 #[test]
 fn long_chat_is_cut_to_the_context() {
-    let ctx = setup();
+    let ctx = TestContext::with_tiny_model(256);
     let mut messages = vec![json!({"role": "system", "content": "You are terse."})];
     for i in 0..40 {
         messages
@@ -247,8 +218,7 @@ fn long_chat_is_cut_to_the_context() {
         messages.push(json!({"role": "assistant", "content": "The llama is a camelid."}));
     }
     messages.push(json!({"role": "user", "content": "And now?"}));
-    let r = post(
-        &ctx,
+    let r = ctx.post_json(
         "/api/chat",
         &json!({"model": "tiny", "stream": false, "messages": messages,
             "options": {"num_ctx": 128, "num_predict": 4, "temperature": 0}}),
@@ -262,9 +232,8 @@ fn long_chat_is_cut_to_the_context() {
 /// that is neither "json" nor a schema is refused.
 #[test]
 fn format_json_constrains_the_output() {
-    let ctx = setup();
-    let r = post(
-        &ctx,
+    let ctx = TestContext::with_tiny_model(256);
+    let r = ctx.post_json(
         "/api/generate",
         &json!({"model": "tiny", "prompt": "Hello", "format": "json", "stream": false,
             "options": {"temperature": 0.8, "seed": 7, "num_predict": 200}}),
@@ -277,8 +246,7 @@ fn format_json_constrains_the_output() {
         let parsed: Value = serde_json::from_str(text).unwrap();
         assert!(parsed.is_object());
     }
-    let r = post(
-        &ctx,
+    let r = ctx.post_json(
         "/api/generate",
         &json!({"model": "tiny", "prompt": "Hello", "format": 5, "stream": false}),
     );
@@ -315,8 +283,7 @@ fn unloadable_model_says_why() {
     w.add_kv("llama.block_count", 1u32).unwrap();
     std::fs::write(ctx.work.join("odd.gguf"), w.to_bytes()).unwrap();
     assert_ok(&ctx.cli(&["create", "odd", "-f", "Modelfile"]));
-    let r = post(
-        &ctx,
+    let r = ctx.post_json(
         "/api/generate",
         &json!({"model": "odd", "prompt": "hi", "stream": false}),
     );

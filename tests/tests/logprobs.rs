@@ -4,25 +4,8 @@
 //! and not, and the 400s for values out of range.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use llmpm_tests::http::call_unix;
-use llmpm_tests::{assert_ok, TestContext, TinyLlamaSpec};
+use llmpm_tests::TestContext;
 use serde_json::{json, Value};
-
-fn setup() -> TestContext {
-    let ctx = TestContext::started();
-    ctx.tiny_gguf("tiny.gguf", &TinyLlamaSpec::default());
-    std::fs::write(
-        ctx.work.join("Modelfile"),
-        "FROM ./tiny.gguf\nPARAMETER num_ctx 256\n",
-    )
-    .unwrap();
-    assert_ok(&ctx.cli(&["create", "tiny", "-f", "Modelfile"]));
-    ctx
-}
-
-fn post(ctx: &TestContext, path: &str, body: &Value) -> llmpm_tests::http::Response {
-    call_unix(&ctx.socket(), "POST", path, body.to_string().as_bytes()).unwrap()
-}
 
 const GREEDY: &str = r#"{"temperature": 0, "num_predict": 10}"#;
 
@@ -63,10 +46,10 @@ fn text_of(entries: &[Value]) -> String {
 
 #[test]
 fn ollama_generate_and_chat_report_logprobs() {
-    let ctx = setup();
+    let ctx = TestContext::with_tiny_model(256);
     let body = json!({"model": "tiny", "prompt": "Hello", "raw": true, "options": greedy(),
         "logprobs": true, "top_logprobs": 3, "stream": false});
-    let one = post(&ctx, "/api/generate", &body).json();
+    let one = ctx.post_json("/api/generate", &body).json();
     let entries = one["logprobs"].as_array().unwrap().clone();
     assert_eq!(
         entries.len() as u64,
@@ -82,7 +65,7 @@ fn ollama_generate_and_chat_report_logprobs() {
     // of its own text.
     let mut streamed = body.clone();
     streamed["stream"] = json!(true);
-    let lines = post(&ctx, "/api/generate", &streamed).ndjson();
+    let lines = ctx.post_json("/api/generate", &streamed).ndjson();
     let all: Vec<Value> = lines
         .iter()
         .flat_map(|l| l["logprobs"].as_array().cloned().unwrap_or_default())
@@ -93,12 +76,12 @@ fn ollama_generate_and_chat_report_logprobs() {
     // Without top_logprobs: the chosen token only.
     let mut plain = body.clone();
     plain["top_logprobs"] = json!(0);
-    let r = post(&ctx, "/api/generate", &plain).json();
+    let r = ctx.post_json("/api/generate", &plain).json();
     let e = &r["logprobs"][0];
     assert!(e.get("top_logprobs").is_none(), "{e}");
     assert_eq!(e["logprob"], entries[0]["logprob"]);
     // Not asked: no field at all.
-    let r = post(&ctx, "/api/generate",
+    let r = ctx.post_json("/api/generate",
         &json!({"model": "tiny", "prompt": "Hello", "raw": true, "options": greedy(), "stream": false}))
         .json();
     assert!(r.get("logprobs").is_none(), "{r}");
@@ -106,7 +89,7 @@ fn ollama_generate_and_chat_report_logprobs() {
     // Chat, both ways.
     let chat = json!({"model": "tiny", "messages": [{"role": "user", "content": "Hi"}],
         "options": greedy(), "logprobs": true, "top_logprobs": 2, "stream": false});
-    let one = post(&ctx, "/api/chat", &chat).json();
+    let one = ctx.post_json("/api/chat", &chat).json();
     let entries = one["logprobs"].as_array().unwrap().clone();
     assert_eq!(
         entries.len() as u64,
@@ -120,7 +103,8 @@ fn ollama_generate_and_chat_report_logprobs() {
     );
     let mut streamed = chat.clone();
     streamed["stream"] = json!(true);
-    let all: Vec<Value> = post(&ctx, "/api/chat", &streamed)
+    let all: Vec<Value> = ctx
+        .post_json("/api/chat", &streamed)
         .ndjson()
         .iter()
         .flat_map(|l| l["logprobs"].as_array().cloned().unwrap_or_default())
@@ -130,10 +114,10 @@ fn ollama_generate_and_chat_report_logprobs() {
 
 #[test]
 fn openai_routes_report_logprobs() {
-    let ctx = setup();
+    let ctx = TestContext::with_tiny_model(256);
     let body = json!({"model": "tiny", "messages": [{"role": "user", "content": "Hi"}],
         "temperature": 0, "max_tokens": 10, "logprobs": true, "top_logprobs": 2});
-    let r = post(&ctx, "/v1/chat/completions", &body).json();
+    let r = ctx.post_json("/v1/chat/completions", &body).json();
     let content = r["choices"][0]["logprobs"]["content"]
         .as_array()
         .unwrap()
@@ -150,7 +134,7 @@ fn openai_routes_report_logprobs() {
     // Streamed: each chunk's delta with its tokens' entries.
     let mut streamed = body.clone();
     streamed["stream"] = json!(true);
-    let text = post(&ctx, "/v1/chat/completions", &streamed).text();
+    let text = ctx.post_json("/v1/chat/completions", &streamed).text();
     let chunks: Vec<Value> = text
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
@@ -168,9 +152,7 @@ fn openai_routes_report_logprobs() {
         .collect();
     assert_eq!(all, content);
     // Not asked: null, as OpenAI answers.
-    let r = post(
-        &ctx,
-        "/v1/chat/completions",
+    let r = ctx.post_json("/v1/chat/completions",
         &json!({"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}),
     )
     .json();
@@ -178,7 +160,7 @@ fn openai_routes_report_logprobs() {
 
     // Legacy completions: tokens, their logprobs, alternatives, offsets.
     let body = json!({"model": "tiny", "prompt": "Hello", "temperature": 0, "max_tokens": 10, "logprobs": 2});
-    let r = post(&ctx, "/v1/completions", &body).json();
+    let r = ctx.post_json("/v1/completions", &body).json();
     let lp = &r["choices"][0]["logprobs"];
     let tokens: Vec<&str> = lp["tokens"]
         .as_array()
@@ -215,7 +197,7 @@ fn openai_routes_report_logprobs() {
     // Streamed legacy chunks add up to the same tokens and offsets.
     let mut streamed = body.clone();
     streamed["stream"] = json!(true);
-    let sse = post(&ctx, "/v1/completions", &streamed).text();
+    let sse = ctx.post_json("/v1/completions", &streamed).text();
     let (mut st, mut so) = (Vec::new(), Vec::new());
     for l in sse
         .lines()
@@ -233,7 +215,7 @@ fn openai_routes_report_logprobs() {
 
 #[test]
 fn logprobs_out_of_range_is_a_400_naming_the_field() {
-    let ctx = setup();
+    let ctx = TestContext::with_tiny_model(256);
     for (path, body) in [
         (
             "/api/generate",
@@ -256,7 +238,7 @@ fn logprobs_out_of_range_is_a_400_naming_the_field() {
             json!({"model": "tiny", "prompt": "x", "logprobs": 21}),
         ),
     ] {
-        let r = post(&ctx, path, &body);
+        let r = ctx.post_json(path, &body);
         assert_eq!(r.status, 400, "{path} {body}: {}", r.text());
         assert!(
             r.text().contains("top_logprobs") || r.text().contains("`logprobs`"),
@@ -265,8 +247,7 @@ fn logprobs_out_of_range_is_a_400_naming_the_field() {
         );
     }
     // The daemon serves on.
-    let r = post(
-        &ctx,
+    let r = ctx.post_json(
         "/api/generate",
         &json!({"model": "tiny", "prompt": "x", "stream": false, "options": {"num_predict": 2}}),
     );

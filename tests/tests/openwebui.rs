@@ -7,20 +7,8 @@
 
 use llmpm_tests::http::{call_unix, get_unix};
 use llmpm_tests::registry::TestRegistry;
-use llmpm_tests::{assert_ok, TestContext, TinyLlamaSpec};
+use llmpm_tests::{TestContext, TinyLlamaSpec};
 use serde_json::{json, Value};
-
-fn setup() -> TestContext {
-    let ctx = TestContext::started();
-    ctx.tiny_gguf("tiny.gguf", &TinyLlamaSpec::default());
-    std::fs::write(
-        ctx.work.join("Modelfile"),
-        "FROM ./tiny.gguf\nPARAMETER num_ctx 256\n",
-    )
-    .unwrap();
-    assert_ok(&ctx.cli(&["create", "tiny", "-f", "Modelfile"]));
-    ctx
-}
 
 fn call(ctx: &TestContext, method: &str, path: &str, body: &Value) -> llmpm_tests::http::Response {
     call_unix(&ctx.socket(), method, path, body.to_string().as_bytes()).unwrap()
@@ -37,7 +25,7 @@ fn names(ctx: &TestContext) -> Vec<String> {
 
 #[test]
 fn name_and_model_together_are_answered_for_model() {
-    let ctx = setup();
+    let ctx = TestContext::with_tiny_model(256);
     let registry = TestRegistry::start();
     let remote = format!("{}/team/tiny:1", registry.host());
 
@@ -109,7 +97,7 @@ fn name_and_model_together_are_answered_for_model() {
 
 #[test]
 fn legacy_embeddings_route() {
-    let ctx = setup();
+    let ctx = TestContext::with_tiny_model(256);
     let r = call(
         &ctx,
         "POST",
@@ -157,7 +145,7 @@ fn legacy_embeddings_route() {
 
 #[test]
 fn v1_models_owner_and_time_as_ollama() {
-    let ctx = setup();
+    let ctx = TestContext::with_tiny_model(256);
     let r = call(
         &ctx,
         "POST",
@@ -204,7 +192,7 @@ fn v1_models_owner_and_time_as_ollama() {
 
 #[test]
 fn one_log_line_per_request() {
-    let ctx = setup();
+    let ctx = TestContext::with_tiny_model(256);
     let r = call(&ctx, "POST", "/api/show", &json!({"model": "tiny"}));
     assert_eq!(r.status, 200);
     let r = call(&ctx, "POST", "/api/show", &json!({"model": "nosuch"}));
@@ -253,7 +241,7 @@ fn one_log_line_per_request() {
 
 #[test]
 fn embedding_dimensions_and_base64_are_honoured() {
-    let ctx = setup();
+    let ctx = TestContext::with_tiny_model(256);
     let full = call(
         &ctx,
         "POST",

@@ -5,25 +5,9 @@
 //! before any model is loaded, and the daemon serves on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use llmpm_tests::http::{call_unix, get_unix};
-use llmpm_tests::{assert_ok, TestContext, TinyLlamaSpec};
+use llmpm_tests::http::get_unix;
+use llmpm_tests::TestContext;
 use serde_json::{json, Value};
-
-fn setup() -> TestContext {
-    let ctx = TestContext::started();
-    ctx.tiny_gguf("tiny.gguf", &TinyLlamaSpec::default());
-    std::fs::write(
-        ctx.work.join("Modelfile"),
-        "FROM ./tiny.gguf\nPARAMETER num_ctx 512\n",
-    )
-    .unwrap();
-    assert_ok(&ctx.cli(&["create", "tiny", "-f", "Modelfile"]));
-    ctx
-}
-
-fn post(ctx: &TestContext, path: &str, body: &Value) -> llmpm_tests::http::Response {
-    call_unix(&ctx.socket(), "POST", path, body.to_string().as_bytes()).unwrap()
-}
 
 /// A request for `schema` on each route, the schema where that route takes it.
 fn requests(schema: &Value) -> Vec<(&'static str, Value)> {
@@ -73,7 +57,7 @@ fn loaded(ctx: &TestContext) -> usize {
 
 #[test]
 fn bad_schemas_are_refused_by_name_before_loading() {
-    let ctx = setup();
+    let ctx = TestContext::with_tiny_model(512);
     let cases = [
         // Not a schema.
         (json!({"type": "objekt"}), "objekt"),
@@ -92,7 +76,7 @@ fn bad_schemas_are_refused_by_name_before_loading() {
     ];
     for (schema, named) in &cases {
         for (path, body) in requests(schema) {
-            let r = post(&ctx, path, &body);
+            let r = ctx.post_json(path, &body);
             assert_eq!(r.status, 400, "{path} {schema}: {}", r.text());
             let msg = if path.starts_with("/v1") {
                 r.json()["error"]["message"].as_str().unwrap().to_string()
@@ -120,7 +104,7 @@ fn bad_schemas_are_refused_by_name_before_loading() {
                 "messages": [{"role": "user", "content": "x"}]}),
         ),
     ] {
-        let r = post(&ctx, path, &body);
+        let r = ctx.post_json(path, &body);
         assert_eq!(r.status, 400, "{path}: {}", r.text());
     }
     assert_eq!(loaded(&ctx), 0, "a refused request loaded the model");
@@ -131,7 +115,7 @@ fn bad_schemas_are_refused_by_name_before_loading() {
         "shade": {"type": "integer", "minimum": 0, "maximum": 9}},
         "required": ["color", "shade"], "additionalProperties": false});
     for (path, body) in requests(&schema) {
-        let r = post(&ctx, path, &body);
+        let r = ctx.post_json(path, &body);
         assert_eq!(r.status, 200, "{path}: {}", r.text());
         let t = text(path, &r.json());
         let v: Value = serde_json::from_str(&t).unwrap_or_else(|e| panic!("{path}: {e}: {t:?}"));
@@ -146,10 +130,9 @@ fn bad_schemas_are_refused_by_name_before_loading() {
 
 #[test]
 fn json_object_and_streamed_schema() {
-    let ctx = setup();
+    let ctx = TestContext::with_tiny_model(512);
     // `json_object`: an object, and nothing after it.
-    let r = post(
-        &ctx,
+    let r = ctx.post_json(
         "/v1/chat/completions",
         &json!({"model": "tiny", "response_format": {"type": "json_object"},
             "temperature": 0, "max_tokens": 300,
@@ -169,8 +152,7 @@ fn json_object_and_streamed_schema() {
     // Streamed: the pieces join into a valid answer.
     let schema = json!({"type": "array", "items": {"type": "boolean"},
         "minItems": 2, "maxItems": 2});
-    let r = post(
-        &ctx,
+    let r = ctx.post_json(
         "/api/generate",
         &json!({"model": "tiny", "prompt": "Two booleans:", "format": schema,
             "options": {"temperature": 1, "seed": 11, "num_predict": 100}}),
