@@ -29,7 +29,6 @@ use super::AppState;
 use crate::llm::client::ClientError;
 use crate::llm::grammar;
 use crate::llm::handle::collect;
-use crate::llm::parse::parse_events;
 use crate::llm::protocol::{CompletionChunk, Constraint};
 use crate::llm::{Capability, Event, Events, LlmError, Prompt, ToolChoice};
 use crate::sched::Lease;
@@ -309,11 +308,16 @@ pub async fn generate(
     if req.debug_render_only {
         return Ok(rendered(model, &prompt, &lease, started));
     }
-    let parser = resolved.output_parser(&features, &prompt);
-    let request = resolved
-        .completion_request(prompt, &opts, constraint, &features)
-        .with_logprobs(logprobs);
-    let events = parse_events(lease.runner().complete(request).await?, parser);
+    let events = resolved
+        .generate(
+            lease.runner(),
+            prompt,
+            &opts,
+            constraint,
+            &features,
+            logprobs,
+        )
+        .await?;
     Ok(respond(events, req.stream.unwrap_or(true), move |d, last| {
         GenerateResponse {
             model: model.clone(),
@@ -406,11 +410,16 @@ pub async fn chat(
         })
         .into_response());
     }
-    let parser = resolved.output_parser(&features, &prompt);
-    let request = resolved
-        .completion_request(prompt, &opts, constraint, &features)
-        .with_logprobs(logprobs);
-    let events = parse_events(lease.runner().complete(request).await?, parser);
+    let events = resolved
+        .generate(
+            lease.runner(),
+            prompt,
+            &opts,
+            constraint,
+            &features,
+            logprobs,
+        )
+        .await?;
     Ok(respond(events, req.stream.unwrap_or(true), move |d, last| {
         ChatResponse {
             model: model.clone(),

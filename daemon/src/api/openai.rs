@@ -26,7 +26,6 @@ use super::stream::{self, Framing};
 use super::AppState;
 use crate::llm::grammar;
 use crate::llm::handle::collect;
-use crate::llm::parse::parse_events;
 use crate::llm::protocol::{CompletionChunk, Constraint};
 use crate::llm::{Capability, Event, Events, Prompt};
 use crate::sched::LoadRequest;
@@ -206,11 +205,16 @@ pub async fn chat_completions(
     let logprobs = req.extra.chat_logprobs()?;
     let ropts = resolved.render_options(&features);
     let prompt = resolved.fit_chat(lease.runner(), &messages, &ropts).await?;
-    let parser = resolved.output_parser(&features, &prompt);
-    let request = resolved
-        .completion_request(prompt, &opts, constraint, &features)
-        .with_logprobs(logprobs);
-    let events = parse_events(lease.runner().complete(request).await?, parser);
+    let events = resolved
+        .generate(
+            lease.runner(),
+            prompt,
+            &opts,
+            constraint,
+            &features,
+            logprobs,
+        )
+        .await?;
     let usage = req
         .stream_options
         .as_ref()

@@ -10,8 +10,9 @@ use serde_json::{json, Value};
 
 use super::{Capability, Prompt, ResolvedModel};
 use crate::llm::error::LlmError;
+use crate::llm::handle::{Events, Runner};
 use crate::llm::options::Options;
-use crate::llm::parse::{OutputParser, ThinkingParser, ToolParser};
+use crate::llm::parse::{parse_events, OutputParser, ThinkingParser, ToolParser};
 use crate::llm::protocol::{CompletionRequest, Constraint};
 use crate::template::{RenderOptions, ToolCallFormat};
 
@@ -168,6 +169,26 @@ impl<X> ResolvedModel<X> {
         let mut req = prompt.completion(opts, constraint);
         req.preserved_tokens = self.preserved_tokens(f);
         req
+    }
+
+    /// Generates from `prompt` on `runner` (see [`Self::completion_request`],
+    /// log-probabilities with `logprobs` alternatives when asked) and reads
+    /// the answer through [`Self::output_parser`]: reasoning, text and tool
+    /// calls as events.
+    pub async fn generate(
+        &self,
+        runner: &Runner,
+        prompt: Prompt,
+        opts: &Options,
+        constraint: Option<Constraint>,
+        f: &Features,
+        logprobs: Option<u32>,
+    ) -> Result<Events, LlmError> {
+        let parser = self.output_parser(f, &prompt);
+        let request = self
+            .completion_request(prompt, opts, constraint, f)
+            .with_logprobs(logprobs);
+        Ok(parse_events(runner.complete(request).await?, parser))
     }
 
     /// The grammar a forced call holds the output to, in llguidance's Lark
