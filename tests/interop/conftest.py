@@ -27,6 +27,25 @@ def need(module):
         pytest.skip(f"Python package `{module}` not installed (CI installs it)")
 
 
+QWEN = ROOT / "target" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+
+
+def create_qwen(daemon, num_ctx):
+    """The real Qwen2.5-Coder-0.5B-Instruct (from tests/fetch-models.sh)
+    created in `daemon` as `qwen` with `num_ctx`; skips without it (fails
+    under LLMPM_TEST_STRICT=1)."""
+    if not QWEN.is_file():
+        msg = f"{QWEN} missing: run tests/fetch-models.sh"
+        if STRICT:
+            pytest.fail("LLMPM_TEST_STRICT=1 but " + msg)
+        pytest.skip(msg)
+    ollama = need("ollama")
+    client = ollama.Client(host=daemon["url"])
+    digest = client.create_blob(QWEN)
+    client.create(model="qwen", files={QWEN.name: digest}, parameters={"num_ctx": num_ctx}, stream=False)
+    return daemon
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

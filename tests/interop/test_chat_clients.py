@@ -6,24 +6,14 @@ LLMPM_TEST_STRICT=1.
 """
 import pytest
 
-from conftest import ROOT, STRICT, need
+from conftest import create_qwen, need
 
-QWEN = ROOT / "target" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture
 def qwen(daemon):
-    if not QWEN.is_file():
-        msg = f"{QWEN} missing: run tests/fetch-models.sh"
-        if STRICT:
-            pytest.fail("LLMPM_TEST_STRICT=1 but " + msg)
-        pytest.skip(msg)
-    ollama = need("ollama")
-    client = ollama.Client(host=daemon["url"])
-    digest = client.create_blob(QWEN)
-    client.create(model="qwen", files={QWEN.name: digest}, parameters={"num_ctx": 512}, stream=False)
-    return daemon
+    return create_qwen(daemon, 512)
 
 
 def test_ollama_client_streams_a_chat(qwen):

@@ -11,15 +11,12 @@ seeds through `ollama` and a third through `openai`; requests go four at a
 time (the daemon's num_parallel is 4) to keep the file's run short on a CPU.
 """
 import json
-import os
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import BIN, ROOT, STRICT, need
+from conftest import create_qwen, need
 
-QWEN = ROOT / "target" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 PARALLEL = 4
 SEEDS = (1, 2)
 # Enough for every schema's answer; an answer cut here would not parse.
@@ -138,18 +135,8 @@ def props_in_order(schema, value):
 
 @pytest.fixture
 def qwen(daemon):
-    if not QWEN.is_file():
-        msg = f"{QWEN} missing: run tests/fetch-models.sh"
-        if STRICT:
-            pytest.fail("LLMPM_TEST_STRICT=1 but " + msg)
-        pytest.skip(msg)
     need("jsonschema")
-    mf = daemon["home"].parent / "Modelfile"
-    mf.write_text(f"FROM {QWEN}\nPARAMETER num_ctx 1024\n")
-    subprocess.run([str(BIN / "llmpm"), "create", "qwen", "-f", str(mf)], check=True,
-                   env=dict(os.environ, LLMPM_HOST=daemon["url"].removeprefix("http://")),
-                   stdout=subprocess.DEVNULL)
-    return daemon
+    return create_qwen(daemon, 1024)
 
 
 def messages(ask):

@@ -11,9 +11,8 @@ import json
 
 import pytest
 
-from conftest import ROOT, STRICT, need
+from conftest import create_qwen, need
 
-QWEN = ROOT / "target" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 QUESTION = "What is the weather in Paris right now?"
 RESULT = "22 degrees Celsius and sunny"
 GREEDY = {"temperature": 0, "seed": 1, "num_predict": 64}
@@ -44,16 +43,7 @@ WEATHER_TOOL = {
 
 @pytest.fixture
 def qwen(daemon):
-    if not QWEN.is_file():
-        msg = f"{QWEN} missing: run tests/fetch-models.sh"
-        if STRICT:
-            pytest.fail("LLMPM_TEST_STRICT=1 but " + msg)
-        pytest.skip(msg)
-    ollama = need("ollama")
-    client = ollama.Client(host=daemon["url"])
-    digest = client.create_blob(QWEN)
-    client.create(model="qwen", files={QWEN.name: digest}, parameters={"num_ctx": 2048}, stream=False)
-    return daemon
+    return create_qwen(daemon, 2048)
 
 
 def test_ollama_client_calls_a_python_function_and_uses_its_result(qwen):
