@@ -169,6 +169,59 @@ impl<E: Elem> Kv<E> {
         self.v.clear();
     }
 
+    /// Keeps the first `n` tokens and forgets the rest (a prompt that
+    /// shares only that much with the one this cache last held).
+    pub fn truncate(&mut self, n: usize) {
+        if n >= self.len() {
+            return;
+        }
+        self.v.truncate(n * self.kv_heads * self.head_dim);
+        self.k.truncate(n.div_ceil(KEYS) * self.key_block());
+        self.zero_keys_from(n);
+    }
+
+    /// Becomes the first `n` tokens of `from` (a prefix another sequence
+    /// already evaluated), in this cache's memory. False, and nothing
+    /// changed, when the two differ in shape or `from` holds fewer tokens.
+    pub fn copy_prefix(&mut self, from: &Kv<E>, n: usize) -> bool {
+        if (self.kv_heads, self.head_dim) != (from.kv_heads, from.head_dim)
+            || n > from.len()
+            || n > self.max_len
+        {
+            return false;
+        }
+        let row = self.kv_heads * self.head_dim;
+        if self.v.capacity() == 0 {
+            self.k
+                .reserve_exact(self.max_len.div_ceil(KEYS) * self.key_block());
+            self.v.reserve_exact(self.max_len * row);
+        }
+        self.v.clear();
+        self.v.extend_from_slice(&from.v[..n * row]);
+        self.k.clear();
+        self.k
+            .extend_from_slice(&from.k[..n.div_ceil(KEYS) * self.key_block()]);
+        // `from` may hold more tokens in the last block.
+        self.zero_keys_from(n);
+        true
+    }
+
+    /// Zeroes the keys of positions `n..` in `n`'s block, as `append`
+    /// leaves a block's unused end.
+    fn zero_keys_from(&mut self, n: usize) {
+        let jj = n % KEYS;
+        if jj == 0 {
+            return;
+        }
+        let at = n / KEYS * self.key_block();
+        let per = self.head_dim * KEYS;
+        if let Some(block) = self.k.get_mut(at..at + self.kv_heads * per) {
+            for dim in block.chunks_exact_mut(KEYS) {
+                dim[jj..].fill(E::default());
+            }
+        }
+    }
+
     /// Elements of one block of keys, all heads.
     fn key_block(&self) -> usize {
         self.kv_heads * self.head_dim * KEYS
@@ -565,6 +618,55 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn truncated_and_copied_caches_attend_as_built_ones() {
+        let (heads, kv_heads, d) = (4, 2, 16);
+        // Cut inside a block, at a block's end, and at nothing.
+        for (total, keep) in [(150, 70), (150, 64), (40, 0)] {
+            let k = values(kv_heads * total * d, 1);
+            let v = values(kv_heads * total * d, 2);
+            let [k0, _] = split(&k, kv_heads, total, keep, d);
+            let [v0, _] = split(&v, kv_heads, total, keep, d);
+            // Other tokens after the prefix: a prompt that diverges there.
+            let other_k = values(kv_heads * (total - keep) * d, 5);
+            let other_v = values(kv_heads * (total - keep) * d, 6);
+            let mut built = Kv::<f16>::new(kv_heads, d, total);
+            built.append(&k0, &v0, keep).unwrap();
+            built.append(&other_k, &other_v, total - keep).unwrap();
+
+            let mut cut = Kv::<f16>::new(kv_heads, d, total);
+            cut.append(&k, &v, total).unwrap();
+            cut.truncate(keep);
+            assert_eq!(cut.len(), keep);
+            cut.append(&other_k, &other_v, total - keep).unwrap();
+
+            let mut copied = Kv::<f16>::new(kv_heads, d, total);
+            copied
+                .append(&other_k[..kv_heads * d], &other_v[..kv_heads * d], 1)
+                .unwrap();
+            assert!(copied.copy_prefix(&cut, keep));
+            assert_eq!(copied.len(), keep);
+            copied.append(&other_k, &other_v, total - keep).unwrap();
+
+            assert_eq!(cut.k, built.k, "keys after truncate, {total}/{keep}");
+            assert_eq!(cut.v, built.v);
+            assert_eq!(copied.k, built.k, "keys after copy, {total}/{keep}");
+            assert_eq!(copied.v, built.v);
+            let q = values(heads * d, 3);
+            let want = attend(&q, heads, 1, &built, total - 1, 0.25, None).unwrap();
+            assert_eq!(
+                attend(&q, heads, 1, &cut, total - 1, 0.25, None).unwrap(),
+                want
+            );
+        }
+        // A prefix longer than the source, or another shape: refused.
+        let mut a = Kv::<f16>::new(2, 4, 8);
+        let b = Kv::<f16>::new(2, 8, 8);
+        assert!(!a.copy_prefix(&b, 0));
+        let c = Kv::<f16>::new(2, 4, 8);
+        assert!(!a.copy_prefix(&c, 1));
     }
 
     #[test]

@@ -420,6 +420,13 @@ pub struct GenerateRequest {
     /// Log-probabilities and top alternatives (see [`Logprobs`]).
     #[serde(flatten)]
     pub logprobs: Logprobs,
+    /// Drop the oldest messages of a prompt longer than the context (the
+    /// default), or refuse it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate: Option<bool>,
+    /// Shift the context when a generation fills it (the default), or stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<bool>,
     /// Answer with the rendered prompt instead of generating.
     #[serde(
         default,
@@ -560,6 +567,13 @@ pub struct ChatRequest {
     /// Log-probabilities and top alternatives (see [`Logprobs`]).
     #[serde(flatten)]
     pub logprobs: Logprobs,
+    /// Drop the oldest messages of a prompt longer than the context (the
+    /// default), or refuse it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate: Option<bool>,
+    /// Shift the context when a generation fills it (the default), or stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<bool>,
     /// Answer with the rendered prompt instead of generating.
     #[serde(
         default,

@@ -44,6 +44,31 @@ fn text_of(entries: &[Value]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The same tokens with the same alternatives, log-probabilities equal up
+/// to rounding: the second request of a pair finds its prompt in the
+/// prompt cache and evaluates only its last token, whose F32 products
+/// candle sums in another order than within the whole prompt.
+fn assert_same_entries(a: &[Value], b: &[Value]) {
+    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+    let strip = |e: &Value| -> (Value, Vec<f64>) {
+        let mut e = e.clone();
+        let mut lps = vec![e["logprob"].as_f64().unwrap()];
+        e["logprob"] = Value::Null;
+        for t in e["top_logprobs"].as_array_mut().into_iter().flatten() {
+            lps.push(t["logprob"].as_f64().unwrap());
+            t["logprob"] = Value::Null;
+        }
+        (e, lps)
+    };
+    for (x, y) in a.iter().zip(b) {
+        let ((ex, lx), (ey, ly)) = (strip(x), strip(y));
+        assert_eq!(ex, ey);
+        for (p, q) in lx.iter().zip(&ly) {
+            assert!((p - q).abs() < 1e-4, "{x} vs {y}");
+        }
+    }
+}
+
 #[test]
 fn ollama_generate_and_chat_report_logprobs() {
     let ctx = TestContext::with_tiny_model(256);
@@ -70,7 +95,7 @@ fn ollama_generate_and_chat_report_logprobs() {
         .iter()
         .flat_map(|l| l["logprobs"].as_array().cloned().unwrap_or_default())
         .collect();
-    assert_eq!(all, entries);
+    assert_same_entries(&all, &entries);
     assert!(lines.iter().filter(|l| l.get("logprobs").is_some()).count() > 1);
 
     // Without top_logprobs: the chosen token only.
@@ -109,7 +134,7 @@ fn ollama_generate_and_chat_report_logprobs() {
         .iter()
         .flat_map(|l| l["logprobs"].as_array().cloned().unwrap_or_default())
         .collect();
-    assert_eq!(all, entries);
+    assert_same_entries(&all, &entries);
 }
 
 #[test]
@@ -150,7 +175,7 @@ fn openai_routes_report_logprobs() {
                 .unwrap_or_default()
         })
         .collect();
-    assert_eq!(all, content);
+    assert_same_entries(&all, &content);
     // Not asked: null, as OpenAI answers.
     let r = ctx.post_json("/v1/chat/completions",
         &json!({"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}),

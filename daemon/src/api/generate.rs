@@ -29,6 +29,7 @@ use super::AppState;
 use crate::llm::client::ClientError;
 use crate::llm::grammar;
 use crate::llm::handle::collect;
+use crate::llm::options::Options;
 use crate::llm::protocol::{CompletionChunk, Constraint};
 use crate::llm::{Capability, Event, Events, LlmError, Prompt, ToolChoice};
 use crate::sched::Lease;
@@ -179,6 +180,14 @@ async fn respond<T: Serialize + WithLogprobs + Send + 'static>(
     .await
 }
 
+/// `opts` with the request's `truncate` and `shift` (both on by default,
+/// as in Ollama).
+fn with_request_limits(mut opts: Options, truncate: Option<bool>, shift: Option<bool>) -> Options {
+    opts.truncate = truncate.unwrap_or(true);
+    opts.shift = shift.unwrap_or(true);
+    opts
+}
+
 /// What a generate request asks that this model or llmpm cannot give,
 /// refused rather than dropped: images without vision, the deprecated
 /// `context`, and `suffix` without the `insert` capability or beside
@@ -241,7 +250,11 @@ pub async fn generate(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let resolved = resolve(&state, &req.model).await?;
-    let opts = resolved.options(req.options.as_ref())?;
+    let opts = with_request_limits(
+        resolved.options(req.options.as_ref())?,
+        req.truncate,
+        req.shift,
+    );
     let keep = keep_alive(req.keep_alive.as_ref())?;
     let constraint = constraint(req.format.as_ref())?;
     let logprobs = logprobs_wanted(&req.logprobs)?;
@@ -341,7 +354,11 @@ pub async fn chat(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let resolved = resolve(&state, &req.model).await?;
-    let opts = resolved.options(req.options.as_ref())?;
+    let opts = with_request_limits(
+        resolved.options(req.options.as_ref())?,
+        req.truncate,
+        req.shift,
+    );
     let constraint = constraint(req.format.as_ref())?;
     let logprobs = logprobs_wanted(&req.logprobs)?;
     let model = req.model.clone();
@@ -389,7 +406,7 @@ pub async fn chat(
     }
     let ropts = resolved.render_options(&features);
     let prompt = resolved
-        .fit_chat(lease.runner(), &req.messages, &ropts)
+        .fit_chat(lease.runner(), &req.messages, &ropts, opts.truncate)
         .await?;
     if req.debug_render_only {
         let GenerateResponse {

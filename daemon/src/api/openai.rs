@@ -204,7 +204,9 @@ pub async fn chat_completions(
         .await?;
     let logprobs = req.extra.chat_logprobs()?;
     let ropts = resolved.render_options(&features);
-    let prompt = resolved.fit_chat(lease.runner(), &messages, &ropts).await?;
+    let prompt = resolved
+        .fit_chat(lease.runner(), &messages, &ropts, true)
+        .await?;
     let events = resolved
         .generate(
             lease.runner(),

@@ -95,6 +95,12 @@ pub struct Options {
     pub num_batch: usize,
     /// Sampling.
     pub sampler: SamplerConfig,
+    /// A generation that fills the context shifts it and goes on (the
+    /// request's `shift`, not a model option).
+    pub shift: bool,
+    /// A conversation longer than the context loses its oldest messages
+    /// (the request's `truncate`, not a model option); else it is refused.
+    pub truncate: bool,
 }
 
 impl Default for Options {
@@ -107,6 +113,8 @@ impl Default for Options {
             num_thread: 0,
             num_batch: DEFAULT_NUM_BATCH,
             sampler: SamplerConfig::default(),
+            shift: true,
+            truncate: true,
         }
     }
 }
@@ -247,6 +255,8 @@ pub fn resolve(model: &Parameters, request: &Parameters) -> Result<Options, Opti
             .unwrap_or(d.num_ctx),
         num_predict: num_predict.unwrap_or(d.num_predict),
         num_keep: num_keep.unwrap_or(d.num_keep),
+        shift: d.shift,
+        truncate: d.truncate,
         stop,
         num_thread: num_thread
             .and_then(|v| usize::try_from(v).ok())

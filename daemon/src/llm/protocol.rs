@@ -44,8 +44,13 @@ pub struct CompletionRequest {
     pub add_bos: bool,
     /// Tokens to generate: -1 no limit, -2 until the context is full.
     pub num_predict: i64,
-    /// Prompt tokens kept at the start when the prompt must be cut.
+    /// Prompt tokens kept at the start when the prompt must be cut or the
+    /// context shifted.
     pub num_keep: i64,
+    /// When the generation fills the context: shift it and go on (Ollama's
+    /// default), or stop with `length`.
+    #[serde(default = "yes")]
+    pub shift: bool,
     /// Stop strings.
     #[serde(default)]
     pub stop: Vec<String>,

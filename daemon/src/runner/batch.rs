@@ -14,12 +14,13 @@ use super::codec::TextCodec;
 use super::guide::{Guide, LazyVocab};
 use super::llama::{Cache, Part};
 use super::model::Model;
-use super::sampler::logprobs::Reporter;
-use super::sampler::Sampler;
-use super::text::{Piece, TextStream};
-use crate::llm::protocol::{
-    CompletionChunk, CompletionRequest, Constraint, Embeddings, RunnerError,
-};
+use crate::llm::protocol::{CompletionRequest, Constraint, Embeddings, RunnerError};
+
+mod seq;
+mod slots;
+
+use seq::{fit_prompt, Seq, Start};
+use slots::Slots;
 
 /// Where a job's answer lines go (JSON, without the newline). Unbounded so
 /// that one client that stops reading never stalls the others' step; what
@@ -56,7 +57,7 @@ pub fn line<T: serde::Serialize>(tx: &Lines, value: &T) -> bool {
     }
 }
 
-fn nanos(since: Instant) -> u64 {
+pub(super) fn nanos(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -70,8 +71,8 @@ pub struct Engine {
     /// long prompt holds up the decoding of the others (its prefill is cut
     /// into steps of this size).
     batch: usize,
-    /// Caches of the slots no sequence holds.
-    free: Vec<Cache>,
+    /// The slots no sequence holds, with what their caches keep.
+    free: Slots,
     /// The vocabulary compiled for constrained sampling, when a request
     /// first has a constraint.
     vocab: LazyVocab,
@@ -90,9 +91,7 @@ impl Engine {
         parallel: usize,
     ) -> Engine {
         let vocab = LazyVocab::new(codec.clone(), model.config().n_vocab);
-        let free = (0..parallel.max(1))
-            .map(|_| model.new_cache(num_ctx))
-            .collect();
+        let free = Slots::new((0..parallel.max(1)).map(|_| model.new_cache(num_ctx)));
         Engine {
             model,
             codec,
@@ -147,22 +146,25 @@ impl Engine {
     }
 
     fn admit(&mut self, job: Job, active: &mut Vec<Seq>) {
-        let Some(mut cache) = self.free.pop() else {
-            return;
-        };
         match job {
             Job::Embed {
                 input,
                 truncate,
                 tx,
             } => {
-                match self.embed(&input, truncate, &mut cache) {
+                let Some(mut slot) = self.free.take_oldest() else {
+                    return;
+                };
+                match self.embed(&input, truncate, &mut slot.cache) {
                     Ok(out) => line(&tx, &out),
                     Err(error) => line(&tx, &RunnerError { error }),
                 };
-                self.free.push(cache);
+                // What the cache held is gone.
+                slot.cache.reset();
+                self.free.give_back(slot.cache, &[]);
             }
             Job::Completion { req, tx, cancel } => {
+                let fail = |error: String| line(&tx, &RunnerError { error });
                 let guide = match &req.constraint {
                     None => Ok(None),
                     Some(c) => self.guide(c).map(Some),
@@ -170,26 +172,27 @@ impl Engine {
                 let guide = match guide {
                     Ok(g) => g,
                     Err(error) => {
-                        line(&tx, &RunnerError { error });
-                        self.free.push(cache);
+                        fail(error);
                         return;
                     }
                 };
-                match Seq::start(
-                    &req,
-                    guide,
-                    self.codec.as_ref(),
-                    self.num_ctx,
-                    tx.clone(),
-                    cancel,
-                    cache,
-                ) {
-                    Ok(seq) => active.push(seq),
-                    Err((error, cache)) => {
-                        line(&tx, &RunnerError { error });
-                        self.free.push(cache);
-                    }
+                let tokens = self.codec.encode(&req.prompt, req.add_bos, true);
+                if tokens.is_empty() {
+                    fail("the prompt is empty after tokenization".into());
+                    return;
                 }
+                let tokens = fit_prompt(tokens, self.num_ctx, req.num_keep);
+                let Some((cache, reused)) = self.free.take_for(&tokens) else {
+                    return;
+                };
+                let start = Start {
+                    tokens,
+                    cache,
+                    reused,
+                    tx: tx.clone(),
+                    cancel,
+                };
+                active.push(Seq::start(&req, guide, self.codec.as_ref(), start));
             }
         }
     }
@@ -253,6 +256,7 @@ impl Engine {
         if active.is_empty() {
             return;
         }
+        let waiting = slots::share(active);
         // Decoding sequences need one token; prompts take what is left, in
         // chunks that end where they would alone (at multiples of `batch`), so
         // that a sequence's numbers never depend on its company (F16
@@ -263,10 +267,14 @@ impl Engine {
         let mut room = batch.saturating_sub(active.iter().filter(|s| !s.prefill()).count());
         let mut any_prompt = false;
         let mut ends = Vec::with_capacity(active.len());
-        for s in active.iter() {
+        for (s, wait) in active.iter().zip(&waiting) {
             let left = s.pending.len() - s.fed;
-            let n = if s.prefill() {
-                let n = left.min(batch - s.fed % batch);
+            let n = if *wait {
+                0
+            } else if s.prefill() {
+                // Chunks end at multiples of `batch` counted from the start
+                // of the context, however much of it a cache already held.
+                let n = left.min(batch - s.cache.len() % batch);
                 if n <= room || !any_prompt {
                     room = room.saturating_sub(n);
                     any_prompt = true;
@@ -338,238 +346,11 @@ impl Engine {
         }
     }
 
-    fn release(&mut self, mut seq: Seq) {
-        seq.cache.reset();
-        self.free.push(seq.cache);
-    }
-}
-
-/// One generation in a slot.
-struct Seq {
-    tx: Lines,
-    cancel: Arc<AtomicBool>,
-    cache: Cache,
-    /// Tokens to evaluate: the prompt, then each sampled token.
-    pending: Vec<u32>,
-    /// How many of `pending` the cache holds.
-    fed: usize,
-    history: Vec<u32>,
-    sampler: Sampler,
-    /// The output constraint, if the request has one.
-    guide: Option<Guide>,
-    text: TextStream,
-    /// Control tokens printed anyway (the request's `preserved_tokens`).
-    preserved: Vec<u32>,
-    /// Log-probabilities, when the request asked for them.
-    logprobs: Option<Reporter>,
-    done: CompletionChunk,
-    limit: usize,
-    /// When the prompt started, then when decoding started.
-    t0: Instant,
-    t1: Option<Instant>,
-}
-
-impl Seq {
-    fn start(
-        req: &CompletionRequest,
-        guide: Option<Guide>,
-        codec: &dyn TextCodec,
-        num_ctx: usize,
-        tx: Lines,
-        cancel: Arc<AtomicBool>,
-        cache: Cache,
-    ) -> Result<Seq, (String, Cache)> {
-        let tokens = codec.encode(&req.prompt, req.add_bos, true);
-        if tokens.is_empty() {
-            return Err(("the prompt is empty after tokenization".into(), cache));
-        }
-        let tokens = fit_prompt(tokens, num_ctx, req.num_keep);
-        Ok(Seq {
-            tx,
-            cancel,
-            cache,
-            done: CompletionChunk {
-                done: true,
-                prompt_eval_count: tokens.len(),
-                ..CompletionChunk::default()
-            },
-            history: tokens.clone(),
-            pending: tokens,
-            fed: 0,
-            sampler: Sampler::new(req.sampler.clone()),
-            guide,
-            text: TextStream::new(&req.stop),
-            preserved: req
-                .preserved_tokens
-                .iter()
-                .filter_map(|t| match codec.encode(t, false, true)[..] {
-                    [id] => Some(id),
-                    _ => None,
-                })
-                .collect(),
-            logprobs: req.logprobs.map(Reporter::new),
-            limit: match req.num_predict {
-                n if n < 0 => usize::MAX,
-                n => usize::try_from(n).unwrap_or(usize::MAX),
-            },
-            t0: Instant::now(),
-            t1: None,
-        })
-    }
-
-    /// Whether the prompt is still being evaluated.
-    fn prefill(&self) -> bool {
-        self.t1.is_none()
-    }
-
-    /// Sends `error` as the answer's last line (the generation ends).
-    fn fail(&self, error: String) {
-        line(&self.tx, &RunnerError { error });
-    }
-
-    /// Samples the next token from `logits` and streams it. False when the
-    /// generation is over (its last line sent, or the client gone).
-    fn advance(&mut self, logits: &[f32], codec: &dyn TextCodec, num_ctx: usize) -> bool {
-        if self.t1.is_none() {
-            self.done.prompt_eval_duration = nanos(self.t0);
-            self.t1 = Some(Instant::now());
-        }
-        let reason = match self.next(logits, codec, num_ctx) {
-            Ok(None) => return true,
-            Ok(Some(reason)) => reason,
-            Err(()) => return false,
-        };
-        let rest = if reason == "stop" {
-            String::new()
-        } else {
-            self.text.finish()
-        };
-        if let Some(r) = self.logprobs.as_mut() {
-            // A stop string's tokens (and what a stop token cut) are not shown.
-            if reason != "stop" {
-                r.release(rest.len());
-                self.done.logprobs = r.rest();
-            }
-        }
-        self.done.content = rest;
-        self.done.done_reason = Some(reason.into());
-        self.done.eval_duration = self.t1.map_or(0, nanos);
-        line(&self.tx, &self.done);
-        false
-    }
-
-    /// One token: `Ok(None)` to go on, `Ok(Some(reason))` when done,
-    /// `Err` when the client is gone.
-    fn next(
-        &mut self,
-        logits: &[f32],
-        codec: &dyn TextCodec,
-        num_ctx: usize,
-    ) -> Result<Option<&'static str>, ()> {
-        if self.done.eval_count >= self.limit {
-            return Ok(Some("length"));
-        }
-        let next = match self.guide.as_mut() {
-            None => self.sampler.sample(logits, &self.history),
-            Some(g) => {
-                let allowed = g.allowed().map_err(|e| self.fail(e.to_string()))?;
-                match self
-                    .sampler
-                    .sample_allowed(logits, &self.history, allowed.as_slice())
-                {
-                    Some(t) => t,
-                    // The model's tokens cannot spell what the grammar needs
-                    // next (a tiny vocabulary).
-                    None => return Ok(Some("length")),
-                }
-            }
-        };
-        if codec.is_eog(next) {
-            return Ok(Some("stop"));
-        }
-        if let Some(g) = self.guide.as_mut() {
-            g.commit(next).map_err(|e| self.fail(e.to_string()))?;
-        }
-        self.done.eval_count += 1;
-        self.history.push(next);
-        let bytes = if self.preserved.contains(&next) {
-            codec.token_text(next)
-        } else {
-            codec.decode(&[next])
-        };
-        if let Some(r) = self.logprobs.as_mut() {
-            r.token(logits, next, codec, bytes.len());
-        }
-        let closed = self.guide.as_ref().is_some_and(Guide::finished);
-        let (mut t, stop) = match self.text.push(&bytes) {
-            Piece::Stop(t) => (t, true),
-            Piece::Text(t) => (t, false),
-        };
-        if closed && !stop {
-            // The output is complete: what the stream held back (the start
-            // of a stop string, part of a character) is part of it.
-            t.push_str(&self.text.finish());
-        }
-        let logprobs = match self.logprobs.as_mut() {
-            Some(r) => r.release(t.len()),
-            None => Vec::new(),
-        };
-        if (!t.is_empty() || !logprobs.is_empty()) && !line(&self.tx, &piece(t, logprobs)) {
-            return Err(());
-        }
-        if stop || closed {
-            // A stop string, or the constraint's output complete: as with
-            // Ollama's grammar, nothing follows.
-            return Ok(Some("stop"));
-        }
-        if self.cache.len() >= num_ctx || self.done.eval_count >= self.limit {
-            return Ok(Some("length"));
-        }
-        self.pending.clear();
-        self.pending.push(next);
-        self.fed = 0;
-        Ok(None)
-    }
-}
-
-/// Cuts a prompt that does not fit, keeping the first `num_keep` tokens and
-/// the most recent ones, and leaving room for at least one new token.
-fn fit_prompt(tokens: Vec<u32>, num_ctx: usize, num_keep: i64) -> Vec<u32> {
-    let room = num_ctx.saturating_sub(1).max(1);
-    if tokens.len() <= room {
-        return tokens;
-    }
-    let keep = if num_keep < 0 {
-        room
-    } else {
-        usize::try_from(num_keep).unwrap_or(room).min(room / 2)
-    };
-    let tail = room - keep;
-    let mut out = tokens[..keep].to_vec();
-    out.extend_from_slice(&tokens[tokens.len() - tail..]);
-    out
-}
-
-fn piece(content: String, logprobs: Vec<llmpm_spec::api::Logprob>) -> CompletionChunk {
-    CompletionChunk {
-        content,
-        logprobs,
-        ..CompletionChunk::default()
+    fn release(&mut self, seq: Seq) {
+        let held = seq.held().to_vec();
+        self.free.give_back(seq.cache, &held);
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fit_keeps_start_and_end() {
-        let t: Vec<u32> = (0..20).collect();
-        let f = fit_prompt(t.clone(), 11, 4);
-        assert_eq!(f.len(), 10);
-        assert_eq!(&f[..4], &[0, 1, 2, 3]);
-        assert_eq!(f[9], 19);
-        assert_eq!(fit_prompt(t[..5].to_vec(), 11, 4).len(), 5);
-    }
-}
+mod tests;

@@ -186,6 +186,56 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// Keeps the first `n` tokens. False when this cache cannot cut (candle's,
+    /// on a GPU) and was emptied instead.
+    pub fn truncate(&mut self, n: usize) -> bool {
+        if n >= self.len() {
+            return true;
+        }
+        let mut cut = true;
+        for l in &mut self.layers {
+            match l {
+                LayerKv::F16(kv) => kv.truncate(n),
+                LayerKv::F32(kv) => kv.truncate(n),
+                LayerKv::Candle(kv) => {
+                    kv.reset();
+                    cut = false;
+                }
+            }
+        }
+        if !cut {
+            self.reset();
+        }
+        cut
+    }
+
+    /// Whether [`Cache::copy_prefix`] can work here (our CPU caches).
+    pub fn can_copy(&self) -> bool {
+        !self.layers.is_empty() && self.layers.iter().all(|l| !matches!(l, LayerKv::Candle(_)))
+    }
+
+    /// Becomes the first `n` tokens of `from`, another slot's cache of the
+    /// same model. False, and this cache emptied, when that cannot be done
+    /// (candle's caches, another shape).
+    pub fn copy_prefix(&mut self, from: &Cache, n: usize) -> bool {
+        let ok = self.layers.len() == from.layers.len()
+            && self
+                .layers
+                .iter_mut()
+                .zip(&from.layers)
+                .all(|(a, b)| match (a, b) {
+                    (LayerKv::F16(a), LayerKv::F16(b)) => a.copy_prefix(b, n),
+                    (LayerKv::F32(a), LayerKv::F32(b)) => a.copy_prefix(b, n),
+                    _ => false,
+                });
+        if !ok {
+            self.reset();
+        }
+        ok
+    }
+}
+
 /// One layer's cache: f16 or f32 for our fused CPU attention
 /// ([`attend`]), or candle's f32 tensors where candle runs it (a GPU).
 enum LayerKv {

@@ -184,6 +184,15 @@ impl<X> ResolvedModel<X> {
         f: &Features,
         logprobs: Option<u32>,
     ) -> Result<Events, LlmError> {
+        if !opts.truncate {
+            let tokens = runner.tokenize(&prompt.text, prompt.add_bos).await?.len();
+            let num_ctx = runner.num_ctx();
+            if tokens >= num_ctx {
+                return Err(LlmError::Request(format!(
+                    "the prompt is {tokens} tokens, more than the context (num_ctx {num_ctx}) holds with room to answer; shorten it, raise `num_ctx`, or leave `truncate` on to drop the oldest messages"
+                )));
+            }
+        }
         let parser = self.output_parser(f, &prompt);
         let request = self
             .completion_request(prompt, opts, constraint, f)

@@ -40,6 +40,7 @@ impl Prompt {
             add_bos: self.add_bos,
             num_predict: opts.num_predict,
             num_keep: opts.num_keep,
+            shift: opts.shift,
             stop: opts.stop.clone(),
             sampler: opts.sampler.clone(),
             constraint,
@@ -149,14 +150,20 @@ impl<X> ResolvedModel<X> {
 
     /// The prompt of a chat (the model's SYSTEM first unless the messages
     /// bring their own), without the oldest messages that do not fit the
-    /// context of `runner`, which counts the tokens.
+    /// context of `runner`, which counts the tokens; all of them when
+    /// `truncate` is off (a prompt too long is then refused when it is
+    /// sent: [`ResolvedModel::generate`]).
     pub async fn fit_chat(
         &self,
         runner: &Runner,
         messages: &[Message],
         opts: &RenderOptions,
+        truncate: bool,
     ) -> Result<Prompt, LlmError> {
         let system = self.system.as_deref();
+        if !truncate {
+            return self.render(None, system, messages, opts);
+        }
         fit(
             messages,
             runner.num_ctx().saturating_sub(1),

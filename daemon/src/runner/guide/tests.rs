@@ -87,6 +87,7 @@ fn request(constraint: Constraint, seed: u64, num_predict: i64) -> CompletionReq
         add_bos: true,
         num_predict,
         num_keep: 0,
+        shift: true,
         stop: Vec::new(),
         sampler: SamplerConfig {
             temperature: 1.0,
