@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Build llama.cpp locally (never committed) as the reference implementation:
 # the library, our greedy-decoding probe (bench/llamacpp/greedy.cpp) and,
-# with --bench, llama-bench, llama-batched-bench (bench/parallel_decode.py)
-# and llama-quantize (which makes the K-quant bench
-# files). The source is the llama.cpp vendored in the PyPI sdist of
+# with --bench, llama-bench, llama-batched-bench (bench/parallel_decode.py),
+# llama-server (bench/chat_turns.py) and llama-quantize (which makes the
+# K-quant bench files). The source is the llama.cpp vendored in the PyPI sdist of
 # llama-cpp-python, because PyPI is a registry every machine of this project
 # reaches.
 #
 # usage: bench/build-llamacpp.sh [--bench]
-# output: target/llama.cpp/bin/{llmpm-greedy,llama-bench,llama-batched-bench,llama-quantize}
+# output: target/llama.cpp/bin/{llmpm-greedy,llama-bench,llama-batched-bench,llama-server,llama-quantize}
 #   (LLAMA_CPP_DIR instead of target/llama.cpp: another checkout's build is
 #   reused, and only what it lacks is built)
 set -euo pipefail
@@ -45,11 +45,11 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 cmake -S "$src" -B "$out/build" "${generator[@]}" \
     -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
     -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-    -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF \
+    -DLLAMA_BUILD_SERVER=ON -DGGML_OPENMP=OFF \
     "-DCMAKE_C_FLAGS=${amx_off[*]}" "-DCMAKE_CXX_FLAGS=${amx_off[*]}" >/dev/null
 
 targets=(llama)
-[[ $want_bench == 1 ]] && targets+=(llama-bench llama-batched-bench llama-quantize)
+[[ $want_bench == 1 ]] && targets+=(llama-bench llama-batched-bench llama-server llama-quantize)
 cmake --build "$out/build" -j "$jobs" --target "${targets[@]}"
 
 # Our probe links the static libraries directly: no CMake project of our own.
@@ -58,7 +58,7 @@ c++ -O2 -std=c++17 -I"$src/include" -I"$src/ggml/include" \
     "$root/bench/llamacpp/greedy.cpp" -o "$out/bin/llmpm-greedy" \
     -Wl,--start-group $libs -Wl,--end-group -lpthread -ldl -lm
 if [[ $want_bench == 1 ]]; then
-    for tool in llama-bench llama-batched-bench llama-quantize; do
+    for tool in llama-bench llama-batched-bench llama-server llama-quantize; do
         cp "$(find "$out/build" -name "$tool" -type f | head -1)" "$out/bin/$tool"
     done
 fi

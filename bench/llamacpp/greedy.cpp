@@ -77,6 +77,15 @@ int main(int argc, char ** argv) {
     cparams.type_k = GGML_TYPE_F32;
     cparams.type_v = GGML_TYPE_F32;
     cparams.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    // LLMPM_GREEDY_KV=f16|q8_0|q4_0: that cache type (with flash attention,
+    // which quantized caches need), for bench/kv_quant checks.
+    if (const char * kv = getenv("LLMPM_GREEDY_KV")) {
+        const std::string t = kv;
+        const ggml_type ty = t == "q8_0" ? GGML_TYPE_Q8_0 : t == "q4_0" ? GGML_TYPE_Q4_0 : GGML_TYPE_F16;
+        cparams.type_k = ty;
+        cparams.type_v = ty;
+        cparams.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
+    }
     llama_context * ctx = llama_init_from_model(model, cparams);
     if (!ctx) {
         fprintf(stderr, "failed to create context\n");

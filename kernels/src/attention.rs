@@ -35,6 +35,23 @@ pub enum KvType {
     F16,
     /// The activations as computed.
     F32,
+    /// ggml's 8-bit blocks: about half of f16's memory.
+    Q8_0,
+    /// ggml's 4-bit blocks: about a quarter of f16's memory.
+    Q4_0,
+}
+
+impl KvType {
+    /// Bytes per value: per token of context a layer holds
+    /// `2 × kv_heads × head_dim` values.
+    pub fn bytes_per_value(self) -> f64 {
+        match self {
+            KvType::F16 => 2.0,
+            KvType::F32 => 4.0,
+            KvType::Q8_0 => QType::Q8_0.block_bytes() as f64 / 32.0,
+            KvType::Q4_0 => QType::Q4_0.block_bytes() as f64 / 32.0,
+        }
+    }
 }
 
 mod sealed {
@@ -306,32 +323,31 @@ pub fn attend<E: Elem>(
     E::attend_over(q, heads, t, kv, pos, scale, window)
 }
 
-/// [`attend`], instantiated in this crate ([`Elem`]).
-fn attend_here<E: Elem>(
+/// [`attend`] over any [`Store`], instantiated in this crate ([`Elem`]).
+fn attend_here<S: Store>(
     q: &[f32],
     heads: usize,
     t: usize,
-    kv: &Kv<E>,
+    kv: &S,
     pos: usize,
     scale: f32,
     window: Option<usize>,
 ) -> Result<Vec<f32>, String> {
-    let d = kv.head_dim;
-    if heads == 0 || kv.kv_heads == 0 || !heads.is_multiple_of(kv.kv_heads) {
+    let (kv_heads, d) = kv.shape();
+    if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
         return Err(format!(
-            "{heads} query heads do not share {} kv heads",
-            kv.kv_heads
+            "{heads} query heads do not share {kv_heads} kv heads"
         ));
     }
-    if q.len() != heads * t * d || pos + t != kv.len() {
+    if q.len() != heads * t * d || pos + t != kv.held() {
         return Err(format!(
             "{} query values at {pos}..{} are not {t} tokens of {heads} heads of {d} over a cache of {}",
             q.len(),
             pos + t,
-            kv.len()
+            kv.held()
         ));
     }
-    let per_kv = heads / kv.kv_heads;
+    let per_kv = heads / kv_heads;
     let isa = Isa::best();
     let mut out = vec![0f32; heads * t * d];
     out.par_chunks_mut(t * d)
@@ -364,9 +380,54 @@ fn visible(at: usize, window: Option<usize>) -> std::ops::Range<usize> {
     lo..at + 1
 }
 
+/// What attention reads a cache through: blocks of one head's keys and
+/// rows of its values as f32, and the queries rounded as the keys' type
+/// makes ggml round them.
+pub(crate) trait Store: Sync {
+    /// `(kv_heads, head_dim)`.
+    fn shape(&self) -> (usize, usize);
+    /// Tokens held.
+    fn held(&self) -> usize;
+    /// Head `g`'s keys of positions `b * KEYS..` as `[dim][KEYS]` (zero
+    /// past the last token) into `kt`.
+    fn key_block(&self, b: usize, g: usize, kt: &mut [f32]);
+    /// Head `g`'s values of positions `j0..j1`, `[j][dim]`, into `buf`.
+    fn values(&self, j0: usize, j1: usize, g: usize, buf: &mut [f32]);
+    /// One head's queries (`n × head_dim`) as the dot products take them.
+    fn queries(&self, q: &[f32]) -> Vec<f32>;
+}
+
+impl<E: Elem> Store for Kv<E> {
+    fn shape(&self) -> (usize, usize) {
+        (self.kv_heads, self.head_dim)
+    }
+    fn held(&self) -> usize {
+        self.len()
+    }
+    #[inline(always)]
+    fn key_block(&self, b: usize, g: usize, kt: &mut [f32]) {
+        E::load(self.keys(b, g), kt);
+    }
+    #[inline(always)]
+    fn values(&self, j0: usize, j1: usize, g: usize, buf: &mut [f32]) {
+        let d = self.head_dim;
+        let row = self.kv_heads * d;
+        for (j, dst) in (j0..j1).zip(buf.chunks_exact_mut(d)) {
+            let from = j * row + g * d;
+            E::load(&self.v[from..from + d], dst);
+        }
+    }
+    fn queries(&self, q: &[f32]) -> Vec<f32> {
+        match E::ROUNDS {
+            true => q.iter().map(|&x| f16::from_f32(x).to_f32()).collect(),
+            false => q.to_vec(),
+        }
+    }
+}
+
 /// One task: a block of one head's queries over its kv head.
-struct Job<'a, E> {
-    kv: &'a Kv<E>,
+struct Job<'a, S> {
+    kv: &'a S,
     /// The kv head.
     g: usize,
     /// The queries, `n × head_dim`, at positions `at..at + n`.
@@ -379,15 +440,15 @@ struct Job<'a, E> {
 /// [`block`] compiled for the best vector unit here. Every sum runs in the
 /// order the source gives (vectors only across independent sums, no fused
 /// multiply-adds), so each build gives the same bits.
-fn block_on<E: Elem>(isa: Isa, job: &Job<'_, E>, out: &mut [f32]) {
+fn block_on<S: Store>(isa: Isa, job: &Job<'_, S>, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f")]
-        fn avx512<E: Elem>(job: &Job<'_, E>, out: &mut [f32]) {
+        fn avx512<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
             block(job, out)
         }
         #[target_feature(enable = "avx2")]
-        fn avx2<E: Elem>(job: &Job<'_, E>, out: &mut [f32]) {
+        fn avx2<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
             block(job, out)
         }
         match isa {
@@ -405,7 +466,7 @@ fn block_on<E: Elem>(isa: Isa, job: &Job<'_, E>, out: &mut [f32]) {
 
 /// A job's attention, into `out` (`n × head_dim`).
 #[inline(always)]
-fn block<E: Elem>(job: &Job<'_, E>, out: &mut [f32]) {
+fn block<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
     let &Job {
         kv,
         g,
@@ -414,26 +475,16 @@ fn block<E: Elem>(job: &Job<'_, E>, out: &mut [f32]) {
         scale,
         window,
     } = job;
-    let d = kv.head_dim;
+    let d = kv.shape().1;
     let n = qs.len() / d;
-    let row = kv.kv_heads * d;
     // Every query's range lies in `lo..hi`.
     let lo = visible(at, window).start;
     let hi = at + n;
     let span = hi - lo;
     // The queries as ggml multiplies them: rounded to the cache's type.
-    let q: Vec<f32> = match E::ROUNDS {
-        true => qs.iter().map(|&x| f16::from_f32(x).to_f32()).collect(),
-        false => qs.to_vec(),
-    };
+    let q = kv.queries(qs);
     let mut scores = vec![0f32; n * span];
     let mut buf = vec![0f32; KEYS * d];
-    let rows = |data: &[E], j0: usize, j1: usize, buf: &mut [f32]| {
-        for (j, dst) in (j0..j1).zip(buf.chunks_exact_mut(d)) {
-            let from = j * row + g * d;
-            E::load(&data[from..from + d], dst);
-        }
-    };
     // Blocks of keys start on multiples of KEYS, as the cache holds them.
     let first = lo / KEYS * KEYS;
     // One head's block of keys, `[dim][key]`: each query's scores for a
@@ -441,7 +492,7 @@ fn block<E: Elem>(job: &Job<'_, E>, out: &mut [f32]) {
     let mut kt = vec![0f32; d * KEYS];
     for j0 in (first..hi).step_by(KEYS) {
         let j1 = (j0 + KEYS).min(hi);
-        E::load(kv.keys(j0 / KEYS, g), &mut kt);
+        kv.key_block(j0 / KEYS, g, &mut kt);
         for i in 0..n {
             let seen = visible(at + i, window);
             let (a, b) = (j0.max(seen.start), j1.min(seen.end));
@@ -477,7 +528,7 @@ fn block<E: Elem>(job: &Job<'_, E>, out: &mut [f32]) {
     out.fill(0.0);
     for j0 in (first..hi).step_by(KEYS) {
         let j1 = (j0 + KEYS).min(hi);
-        rows(&kv.v, j0, j1, &mut buf);
+        kv.values(j0, j1, g, &mut buf);
         for (i, acc) in out.chunks_exact_mut(d).enumerate() {
             let seen = visible(at + i, window);
             for j in j0.max(seen.start)..j1.min(seen.end) {
@@ -491,198 +542,8 @@ fn block<E: Elem>(job: &Job<'_, E>, out: &mut [f32]) {
     }
 }
 
+mod quant;
+pub use quant::{attend_quant, QKv, QType};
+
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::testing::uniform as values;
-
-    /// Plain attention in f64 over the same keys and values as the cache
-    /// holds them (`r` rounds to its type), with an explicit mask.
-    #[allow(clippy::too_many_arguments)]
-    fn reference(
-        r: impl Fn(f32) -> f64,
-        q: &[f32],
-        heads: usize,
-        t: usize,
-        k: &[f32],
-        v: &[f32],
-        kv_heads: usize,
-        d: usize,
-        total: usize,
-        scale: f32,
-        window: Option<usize>,
-    ) -> Vec<f32> {
-        let pos = total - t;
-        let mut out = vec![0f32; heads * t * d];
-        for h in 0..heads {
-            let g = h / (heads / kv_heads);
-            for i in 0..t {
-                let at = pos + i;
-                let seen: Vec<usize> = (0..total)
-                    .filter(|&j| j <= at && window.is_none_or(|w| at < j + w))
-                    .collect();
-                let s: Vec<f64> = seen
-                    .iter()
-                    .map(|&j| {
-                        (0..d)
-                            .map(|x| r(q[(h * t + i) * d + x]) * r(k[(g * total + j) * d + x]))
-                            .sum::<f64>()
-                            * f64::from(scale)
-                    })
-                    .collect();
-                let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
-                let sum: f64 = e.iter().sum();
-                for x in 0..d {
-                    let y: f64 = seen
-                        .iter()
-                        .zip(&e)
-                        .map(|(&j, p)| p / sum * r(v[(g * total + j) * d + x]))
-                        .sum();
-                    out[(h * t + i) * d + x] = y as f32;
-                }
-            }
-        }
-        out
-    }
-
-    /// `[kv_head][total][d]` split into the first `pos` tokens and the rest,
-    /// each `[kv_head][t][d]` as `append` takes them.
-    fn split(x: &[f32], kv_heads: usize, total: usize, pos: usize, d: usize) -> [Vec<f32>; 2] {
-        let part = |a: usize, b: usize| -> Vec<f32> {
-            (0..kv_heads)
-                .flat_map(|g| x[(g * total + a) * d..(g * total + b) * d].to_vec())
-                .collect()
-        };
-        [part(0, pos), part(pos, total)]
-    }
-
-    #[test]
-    fn matches_plain_attention_with_causality_windows_and_gqa() {
-        check::<f16>(|x| f64::from(f16::from_f32(x).to_f32()));
-        check::<f32>(f64::from);
-    }
-
-    fn check<E: Elem>(r: impl Fn(f32) -> f64 + Copy) {
-        // (heads, kv heads, head dim, cached, new, window): a prompt
-        // longer than one block of queries and keys, decode steps, odd head
-        // dims (the dot product's tail), windows shorter than the prompt.
-        let cases = [
-            (4, 2, 64, 0, 70, None),
-            (4, 1, 256, 3, 1, None),
-            (2, 2, 20, 130, 1, Some(16)),
-            (8, 2, 32, 5, 40, Some(7)),
-            (1, 1, 16, 0, 1, None),
-        ];
-        for (heads, kv_heads, d, pos, t, window) in cases {
-            let total = pos + t;
-            let k = values(kv_heads * total * d, 1);
-            let v = values(kv_heads * total * d, 2);
-            let q = values(heads * t * d, 3);
-            let scale = 1.0 / (d as f32).sqrt();
-            let [k0, k1] = split(&k, kv_heads, total, pos, d);
-            let [v0, v1] = split(&v, kv_heads, total, pos, d);
-            let mut kv = Kv::<E>::new(kv_heads, d, total);
-            kv.append(&k0, &v0, pos).unwrap();
-            kv.append(&k1, &v1, t).unwrap();
-            assert_eq!(kv.len(), total);
-            let got = attend(&q, heads, t, &kv, pos, scale, window).unwrap();
-            let want = reference(r, &q, heads, t, &k, &v, kv_heads, d, total, scale, window);
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (g - w).abs() <= 2e-5,
-                    "heads {heads}/{kv_heads} d {d} pos {pos} t {t} {window:?} [{i}]: {g} vs {w}"
-                );
-            }
-            // Each query alone (decode) gives the bits it gets in the prompt.
-            let mut one = Kv::<E>::new(kv_heads, d, total);
-            one.append(&k0, &v0, pos).unwrap();
-            for i in 0..t {
-                let [ki, vi] = [&k1, &v1].map(|x| {
-                    (0..kv_heads)
-                        .flat_map(|g| x[(g * t + i) * d..(g * t + i + 1) * d].to_vec())
-                        .collect::<Vec<f32>>()
-                });
-                one.append(&ki, &vi, 1).unwrap();
-                let qi: Vec<f32> = (0..heads)
-                    .flat_map(|h| q[(h * t + i) * d..(h * t + i + 1) * d].to_vec())
-                    .collect();
-                let alone = attend(&qi, heads, 1, &one, pos + i, scale, window).unwrap();
-                for h in 0..heads {
-                    assert_eq!(
-                        alone[h * d..(h + 1) * d],
-                        got[(h * t + i) * d..(h * t + i + 1) * d],
-                        "query {i} head {h}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn truncated_and_copied_caches_attend_as_built_ones() {
-        let (heads, kv_heads, d) = (4, 2, 16);
-        // Cut inside a block, at a block's end, and at nothing.
-        for (total, keep) in [(150, 70), (150, 64), (40, 0)] {
-            let k = values(kv_heads * total * d, 1);
-            let v = values(kv_heads * total * d, 2);
-            let [k0, _] = split(&k, kv_heads, total, keep, d);
-            let [v0, _] = split(&v, kv_heads, total, keep, d);
-            // Other tokens after the prefix: a prompt that diverges there.
-            let other_k = values(kv_heads * (total - keep) * d, 5);
-            let other_v = values(kv_heads * (total - keep) * d, 6);
-            let mut built = Kv::<f16>::new(kv_heads, d, total);
-            built.append(&k0, &v0, keep).unwrap();
-            built.append(&other_k, &other_v, total - keep).unwrap();
-
-            let mut cut = Kv::<f16>::new(kv_heads, d, total);
-            cut.append(&k, &v, total).unwrap();
-            cut.truncate(keep);
-            assert_eq!(cut.len(), keep);
-            cut.append(&other_k, &other_v, total - keep).unwrap();
-
-            let mut copied = Kv::<f16>::new(kv_heads, d, total);
-            copied
-                .append(&other_k[..kv_heads * d], &other_v[..kv_heads * d], 1)
-                .unwrap();
-            assert!(copied.copy_prefix(&cut, keep));
-            assert_eq!(copied.len(), keep);
-            copied.append(&other_k, &other_v, total - keep).unwrap();
-
-            assert_eq!(cut.k, built.k, "keys after truncate, {total}/{keep}");
-            assert_eq!(cut.v, built.v);
-            assert_eq!(copied.k, built.k, "keys after copy, {total}/{keep}");
-            assert_eq!(copied.v, built.v);
-            let q = values(heads * d, 3);
-            let want = attend(&q, heads, 1, &built, total - 1, 0.25, None).unwrap();
-            assert_eq!(
-                attend(&q, heads, 1, &cut, total - 1, 0.25, None).unwrap(),
-                want
-            );
-        }
-        // A prefix longer than the source, or another shape: refused.
-        let mut a = Kv::<f16>::new(2, 4, 8);
-        let b = Kv::<f16>::new(2, 8, 8);
-        assert!(!a.copy_prefix(&b, 0));
-        let c = Kv::<f16>::new(2, 4, 8);
-        assert!(!a.copy_prefix(&c, 1));
-    }
-
-    #[test]
-    fn refuses_what_does_not_fit() {
-        let mut kv = Kv::<f16>::new(2, 4, 3);
-        assert!(kv.append(&[0.0; 8], &[0.0; 8], 2).is_err());
-        kv.append(&[0.0; 16], &[0.0; 16], 2).unwrap();
-        // Past max_len.
-        assert!(kv.append(&[0.0; 16], &[0.0; 16], 2).is_err());
-        // Three query heads cannot share two kv heads.
-        assert!(attend(&[0.0; 12], 3, 1, &kv, 1, 1.0, None).is_err());
-        // The queries' positions must end where the cache does.
-        assert!(attend(&[0.0; 8], 2, 1, &kv, 0, 1.0, None).is_err());
-        kv.reset();
-        assert_eq!(kv.len(), 0);
-        kv.append(&[0.0; 24], &[0.0; 24], 3).unwrap();
-        assert_eq!(kv.len(), 3);
-    }
-}
+mod tests;

@@ -361,9 +361,13 @@ pub struct Metrics {
     /// Loading the model (0 when it was loaded already).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_duration: Option<u64>,
-    /// Prompt tokens evaluated.
+    /// Prompt tokens, those a cache held included (Ollama's count).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_eval_count: Option<u64>,
+    /// Of those, how many the prompt cache held (not evaluated again): an
+    /// llmpm field, llama.cpp's `cache_n`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_cache_count: Option<u64>,
     /// Time on the prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_eval_duration: Option<u64>,

@@ -46,6 +46,12 @@ fn count(r: &Value, key: &str) -> u64 {
     r[key].as_u64().unwrap_or_else(|| panic!("no {key} in {r}"))
 }
 
+/// Prompt tokens evaluated: Ollama's `prompt_eval_count` counts the whole
+/// prompt, `prompt_cache_count` those the cache held.
+fn evaluated(r: &Value) -> u64 {
+    count(r, "prompt_eval_count") - count(r, "prompt_cache_count")
+}
+
 /// A long prompt of distinct words (the tiny tokenizer spells most bytes
 /// alone, so this is a few hundred tokens).
 fn words(tag: &str, n: usize) -> String {
@@ -82,8 +88,13 @@ fn warm_cache_answers_as_cold_and_evaluates_only_the_new_token() {
         assert_eq!(warm["response"], cold["response"], "{options}");
         assert_eq!(count(&warm, "eval_count"), count(&cold, "eval_count"));
         assert!(count(&cold, "prompt_eval_count") > 100, "{cold}");
+        assert_eq!(count(&cold, "prompt_cache_count"), 0, "{cold}");
+        assert_eq!(
+            count(&warm, "prompt_eval_count"),
+            count(&cold, "prompt_eval_count")
+        );
         // Only the prompt's last token, for its logits.
-        assert_eq!(count(&warm, "prompt_eval_count"), 1, "{warm}");
+        assert_eq!(evaluated(&warm), 1, "{warm}");
     }
 }
 
@@ -107,7 +118,7 @@ fn a_prompt_that_diverges_is_evaluated_from_the_divergence() {
     generate(&ctx, &a, options.clone(), json!({}));
     let warm_b = generate(&ctx, &b, options.clone(), json!({}));
     assert_eq!(warm_b["response"], cold_b["response"]);
-    let evaluated = count(&warm_b, "prompt_eval_count");
+    let evaluated = evaluated(&warm_b);
     // The shared prefix is the base and its newline (at most one token more
     // than the base alone, however the newline tokenizes).
     assert!(
@@ -135,7 +146,7 @@ fn a_changed_system_prompt_or_template_never_gets_a_stale_answer() {
     chat(&one);
     let warm_two = chat(&two);
     assert_eq!(warm_two["message"], cold_two["message"]);
-    assert!(count(&warm_two, "prompt_eval_count") < count(&cold_two, "prompt_eval_count"));
+    assert!(evaluated(&warm_two) < evaluated(&cold_two));
 
     // The request's own template over the same prompt.
     let templated = |t: &str| {
@@ -179,7 +190,7 @@ fn parallel_requests_evaluate_a_shared_system_prompt_once() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let full: u64 = alone.iter().map(|r| count(r, "prompt_eval_count")).sum();
-    let evaluated: u64 = together.iter().map(|r| count(r, "prompt_eval_count")).sum();
+    let evaluated: u64 = together.iter().map(evaluated).sum();
     let one = count(&alone[0], "prompt_eval_count");
     for (t, a) in together.iter().zip(&alone) {
         assert_eq!(t["response"], a["response"]);

@@ -62,6 +62,7 @@ fn metrics(c: &CompletionChunk, load: u64, started: Instant) -> Metrics {
         total_duration: Some(nanos(started)),
         load_duration: Some(load),
         prompt_eval_count: Some(c.prompt_eval_count as u64),
+        prompt_cache_count: Some(c.prompt_cache_count as u64),
         prompt_eval_duration: Some(c.prompt_eval_duration),
         eval_count: Some(c.eval_count as u64),
         eval_duration: Some(c.eval_duration),

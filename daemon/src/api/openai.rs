@@ -272,6 +272,7 @@ fn usage_json(c: &CompletionChunk) -> Value {
         "prompt_tokens": c.prompt_eval_count,
         "completion_tokens": c.eval_count,
         "total_tokens": c.prompt_eval_count + c.eval_count,
+        "prompt_tokens_details": {"cached_tokens": c.prompt_cache_count},
     })
 }
 

@@ -46,11 +46,16 @@ pub enum KvCacheType {
     F16,
     /// The activations as computed.
     F32,
+    /// ggml's 8-bit blocks (34 bytes per 32 values).
+    Q8_0,
+    /// ggml's 4-bit blocks (18 bytes per 32 values).
+    Q4_0,
 }
 
 impl KvCacheType {
-    /// The type `LLMPM_KV_CACHE_TYPE` names (`f16`, the default, or
-    /// `f32`); an unknown name is an error that lists the known ones.
+    /// The type `LLMPM_KV_CACHE_TYPE` names (`f16`, the default, `f32`,
+    /// `q8_0` or `q4_0`, as Ollama's `OLLAMA_KV_CACHE_TYPE`); an unknown
+    /// name is an error that lists the known ones.
     pub fn from_env() -> Result<KvCacheType, String> {
         match std::env::var("LLMPM_KV_CACHE_TYPE") {
             Err(_) => Ok(KvCacheType::F16),
@@ -63,17 +68,21 @@ impl KvCacheType {
         match name.trim().to_ascii_lowercase().as_str() {
             "" | "f16" => Ok(KvCacheType::F16),
             "f32" => Ok(KvCacheType::F32),
+            "q8_0" => Ok(KvCacheType::Q8_0),
+            "q4_0" => Ok(KvCacheType::Q4_0),
             other => Err(format!(
-                "LLMPM_KV_CACHE_TYPE={other} is not a cache type: use f16 or f32"
+                "LLMPM_KV_CACHE_TYPE={other} is not a cache type: use f16, f32, q8_0 or q4_0"
             )),
         }
     }
 
-    /// Bytes per cached value.
-    pub fn bytes(self) -> u64 {
+    /// Bytes of `values` cached values.
+    pub fn bytes_for(self, values: u64) -> u64 {
         match self {
-            KvCacheType::F16 => 2,
-            KvCacheType::F32 => 4,
+            KvCacheType::F16 => values.saturating_mul(2),
+            KvCacheType::F32 => values.saturating_mul(4),
+            KvCacheType::Q8_0 => values.saturating_mul(34) / 32,
+            KvCacheType::Q4_0 => values.saturating_mul(18) / 32,
         }
     }
 }

@@ -139,9 +139,12 @@ pub struct CompletionChunk {
     /// `stop` or `length` on the last line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_reason: Option<String>,
-    /// Prompt tokens evaluated (last line).
+    /// Prompt tokens, those the cache held included (last line).
     #[serde(default)]
     pub prompt_eval_count: usize,
+    /// Of those, how many the prompt cache held (last line).
+    #[serde(default)]
+    pub prompt_cache_count: usize,
     /// Nanoseconds spent on the prompt (last line).
     #[serde(default)]
     pub prompt_eval_duration: u64,

@@ -18,7 +18,7 @@ use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::kv_cache::KvCache;
 
-use llmpm_kernels::attention::{attend, Kv, KvType};
+use llmpm_kernels::attention::{attend, attend_quant, Kv, KvType, QKv, QType};
 
 pub use super::arch::Arch;
 use super::weights::{Linear, MappedTable};
@@ -180,6 +180,7 @@ impl Cache {
             match l {
                 LayerKv::F16(kv) => kv.reset(),
                 LayerKv::F32(kv) => kv.reset(),
+                LayerKv::Quant(kv) => kv.reset(),
                 LayerKv::Candle(kv) => kv.reset(),
             }
         }
@@ -198,6 +199,7 @@ impl Cache {
             match l {
                 LayerKv::F16(kv) => kv.truncate(n),
                 LayerKv::F32(kv) => kv.truncate(n),
+                LayerKv::Quant(kv) => kv.truncate(n),
                 LayerKv::Candle(kv) => {
                     kv.reset();
                     cut = false;
@@ -227,6 +229,7 @@ impl Cache {
                 .all(|(a, b)| match (a, b) {
                     (LayerKv::F16(a), LayerKv::F16(b)) => a.copy_prefix(b, n),
                     (LayerKv::F32(a), LayerKv::F32(b)) => a.copy_prefix(b, n),
+                    (LayerKv::Quant(a), LayerKv::Quant(b)) => a.copy_prefix(b, n),
                     _ => false,
                 });
         if !ok {
@@ -236,11 +239,13 @@ impl Cache {
     }
 }
 
-/// One layer's cache: f16 or f32 for our fused CPU attention
-/// ([`attend`]), or candle's f32 tensors where candle runs it (a GPU).
+/// One layer's cache: f16, f32 or ggml's blocks for our fused CPU
+/// attention ([`attend`], [`attend_quant`]), or candle's f32 tensors where
+/// candle runs it (a GPU).
 enum LayerKv {
     F16(Kv<half::f16>),
     F32(Kv<f32>),
+    Quant(QKv),
     Candle(KvCache),
 }
 
@@ -249,6 +254,7 @@ impl LayerKv {
         match self {
             LayerKv::F16(kv) => kv.len(),
             LayerKv::F32(kv) => kv.len(),
+            LayerKv::Quant(kv) => kv.len(),
             LayerKv::Candle(kv) => kv.current_seq_len(),
         }
     }
@@ -273,14 +279,19 @@ impl Llama {
     }
 
     /// An empty cache for up to `max_len` tokens, of `kv_type` on the CPU
-    /// (candle's f32 elsewhere).
+    /// (candle's f32 elsewhere). Blocks of 32 need heads of a multiple of
+    /// 32 values: other heads keep f16.
     pub fn new_cache(&self, max_len: usize, kv_type: KvType) -> Cache {
         let (h, d) = (self.config.n_head_kv, self.config.head_dim);
+        let f16 = || LayerKv::F16(Kv::new(h, d, max_len));
+        let quant = |ty| QKv::new(ty, h, d, max_len).map_or_else(|_| f16(), LayerKv::Quant);
         Cache {
             layers: (0..self.config.n_layer)
                 .map(|_| match (self.device.is_cpu(), kv_type) {
-                    (true, KvType::F16) => LayerKv::F16(Kv::new(h, d, max_len)),
                     (true, KvType::F32) => LayerKv::F32(Kv::new(h, d, max_len)),
+                    (true, KvType::Q8_0) => quant(QType::Q8_0),
+                    (true, KvType::Q4_0) => quant(QType::Q4_0),
+                    (true, KvType::F16) => f16(),
                     (false, _) => LayerKv::Candle(KvCache::new(2, max_len)),
                 })
                 .collect(),
@@ -505,6 +516,14 @@ impl Llama {
                 let y = match kv {
                     LayerKv::F16(kv) => fused!(kv),
                     LayerKv::F32(kv) => fused!(kv),
+                    LayerKv::Quant(kv) => {
+                        let at = kv.len();
+                        kv.append(&flat(&k)?, &flat(&v)?, t)
+                            .map_err(candle_core::Error::Msg)?;
+                        let y = attend_quant(&flat(&q)?, c.n_head, t, kv, at, scale as f32, window)
+                            .map_err(candle_core::Error::Msg)?;
+                        Tensor::from_vec(y, (1, c.n_head, t, c.head_dim), &self.device)?
+                    }
                     LayerKv::Candle(kv) => {
                         let (k, v) = kv.append(&k.contiguous()?, &v)?;
                         let k = repeat_kv(&k, n_rep)?;

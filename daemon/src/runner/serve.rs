@@ -115,6 +115,8 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<()> {
             let kv_type = match KvCacheType::from_env().map_err(anyhow::Error::msg)? {
                 KvCacheType::F16 => KvType::F16,
                 KvCacheType::F32 => KvType::F32,
+                KvCacheType::Q8_0 => KvType::Q8_0,
+                KvCacheType::Q4_0 => KvType::Q4_0,
             };
             let codec = |path: &std::path::Path| -> anyhow::Result<Arc<dyn TextCodec>> {
                 let file = GgufFile::open(path)

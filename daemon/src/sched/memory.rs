@@ -66,15 +66,17 @@ impl ModelShape {
 
     /// Bytes of the KV cache for `num_ctx` tokens: keys and values of every
     /// layer, in the runner's cache type (`LLMPM_KV_CACHE_TYPE`, which the
-    /// runner inherits; f16 unless it names f32, which a runner refuses
-    /// to start with if it names anything else).
+    /// runner inherits; a runner refuses to start with a name it does not
+    /// know).
     pub fn kv_cache(&self, num_ctx: u64) -> u64 {
-        let bytes = KvCacheType::from_env().map_or(4, KvCacheType::bytes);
-        self.n_layer
+        let values = self
+            .n_layer
             .saturating_mul(num_ctx)
             .saturating_mul(self.n_head_kv)
-            .saturating_mul(self.key_length.saturating_add(self.value_length))
-            .saturating_mul(bytes)
+            .saturating_mul(self.key_length.saturating_add(self.value_length));
+        KvCacheType::from_env()
+            .unwrap_or(KvCacheType::F32)
+            .bytes_for(values)
     }
 
     /// The estimate for a runner with `num_ctx`: weights + KV cache + overhead.
@@ -235,7 +237,9 @@ mod tests {
         assert_eq!(shape.key_length, u64::from(spec.head_dim()));
         // 2 (K and V) * n_layer * num_ctx * n_head_kv * head_dim * bytes
         // of the cache type (f16 unless the environment says f32).
-        let kv = 2 * 2 * 1024 * 2 * 16 * KvCacheType::from_env().map_or(4, KvCacheType::bytes);
+        let kv = KvCacheType::from_env()
+            .unwrap_or(KvCacheType::F32)
+            .bytes_for(2 * 2 * 1024 * 2 * 16);
         assert_eq!(shape.kv_cache(1024), kv);
         assert_eq!(
             shape.estimate(1024),
@@ -252,7 +256,7 @@ mod tests {
     #[test]
     fn estimates_of_qwen3_and_phi3() {
         use llmpm_gguf::tiny::TinyArch;
-        let bytes = KvCacheType::from_env().map_or(4, KvCacheType::bytes);
+        let cache = KvCacheType::from_env().unwrap_or(KvCacheType::F32);
         for (arch, head_dim, expected_key) in
             [(TinyArch::Qwen3, 32, 32u64), (TinyArch::Phi3, 0, 16)]
         {
@@ -266,7 +270,7 @@ mod tests {
             let shape = ModelShape::from_gguf(&GgufFile::from_bytes(&file).unwrap());
             assert_eq!(shape.key_length, expected_key, "{arch:?}");
             // K and V of 2 layers, 2 KV heads.
-            let kv = 2 * 2 * 1024 * 2 * expected_key * bytes;
+            let kv = cache.bytes_for(2 * 2 * 1024 * 2 * expected_key);
             assert_eq!(shape.kv_cache(1024), kv, "{arch:?}");
             assert_eq!(
                 shape.estimate(1024),

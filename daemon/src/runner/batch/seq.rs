@@ -156,9 +156,10 @@ impl Seq {
     /// generation is over (its last line sent, or the client gone).
     pub fn advance(&mut self, logits: &[f32], codec: &dyn TextCodec, num_ctx: usize) -> bool {
         if self.t1.is_none() {
-            // As Ollama counts: the prompt tokens evaluated, not those a
-            // cache already held.
-            self.done.prompt_eval_count = self.history.len() - self.reused;
+            // As Ollama counts (llama.cpp's `cache_n + prompt_n`): all the
+            // prompt's tokens, and apart how many a cache held.
+            self.done.prompt_eval_count = self.history.len();
+            self.done.prompt_cache_count = self.reused;
             self.done.prompt_eval_duration = nanos(self.t0);
             self.t1 = Some(Instant::now());
         }

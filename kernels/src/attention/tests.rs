@@ -1,0 +1,285 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::testing::uniform as values;
+
+/// Plain attention in f64 over the same keys and values as the cache
+/// holds them (`r` rounds to its type), with an explicit mask.
+#[allow(clippy::too_many_arguments)]
+fn reference(
+    r: impl Fn(f32) -> f64,
+    q: &[f32],
+    heads: usize,
+    t: usize,
+    k: &[f32],
+    v: &[f32],
+    kv_heads: usize,
+    d: usize,
+    total: usize,
+    scale: f32,
+    window: Option<usize>,
+) -> Vec<f32> {
+    let pos = total - t;
+    let mut out = vec![0f32; heads * t * d];
+    for h in 0..heads {
+        let g = h / (heads / kv_heads);
+        for i in 0..t {
+            let at = pos + i;
+            let seen: Vec<usize> = (0..total)
+                .filter(|&j| j <= at && window.is_none_or(|w| at < j + w))
+                .collect();
+            let s: Vec<f64> = seen
+                .iter()
+                .map(|&j| {
+                    (0..d)
+                        .map(|x| r(q[(h * t + i) * d + x]) * r(k[(g * total + j) * d + x]))
+                        .sum::<f64>()
+                        * f64::from(scale)
+                })
+                .collect();
+            let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|x| (x - max).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            for x in 0..d {
+                let y: f64 = seen
+                    .iter()
+                    .zip(&e)
+                    .map(|(&j, p)| p / sum * r(v[(g * total + j) * d + x]))
+                    .sum();
+                out[(h * t + i) * d + x] = y as f32;
+            }
+        }
+    }
+    out
+}
+
+/// `[kv_head][total][d]` split into the first `pos` tokens and the rest,
+/// each `[kv_head][t][d]` as `append` takes them.
+fn split(x: &[f32], kv_heads: usize, total: usize, pos: usize, d: usize) -> [Vec<f32>; 2] {
+    let part = |a: usize, b: usize| -> Vec<f32> {
+        (0..kv_heads)
+            .flat_map(|g| x[(g * total + a) * d..(g * total + b) * d].to_vec())
+            .collect()
+    };
+    [part(0, pos), part(pos, total)]
+}
+
+#[test]
+fn matches_plain_attention_with_causality_windows_and_gqa() {
+    check::<f16>(|x| f64::from(f16::from_f32(x).to_f32()));
+    check::<f32>(f64::from);
+}
+
+fn check<E: Elem>(r: impl Fn(f32) -> f64 + Copy) {
+    // (heads, kv heads, head dim, cached, new, window): a prompt
+    // longer than one block of queries and keys, decode steps, odd head
+    // dims (the dot product's tail), windows shorter than the prompt.
+    let cases = [
+        (4, 2, 64, 0, 70, None),
+        (4, 1, 256, 3, 1, None),
+        (2, 2, 20, 130, 1, Some(16)),
+        (8, 2, 32, 5, 40, Some(7)),
+        (1, 1, 16, 0, 1, None),
+    ];
+    for (heads, kv_heads, d, pos, t, window) in cases {
+        let total = pos + t;
+        let k = values(kv_heads * total * d, 1);
+        let v = values(kv_heads * total * d, 2);
+        let q = values(heads * t * d, 3);
+        let scale = 1.0 / (d as f32).sqrt();
+        let [k0, k1] = split(&k, kv_heads, total, pos, d);
+        let [v0, v1] = split(&v, kv_heads, total, pos, d);
+        let mut kv = Kv::<E>::new(kv_heads, d, total);
+        kv.append(&k0, &v0, pos).unwrap();
+        kv.append(&k1, &v1, t).unwrap();
+        assert_eq!(kv.len(), total);
+        let got = attend(&q, heads, t, &kv, pos, scale, window).unwrap();
+        let want = reference(r, &q, heads, t, &k, &v, kv_heads, d, total, scale, window);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 2e-5,
+                "heads {heads}/{kv_heads} d {d} pos {pos} t {t} {window:?} [{i}]: {g} vs {w}"
+            );
+        }
+        // Each query alone (decode) gives the bits it gets in the prompt.
+        let mut one = Kv::<E>::new(kv_heads, d, total);
+        one.append(&k0, &v0, pos).unwrap();
+        for i in 0..t {
+            let [ki, vi] = [&k1, &v1].map(|x| {
+                (0..kv_heads)
+                    .flat_map(|g| x[(g * t + i) * d..(g * t + i + 1) * d].to_vec())
+                    .collect::<Vec<f32>>()
+            });
+            one.append(&ki, &vi, 1).unwrap();
+            let qi: Vec<f32> = (0..heads)
+                .flat_map(|h| q[(h * t + i) * d..(h * t + i + 1) * d].to_vec())
+                .collect();
+            let alone = attend(&qi, heads, 1, &one, pos + i, scale, window).unwrap();
+            for h in 0..heads {
+                assert_eq!(
+                    alone[h * d..(h + 1) * d],
+                    got[(h * t + i) * d..(h * t + i + 1) * d],
+                    "query {i} head {h}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn truncated_and_copied_caches_attend_as_built_ones() {
+    let (heads, kv_heads, d) = (4, 2, 16);
+    // Cut inside a block, at a block's end, and at nothing.
+    for (total, keep) in [(150, 70), (150, 64), (40, 0)] {
+        let k = values(kv_heads * total * d, 1);
+        let v = values(kv_heads * total * d, 2);
+        let [k0, _] = split(&k, kv_heads, total, keep, d);
+        let [v0, _] = split(&v, kv_heads, total, keep, d);
+        // Other tokens after the prefix: a prompt that diverges there.
+        let other_k = values(kv_heads * (total - keep) * d, 5);
+        let other_v = values(kv_heads * (total - keep) * d, 6);
+        let mut built = Kv::<f16>::new(kv_heads, d, total);
+        built.append(&k0, &v0, keep).unwrap();
+        built.append(&other_k, &other_v, total - keep).unwrap();
+
+        let mut cut = Kv::<f16>::new(kv_heads, d, total);
+        cut.append(&k, &v, total).unwrap();
+        cut.truncate(keep);
+        assert_eq!(cut.len(), keep);
+        cut.append(&other_k, &other_v, total - keep).unwrap();
+
+        let mut copied = Kv::<f16>::new(kv_heads, d, total);
+        copied
+            .append(&other_k[..kv_heads * d], &other_v[..kv_heads * d], 1)
+            .unwrap();
+        assert!(copied.copy_prefix(&cut, keep));
+        assert_eq!(copied.len(), keep);
+        copied.append(&other_k, &other_v, total - keep).unwrap();
+
+        assert_eq!(cut.k, built.k, "keys after truncate, {total}/{keep}");
+        assert_eq!(cut.v, built.v);
+        assert_eq!(copied.k, built.k, "keys after copy, {total}/{keep}");
+        assert_eq!(copied.v, built.v);
+        let q = values(heads * d, 3);
+        let want = attend(&q, heads, 1, &built, total - 1, 0.25, None).unwrap();
+        assert_eq!(
+            attend(&q, heads, 1, &cut, total - 1, 0.25, None).unwrap(),
+            want
+        );
+    }
+    // A prefix longer than the source, or another shape: refused.
+    let mut a = Kv::<f16>::new(2, 4, 8);
+    let b = Kv::<f16>::new(2, 8, 8);
+    assert!(!a.copy_prefix(&b, 0));
+    let c = Kv::<f16>::new(2, 4, 8);
+    assert!(!a.copy_prefix(&c, 1));
+}
+
+#[test]
+fn refuses_what_does_not_fit() {
+    let mut kv = Kv::<f16>::new(2, 4, 3);
+    assert!(kv.append(&[0.0; 8], &[0.0; 8], 2).is_err());
+    kv.append(&[0.0; 16], &[0.0; 16], 2).unwrap();
+    // Past max_len.
+    assert!(kv.append(&[0.0; 16], &[0.0; 16], 2).is_err());
+    // Three query heads cannot share two kv heads.
+    assert!(attend(&[0.0; 12], 3, 1, &kv, 1, 1.0, None).is_err());
+    // The queries' positions must end where the cache does.
+    assert!(attend(&[0.0; 8], 2, 1, &kv, 0, 1.0, None).is_err());
+    kv.reset();
+    assert_eq!(kv.len(), 0);
+    kv.append(&[0.0; 24], &[0.0; 24], 3).unwrap();
+    assert_eq!(kv.len(), 3);
+}
+
+#[test]
+fn quantized_caches_attend_close_to_plain_attention() {
+    let (heads, kv_heads, d) = (4, 2, 64);
+    for (ty, tol) in [(QType::Q8_0, 0.02), (QType::Q4_0, 0.15)] {
+        for (pos, t, window) in [(0, 70, None), (130, 1, None), (5, 40, Some(7))] {
+            let total = pos + t;
+            let k = values(kv_heads * total * d, 1);
+            let v = values(kv_heads * total * d, 2);
+            let q = values(heads * t * d, 3);
+            let scale = 1.0 / (d as f32).sqrt();
+            let [k0, k1] = split(&k, kv_heads, total, pos, d);
+            let [v0, v1] = split(&v, kv_heads, total, pos, d);
+            let mut kv = QKv::new(ty, kv_heads, d, total).unwrap();
+            kv.append(&k0, &v0, pos).unwrap();
+            kv.append(&k1, &v1, t).unwrap();
+            assert_eq!(kv.len(), total);
+            let got = attend_quant(&q, heads, t, &kv, pos, scale, window).unwrap();
+            let want = reference(
+                f64::from,
+                &q,
+                heads,
+                t,
+                &k,
+                &v,
+                kv_heads,
+                d,
+                total,
+                scale,
+                window,
+            );
+            let err = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (g - w).abs())
+                .fold(0f32, f32::max);
+            assert!(err < tol, "{ty:?} pos {pos} t {t}: max error {err}");
+            // Cut and copied caches attend as one built to that length.
+            let mut cut = QKv::new(ty, kv_heads, d, total).unwrap();
+            assert!(cut.copy_prefix(&kv, total));
+            cut.truncate(pos);
+            cut.append(&k1, &v1, t).unwrap();
+            assert_eq!(
+                attend_quant(&q, heads, t, &cut, pos, scale, window).unwrap(),
+                got
+            );
+        }
+    }
+    // Heads that are not whole blocks are refused.
+    assert!(QKv::new(QType::Q8_0, 1, 20, 8).is_err());
+    // Memory: q8_0 is 34 bytes per 32 values, q4_0 18 (f16: 64).
+    assert_eq!(
+        QKv::new(QType::Q8_0, 2, 64, 8).unwrap().bytes_per_token(),
+        2 * 2 * 2 * 34
+    );
+    assert_eq!(KvType::Q4_0.bytes_per_value(), 18.0 / 32.0);
+}
+
+/// Keys with a few huge channels (Qwen 2.5's biases): rotated before they
+/// are quantized, q8_0 keeps the products; without rotation (heads not a
+/// multiple of 64) the same keys lose them.
+#[test]
+fn rotation_keeps_keys_with_huge_channels() {
+    let (heads, kv_heads, t) = (4, 1, 24);
+    let err_for = |d: usize| {
+        let mut k = values(kv_heads * t * d, 1);
+        for (i, x) in k.iter_mut().enumerate() {
+            if i % d == 5 {
+                *x += 40.0;
+            }
+        }
+        let v = values(kv_heads * t * d, 2);
+        let q = values(heads * t * d, 3);
+        let scale = 1.0 / (d as f32).sqrt();
+        let mut f = Kv::<f32>::new(kv_heads, d, t);
+        f.append(&k, &v, t).unwrap();
+        let want = attend(&q, heads, t, &f, 0, scale, None).unwrap();
+        let mut kv = QKv::new(QType::Q8_0, kv_heads, d, t).unwrap();
+        kv.append(&k, &v, t).unwrap();
+        let got = attend_quant(&q, heads, t, &kv, 0, scale, None).unwrap();
+        got.iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0f32, f32::max)
+    };
+    let (rotated, plain) = (err_for(64), err_for(96));
+    assert!(rotated < 0.03, "rotated: {rotated}");
+    assert!(
+        plain > 2.0 * rotated,
+        "plain {plain} against rotated {rotated}"
+    );
+}
