@@ -418,7 +418,8 @@ pub struct GenerateRequest {
     /// Base64 images (needs the `vision` capability).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<String>,
-    /// Ollama's deprecated token context from an earlier answer.
+    /// Ollama's deprecated token context from an earlier answer: its
+    /// tokens go before this prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Vec<i64>>,
     /// Log-probabilities and top alternatives (see [`Logprobs`]).
@@ -527,6 +528,10 @@ pub struct GenerateResponse {
     /// `stop`, `length` or `load` on the last line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_reason: Option<String>,
+    /// The tokens of the prompt and the answer (last line, not `raw`), to
+    /// send back as the next request's `context`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Vec<u32>>,
     /// Timings (last line).
     #[serde(flatten)]
     pub metrics: Metrics,

@@ -226,7 +226,7 @@ fn a_generation_runs_past_the_context_by_shifting_or_stops_without_shift() {
     let short = generate(
         &ctx,
         "once upon a time",
-        json!({"temperature": 0, "num_predict": 600}),
+        json!({"temperature": 0, "num_predict": 400}),
         json!({}),
     );
     let before = runner_rss(&mut ctx);
@@ -234,7 +234,7 @@ fn a_generation_runs_past_the_context_by_shifting_or_stops_without_shift() {
     let after = runner_rss(&mut ctx);
     assert_eq!(long["done_reason"], "length", "{long}");
     assert_eq!(count(&long, "eval_count"), 1536);
-    // The first 600 tokens are those of the generation that never shifted.
+    // Until the first shift, the text of a generation that never shifts.
     let (s, l) = (
         short["response"].as_str().unwrap(),
         long["response"].as_str().unwrap(),
@@ -251,8 +251,9 @@ fn a_generation_runs_past_the_context_by_shifting_or_stops_without_shift() {
     let stopped = generate(&ctx, "once upon a time", options, json!({"shift": false}));
     assert_eq!(stopped["done_reason"], "length", "{stopped}");
     let used = count(&stopped, "eval_count") + count(&stopped, "prompt_eval_count");
+    // The context holds 512 tokens; the last one sampled is sent, never evaluated.
     assert!(
-        used <= 512 && count(&stopped, "eval_count") > 400,
+        used <= 513 && count(&stopped, "eval_count") > 400,
         "{stopped}"
     );
 }
@@ -290,4 +291,49 @@ fn truncate_false_refuses_a_prompt_longer_than_the_context() {
     // Served on.
     let r = generate(&ctx, "hi", json!({"num_predict": 2}), json!({}));
     assert_eq!(r["done"], true);
+}
+
+#[test]
+fn generate_context_round_trips_through_the_cache() {
+    let ctx = setup(&[], 1024);
+    let options = json!({"temperature": 0, "num_predict": 8});
+    let body = |prompt: &str, context: Option<&Value>| {
+        let mut b = json!({"model": "tiny", "prompt": prompt, "stream": false, "options": options});
+        if let Some(c) = context {
+            b["context"] = c.clone();
+        }
+        b
+    };
+    let first = ctx
+        .post_json("/api/generate", &body("tell me a story", None))
+        .json();
+    let context = first["context"].clone();
+    let n = context.as_array().map_or(0, Vec::len) as u64;
+    assert_eq!(
+        n,
+        count(&first, "prompt_eval_count") + count(&first, "eval_count"),
+        "the prompt's and the answer's tokens: {first}"
+    );
+    let next = ctx.post_json("/api/generate", &body("and then?", Some(&context)));
+    assert_eq!(next.status, 200, "{}", next.text());
+    let next = next.json();
+    // The earlier turn is in the cache: only the new prompt is evaluated.
+    assert!(count(&next, "prompt_eval_count") > n, "{next}");
+    assert!(count(&next, "prompt_cache_count") >= n - 1, "{next}");
+    let longer = next["context"].as_array().unwrap();
+    assert_eq!(
+        &longer[..n as usize],
+        context.as_array().unwrap().as_slice()
+    );
+
+    // Not token ids, or beside raw: 400s that say so.
+    let r = ctx.post_json("/api/generate", &body("x", Some(&json!([1, -2]))));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("`context`"), "{}", r.text());
+    let mut raw = body("x", Some(&context));
+    raw["raw"] = json!(true);
+    assert_eq!(ctx.post_json("/api/generate", &raw).status, 400);
+    // A raw answer carries no context.
+    let r = generate(&ctx, "x", json!({"num_predict": 2}), json!({}));
+    assert!(r.get("context").is_none(), "{r}");
 }

@@ -190,9 +190,10 @@ fn with_request_limits(mut opts: Options, truncate: Option<bool>, shift: Option<
 }
 
 /// What a generate request asks that this model or llmpm cannot give,
-/// refused rather than dropped: images without vision, the deprecated
-/// `context`, and `suffix` without the `insert` capability or beside
-/// `raw` or `system`, which the fill-in-the-middle prompt has no room for.
+/// refused rather than dropped: images without vision, `context` beside
+/// `raw` (as Ollama refuses it), and `suffix` without the `insert`
+/// capability or beside `raw` or `system`, which the fill-in-the-middle
+/// prompt has no room for.
 fn refuse_unsupported(req: &GenerateRequest, model: &super::Model) -> Result<(), ApiError> {
     if !req.images.is_empty() {
         model.require(&req.model, Capability::Vision, "generate")?;
@@ -200,9 +201,9 @@ fn refuse_unsupported(req: &GenerateRequest, model: &super::Model) -> Result<(),
             "`images`: llmpm's runner cannot read images yet".into(),
         ));
     }
-    if req.context.as_ref().is_some_and(|c| !c.is_empty()) {
+    if req.raw && req.context.as_ref().is_some_and(|c| !c.is_empty()) {
         return Err(ApiError::BadRequest(
-            "`context` (deprecated in Ollama) is not supported: send the conversation to /api/chat as `messages`".into(),
+            "`context` cannot be combined with `raw`: raw prompts are sent as given".into(),
         ));
     }
     if !req.suffix.is_empty() {
@@ -322,6 +323,13 @@ pub async fn generate(
     if req.debug_render_only {
         return Ok(rendered(model, &prompt, &lease, started));
     }
+    // Ollama's deprecated `context`: an earlier answer's tokens go before
+    // this prompt, and the last line carries them on (not for `raw`).
+    let prompt = Prompt {
+        context: context_tokens(req.context.as_deref())?,
+        return_context: !req.raw,
+        ..prompt
+    };
     let events = resolved
         .generate(
             lease.runner(),
@@ -343,9 +351,25 @@ pub async fn generate(
             debug_info: None,
             done_reason: last.and_then(|c| c.done_reason.clone()),
             metrics: last.map(|c| metrics(c, load, started)).unwrap_or_default(),
+            context: last.map(|c| c.context.clone()).filter(|c| !c.is_empty()),
         }
     })
     .await)
+}
+
+/// `context` as token ids; a value no token id can be is a 400.
+fn context_tokens(context: Option<&[i64]>) -> Result<Vec<u32>, ApiError> {
+    context
+        .unwrap_or_default()
+        .iter()
+        .map(|&t| {
+            u32::try_from(t).map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "`context` holds {t}, which is not a token id: send back the `context` of an earlier answer"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// `POST /api/chat`.

@@ -67,6 +67,13 @@ pub struct CompletionRequest {
     /// likely alternatives (`None`: no log-probabilities).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<u32>,
+    /// Tokens before the prompt (an earlier answer's `context`); BOS is
+    /// then not added again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<u32>,
+    /// End with the tokens of the prompt and the generation (`context`).
+    #[serde(default)]
+    pub return_context: bool,
 }
 
 impl CompletionRequest {
@@ -145,6 +152,9 @@ pub struct CompletionChunk {
     /// Of those, how many the prompt cache held (last line).
     #[serde(default)]
     pub prompt_cache_count: usize,
+    /// The tokens of the prompt and the generation, when asked (last line).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<u32>,
     /// Nanoseconds spent on the prompt (last line).
     #[serde(default)]
     pub prompt_eval_duration: u64,

@@ -176,7 +176,19 @@ impl Engine {
                         return;
                     }
                 };
-                let tokens = self.codec.encode(&req.prompt, req.add_bos, true);
+                let n_vocab = self.model.config().n_vocab;
+                if let Some(bad) = req.context.iter().find(|&&t| t as usize >= n_vocab) {
+                    fail(format!(
+                        "`context` holds token {bad}, past this model's vocabulary of {n_vocab}: send the `context` this model answered"
+                    ));
+                    return;
+                }
+                let mut tokens = req.context.clone();
+                tokens.extend(self.codec.encode(
+                    &req.prompt,
+                    req.add_bos && tokens.is_empty(),
+                    true,
+                ));
                 if tokens.is_empty() {
                     fail("the prompt is empty after tokenization".into());
                     return;

@@ -15,12 +15,16 @@ use crate::llm::protocol::{CompletionRequest, Constraint};
 use crate::template::{ChatMessage, ChatTemplate, GoTemplate, PromptData, RenderOptions};
 
 /// A rendered prompt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Prompt {
     /// The text (special-token text is parsed by the runner).
     pub text: String,
     /// Whether the runner should still add BOS (a Jinja template writes it itself).
     pub add_bos: bool,
+    /// Tokens before the text: `/api/generate`'s `context` from an earlier answer.
+    pub context: Vec<u32>,
+    /// Answer with the tokens of the prompt and the generation (`context`).
+    pub return_context: bool,
 }
 
 impl Prompt {
@@ -29,6 +33,7 @@ impl Prompt {
         Prompt {
             text,
             add_bos: true,
+            ..Prompt::default()
         }
     }
 
@@ -46,6 +51,8 @@ impl Prompt {
             constraint,
             preserved_tokens: Vec::new(),
             logprobs: None,
+            context: self.context,
+            return_context: self.return_context,
         }
     }
 }
@@ -69,6 +76,7 @@ impl<X> ResolvedModel<X> {
         Ok(Prompt {
             text,
             add_bos: !matches!(t, ChatTemplate::Jinja(_)),
+            ..Prompt::default()
         })
     }
 
@@ -145,6 +153,7 @@ impl<X> ResolvedModel<X> {
         Ok(Prompt {
             text,
             add_bos: true,
+            ..Prompt::default()
         })
     }
 

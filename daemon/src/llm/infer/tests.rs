@@ -26,6 +26,7 @@ fn render(messages: &[Message]) -> Result<Prompt, LlmError> {
     Ok(Prompt {
         text,
         add_bos: true,
+        ..Prompt::default()
     })
 }
 

@@ -37,6 +37,8 @@ pub(super) struct Seq {
     shift: bool,
     /// Tokens a context shift keeps at the start.
     num_keep: usize,
+    /// End with `history` as the answer's `context`.
+    return_context: bool,
     sampler: Sampler,
     /// The output constraint, if the request has one.
     guide: Option<Guide>,
@@ -93,6 +95,7 @@ impl Seq {
             // "Until the context is full" (-2) never shifts.
             shift: req.shift && req.num_predict != -2,
             num_keep: usize::try_from(req.num_keep).unwrap_or(usize::MAX),
+            return_context: req.return_context,
             sampler: Sampler::new(req.sampler.clone()),
             guide,
             text: TextStream::new(&req.stop),
@@ -183,6 +186,9 @@ impl Seq {
         }
         self.done.content = rest;
         self.done.done_reason = Some(reason.into());
+        if self.return_context {
+            self.done.context = self.history.clone();
+        }
         self.done.eval_duration = self.t1.map_or(0, nanos);
         line(&self.tx, &self.done);
         false

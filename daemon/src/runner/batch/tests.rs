@@ -49,6 +49,8 @@ fn request(prompt: &str) -> CompletionRequest {
         constraint: None,
         preserved_tokens: Vec::new(),
         logprobs: None,
+        context: Vec::new(),
+        return_context: false,
     }
 }
 

@@ -99,6 +99,8 @@ fn request(constraint: Constraint, seed: u64, num_predict: i64) -> CompletionReq
         constraint: Some(constraint),
         preserved_tokens: Vec::new(),
         logprobs: None,
+        context: Vec::new(),
+        return_context: false,
     }
 }
 
