@@ -19,6 +19,7 @@
 
 mod blob;
 mod index;
+mod referrers;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -32,6 +33,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use blob::BlobWriter;
 use index::{BlobEntry, Index, RefEntry};
+pub use referrers::Referrer;
 
 /// A store error. Each names what it was about.
 #[derive(Debug, thiserror::Error)]
@@ -413,6 +415,7 @@ impl Store {
             &old_blobs,
         )?;
         self.delete_blob_files(&freed);
+        self.release_referrers(&freed)?;
         Ok((digest, freed))
     }
 
@@ -531,6 +534,7 @@ impl Store {
             .index
             .swap_ref(&key, None, &BTreeMap::new(), &old_blobs)?;
         self.delete_blob_files(&freed);
+        self.release_referrers(&freed)?;
         Ok(freed)
     }
 
@@ -648,6 +652,12 @@ impl Store {
             for (d, size) in blobs {
                 let c = counts.entry(d).or_insert((0, size));
                 c.0 += 1;
+            }
+        }
+        // Signatures kept for a model count like its own blobs.
+        for blobs in self.referrer_blob_sets()? {
+            for (d, size) in blobs {
+                counts.entry(d).or_insert((0, size)).0 += 1;
             }
         }
         for (d, (refs, size)) in &counts {
