@@ -11,6 +11,8 @@
 //! - `download`: one blob as parallel Range parts with a resume journal,
 //!   hashing the contiguous prefix as it grows; in-flight downloads shared.
 //! - `pull` and `push`: a model's manifest and blobs, with Ollama's progress.
+//! - `referrers`: a manifest's signature artifacts at the registry (the
+//!   referrers API or its fallback tag), checked against the trust policy.
 //!
 //! Spec: <https://github.com/opencontainers/distribution-spec/blob/main/spec.md>.
 
@@ -23,6 +25,7 @@ mod error;
 mod options;
 mod pull;
 mod push;
+mod referrers;
 
 pub use error::TransferError;
 pub use options::{TransferOptions, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE};
@@ -36,6 +39,7 @@ pub struct Transfers {
     http: client::Http,
     options: TransferOptions,
     inflight: download::InFlight,
+    trust: crate::trust::TrustPolicy,
 }
 
 impl Transfers {
@@ -50,7 +54,14 @@ impl Transfers {
             http,
             options,
             inflight: download::InFlight::default(),
+            trust: crate::trust::TrustPolicy::default(),
         })
+    }
+
+    /// The same, checking pulls against `policy` (`trust_policy` in the config).
+    pub fn with_trust_policy(mut self, policy: crate::trust::TrustPolicy) -> Transfers {
+        self.trust = policy;
+        self
     }
 
     /// The options in force.

@@ -70,13 +70,14 @@ pub(crate) fn registry_for(
 }
 
 /// A manifest as fetched.
-struct Fetch {
-    bytes: Vec<u8>,
+pub(super) struct Fetch {
+    pub bytes: Vec<u8>,
     content_type: String,
     digest: Digest,
 }
 
-async fn fetch_manifest(
+/// Fetches one manifest (by tag or digest), bounded, its digest checked against `expect` and the header.
+pub(super) async fn fetch_manifest(
     reg: &Registry,
     name: &Reference,
     reference: &str,
@@ -242,7 +243,10 @@ pub async fn pull(
     let name: Reference = req.model.parse()?;
     out.status("pulling manifest").await?;
     let reg = registry_for(&t, home, &name, req.insecure)?;
-    let (manifest, raw, _digest) = resolve(&reg, &name).await?;
+    let (manifest, raw, digest) = resolve(&reg, &name).await?;
+    // Before any blob: a refused model leaves nothing behind.
+    let signatures =
+        super::referrers::check_on_pull(&reg, &name, &digest, &manifest, &t.trust, &out).await?;
     for d in manifest.blobs() {
         if d.digest.algorithm() != llmpm_spec::digest::Algorithm::Sha256 {
             return Err(reg.invalid(format!(
@@ -357,8 +361,46 @@ pub async fn pull(
     if !freed.is_empty() {
         out.status("removing unused layers").await?;
     }
+    keep_signatures(&store, &name, rewritten, signatures).await?;
     tracing::info!(model = %name, "pulled");
     out.status("success").await
+}
+
+/// Stores the pulled signature artifacts as referrers of the stored manifest.
+async fn keep_signatures(
+    store: &Store,
+    name: &Reference,
+    rewritten: bool,
+    signatures: Vec<super::referrers::RemoteSignature>,
+) -> Result<(), TransferError> {
+    if signatures.is_empty() {
+        return Ok(());
+    }
+    if rewritten {
+        // The stored manifest is not the registry's (decompressed layers):
+        // the signatures name the registry's, so they were checked on pull
+        // but cannot be kept (SPEC.md, "Signatures").
+        tracing::warn!(model = %name, "signatures of a `+zstd` manifest are checked on pull but not kept");
+        return Ok(());
+    }
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || {
+        for sig in signatures {
+            let kept = s
+                .put_bytes(crate::trust::EMPTY_CONFIG)
+                .and_then(|_| s.put_bytes(&sig.bundle))
+                .and_then(|_| s.put_referrer(&sig.artifact));
+            // An artifact of another shape (a config other than `{}`) is not
+            // kept; the model is stored either way.
+            if let Err(e) = kept {
+                tracing::warn!(error = %crate::errors::chain(&e), "a signature artifact was not kept");
+            }
+        }
+        Ok::<_, crate::store::StoreError>(())
+    })
+    .await
+    .map_err(|e| TransferError::io("store", store.root(), std::io::Error::other(e)))??;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -123,20 +123,12 @@ pub struct Signed {
 /// Signs a stored model with `key` and stores the bundle as its referrer.
 pub fn sign_model(store: &Store, name: &Reference, key: &SigningKey) -> Result<Signed, TrustError> {
     let entry = store.get(name)?;
-    let raw = store.read_blob(
-        &entry.digest,
-        llmpm_spec::manifest::MAX_MANIFEST_BYTES as u64,
-    )?;
     let files = sig::model_files(&entry.digest, &entry.manifest)?;
     let statement = oms::statement(&name.display_short(), &files);
     let bundle = oms::sign(&statement, key);
     // Plain serde structs: serialization cannot fail.
     let bundle_bytes = serde_json::to_vec(&bundle).unwrap_or_default();
-    store.put_bytes(EMPTY_CONFIG)?;
-    store.put_bytes(&bundle_bytes)?;
-    let subject = subject_descriptor(&entry.manifest, &entry.digest, raw.len() as u64);
-    let artifact = artifact_manifest(subject, &bundle_bytes, SystemTime::now());
-    let digest = store.put_referrer(&artifact.to_bytes())?;
+    let digest = keep_bundle(store, &entry, &bundle_bytes)?;
     tracing::info!(model = %name, artifact = %digest, key = %key.public().hint(), "signed");
     Ok(Signed {
         artifact: digest,
@@ -145,6 +137,23 @@ pub fn sign_model(store: &Store, name: &Reference, key: &SigningKey) -> Result<S
         key_hint: key.public().hint(),
         bundle: bundle_bytes,
     })
+}
+
+/// Stores a bundle (already verified by the caller) as a referrer of a stored model.
+pub fn keep_bundle(
+    store: &Store,
+    entry: &crate::store::ModelEntry,
+    bundle: &[u8],
+) -> Result<Digest, TrustError> {
+    let raw = store.read_blob(
+        &entry.digest,
+        llmpm_spec::manifest::MAX_MANIFEST_BYTES as u64,
+    )?;
+    store.put_bytes(EMPTY_CONFIG)?;
+    store.put_bytes(bundle)?;
+    let subject = subject_descriptor(&entry.manifest, &entry.digest, raw.len() as u64);
+    let artifact = artifact_manifest(subject, bundle, SystemTime::now());
+    Ok(store.put_referrer(&artifact.to_bytes())?)
 }
 
 /// Checks one bundle against a manifest with the trusted keys.
@@ -219,4 +228,48 @@ fn created_of(r: &Referrer) -> Option<String> {
         .as_ref()
         .and_then(|a| a.get(CREATED_ANNOTATION))
         .cloned()
+}
+
+/// A model's stored signatures as the API reports them, checked with the
+/// policy's keys (all entries') and `extra`. A key that cannot be loaded
+/// makes every entry say so rather than failing the caller.
+pub fn signature_infos(
+    store: &Store,
+    manifest_digest: &Digest,
+    manifest: &Manifest,
+    policy: &TrustPolicy,
+    extra: &[TrustedKey],
+) -> Result<Vec<llmpm_spec::api::SignatureInfo>, TrustError> {
+    let (mut keys, key_error) = match policy.all_keys() {
+        Ok(k) => (k, None),
+        Err(e) => (Vec::new(), Some(crate::errors::chain(&e))),
+    };
+    keys.extend(extra.iter().cloned());
+    Ok(check_stored(store, manifest_digest, manifest, &keys)?
+        .into_iter()
+        .map(|s| info(s, key_error.as_deref()))
+        .collect())
+}
+
+/// The API's view of one checked signature.
+pub fn info(s: SignatureStatus, key_error: Option<&str>) -> llmpm_spec::api::SignatureInfo {
+    let (signer, verified, error) = match s.result {
+        Ok(v) => (Some(v.key_name), true, None),
+        Err(e) => (
+            None,
+            false,
+            Some(match key_error {
+                Some(k) => format!("{e} (and the trust policy's keys could not be read: {k})"),
+                None => e,
+            }),
+        ),
+    };
+    llmpm_spec::api::SignatureInfo {
+        artifact: s.artifact.to_string(),
+        key_hint: s.key_hint,
+        signer,
+        verified,
+        error,
+        created: s.created,
+    }
 }
