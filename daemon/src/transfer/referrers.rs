@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::body;
-use super::client::Registry;
+use super::client::{accept_manifests, Registry};
 use super::pull::fetch_manifest;
 use super::TransferError;
 
@@ -92,8 +92,10 @@ async fn list(
     }
     let tag = fallback_tag(subject);
     let url = reg.url(&format!("{repo}/manifests/{tag}"))?;
+    // Every manifest type, so a tag holding something else is read and
+    // named rather than refused by the registry's content negotiation.
     let resp = reg
-        .send(Method::GET, url.clone(), index_accept(), None, &scope)
+        .send(Method::GET, url.clone(), accept_manifests(), None, &scope)
         .await?;
     if resp.status() == StatusCode::NOT_FOUND {
         return Ok(None);
@@ -197,7 +199,7 @@ pub async fn add_to_fallback(
     let scope = format!("repository:{repo}:pull,push");
     let url = reg.url(&format!("{repo}/manifests/{tag}"))?;
     let resp = reg
-        .send(Method::GET, url.clone(), index_accept(), None, &scope)
+        .send(Method::GET, url.clone(), accept_manifests(), None, &scope)
         .await?;
     let mut index = if resp.status() == StatusCode::NOT_FOUND {
         Index {
