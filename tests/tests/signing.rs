@@ -161,7 +161,7 @@ fn require_accepts_the_right_key_and_refuses_every_tampering() {
     let (_, _, bundle) = remote_signature(&reg, "ns/m", &subject);
 
     // The right key: accepted, and the signature is kept and shown.
-    let ok = consumer("require", &[k1.clone()]);
+    let ok = consumer("require", std::slice::from_ref(&k1));
     let lines = assert_pulled(&ok, &m);
     assert!(
         lines.iter().any(|l| l["status"] == "signed by k1.pub"),
@@ -177,7 +177,7 @@ fn require_accepts_the_right_key_and_refuses_every_tampering() {
     assert_ok(&ok.cli(&["verify", "--signatures", &m]));
 
     // Another key.
-    let other = consumer("require", &[k2.clone()]);
+    let other = consumer("require", std::slice::from_ref(&k2));
     assert_refused(&other, &m, "no trusted key verifies the signature");
     // An unknown key type in the bundle.
     let mut odd = bundle.clone();
@@ -195,7 +195,7 @@ fn require_accepts_the_right_key_and_refuses_every_tampering() {
         "key type `PKIX_RSA_PKCS1V15_2048_SHA256` is not supported",
     );
 
-    let fresh = || consumer("require", &[k1.clone()]);
+    let fresh = || consumer("require", std::slice::from_ref(&k1));
     // The signature bytes flipped.
     let mut flipped = bundle.clone();
     let sig = flipped["dsseEnvelope"]["signatures"][0]["sig"]
@@ -252,7 +252,7 @@ fn require_accepts_the_right_key_and_refuses_every_tampering() {
     assert_refused(&fresh(), &m, "has no signature");
 
     // `warn` pulls the unsigned model and says why.
-    let warn = consumer("warn", &[k1.clone()]);
+    let warn = consumer("warn", std::slice::from_ref(&k1));
     let lines = assert_pulled(&warn, &m);
     assert!(
         lines.iter().any(|l| l["status"]
@@ -323,7 +323,7 @@ fn bad_referrers_and_bundles_are_clear_errors_and_the_daemon_serves_on() {
     // A trusted key of an unknown type: the pull says which and why.
     let rsa = ctx.work.join("rsa.pub");
     std::fs::write(&rsa, "-----BEGIN PUBLIC KEY-----\nMIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDidTvHoshmCRDf0bC33Z3P9pqa\n4p+x59jbOLc9f0DWHBMdYzOc00l6sH1FPKRGvm74lqRy5JETbgxeZnw2dV/bBknr\nJVmGSy0QAuG9W4tdRtX2h6pBMyV4/n+tIZXJhGQY+Vp7clG7gtSBgY8rPQKSvChF\noAtCPxY7rJHhqsZd/QIDAQAB\n-----END PUBLIC KEY-----\n").unwrap();
-    let rsa_ctx = consumer("require", &[rsa.clone()]);
+    let rsa_ctx = consumer("require", std::slice::from_ref(&rsa));
     assert_refused(
         &rsa_ctx,
         &m,
