@@ -10,6 +10,7 @@
 //!   the retry backoff, below `client` and `download`.
 //! - `download`: one blob as parallel Range parts with a resume journal,
 //!   hashing the contiguous prefix as it grows; in-flight downloads shared.
+//! - `manifest`: one manifest fetched, bounded and its digest checked.
 //! - `pull` and `push`: a model's manifest and blobs, with Ollama's progress.
 //! - `referrers`: a manifest's signature artifacts at the registry (the
 //!   referrers API or its fallback tag), checked against the trust policy.
@@ -22,6 +23,7 @@ mod client;
 pub mod credentials;
 mod download;
 mod error;
+mod manifest;
 mod options;
 mod pull;
 mod push;

@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::body;
 use super::client::{accept_manifests, Registry};
-use super::pull::fetch_manifest;
+use super::manifest::fetch_manifest;
 use super::TransferError;
 
 /// Signature artifacts looked at per manifest; more are ignored.
