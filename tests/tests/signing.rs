@@ -37,6 +37,77 @@ fn publisher() -> TestContext {
     ctx
 }
 
+#[test]
+fn keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let ctx = TestContext::started();
+    assert_ok(&ctx.cli(&["keygen", "--out", "k"]));
+    let mode = |f: &str| {
+        std::fs::metadata(ctx.work.join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("k.key"), 0o600);
+    let key = std::fs::read_to_string(ctx.work.join("k.key")).unwrap();
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{key}");
+    let again = ctx.cli(&["keygen", "--out", "k"]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "{}",
+        llmpm_tests::stderr(&again)
+    );
+    assert_eq!(
+        std::fs::read_to_string(ctx.work.join("k.key")).unwrap(),
+        key
+    );
+    let bad = ctx.cli(&["keygen", "--type", "rsa", "--out", "r"]);
+    assert!(
+        llmpm_tests::stderr(&bad).contains("use `ecdsa-p256` or `ed25519`"),
+        "{}",
+        llmpm_tests::stderr(&bad)
+    );
+}
+
+#[test]
+fn two_signers_both_reach_the_registry_and_either_key_is_enough() {
+    let Some(reg) = DockerRegistry::start() else {
+        return;
+    };
+    let p = publisher();
+    let m = reg.model("ns/two", "v1");
+    assert_ok(&p.cli(&["cp", "m", &m]));
+    assert_ok(&p.cli(&["sign", &m, "--key", "k1.key"]));
+    assert_ok(&p.cli(&["sign", &m, "--key", "k2.key"]));
+    assert_ok(&p.cli(&["push", &m, "--insecure"]));
+    // Pushing again adds nothing to the fallback index.
+    assert_ok(&p.cli(&["push", &m, "--insecure"]));
+    let (_, raw) = reg.get_manifest("ns/two", "v1").unwrap();
+    let (_, idx) = reg
+        .get_manifest("ns/two", &sha256_digest(&raw).replace(':', "-"))
+        .unwrap();
+    let idx: Value = serde_json::from_slice(&idx).unwrap();
+    assert_eq!(idx["manifests"].as_array().unwrap().len(), 2, "{idx}");
+    let ed = consumer("require", &[p.work.join("k2.pub")]);
+    let lines = assert_pulled(&ed, &m);
+    assert!(
+        lines.iter().any(|l| l["status"] == "signed by k2.pub"),
+        "{lines:?}"
+    );
+    let show = ed.cli(&["show", &m, "--json"]);
+    let v: Value = serde_json::from_str(&stdout(&show)).unwrap();
+    let sigs = v["signatures"].as_array().unwrap();
+    assert_eq!(sigs.len(), 2, "{v}");
+    assert_eq!(
+        sigs.iter().filter(|s| s["verified"] == true).count(),
+        1,
+        "{v}"
+    );
+    assert!(sigs.iter().all(|s| s["created"].is_string()), "{v}");
+}
+
 /// A fresh home whose config trusts `keys` for every name in `mode`.
 fn consumer(mode: &str, keys: &[std::path::PathBuf]) -> TestContext {
     let mut ctx = TestContext::new();
