@@ -379,19 +379,7 @@ impl Store {
         // Under the lock, so a concurrent delete cannot free a blob between
         // this check and the count that keeps it.
         let _guard = self.lock_refs();
-        for d in manifest.blobs() {
-            match self.blob_size(&d.digest) {
-                Some(size) if size == d.size => {}
-                Some(size) => {
-                    return Err(StoreError::SizeMismatch {
-                        digest: d.digest.clone(),
-                        expected: d.size,
-                        actual: size,
-                    })
-                }
-                None => return Err(StoreError::MissingLayer(d.digest.clone())),
-            }
-        }
+        self.check_blobs(manifest)?;
         let digest = self.put_bytes(bytes)?;
         let key = reference.untagged_digest().to_string();
         let old = self.inner.index.get_ref(&key)?;
@@ -417,6 +405,24 @@ impl Store {
         self.delete_blob_files(&freed);
         self.release_referrers(&freed)?;
         Ok((digest, freed))
+    }
+
+    /// Checks that every blob `m` names is stored with its declared size.
+    fn check_blobs(&self, m: &Manifest) -> Result<(), StoreError> {
+        for d in m.blobs() {
+            match self.blob_size(&d.digest) {
+                Some(size) if size == d.size => {}
+                Some(size) => {
+                    return Err(StoreError::SizeMismatch {
+                        digest: d.digest.clone(),
+                        expected: d.size,
+                        actual: size,
+                    })
+                }
+                None => return Err(StoreError::MissingLayer(d.digest.clone())),
+            }
+        }
+        Ok(())
     }
 
     /// The distinct blobs of a stored manifest, the manifest itself included.

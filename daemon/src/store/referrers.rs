@@ -51,21 +51,8 @@ impl Store {
         if !in_use {
             return Err(StoreError::ModelNotFound(format!("@{subject}")));
         }
-        let mut blobs = BTreeMap::new();
-        for d in m.blobs() {
-            match self.blob_size(&d.digest) {
-                Some(size) if size == d.size => {}
-                Some(size) => {
-                    return Err(StoreError::SizeMismatch {
-                        digest: d.digest.clone(),
-                        expected: d.size,
-                        actual: size,
-                    })
-                }
-                None => return Err(StoreError::MissingLayer(d.digest.clone())),
-            }
-            blobs.insert(d.digest.clone(), d.size);
-        }
+        self.check_blobs(&m)?;
+        let mut blobs = self.manifest_blob_set_of(&m);
         let digest = self.put_bytes(bytes)?;
         blobs.insert(digest.clone(), bytes.len() as u64);
         let entry = ReferrerEntry {
