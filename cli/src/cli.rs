@@ -65,8 +65,16 @@ pub enum Command {
     Logout(LogoutArgs),
     /// Delete blobs no model uses and stale partial files
     Prune(JsonArgs),
-    /// Re-hash every blob and report those that are corrupt or missing
-    Verify(JsonArgs),
+    /// Re-hash every blob and report those that are corrupt or missing; with
+    /// `--signatures`, check models' signatures instead
+    Verify(VerifyArgs),
+    /// Write a new signing key pair (ECDSA P-256 by default) for `llmpm sign`
+    Keygen(KeygenArgs),
+    /// Sign a model (an OpenSSF model-signing bundle, kept with the model and pushed with it)
+    Sign(SignArgs),
+    /// Write a model's files to a directory (`manifest.json`, `<media type>/sha256-<hex>`):
+    /// what a signature covers, for `model-signing` to check
+    Export(ExportArgs),
 }
 
 /// `llmpm run`.
@@ -208,4 +216,57 @@ pub struct LoginArgs {
 pub struct LogoutArgs {
     /// The registry host
     pub host: String,
+}
+
+/// `llmpm verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Check signatures (against the trust policy's keys and `--key`) instead of re-hashing blobs
+    #[arg(long)]
+    pub signatures: bool,
+    /// With `--signatures`: the models to check (default: every model)
+    pub models: Vec<String>,
+    /// With `--signatures`: a public key (PEM) to trust besides the policy's; repeatable
+    #[arg(long, value_name = "PUB")]
+    pub key: Vec<PathBuf>,
+    /// With `--signatures` and one model: check this bundle file (e.g. `model-signing`'s
+    /// `.sig` over `llmpm export`'s files) and keep it with the model when it verifies
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+}
+
+/// `llmpm keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// `ecdsa-p256` (what `model-signing` also verifies) or `ed25519`
+    #[arg(long = "type", default_value = "ecdsa-p256", value_name = "TYPE")]
+    pub key_type: String,
+    /// Writes `PREFIX.key` (mode 0600) and `PREFIX.pub`; existing files are never overwritten
+    #[arg(long, short, default_value = "llmpm-signing", value_name = "PREFIX")]
+    pub out: PathBuf,
+}
+
+/// `llmpm sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The model
+    pub model: String,
+    /// The private key (PEM: PKCS#8, or SEC1 for P-256)
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// Also write the bundle to this file (the `.sig` file `model-signing` reads)
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+}
+
+/// `llmpm export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The model
+    pub model: String,
+    /// A new or empty directory
+    pub dir: PathBuf,
 }

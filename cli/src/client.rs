@@ -312,6 +312,38 @@ impl Client {
         self.call(Method::POST, "/api/verify", None::<&()>).await
     }
 
+    /// `POST /api/keygen`.
+    pub async fn keygen(
+        &self,
+        req: &llmpm_spec::api::KeygenRequest,
+    ) -> anyhow::Result<llmpm_spec::api::KeygenResponse> {
+        self.call(Method::POST, "/api/keygen", Some(req)).await
+    }
+
+    /// `POST /api/sign`.
+    pub async fn sign(
+        &self,
+        req: &llmpm_spec::api::SignRequest,
+    ) -> anyhow::Result<llmpm_spec::api::SignResponse> {
+        self.call(Method::POST, "/api/sign", Some(req)).await
+    }
+
+    /// `POST /api/signatures`.
+    pub async fn signatures(
+        &self,
+        req: &llmpm_spec::api::SignaturesRequest,
+    ) -> anyhow::Result<llmpm_spec::api::SignaturesResponse> {
+        self.call(Method::POST, "/api/signatures", Some(req)).await
+    }
+
+    /// `POST /api/export`.
+    pub async fn export(
+        &self,
+        req: &llmpm_spec::api::ExportRequest,
+    ) -> anyhow::Result<llmpm_spec::api::ExportResponse> {
+        self.call(Method::POST, "/api/export", Some(req)).await
+    }
+
     /// `POST /api/create`, streamed.
     pub async fn create(&self, req: &CreateRequest) -> anyhow::Result<ProgressStream> {
         let resp = self

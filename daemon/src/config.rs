@@ -66,6 +66,8 @@ struct FileConfig {
     pull_part_size: Option<String>,
     pull_concurrency: Option<u32>,
     pull_stall_timeout: Option<String>,
+    #[serde(default)]
+    trust_policy: crate::trust::TrustPolicy,
 }
 
 /// The resolved settings the daemon runs with.
@@ -98,6 +100,9 @@ pub struct Config {
     pub pull_concurrency: u32,
     /// A part silent this long is restarted (`LLMPM_PULL_STALL_TIMEOUT`, default 30s).
     pub pull_stall_timeout: std::time::Duration,
+    /// Which registries and namespaces need signatures, and whose keys count
+    /// (`trust_policy`, YAML only; default: none, so every pull is `off`).
+    pub trust_policy: crate::trust::TrustPolicy,
 }
 
 /// Parses a byte size: `67108864`, `64MiB`, `64M`, `1GiB`, `512k` (binary units).
@@ -268,6 +273,7 @@ impl Config {
             pull_part_size,
             pull_concurrency,
             pull_stall_timeout,
+            trust_policy: file.trust_policy,
             home,
             socket,
             tcp,

@@ -172,5 +172,7 @@ pub fn show(store: &Store, entry: &ModelEntry, verbose: bool) -> Result<ShowResp
         // Filled in by the API from the resolved model (llm::infer::Capability).
         capabilities: Vec::new(),
         modified_at: rfc3339(entry.modified),
+        // Filled in by the API (trust::signature_infos, with the policy's keys).
+        signatures: Vec::new(),
     })
 }

@@ -17,3 +17,4 @@ pub mod store;
 pub mod template;
 pub mod tokenizer;
 pub mod transfer;
+pub mod trust;

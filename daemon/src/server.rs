@@ -115,7 +115,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stall_timeout: config.pull_stall_timeout,
         ..crate::transfer::TransferOptions::default()
     })
-    .context("cannot set up registry transfers")?;
+    .context("cannot set up registry transfers")?
+    .with_trust_policy(config.trust_policy.clone());
     // Runners are this same binary (`llmpmd runner`), one per loaded model.
     let exe = std::env::current_exe().context("cannot find the llmpmd executable")?;
     let sched = crate::sched::Scheduler::start(sched_config(&config, exe));

@@ -7,7 +7,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod signing;
 mod tools;
+
+pub use signing::{
+    ExportRequest, ExportResponse, KeygenRequest, KeygenResponse, SignRequest, SignResponse,
+    SignatureInfo, SignaturesRequest, SignaturesResponse,
+};
 
 pub use tools::{check_tools, Think, ThinkLevel, Tool, ToolCall, ToolCallFunction, ToolFunction};
 mod model_name;
@@ -158,6 +164,9 @@ pub struct ShowResponse {
     /// RFC 3339 time of the last change.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub modified_at: String,
+    /// llmpm: the model's stored signatures, checked against the trust policy's keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<SignatureInfo>,
 }
 
 /// A chat message.

@@ -18,6 +18,7 @@ pub mod modelfile;
 pub mod name;
 pub mod params;
 pub mod quote;
+pub mod signature;
 
 pub use digest::{Digest, DigestError};
 pub use manifest::{Descriptor, Manifest, ManifestError, ModelConfig};

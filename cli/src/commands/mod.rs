@@ -12,6 +12,7 @@ pub mod rm;
 pub mod run;
 pub mod serve;
 pub mod show;
+pub mod sign;
 pub mod stop;
 pub mod verify;
 
@@ -48,6 +49,9 @@ pub async fn dispatch(
         Command::Logout(args) => login::logout(&args, settings, printer),
         Command::Prune(args) => prune::run(&args, client, printer).await,
         Command::Verify(args) => verify::run(&args, client, printer).await,
+        Command::Keygen(args) => sign::keygen(&args, client, printer).await,
+        Command::Sign(args) => sign::sign(&args, client, printer).await,
+        Command::Export(args) => sign::export(&args, client, printer).await,
     }?;
     Ok(ExitCode::SUCCESS)
 }

@@ -144,6 +144,11 @@ pub fn summary(show: &ShowResponse, verbose: bool) -> String {
     section(&mut out, "Parameters", &params);
     section(&mut out, "System", &preview(&show.system));
     section(&mut out, "License", &preview(&show.license));
+    section(
+        &mut out,
+        "Signatures",
+        &super::sign::signature_rows(&show.signatures),
+    );
     if verbose {
         let meta: Vec<(String, String)> = info
             .iter()

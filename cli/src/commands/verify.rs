@@ -1,13 +1,22 @@
 //! `llmpm verify`: the daemon re-hashes every blob; this prints what is damaged and which models need it.
 
-use crate::cli::JsonArgs;
+use crate::cli::VerifyArgs;
 use crate::client::Client;
 use crate::error::Failure;
 use crate::format::{human_bytes, plural};
 use crate::printer::Printer;
 
 /// Verifies the store; damage is reported on stdout and makes the exit code 1.
-pub async fn run(args: &JsonArgs, client: &Client, printer: &Printer) -> anyhow::Result<()> {
+pub async fn run(args: &VerifyArgs, client: &Client, printer: &Printer) -> anyhow::Result<()> {
+    if args.signatures {
+        return super::sign::verify_signatures(args, client, printer).await;
+    }
+    if !args.models.is_empty() || !args.key.is_empty() || args.bundle.is_some() {
+        return Err(crate::error::UserError::new(
+            "models, `--key` and `--bundle` go with `--signatures`",
+        )
+        .into());
+    }
     let r = client.verify().await?;
     if args.json {
         printer.json(&r)?;

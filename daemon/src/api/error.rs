@@ -181,12 +181,37 @@ impl Classify for TransferError {
             TransferError::NotFound { .. } => Class::NotFound,
             TransferError::Unauthorized { .. } => Class::Unauthorized,
             TransferError::Insecure(_) => Class::BadRequest,
+            // The message is the whole story (which policy, why); no causes to chain.
+            TransferError::Untrusted { .. } => Class::Exhausted,
             // The pull that holds the last share answers as the failure
             // itself; one that still shares it with other waiters, as a 500.
             TransferError::Shared(inner) if std::sync::Arc::strong_count(inner) == 1 => {
                 Class::As(answer(&**inner))
             }
             _ => Class::Internal,
+        }
+    }
+}
+
+impl Classify for crate::trust::TrustError {
+    fn class(&self) -> Class {
+        use crate::trust::TrustError;
+        match self {
+            TrustError::Store(s) => Class::As(answer(s)),
+            TrustError::Key(_) | TrustError::Layout(_) | TrustError::PolicyKey(_) => {
+                Class::BadRequestWithCauses
+            }
+        }
+    }
+}
+
+impl Classify for crate::trust::ExportError {
+    fn class(&self) -> Class {
+        use crate::trust::ExportError;
+        match self {
+            ExportError::Store(s) => Class::As(answer(s)),
+            ExportError::Io { .. } => Class::Internal,
+            _ => Class::BadRequest,
         }
     }
 }

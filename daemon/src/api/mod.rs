@@ -10,6 +10,7 @@ mod models;
 mod openai;
 mod openai_tools;
 mod ps;
+mod signing;
 pub mod stream;
 mod transfer;
 
@@ -83,6 +84,10 @@ fn routes(state: AppState) -> Router {
         .route("/v1/models/{*model}", get(openai::model))
         .route("/api/prune", post(models::prune))
         .route("/api/verify", post(models::verify))
+        .route("/api/keygen", post(signing::keygen))
+        .route("/api/sign", post(signing::sign))
+        .route("/api/signatures", post(signing::signatures))
+        .route("/api/export", post(signing::export))
         .fallback(not_found)
         .with_state(state)
 }

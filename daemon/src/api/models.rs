@@ -28,7 +28,7 @@ pub async fn resolve(state: &AppState, name: &str) -> Result<Arc<Model>, ApiErro
     Ok(state.models.resolve(&reference).await?)
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -83,9 +83,18 @@ pub async fn show(
 ) -> Result<Json<ShowResponse>, ApiError> {
     let name = parse_name(&req.model)?;
     let store = state.store.clone();
+    let config = state.config.clone();
     let mut resp = blocking(move || {
         let entry = store.get(&name)?;
-        Ok(describe::show(&store, &entry, req.verbose)?)
+        let mut resp = describe::show(&store, &entry, req.verbose)?;
+        resp.signatures = crate::trust::signature_infos(
+            &store,
+            &entry.digest,
+            &entry.manifest,
+            &config.trust_policy,
+            &[],
+        )?;
+        Ok(resp)
     })
     .await?;
     resp.capabilities = capabilities(&state, &req.model).await;

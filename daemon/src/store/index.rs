@@ -51,6 +51,8 @@ pub(crate) struct Index {
     refs: sled::Tree,
     blobs: sled::Tree,
     journal: sled::Tree,
+    /// `<subject digest> <artifact digest>` → [`ReferrerEntry`]: signatures kept for a manifest.
+    referrers: sled::Tree,
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], v: &[u8]) -> Result<T, StoreError> {
@@ -61,6 +63,65 @@ fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], v: &[u8]) -> Result<T, Store
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     // Plain structs of strings and integers always serialize.
     serde_json::to_vec(v).unwrap_or_default()
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+/// Counts each blob of `add` up by one (creating its record), inside a transaction.
+fn count_up(
+    blobs: &sled::transaction::TransactionalTree,
+    add: &BTreeMap<Digest, u64>,
+    now: u64,
+) -> TxResult<()> {
+    for (d, size) in add {
+        let k = d.to_string();
+        let mut e = match blobs.get(k.as_bytes())? {
+            Some(v) => serde_json::from_slice::<BlobEntry>(&v)
+                .map_err(|_| ConflictableTransactionError::Abort(StoreError::Record(k.clone())))?,
+            None => BlobEntry {
+                size: *size,
+                refs: 0,
+                last_used: now,
+            },
+        };
+        e.refs += 1;
+        e.last_used = now;
+        blobs.insert(k.as_bytes(), encode(&e))?;
+    }
+    Ok(())
+}
+
+/// Counts each blob of `remove` down by one; returns those that reached zero (records removed).
+fn count_down(
+    blobs: &sled::transaction::TransactionalTree,
+    remove: &BTreeMap<Digest, u64>,
+) -> TxResult<Vec<Digest>> {
+    let mut freed = Vec::new();
+    for d in remove.keys() {
+        let k = d.to_string();
+        let Some(v) = blobs.get(k.as_bytes())? else {
+            freed.push(d.clone());
+            continue;
+        };
+        let mut e: BlobEntry = serde_json::from_slice(&v)
+            .map_err(|_| ConflictableTransactionError::Abort(StoreError::Record(k.clone())))?;
+        e.refs = e.refs.saturating_sub(1);
+        if e.refs == 0 {
+            blobs.remove(k.as_bytes())?;
+            freed.push(d.clone());
+        } else {
+            blobs.insert(k.as_bytes(), encode(&e))?;
+        }
+    }
+    Ok(freed)
+}
+
+fn tx_result<T>(res: Result<T, TransactionError<StoreError>>) -> Result<T, StoreError> {
+    match res {
+        Ok(v) => Ok(v),
+        Err(TransactionError::Abort(e)) => Err(e),
+        Err(TransactionError::Storage(e)) => Err(StoreError::Db(e)),
+    }
 }
 
 impl Index {
@@ -77,11 +138,13 @@ impl Index {
         let refs = db.open_tree("refs")?;
         let blobs = db.open_tree("blobs")?;
         let journal = db.open_tree("journal")?;
+        let referrers = db.open_tree("referrers")?;
         Ok(Index {
             db,
             refs,
             blobs,
             journal,
+            referrers,
         })
     }
 
@@ -134,47 +197,10 @@ impl Index {
                     refs.remove(key.as_bytes())?;
                 }
             }
-            for (d, size) in add {
-                let k = d.to_string();
-                let mut e = match blobs.get(k.as_bytes())? {
-                    Some(v) => serde_json::from_slice::<BlobEntry>(&v).map_err(|_| {
-                        ConflictableTransactionError::Abort(StoreError::Record(k.clone()))
-                    })?,
-                    None => BlobEntry {
-                        size: *size,
-                        refs: 0,
-                        last_used: now,
-                    },
-                };
-                e.refs += 1;
-                e.last_used = now;
-                blobs.insert(k.as_bytes(), encode(&e))?;
-            }
-            let mut freed = Vec::new();
-            for d in remove.keys() {
-                let k = d.to_string();
-                let Some(v) = blobs.get(k.as_bytes())? else {
-                    freed.push(d.clone());
-                    continue;
-                };
-                let mut e: BlobEntry = serde_json::from_slice(&v).map_err(|_| {
-                    ConflictableTransactionError::Abort(StoreError::Record(k.clone()))
-                })?;
-                e.refs = e.refs.saturating_sub(1);
-                if e.refs == 0 {
-                    blobs.remove(k.as_bytes())?;
-                    freed.push(d.clone());
-                } else {
-                    blobs.insert(k.as_bytes(), encode(&e))?;
-                }
-            }
-            Ok(freed)
+            count_up(blobs, add, now)?;
+            count_down(blobs, remove)
         });
-        let freed = match res {
-            Ok(f) => f,
-            Err(TransactionError::Abort(e)) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(StoreError::Db(e)),
-        };
+        let freed = tx_result(res)?;
         // Durable before the caller answers the client.
         self.db.flush()?;
         Ok(freed)
@@ -243,5 +269,91 @@ impl Index {
         }
         self.db.flush()?;
         Ok(fixed)
+    }
+}
+
+/// A referrer (an artifact whose `subject` is a stored manifest) as the index records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ReferrerEntry {
+    pub artifact_type: String,
+    /// Seconds since the epoch when it was stored.
+    pub stored: u64,
+}
+
+impl Index {
+    /// The referrers of `subject`: (artifact digest, entry).
+    pub fn referrers_of(
+        &self,
+        subject: &Digest,
+    ) -> Result<Vec<(Digest, ReferrerEntry)>, StoreError> {
+        let prefix = format!("{subject} ");
+        let mut out = Vec::new();
+        for item in self.referrers.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = item?;
+            let entry: ReferrerEntry = decode(&k, &v)?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            if let Some(d) = key.strip_prefix(&prefix).and_then(|d| d.parse().ok()) {
+                out.push((d, entry));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every referrer key's subject and artifact.
+    pub fn all_referrers(&self) -> Result<Vec<(Digest, Digest)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.referrers.iter() {
+            let (k, _) = item?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            if let Some((s, a)) = key.split_once(' ') {
+                if let (Ok(s), Ok(a)) = (s.parse(), a.parse()) {
+                    out.push((s, a));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a referrer and counts its blobs up, in one transaction; false
+    /// (and nothing changed) when it was recorded already.
+    pub fn add_referrer(
+        &self,
+        subject: &Digest,
+        artifact: &Digest,
+        entry: &ReferrerEntry,
+        blobs_of: &BTreeMap<Digest, u64>,
+    ) -> Result<bool, StoreError> {
+        let key = format!("{subject} {artifact}");
+        let now = now_secs();
+        let res = (&self.referrers, &self.blobs).transaction(|(refs, blobs)| {
+            if refs.get(key.as_bytes())?.is_some() {
+                return Ok(false);
+            }
+            refs.insert(key.as_bytes(), encode(entry))?;
+            count_up(blobs, blobs_of, now)?;
+            Ok(true)
+        });
+        let added = tx_result(res)?;
+        self.db.flush()?;
+        Ok(added)
+    }
+
+    /// Forgets a referrer and counts its blobs down; returns those freed.
+    pub fn remove_referrer(
+        &self,
+        subject: &Digest,
+        artifact: &Digest,
+        blobs_of: &BTreeMap<Digest, u64>,
+    ) -> Result<Vec<Digest>, StoreError> {
+        let key = format!("{subject} {artifact}");
+        let res = (&self.referrers, &self.blobs).transaction(|(refs, blobs)| {
+            if refs.remove(key.as_bytes())?.is_none() {
+                return Ok(Vec::new());
+            }
+            count_down(blobs, blobs_of)
+        });
+        let freed = tx_result(res)?;
+        self.db.flush()?;
+        Ok(freed)
     }
 }

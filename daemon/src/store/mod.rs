@@ -19,6 +19,7 @@
 
 mod blob;
 mod index;
+mod referrers;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -32,6 +33,7 @@ use sha2::{Digest as _, Sha256};
 
 pub use blob::BlobWriter;
 use index::{BlobEntry, Index, RefEntry};
+pub use referrers::Referrer;
 
 /// A store error. Each names what it was about.
 #[derive(Debug, thiserror::Error)]
@@ -377,19 +379,7 @@ impl Store {
         // Under the lock, so a concurrent delete cannot free a blob between
         // this check and the count that keeps it.
         let _guard = self.lock_refs();
-        for d in manifest.blobs() {
-            match self.blob_size(&d.digest) {
-                Some(size) if size == d.size => {}
-                Some(size) => {
-                    return Err(StoreError::SizeMismatch {
-                        digest: d.digest.clone(),
-                        expected: d.size,
-                        actual: size,
-                    })
-                }
-                None => return Err(StoreError::MissingLayer(d.digest.clone())),
-            }
-        }
+        self.check_blobs(manifest)?;
         let digest = self.put_bytes(bytes)?;
         let key = reference.untagged_digest().to_string();
         let old = self.inner.index.get_ref(&key)?;
@@ -413,7 +403,26 @@ impl Store {
             &old_blobs,
         )?;
         self.delete_blob_files(&freed);
+        self.release_referrers(&freed)?;
         Ok((digest, freed))
+    }
+
+    /// Checks that every blob `m` names is stored with its declared size.
+    fn check_blobs(&self, m: &Manifest) -> Result<(), StoreError> {
+        for d in m.blobs() {
+            match self.blob_size(&d.digest) {
+                Some(size) if size == d.size => {}
+                Some(size) => {
+                    return Err(StoreError::SizeMismatch {
+                        digest: d.digest.clone(),
+                        expected: d.size,
+                        actual: size,
+                    })
+                }
+                None => return Err(StoreError::MissingLayer(d.digest.clone())),
+            }
+        }
+        Ok(())
     }
 
     /// The distinct blobs of a stored manifest, the manifest itself included.
@@ -531,6 +540,7 @@ impl Store {
             .index
             .swap_ref(&key, None, &BTreeMap::new(), &old_blobs)?;
         self.delete_blob_files(&freed);
+        self.release_referrers(&freed)?;
         Ok(freed)
     }
 
@@ -648,6 +658,12 @@ impl Store {
             for (d, size) in blobs {
                 let c = counts.entry(d).or_insert((0, size));
                 c.0 += 1;
+            }
+        }
+        // Signatures kept for a model count like its own blobs.
+        for blobs in self.referrer_blob_sets()? {
+            for (d, size) in blobs {
+                counts.entry(d).or_insert((0, size)).0 += 1;
             }
         }
         for (d, (refs, size)) in &counts {

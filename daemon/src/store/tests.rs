@@ -149,3 +149,71 @@ fn reopen_sees_same_state_and_lock_is_exclusive() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].reference, r("ns/a:v1"));
 }
+
+/// A signature-like artifact for `subject` holding `payload`.
+fn artifact(store: &Store, subject: &Digest, size: u64, payload: &[u8]) -> Vec<u8> {
+    let c = store.put_bytes(b"{}").unwrap();
+    let b = store.put_bytes(payload).unwrap();
+    let mut m = Manifest::docker_v2(
+        Descriptor::new(MediaType::new("application/vnd.oci.empty.v1+json"), c, 2),
+        vec![Descriptor::new(
+            MediaType::new("application/x-bundle"),
+            b,
+            payload.len() as u64,
+        )],
+    );
+    m.media_type = Some(llmpm_spec::media_type::OCI_MANIFEST.into());
+    m.artifact_type = Some("application/x-bundle".into());
+    m.subject = Some(Descriptor::new(
+        MediaType::new(llmpm_spec::media_type::DOCKER_MANIFEST_V2),
+        subject.clone(),
+        size,
+    ));
+    m.to_bytes()
+}
+
+#[test]
+fn referrers_live_and_die_with_their_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let m = model(&store, b"weights", "sys");
+    let (d, _) = store.put_manifest(&r("a"), &m).unwrap();
+    store.copy(&r("a"), &r("b")).unwrap();
+    let size = store.blob_size(&d).unwrap();
+    let art = artifact(&store, &d, size, b"bundle");
+    let ad = store.put_referrer(&art).unwrap();
+    assert_eq!(store.put_referrer(&art).unwrap(), ad, "idempotent");
+    let refs = store.referrers(&d).unwrap();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].digest, ad);
+    // A referrer of a manifest no name points at is refused (it could never be released).
+    let stray = artifact(
+        &store,
+        &format!("sha256:{}", "e".repeat(64)).parse().unwrap(),
+        1,
+        b"x",
+    );
+    assert!(matches!(
+        store.put_referrer(&stray),
+        Err(StoreError::ModelNotFound(_))
+    ));
+    // prune and verify keep what a referrer needs.
+    store.prune().unwrap();
+    let v = store.verify().unwrap();
+    assert_eq!(v.counts_fixed, 0, "{v:?}");
+    assert!(store.has_blob(&ad));
+    store.delete(&r("a")).unwrap();
+    assert_eq!(
+        store.referrers(&d).unwrap().len(),
+        1,
+        "b still points at the subject"
+    );
+    store.delete(&r("b")).unwrap();
+    assert!(store.referrers(&d).unwrap().is_empty());
+    store.prune().unwrap();
+    assert_eq!(
+        blob_count(&store),
+        0,
+        "the artifact, its bundle and config went with the model"
+    );
+}

@@ -142,6 +142,16 @@ pub enum TransferError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The trust policy requires a signature that does not verify.
+    #[error("refusing `{model}`: its signature does not verify ({reason}); trust_policy `{scope}` is `require`, so nothing was stored")]
+    Untrusted {
+        /// The model.
+        model: String,
+        /// The policy entry's scope.
+        scope: String,
+        /// Why.
+        reason: String,
+    },
     /// The same failure, shared by every pull that waited on one download.
     #[error(transparent)]
     Shared(Arc<TransferError>),

@@ -10,7 +10,10 @@
 //!   the retry backoff, below `client` and `download`.
 //! - `download`: one blob as parallel Range parts with a resume journal,
 //!   hashing the contiguous prefix as it grows; in-flight downloads shared.
+//! - `manifest`: one manifest fetched, bounded and its digest checked.
 //! - `pull` and `push`: a model's manifest and blobs, with Ollama's progress.
+//! - `referrers`: a manifest's signature artifacts at the registry (the
+//!   referrers API or its fallback tag), checked against the trust policy.
 //!
 //! Spec: <https://github.com/opencontainers/distribution-spec/blob/main/spec.md>.
 
@@ -20,9 +23,11 @@ mod client;
 pub mod credentials;
 mod download;
 mod error;
+mod manifest;
 mod options;
 mod pull;
 mod push;
+mod referrers;
 
 pub use error::TransferError;
 pub use options::{TransferOptions, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE};
@@ -36,6 +41,7 @@ pub struct Transfers {
     http: client::Http,
     options: TransferOptions,
     inflight: download::InFlight,
+    trust: crate::trust::TrustPolicy,
 }
 
 impl Transfers {
@@ -50,7 +56,14 @@ impl Transfers {
             http,
             options,
             inflight: download::InFlight::default(),
+            trust: crate::trust::TrustPolicy::default(),
         })
+    }
+
+    /// The same, checking pulls against `policy` (`trust_policy` in the config).
+    pub fn with_trust_policy(mut self, policy: crate::trust::TrustPolicy) -> Transfers {
+        self.trust = policy;
+        self
     }
 
     /// The options in force.

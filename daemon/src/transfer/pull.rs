@@ -12,18 +12,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use llmpm_spec::api::{ProgressResponse, PullRequest};
-use llmpm_spec::manifest::MAX_MANIFEST_BYTES;
 use llmpm_spec::media_type::{self, Compression};
 use llmpm_spec::{Descriptor, Digest, Manifest, MediaType, Reference};
-use reqwest::header::CONTENT_TYPE;
-use reqwest::Method;
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
-use super::body;
-use super::client::{self, Registry};
+use super::client::Registry;
 use super::download::{Fetched, Source};
+use super::manifest::fetch_manifest;
 use super::{credentials, TransferError, Transfers};
 use crate::store::Store;
 
@@ -67,83 +63,6 @@ pub(crate) fn registry_for(
 ) -> Result<Arc<Registry>, TransferError> {
     let cred = credentials::lookup(home, name.host())?;
     Registry::new(&t.http, name.host(), insecure, cred, t.options.clone())
-}
-
-/// A manifest as fetched.
-struct Fetch {
-    bytes: Vec<u8>,
-    content_type: String,
-    digest: Digest,
-}
-
-async fn fetch_manifest(
-    reg: &Registry,
-    name: &Reference,
-    reference: &str,
-    expect: Option<&Digest>,
-) -> Result<Fetch, TransferError> {
-    let repo = name.repository();
-    let url = reg.url(&format!("{repo}/manifests/{reference}"))?;
-    let scope = format!("repository:{repo}:pull");
-    let resp = reg
-        .send(
-            Method::GET,
-            url.clone(),
-            client::accept_manifests(),
-            None,
-            &scope,
-        )
-        .await?;
-    if resp.status() == reqwest::StatusCode::NOT_FOUND {
-        let body = body::read_limited(resp, 64 * 1024, url.as_str())
-            .await
-            .unwrap_or_default();
-        return Err(TransferError::NotFound {
-            model: name.display_short(),
-            host: reg.host().to_owned(),
-            message: body::error_message(reqwest::StatusCode::NOT_FOUND, &body),
-        });
-    }
-    let resp = reg.check(resp, &Method::GET).await?;
-    let too_big = || {
-        reg.invalid(format!(
-            "manifest `{reference}` is larger than 4 MiB; refused"
-        ))
-    };
-    if resp
-        .content_length()
-        .is_some_and(|n| n > MAX_MANIFEST_BYTES as u64)
-    {
-        return Err(too_big());
-    }
-    let content_type = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_owned())
-        .unwrap_or_default();
-    let header_digest = resp
-        .headers()
-        .get("docker-content-digest")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<Digest>().ok());
-    let bytes = match body::read_limited(resp, MAX_MANIFEST_BYTES, url.as_str()).await {
-        Err(TransferError::Invalid { .. }) => return Err(too_big()),
-        other => other?,
-    };
-    let digest = Digest::sha256_from_bytes(Sha256::digest(&bytes).into());
-    for want in expect.into_iter().chain(header_digest.as_ref()) {
-        if want.algorithm() == llmpm_spec::digest::Algorithm::Sha256 && *want != digest {
-            return Err(reg.invalid(format!(
-                "manifest `{reference}` should be `{want}` but its bytes hash to `{digest}`"
-            )));
-        }
-    }
-    Ok(Fetch {
-        bytes,
-        content_type,
-        digest,
-    })
 }
 
 #[derive(Deserialize)]
@@ -242,7 +161,10 @@ pub async fn pull(
     let name: Reference = req.model.parse()?;
     out.status("pulling manifest").await?;
     let reg = registry_for(&t, home, &name, req.insecure)?;
-    let (manifest, raw, _digest) = resolve(&reg, &name).await?;
+    let (manifest, raw, digest) = resolve(&reg, &name).await?;
+    // Before any blob: a refused model leaves nothing behind.
+    let signatures =
+        super::referrers::check_on_pull(&reg, &name, &digest, &manifest, &t.trust, &out).await?;
     for d in manifest.blobs() {
         if d.digest.algorithm() != llmpm_spec::digest::Algorithm::Sha256 {
             return Err(reg.invalid(format!(
@@ -357,8 +279,46 @@ pub async fn pull(
     if !freed.is_empty() {
         out.status("removing unused layers").await?;
     }
+    keep_signatures(&store, &name, rewritten, signatures).await?;
     tracing::info!(model = %name, "pulled");
     out.status("success").await
+}
+
+/// Stores the pulled signature artifacts as referrers of the stored manifest.
+async fn keep_signatures(
+    store: &Store,
+    name: &Reference,
+    rewritten: bool,
+    signatures: Vec<super::referrers::RemoteSignature>,
+) -> Result<(), TransferError> {
+    if signatures.is_empty() {
+        return Ok(());
+    }
+    if rewritten {
+        // The stored manifest is not the registry's (decompressed layers):
+        // the signatures name the registry's, so they were checked on pull
+        // but cannot be kept (SPEC.md, "Signatures").
+        tracing::warn!(model = %name, "signatures of a `+zstd` manifest are checked on pull but not kept");
+        return Ok(());
+    }
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || {
+        for sig in signatures {
+            let kept = s
+                .put_bytes(crate::trust::EMPTY_CONFIG)
+                .and_then(|_| s.put_bytes(&sig.bundle))
+                .and_then(|_| s.put_referrer(&sig.artifact));
+            // An artifact of another shape (a config other than `{}`) is not
+            // kept; the model is stored either way.
+            if let Err(e) = kept {
+                tracing::warn!(error = %crate::errors::chain(&e), "a signature artifact was not kept");
+            }
+        }
+        Ok::<_, crate::store::StoreError>(())
+    })
+    .await
+    .map_err(|e| TransferError::io("store", store.root(), std::io::Error::other(e)))??;
+    Ok(())
 }
 
 #[cfg(test)]

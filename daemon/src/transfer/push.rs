@@ -252,6 +252,61 @@ pub async fn push(
     let url = reg.url(&format!("{repo}/manifests/{}", name.tag()))?;
     let r = p.send(Method::PUT, url, h, Some(Bytes::from(raw))).await?;
     reg.check(r, &Method::PUT).await?;
+    push_signatures(&p, &store, &name, &entry.digest).await?;
     tracing::info!(model = %name, "pushed");
     out.status("success").await
+}
+
+/// Pushes the model's stored signature artifacts as referrers: their blobs,
+/// the artifact manifest by digest, and, when the registry does not answer
+/// `OCI-Subject` (no referrers API), an entry in the `sha256-<hex>` tag's index.
+async fn push_signatures(
+    p: &Pusher<'_>,
+    store: &Store,
+    name: &Reference,
+    subject: &llmpm_spec::Digest,
+) -> Result<(), TransferError> {
+    let s = store.clone();
+    let d = subject.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for r in s.referrers(&d)? {
+            if crate::trust::bundle_layer(&r.manifest).is_some() {
+                let raw = s.read_blob(&r.digest, MAX_MANIFEST_BYTES as u64)?;
+                out.push((r, raw));
+            }
+        }
+        Ok::<_, crate::store::StoreError>(out)
+    })
+    .await
+    .map_err(|e| TransferError::io("read", store.root(), std::io::Error::other(e)))??;
+    for (r, raw) in found {
+        p.out
+            .status(&format!("pushing signature {}", r.digest.short()))
+            .await?;
+        for d in r.manifest.blobs() {
+            p.blob(d, name).await?;
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(llmpm_spec::media_type::OCI_MANIFEST),
+        );
+        let url = p.reg.url(&format!("{}/manifests/{}", p.repo, r.digest))?;
+        let size = raw.len() as u64;
+        let resp = p.send(Method::PUT, url, h, Some(Bytes::from(raw))).await?;
+        let resp = p.reg.check(resp, &Method::PUT).await?;
+        if resp.headers().get("oci-subject").is_none() {
+            let mut desc = Descriptor::new(
+                llmpm_spec::MediaType::new(llmpm_spec::media_type::OCI_MANIFEST),
+                r.digest.clone(),
+                size,
+            );
+            desc.artifact_type = r.manifest.artifact_type.clone();
+            desc.annotations = r.manifest.annotations.clone();
+            super::referrers::add_to_fallback(&p.reg, name, subject, desc).await?;
+        }
+        tracing::info!(model = %name, artifact = %r.digest, "pushed signature");
+    }
+    Ok(())
 }

@@ -174,6 +174,23 @@ impl DockerRegistry {
         (r.status == 200).then(|| (r.header("content-type").unwrap_or("").to_owned(), r.body))
     }
 
+    /// Deletes a manifest by digest (and every tag pointing at it).
+    pub fn delete_manifest(&self, repo: &str, digest: &str) {
+        let r = self.call(
+            "DELETE",
+            &format!("/v2/{repo}/manifests/{digest}"),
+            &[],
+            b"",
+        );
+        assert_eq!(
+            r.status,
+            202,
+            "delete manifest: {}\n{}",
+            r.text(),
+            self.log()
+        );
+    }
+
     /// A blob's bytes.
     pub fn get_blob(&self, repo: &str, digest: &str) -> Option<Vec<u8>> {
         let r = self.call("GET", &format!("/v2/{repo}/blobs/{digest}"), &[], b"");
