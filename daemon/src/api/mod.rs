@@ -1,6 +1,7 @@
 //! HTTP routes: the Ollama-compatible `/api/*` surface and llmpm's own additions.
 
 mod access_log;
+mod anthropic;
 mod blobs;
 mod create;
 pub mod error;
@@ -78,6 +79,9 @@ fn routes(state: AppState) -> Router {
         .route("/api/ps", get(ps::ps))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
+        .route("/v1/responses", post(openai::responses))
+        .route("/v1/messages", post(anthropic::messages_route))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*model}", get(openai::model))
@@ -109,9 +113,13 @@ fn check_tcp(config: &Config, _method: &Method, headers: &HeaderMap) -> Result<(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(key.as_str()) {
+        // Anthropic's clients send the key as `x-api-key`.
+        let anthropic = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+        if given != Some(key.as_str()) && anthropic != Some(key.as_str()) {
             return Err(ApiError::Unauthorized(
-                "missing or wrong API key: send `Authorization: Bearer <LLMPM_API_KEY>`".into(),
+                "missing or wrong API key: send `Authorization: Bearer <LLMPM_API_KEY>` \
+                 (or `x-api-key: <LLMPM_API_KEY>`)"
+                    .into(),
             ));
         }
         return Ok(());

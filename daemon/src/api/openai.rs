@@ -7,6 +7,9 @@
 
 mod fields;
 mod logprobs;
+mod responses;
+
+pub use responses::responses;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -166,6 +169,77 @@ fn finish(reason: Option<&str>, called: bool) -> &'static str {
     }
 }
 
+/// A chat-shaped request, whatever API it came in by (chat completions,
+/// Responses, Anthropic Messages): what [`chat_events`] runs.
+#[derive(Debug, Default)]
+pub(super) struct ChatAsk {
+    /// The model as the request names it.
+    pub model: String,
+    /// The conversation, in Ollama's shape.
+    pub messages: Vec<llmpm_spec::api::Message>,
+    /// Tools the model may call.
+    pub tools: Vec<Tool>,
+    /// Thinking asked for.
+    pub think: Option<llmpm_spec::api::Think>,
+    /// Which calls are allowed or forced.
+    pub choice: crate::llm::ToolChoice,
+    /// Sampling, as an Ollama `options` object.
+    pub options: Value,
+    /// What the output must match.
+    pub constraint: Option<Constraint>,
+    /// Log-probabilities with this many alternatives.
+    pub logprobs: Option<u32>,
+}
+
+/// Runs a chat: the model resolved and checked for what the request asks
+/// (completion, tools, thinking), a lease, the conversation fitted to the
+/// context, and the answer's events (text, reasoning, calls, the last chunk).
+pub(super) async fn chat_events(state: &AppState, ask: ChatAsk) -> Result<Events, ApiError> {
+    let resolved = resolve(state, &ask.model).await?;
+    let features = resolved.features(&ask.model, ask.tools, ask.think, ask.choice)?;
+    let opts = resolved.options(Some(&ask.options))?;
+    resolved.require(&ask.model, Capability::Completion, "chat")?;
+    let lease = state
+        .sched
+        .acquire(LoadRequest::new(&resolved, &opts, None))
+        .await?;
+    let ropts = resolved.render_options(&features);
+    let prompt = resolved
+        .fit_chat(lease.runner(), &ask.messages, &ropts)
+        .await?;
+    let events = resolved
+        .generate(
+            lease.runner(),
+            prompt,
+            &opts,
+            ask.constraint,
+            &features,
+            ask.logprobs,
+        )
+        .await?;
+    Ok(events)
+}
+
+/// The number of tokens of the prompt [`chat_events`] would run for `ask`
+/// (rendered whole, with the tools and thinking, counted by the runner).
+pub(super) async fn chat_prompt_tokens(state: &AppState, ask: ChatAsk) -> Result<usize, ApiError> {
+    let resolved = resolve(state, &ask.model).await?;
+    let features = resolved.features(&ask.model, ask.tools, ask.think, ask.choice)?;
+    let opts = resolved.options(Some(&ask.options))?;
+    resolved.require(&ask.model, Capability::Completion, "chat")?;
+    let lease = state
+        .sched
+        .acquire(LoadRequest::new(&resolved, &opts, None))
+        .await?;
+    let ropts = resolved.render_options(&features);
+    let prompt = resolved.render(None, resolved.system.as_deref(), &ask.messages, &ropts)?;
+    Ok(lease
+        .runner()
+        .tokenize(&prompt.text, prompt.add_bos)
+        .await?
+        .len())
+}
+
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(
     State(state): State<AppState>,
@@ -194,27 +268,21 @@ pub async fn chat_completions(
             ApiError::BadRequest("`suffix` belongs to /v1/completions, not chat".into()).into(),
         );
     }
-    let resolved = resolve(&state, &req.model).await?;
-    let features = resolved.features(&req.model, tools, think, choice)?;
-    let opts = resolved.options(Some(&req.options()))?;
-    resolved.require(&req.model, Capability::Completion, "chat")?;
-    let lease = state
-        .sched
-        .acquire(LoadRequest::new(&resolved, &opts, None))
-        .await?;
     let logprobs = req.extra.chat_logprobs()?;
-    let ropts = resolved.render_options(&features);
-    let prompt = resolved.fit_chat(lease.runner(), &messages, &ropts).await?;
-    let events = resolved
-        .generate(
-            lease.runner(),
-            prompt,
-            &opts,
+    let events = chat_events(
+        &state,
+        ChatAsk {
+            model: req.model.clone(),
+            messages,
+            tools,
+            think,
+            choice,
+            options: req.options(),
             constraint,
-            &features,
             logprobs,
-        )
-        .await?;
+        },
+    )
+    .await?;
     let usage = req
         .stream_options
         .as_ref()
