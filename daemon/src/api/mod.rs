@@ -77,6 +77,7 @@ fn routes(state: AppState) -> Router {
         .route("/api/embed", post(generate::embed))
         .route("/api/embeddings", post(generate::embeddings))
         .route("/api/ps", get(ps::ps))
+        .route("/metrics", get(metrics))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/responses", post(openai::responses))
@@ -161,6 +162,29 @@ async fn version() -> Json<serde_json::Value> {
         "version": VersionResponse { version: OLLAMA_API_VERSION.into() }.version,
         "llmpm_version": env!("CARGO_PKG_VERSION"),
     }))
+}
+
+/// `GET /metrics`: Prometheus' text format (behind the API key off loopback, as every route).
+async fn metrics(State(state): State<AppState>) -> Response {
+    let loaded: Vec<crate::metrics::Loaded> = state
+        .sched
+        .ps()
+        .await
+        .into_iter()
+        .map(|r| crate::metrics::Loaded {
+            name: r.name,
+            bytes: r.size,
+            vram_bytes: r.size_vram,
+        })
+        .collect();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&loaded),
+    )
+        .into_response()
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {

@@ -329,6 +329,7 @@ pub async fn completions(
         .runner()
         .complete(prompt.completion(&opts, constraint).with_logprobs(logprobs))
         .await?;
+    let events = crate::llm::handle::metered(&resolved.name, events);
     let shape = logprobs::Choices::new(logprobs.is_some(), false);
     Ok(answer(events, req.stream, false, shape, req.model).await)
 }

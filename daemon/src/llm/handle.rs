@@ -162,6 +162,34 @@ impl Runner {
     }
 }
 
+/// `events` of a generation of `model`, recorded in [`crate::metrics`] as
+/// they pass: the time to the first token (from now) and, at the end, the
+/// token counts and the speed.
+pub fn metered(model: &str, events: Events) -> Events {
+    let started = std::time::Instant::now();
+    let model = model.to_owned();
+    let mut first = true;
+    events
+        .map(move |e| {
+            if let Ok(ev) = &e {
+                let token = !matches!(ev, Event::Logprobs(_));
+                if token && std::mem::take(&mut first) {
+                    crate::metrics::first_token(&model, started.elapsed());
+                }
+                if let Event::Done(c) = ev {
+                    crate::metrics::generation(
+                        &model,
+                        c.prompt_eval_count,
+                        c.eval_count,
+                        c.eval_duration,
+                    );
+                }
+            }
+            e
+        })
+        .boxed()
+}
+
 /// `v` cut to its first `dimensions` values and normalized again, as
 /// Ollama answers `dimensions` (a count at or past the length changes
 /// nothing).

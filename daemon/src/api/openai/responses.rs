@@ -105,9 +105,11 @@ pub(crate) fn messages(body: &Value) -> Result<Vec<Message>, ApiError> {
                 let role = match str_of("role") {
                     "developer" | "system" => "system",
                     r @ ("user" | "assistant") => r,
-                    other => return Err(bad(format!(
+                    other => {
+                        return Err(bad(format!(
                         "invalid `{at}.role` {other:?}: use user, assistant, system or developer"
-                    ))),
+                    )))
+                    }
                 };
                 let content = text_of(
                     item.get("content").unwrap_or(&Value::Null),
