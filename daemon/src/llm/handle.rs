@@ -141,6 +141,16 @@ impl Runner {
         self.one(&RunnerRequest::Embed { input, truncate }).await
     }
 
+    /// A reranker's scores of each document for `query` (each document's
+    /// head logits; the first is its score).
+    pub async fn rerank(
+        &self,
+        query: String,
+        documents: Vec<String>,
+    ) -> Result<Embeddings, LlmError> {
+        self.one(&RunnerRequest::Rerank { query, documents }).await
+    }
+
     /// Starts a generation. The stream holds this runner until it ends or
     /// is dropped; dropping it closes the connection, which stops the
     /// generation in the runner.

@@ -241,6 +241,11 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) -> std::io::Result<
             truncate,
             tx: tx.clone(),
         }),
+        RunnerRequest::Rerank { query, documents } => Some(Job::Rerank {
+            query,
+            documents,
+            tx: tx.clone(),
+        }),
         RunnerRequest::Completion(req) => Some(Job::Completion {
             req,
             tx: tx.clone(),
