@@ -11,6 +11,7 @@ mod models;
 mod openai;
 mod openai_tools;
 mod ps;
+mod rerank;
 pub mod stream;
 mod transfer;
 
@@ -77,6 +78,8 @@ fn routes(state: AppState) -> Router {
         .route("/api/embed", post(generate::embed))
         .route("/api/embeddings", post(generate::embeddings))
         .route("/api/ps", get(ps::ps))
+        .route("/api/rerank", post(rerank::rerank))
+        .route("/v1/rerank", post(rerank::rerank))
         .route("/metrics", get(metrics))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
