@@ -258,39 +258,16 @@ fn anthropic_key_header_and_metrics_behind_the_api_key() {
     ctx.daemon_env
         .push(("LLMPM_API_KEY".into(), "s3cret".into()));
     ctx.start();
-    let r = call_tcp(ctx.port(), "GET", "/metrics", &[], b"").unwrap();
-    assert_eq!(r.status, 401);
-    let r = call_tcp(
-        ctx.port(),
-        "GET",
-        "/metrics",
-        &[("x-api-key", "wrong")],
-        b"",
-    )
-    .unwrap();
-    assert_eq!(r.status, 401);
-    let r = call_tcp(
-        ctx.port(),
-        "GET",
-        "/metrics",
-        &[("x-api-key", "s3cret")],
-        b"",
-    )
-    .unwrap();
+    let get = |path: &str, header: Option<(&str, &str)>| {
+        let headers: Vec<(&str, &str)> = header.into_iter().collect();
+        call_tcp(ctx.port(), "GET", path, &headers, b"").unwrap()
+    };
+    assert_eq!(get("/metrics", None).status, 401);
+    assert_eq!(get("/metrics", Some(("x-api-key", "wrong"))).status, 401);
+    let r = get("/metrics", Some(("x-api-key", "s3cret")));
     assert_eq!(r.status, 200);
-    assert!(
-        r.text()
-            .contains("llmpm_requests_total{route=\"/metrics\",status=\"401\"} 2"),
-        "{}",
-        r.text()
-    );
-    let r = call_tcp(
-        ctx.port(),
-        "GET",
-        "/api/tags",
-        &[("Authorization", "Bearer s3cret")],
-        b"",
-    )
-    .unwrap();
-    assert_eq!(r.status, 200);
+    let refused = "llmpm_requests_total{route=\"/metrics\",status=\"401\"} 2";
+    assert!(r.text().contains(refused), "{}", r.text());
+    let bearer = get("/api/tags", Some(("Authorization", "Bearer s3cret")));
+    assert_eq!(bearer.status, 200);
 }

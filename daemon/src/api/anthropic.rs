@@ -17,6 +17,7 @@ use llmpm_spec::api::{check_tools, Message, Think, Tool, ToolCall, ToolCallFunct
 use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, Classify};
+use super::extract::{field, list_of, model_name, numbers_into};
 use super::openai::{chat_events, chat_prompt_tokens, ChatAsk};
 use super::stream::{self, Frames, Framing};
 use super::AppState;
@@ -64,10 +65,6 @@ impl IntoResponse for AnthropicError {
 
 fn bad(msg: String) -> ApiError {
     ApiError::BadRequest(msg)
-}
-
-fn field<'a>(body: &'a Value, name: &str) -> Option<&'a Value> {
-    body.get(name).filter(|v| !v.is_null())
 }
 
 /// The text of `system` or a `tool_result`'s `content`: a string or text blocks.
@@ -202,15 +199,8 @@ pub(crate) fn messages(body: &Value) -> Result<Vec<Message>, ApiError> {
 
 /// `tools`: custom tools (`name`, `description`, `input_schema`).
 fn tools(body: &Value) -> Result<Vec<Tool>, ApiError> {
-    let Some(list) = field(body, "tools") else {
-        return Ok(Vec::new());
-    };
-    let list = list
-        .as_array()
-        .ok_or_else(|| bad("`tools` must be a list".into()))?;
-    list.iter()
-        .enumerate()
-        .map(|(i, t)| match t.get("type").and_then(Value::as_str) {
+    list_of(body, "tools", |i, t| {
+        match t.get("type").and_then(Value::as_str) {
             None | Some("custom") => {
                 let s = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or_default();
                 let schema = t.get("input_schema").cloned().unwrap_or(Value::Null);
@@ -218,10 +208,10 @@ fn tools(body: &Value) -> Result<Vec<Tool>, ApiError> {
             }
             Some(other) => Err(bad(format!(
                 "`tools[{i}]` is Anthropic's server tool {other:?}, which llmpm does not run: \
-                 declare a custom tool with `input_schema`"
+             declare a custom tool with `input_schema`"
             ))),
-        })
-        .collect()
+        }
+    })
 }
 
 /// `tool_choice`: `{"type": "auto" | "any" | "none" | "tool", "name"}`.
@@ -274,18 +264,12 @@ fn options(body: &Value) -> Result<Value, ApiError> {
         };
     let mut m = Map::new();
     m.insert("num_predict".into(), json!(max));
-    for (from, to) in [
+    let sampling = [
         ("temperature", "temperature"),
         ("top_p", "top_p"),
         ("top_k", "top_k"),
-    ] {
-        if let Some(v) = field(body, from) {
-            if !v.is_number() {
-                return Err(bad(format!("invalid `{from}` {v}: must be a number")));
-            }
-            m.insert(to.into(), v.clone());
-        }
-    }
+    ];
+    numbers_into(body, &mut m, &sampling)?;
     if let Some(v) = field(body, "stop_sequences") {
         if !v.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
             return Err(bad("`stop_sequences` must be a list of strings".into()));
@@ -298,12 +282,7 @@ fn options(body: &Value) -> Result<Value, ApiError> {
 fn parse(body: &[u8]) -> Result<(Value, String), ApiError> {
     let body: Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON request body: {e}")))?;
-    let model = body
-        .get("model")
-        .and_then(Value::as_str)
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| bad("missing `model`".into()))?
-        .to_owned();
+    let model = model_name(&body)?;
     Ok((body, model))
 }
 

@@ -26,12 +26,12 @@ use super::error::{ApiError, Classify};
 use super::models::resolve;
 use super::openai_tools::{self, OaMessage};
 use super::stream::{self, Framing};
-use super::AppState;
+use super::{AppState, Model};
 use crate::llm::grammar;
 use crate::llm::handle::collect;
 use crate::llm::protocol::{CompletionChunk, Constraint};
 use crate::llm::{Capability, Event, Events, Prompt};
-use crate::sched::LoadRequest;
+use crate::sched::{Lease, LoadRequest};
 
 /// An [`ApiError`] in OpenAI's shape.
 #[derive(Debug)]
@@ -191,18 +191,37 @@ pub(super) struct ChatAsk {
     pub logprobs: Option<u32>,
 }
 
-/// Runs a chat: the model resolved and checked for what the request asks
-/// (completion, tools, thinking), a lease, the conversation fitted to the
-/// context, and the answer's events (text, reasoning, calls, the last chunk).
-pub(super) async fn chat_events(state: &AppState, ask: ChatAsk) -> Result<Events, ApiError> {
+/// The model of `ask` resolved and checked for what it asks (completion,
+/// tools, thinking), its options and a lease on its runner.
+async fn prepare(
+    state: &AppState,
+    ask: &mut ChatAsk,
+) -> Result<
+    (
+        std::sync::Arc<Model>,
+        crate::llm::Features,
+        crate::llm::Options,
+        Lease,
+    ),
+    ApiError,
+> {
     let resolved = resolve(state, &ask.model).await?;
-    let features = resolved.features(&ask.model, ask.tools, ask.think, ask.choice)?;
+    let tools = std::mem::take(&mut ask.tools);
+    let choice = std::mem::take(&mut ask.choice);
+    let features = resolved.features(&ask.model, tools, ask.think, choice)?;
     let opts = resolved.options(Some(&ask.options))?;
     resolved.require(&ask.model, Capability::Completion, "chat")?;
     let lease = state
         .sched
         .acquire(LoadRequest::new(&resolved, &opts, None))
         .await?;
+    Ok((resolved, features, opts, lease))
+}
+
+/// Runs a chat: [`prepare`]d, the conversation fitted to the context, and
+/// the answer's events (text, reasoning, calls, the last chunk).
+pub(super) async fn chat_events(state: &AppState, mut ask: ChatAsk) -> Result<Events, ApiError> {
+    let (resolved, features, opts, lease) = prepare(state, &mut ask).await?;
     let ropts = resolved.render_options(&features);
     let prompt = resolved
         .fit_chat(lease.runner(), &ask.messages, &ropts)
@@ -222,15 +241,11 @@ pub(super) async fn chat_events(state: &AppState, ask: ChatAsk) -> Result<Events
 
 /// The number of tokens of the prompt [`chat_events`] would run for `ask`
 /// (rendered whole, with the tools and thinking, counted by the runner).
-pub(super) async fn chat_prompt_tokens(state: &AppState, ask: ChatAsk) -> Result<usize, ApiError> {
-    let resolved = resolve(state, &ask.model).await?;
-    let features = resolved.features(&ask.model, ask.tools, ask.think, ask.choice)?;
-    let opts = resolved.options(Some(&ask.options))?;
-    resolved.require(&ask.model, Capability::Completion, "chat")?;
-    let lease = state
-        .sched
-        .acquire(LoadRequest::new(&resolved, &opts, None))
-        .await?;
+pub(super) async fn chat_prompt_tokens(
+    state: &AppState,
+    mut ask: ChatAsk,
+) -> Result<usize, ApiError> {
+    let (resolved, features, _, lease) = prepare(state, &mut ask).await?;
     let ropts = resolved.render_options(&features);
     let prompt = resolved.render(None, resolved.system.as_deref(), &ask.messages, &ropts)?;
     Ok(lease

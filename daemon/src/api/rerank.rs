@@ -9,7 +9,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::ApiJson;
+use super::extract::{model_name, ApiJson};
 use super::models::resolve;
 use super::AppState;
 use crate::llm::client::ClientError;
@@ -35,12 +35,7 @@ struct Ask {
 }
 
 fn read(body: &Value) -> Result<Ask, ApiError> {
-    let model = body
-        .get("model")
-        .and_then(Value::as_str)
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| bad("missing `model`".into()))?
-        .to_owned();
+    let model = model_name(body)?;
     let query = match body.get("query") {
         Some(Value::String(q)) if !q.is_empty() => q.clone(),
         Some(Value::String(_)) => return Err(bad("`query` must not be empty".into())),

@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 
 use super::{chat_events, id, unix_now, ChatAsk, OpenAiError};
 use crate::api::error::ApiError;
+use crate::api::extract::{field, list_of, model_name, numbers_into};
 use crate::api::openai_tools;
 use crate::api::stream::{self, Frames, Framing};
 use crate::api::AppState;
@@ -26,11 +27,6 @@ use crate::llm::{Event, ToolChoice};
 
 fn bad(msg: String) -> ApiError {
     ApiError::BadRequest(msg)
-}
-
-/// A field of the request, when present and not `null`.
-fn field<'a>(body: &'a Value, name: &str) -> Option<&'a Value> {
-    body.get(name).filter(|v| !v.is_null())
 }
 
 /// The text of a `content` (or `output`): a string, or parts whose text is read.
@@ -208,30 +204,19 @@ pub(crate) fn messages(body: &Value) -> Result<Vec<Message>, ApiError> {
 
 /// The function `tools` (the Responses shape: `name` and `parameters` at the top).
 fn tools(body: &Value) -> Result<Vec<Tool>, ApiError> {
-    let Some(list) = field(body, "tools") else {
-        return Ok(Vec::new());
-    };
-    let list = list
-        .as_array()
-        .ok_or_else(|| bad("`tools` must be a list".into()))?;
-    list.iter()
-        .enumerate()
-        .map(|(i, t)| match t.get("type").and_then(Value::as_str) {
+    list_of(body, "tools", |i, t| {
+        match t.get("type").and_then(Value::as_str) {
             Some("function") => {
-                let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
-                let desc = t
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let s = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or_default();
                 let params = t.get("parameters").cloned().unwrap_or(Value::Null);
-                Ok(Tool::function(name, desc, params))
+                Ok(Tool::function(s("name"), s("description"), params))
             }
             other => Err(bad(format!(
                 "`tools[{i}]` is of type {}: llmpm runs function tools only",
                 other.map_or_else(|| "(none)".to_owned(), |t| format!("{t:?}"))
             ))),
-        })
-        .collect()
+        }
+    })
 }
 
 /// `tool_choice`: `auto`, `none`, `required`, or `{"type": "function", "name": …}`.
@@ -272,18 +257,12 @@ fn constraint(body: &Value) -> Result<Option<Constraint>, ApiError> {
 /// Sampling as Ollama `options`.
 fn options(body: &Value) -> Result<Value, ApiError> {
     let mut m = Map::new();
-    for (from, to) in [
+    let sampling = [
         ("max_output_tokens", "num_predict"),
         ("temperature", "temperature"),
         ("top_p", "top_p"),
-    ] {
-        if let Some(v) = field(body, from) {
-            if !v.is_number() {
-                return Err(bad(format!("invalid `{from}` {v}: must be a number")));
-            }
-            m.insert(to.into(), v.clone());
-        }
-    }
+    ];
+    numbers_into(body, &mut m, &sampling)?;
     Ok(Value::Object(m))
 }
 
@@ -395,12 +374,7 @@ pub async fn responses(
     if !body.is_object() {
         return Err(bad("the request body must be a JSON object".into()).into());
     }
-    let model = body
-        .get("model")
-        .and_then(Value::as_str)
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| bad("missing `model`".into()))?
-        .to_owned();
+    let model = model_name(&body)?;
     refuse_stateful(&body)?;
     let messages = messages(&body)?;
     let tools = tools(&body)?;
@@ -495,6 +469,18 @@ impl Streamer {
         frames.event(kind, &data);
     }
 
+    /// Ends the open output item with `item`, kept for `response.completed`.
+    fn item_done(&mut self, frames: &mut Frames, item: Value) {
+        let index = self.index;
+        self.emit(
+            frames,
+            "response.output_item.done",
+            json!({"output_index": index, "item": item}),
+        );
+        self.done.push(item);
+        self.index += 1;
+    }
+
     fn item_id(&self, prefix: &str) -> String {
         format!("{prefix}_{}_{}", self.echo.id, self.index)
     }
@@ -509,14 +495,7 @@ impl Streamer {
             "response.reasoning_summary_text.done",
             json!({"item_id": id, "output_index": index, "summary_index": 0, "text": text}),
         );
-        let item = reasoning_item(&id, &text);
-        self.emit(
-            frames,
-            "response.output_item.done",
-            json!({"output_index": index, "item": item}),
-        );
-        self.done.push(item);
-        self.index += 1;
+        self.item_done(frames, reasoning_item(&id, &text));
     }
 
     fn close_text(&mut self, frames: &mut Frames) {
@@ -532,14 +511,7 @@ impl Streamer {
         let mut part = at;
         part["part"] = text_part(&text);
         self.emit(frames, "response.content_part.done", part);
-        let item = message_item(&id, &text, "completed");
-        self.emit(
-            frames,
-            "response.output_item.done",
-            json!({"output_index": index, "item": item}),
-        );
-        self.done.push(item);
-        self.index += 1;
+        self.item_done(frames, message_item(&id, &text, "completed"));
     }
 
     /// Writes the events for one generation event; true after the last.
@@ -594,14 +566,7 @@ impl Streamer {
                     "response.function_call_arguments.done",
                     json!({"item_id": id, "output_index": index, "arguments": args}),
                 );
-                let item = call_item(&id, &c, "completed");
-                self.emit(
-                    frames,
-                    "response.output_item.done",
-                    json!({"output_index": index, "item": item}),
-                );
-                self.done.push(item);
-                self.index += 1;
+                self.item_done(frames, call_item(&id, &c, "completed"));
             }
             Event::Done(c) => {
                 if !c.content.is_empty() {
