@@ -244,6 +244,14 @@ fn rerank_needs_a_reranker_and_bounded_input() {
     assert_eq!(r.status, 400);
     let e = r.json()["error"].as_str().unwrap().to_owned();
     assert!(e.contains("\"tiny\" is not a reranker"), "{e}");
+    for (path, body) in [
+        ("/api/embed", json!({"model": "rr", "input": "a"})),
+        ("/v1/embeddings", json!({"model": "rr", "input": "a"})),
+    ] {
+        let r = ctx.post_json(path, &body);
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        assert!(r.text().contains("is a reranker"), "{}", r.text());
+    }
     let r = ctx.post_json(
         "/v1/rerank",
         &json!({"model": "rr", "query": "q", "documents": []}),

@@ -562,6 +562,7 @@ pub async fn embeddings(
         })?),
     };
     let resolved = resolve(&state, &req.model).await?;
+    super::rerank::refuse_reranker(&resolved, &req.model)?;
     let opts = resolved.options(None)?;
     let lease = state
         .sched

@@ -98,6 +98,19 @@ fn read(body: &Value) -> Result<Ask, ApiError> {
     })
 }
 
+/// A 400 for an embedding request to a reranker, which scores pairs and
+/// has no sentence embedding.
+pub fn refuse_reranker(model: &super::Model, name: &str) -> Result<(), ApiError> {
+    if model.can(Capability::Rerank) {
+        return Err(bad(format!(
+            "{} is a reranker: it scores documents for a query (POST /api/rerank) \
+             and gives no embeddings",
+            llmpm_spec::quote::go_quote(name)
+        )));
+    }
+    Ok(())
+}
+
 /// `POST /api/rerank` and `/v1/rerank`.
 pub async fn rerank(
     State(state): State<AppState>,
