@@ -279,3 +279,80 @@ fn anthropic_key_header_and_metrics_behind_the_api_key() {
     let bearer = get("/api/tags", Some(("Authorization", "Bearer s3cret")));
     assert_eq!(bearer.status, 200);
 }
+
+/// A generated reranker served end to end: `/api/rerank` and `/v1/rerank`
+/// answer each document's score as the model computes it in process for
+/// the pair the runner lays out (its own codec, llama-server's layout; the
+/// head itself is checked against llama.cpp in reference_embed.rs), best
+/// first, cut to `top_n`.
+#[test]
+fn rerank_scores_pairs_as_the_model_does() {
+    use candle_core::Device;
+    use llmpmd::runner::{codec, model::Model};
+    let ctx = TestContext::started();
+    let spec = TinyLlamaSpec {
+        arch: TinyArch::Bert,
+        n_layer: 2,
+        n_embd: 64,
+        n_head: 2,
+        n_head_kv: 2,
+        n_ff: 128,
+        n_vocab: 300,
+        context_length: 512,
+        pooling: Some(4),
+        ..TinyLlamaSpec::default()
+    };
+    let path = ctx.tiny_gguf("rr.gguf", &spec);
+    std::fs::write(ctx.work.join("Rerank"), "FROM ./rr.gguf\n").unwrap();
+    assert_ok(&ctx.cli(&["create", "rr", "-f", "Rerank"]));
+
+    let query = "the quick brown fox";
+    let docs = [
+        "a lazy dog",
+        "the fox jumps over the dog",
+        "hello world",
+        "cat sat on mat",
+    ];
+    let model = Model::load(&path, &Device::Cpu).unwrap();
+    let file = llmpm_gguf::GgufFile::open(&path).unwrap();
+    let codec = codec::for_gguf(&file).unwrap();
+    let format = model.pair_format().unwrap();
+    let q = codec.encode(query, false, false);
+    let mut cache = model.new_cache(64);
+    let want: Vec<f32> = docs
+        .iter()
+        .map(|d| {
+            let pair = format.pair(&q, &codec.encode(d, false, false));
+            model.embed(&pair, &mut cache).unwrap()[0]
+        })
+        .collect();
+
+    for path in ["/api/rerank", "/v1/rerank"] {
+        let r = ctx.post_json(
+            path,
+            &json!({"model": "rr", "query": query, "documents": docs, "top_n": 3,
+                    "return_documents": true}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        let results = v["results"].as_array().unwrap();
+        assert_eq!(results.len(), 3);
+        let mut previous = f64::INFINITY;
+        for res in results {
+            let i = usize::try_from(res["index"].as_u64().unwrap()).unwrap();
+            let score = res["relevance_score"].as_f64().unwrap();
+            assert!(
+                (score - f64::from(want[i])).abs() < 1e-6,
+                "{i}: {score} vs {}",
+                want[i]
+            );
+            assert!(score <= previous, "best first");
+            previous = score;
+            assert_eq!(res["document"]["text"], docs[i]);
+        }
+        // The one left out is the worst.
+        let worst = want.iter().copied().fold(f32::INFINITY, f32::min);
+        assert!(f64::from(worst) <= previous);
+        assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    }
+}
