@@ -525,6 +525,57 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn thinking_text_and_a_call_stream_as_content_blocks() {
+        use crate::api::openai::responses_tests::{parse_events, sample_events};
+        let mut s = Streamer {
+            id: "msg_1".into(),
+            model: "m".into(),
+            started: false,
+            open: None,
+            index: 0,
+            called: false,
+        };
+        let body = crate::api::stream::events_body(sample_events(), move |e, f| s.on(e, f)).await;
+        let evs = parse_events(&body);
+        let seq: Vec<String> = evs
+            .iter()
+            .map(|(n, d)| match d["delta"]["type"].as_str() {
+                Some(t) => format!("{n}:{t}"),
+                None => n.clone(),
+            })
+            .collect();
+        assert_eq!(
+            seq,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta:thinking_delta",
+                "content_block_delta:thinking_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta:text_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta:input_json_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop",
+            ]
+        );
+        let blocks: Vec<(u64, &str)> = evs
+            .iter()
+            .filter(|(n, _)| n == "content_block_start")
+            .map(|(_, d)| {
+                let kind = d["content_block"]["type"].as_str().unwrap();
+                (d["index"].as_u64().unwrap(), kind)
+            })
+            .collect();
+        assert_eq!(blocks, [(0, "thinking"), (1, "text"), (2, "tool_use")]);
+        assert_eq!(evs[11].1["delta"]["stop_reason"], "tool_use");
+        assert_eq!(evs[11].1["usage"]["output_tokens"], 5);
+    }
+
     #[test]
     fn bad_requests_name_the_field() {
         let unknown = json!({"messages": [{"role": "user", "content": [

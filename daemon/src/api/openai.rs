@@ -10,6 +10,8 @@ mod logprobs;
 mod responses;
 
 pub use responses::responses;
+#[cfg(test)]
+pub(super) use responses::tests as responses_tests;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

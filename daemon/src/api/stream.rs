@@ -153,6 +153,24 @@ where
     }
 }
 
+/// The body `encode` writes for `items` in named events (for the tests of
+/// the Responses and Messages streams).
+#[cfg(test)]
+pub async fn events_body<T: Send + 'static>(
+    items: Vec<T>,
+    encode: impl FnMut(T, &mut Frames) -> bool + Send + 'static,
+) -> String {
+    let items = futures_util::stream::iter(items.into_iter().map(Ok::<T, String>));
+    let r = respond_framed(items, Framing::Events, encode, |_| {
+        axum::http::StatusCode::IM_A_TEAPOT.into_response()
+    })
+    .await;
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// Answers with a progress channel's items: streamed as NDJSON, or the
 /// last one as one JSON body.
 pub async fn respond(
