@@ -356,3 +356,63 @@ fn rerank_scores_pairs_as_the_model_does() {
         assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
     }
 }
+
+/// `llmpm_pull_bytes_total` counts what pulls receive and
+/// `llmpm_blob_verification_failures_total` a blob whose bytes do not match
+/// its digest.
+#[test]
+fn pull_metrics_move() {
+    use llmpm_tests::http::call_unix;
+    use llmpm_tests::registry::{Fault, TestRegistry};
+    let metric = |ctx: &TestContext, name: &str| -> f64 {
+        let text = get_unix(&ctx.socket(), "/metrics").unwrap().text();
+        let line = text
+            .lines()
+            .find(|l| l.split(' ').next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} missing from\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let reg = TestRegistry::start();
+    let ctx = TestContext::started();
+    let weights: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let layers = |w: &[u8]| {
+        vec![
+            ("application/vnd.ollama.image.model", w.to_vec()),
+            ("application/vnd.ollama.image.template", b"t".to_vec()),
+        ]
+    };
+    let publish = |repo: &str, w: &[u8]| {
+        let l = layers(w);
+        let l: Vec<(&str, &[u8])> = l.iter().map(|(m, b)| (*m, b.as_slice())).collect();
+        reg.publish_ollama_model(repo, "v1", &l);
+    };
+    let pull = |repo: &str| {
+        let body = json!({"model": reg.model(repo, "v1"), "insecure": true, "stream": false});
+        call_unix(
+            &ctx.socket(),
+            "POST",
+            "/api/pull",
+            body.to_string().as_bytes(),
+        )
+        .unwrap()
+    };
+    publish("ns/good", &weights);
+    let before = metric(&ctx, "llmpm_pull_bytes_total");
+    assert_eq!(pull("ns/good").status, 200);
+    assert!(metric(&ctx, "llmpm_pull_bytes_total") - before >= weights.len() as f64);
+
+    let mut other = weights.clone();
+    other[0] ^= 1;
+    publish("ns/bad", &other);
+    reg.faults().set(Fault::WrongBytes {
+        digest: llmpm_tests::registry::sha256_digest(&other),
+    });
+    let failures = metric(&ctx, "llmpm_blob_verification_failures_total");
+    assert_ne!(pull("ns/bad").status, 200);
+    assert_eq!(
+        metric(&ctx, "llmpm_blob_verification_failures_total") - failures,
+        1.0
+    );
+}
