@@ -416,3 +416,33 @@ fn pull_metrics_move() {
         1.0
     );
 }
+
+/// A runner killed under the daemon counts in `llmpm_runner_restarts_total`
+/// and the next request starts it again.
+#[test]
+fn a_killed_runner_counts_as_a_restart() {
+    let mut ctx = TestContext::with_tiny_model(256);
+    let gen = json!({"model": "tiny", "prompt": "hi", "stream": false,
+                     "options": {"num_predict": 2}});
+    assert_eq!(ctx.post_json("/api/generate", &gen).status, 200);
+    let daemon = ctx.daemon().pid();
+    let runners = llmpm_tests::child_pids(daemon);
+    assert_eq!(runners.len(), 1, "{runners:?}");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &runners[0]])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let restarts = || {
+        let text = get_unix(&ctx.socket(), "/metrics").unwrap().text();
+        text.lines()
+            .find_map(|l| l.strip_prefix("llmpm_runner_restarts_total "))
+            .map(str::to_owned)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while restarts().as_deref() != Some("1") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(restarts().as_deref(), Some("1"));
+    assert_eq!(ctx.post_json("/api/generate", &gen).status, 200);
+}
