@@ -5,6 +5,12 @@ recorded in the fixture) for fixed token ids, all sentences in one batch of
 sequences of different lengths, pooled as each model says and L2-normalised
 (llama-embedding's default). tests/tests/reference.rs compares ours.
 
+It also writes tests/fixtures/llamacpp_rerank.json: a tiny BERT reranker
+(pooling_type 4, rank: the `cls`/`cls.output` classification head) scoring
+query/document pairs that llama.cpp lays out itself as llama-server's
+`/rerank` does (embed.cpp's --rank mode); tests/tests/reference_embed.rs
+compares our pairs and scores.
+
 usage: bench/gen-reference-embed.py   (LLAMA_CPP_DIR: default target/llama.cpp;
 its bin/llmpm-embed is bench/llamacpp/embed.cpp, built by bench/build-llamacpp.sh)
 """
@@ -18,6 +24,7 @@ LLAMA = os.environ.get("LLAMA_CPP_DIR", os.path.join(ROOT, "target/llama.cpp"))
 PROBE = os.path.join(LLAMA, "bin/llmpm-embed")
 GEN = os.path.join(ROOT, "target/debug/llmpm-gen-gguf")
 OUT = os.path.join(ROOT, "tests/fixtures/llamacpp_embed.json")
+RERANK_OUT = os.path.join(ROOT, "tests/fixtures/llamacpp_rerank.json")
 
 # all-minilm's and nomic-embed-text's ratios (head 32, ff 4 x embd), small.
 SHAPE = {"layers": 2, "embd": 128, "heads": 4, "ff": 512, "vocab": 300, "seed": 1}
@@ -57,6 +64,41 @@ def main():
         json.dump(out, f)
         f.write("\n")
     print(f"wrote {OUT}")
+    rerank()
+
+
+# A query and documents, token ids without [CLS]/[SEP] (llama.cpp adds them).
+QUERY = [150, 160, 171]
+DOCUMENTS = [
+    [141, 190, 200],
+    [150, 160],
+    [100 + 7 * i for i in range(12)],
+    [(31 * i) % 280 + 5 for i in range(40)],
+]
+
+
+def rerank():
+    gen = dict(SHAPE, ctx=512, pooling=4)
+    out = {"_about": "Reranker scores from llama.cpp (llama-cpp-python 0.3.36's, CPU, bench/llamacpp/embed.cpp "
+                     "--rank: pairs laid out as llama-server's format_prompt_rerank, one batch, rank pooling, "
+                     "the head's logits unnormalised) for a tiny `bert` GGUF of `gen`. "
+                     "Regenerate: bench/gen-reference-embed.py",
+           "query": QUERY, "documents": DOCUMENTS, "arch": "bert", "gen": gen, "cases": []}
+    with tempfile.TemporaryDirectory() as work:
+        for ftype in ["f32", "f16"]:
+            path = os.path.join(work, "m.gguf")
+            args = [GEN, "--out", path, "--arch", "bert", "--ftype", ftype]
+            for k, v in gen.items():
+                args += [f"--{k}", str(v)]
+            subprocess.run(args, check=True)
+            ids = ";".join(",".join(map(str, s)) for s in [QUERY] + DOCUMENTS)
+            r = subprocess.run([PROBE, path, "--rank", ids, "2"], capture_output=True, text=True, check=True)
+            cases = json.loads(r.stdout)
+            out["cases"].append({"ftype": ftype, "pairs": cases["pairs"], "scores": cases["scores"]})
+    with open(RERANK_OUT, "w") as f:
+        json.dump(out, f)
+        f.write("\n")
+    print(f"wrote {RERANK_OUT}")
 
 
 if __name__ == "__main__":

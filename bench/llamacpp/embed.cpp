@@ -5,6 +5,14 @@
 //
 // usage: llmpm-embed MODEL.gguf ID,ID,...[;ID,ID,...] [N_THREADS]
 // prints: [[f, f, ...], ...] on stdout, one embedding per sentence
+//
+// Rank mode, for a reranker (pooling_type rank; tests/fixtures/llamacpp_rerank.json):
+// usage: llmpm-embed MODEL.gguf --rank QUERY_IDS;DOC_IDS[;DOC_IDS...] [N_THREADS]
+// (ids without special tokens) lays each query/document pair out as
+// llama-server's format_prompt_rerank does (BOS, query, EOS, SEP, document,
+// EOS by the vocabulary's add_* flags; EOS falls back to SEP) and prints
+// {"pairs": [[id, ...], ...], "scores": [[f, ...], ...]}: each pair's tokens
+// and its rank-pooled head logits, unnormalised (the first is the score).
 #include "llama.h"
 
 #include <cmath>
@@ -20,6 +28,12 @@ static void quiet_log(enum ggml_log_level level, const char * text, void *) {
 }
 
 int main(int argc, char ** argv) {
+    const bool rank = argc > 2 && std::string(argv[2]) == "--rank";
+    if (rank) {  // drop `--rank`: MODEL then IDS as in the other mode
+        argv[2] = argv[1];
+        argv++;
+        argc--;
+    }
     if (argc < 3) {
         fprintf(stderr, "usage: %s MODEL.gguf ID,ID[;ID,ID] [N_THREADS]\n", argv[0]);
         return 2;
@@ -40,6 +54,25 @@ int main(int argc, char ** argv) {
     mparams.use_extra_bufts = false;
     llama_model * model = llama_model_load_from_file(argv[1], mparams);
     if (!model) { fprintf(stderr, "failed to load %s\n", argv[1]); return 1; }
+    if (rank) {
+        // As format_prompt_rerank (tools/server/server-common.cpp) without a rerank template.
+        const llama_vocab * vocab = llama_model_get_vocab(model);
+        llama_token eos = llama_vocab_eos(vocab);
+        if (eos == LLAMA_TOKEN_NULL) eos = llama_vocab_sep(vocab);
+        const std::vector<llama_token> query = seqs[0];
+        std::vector<std::vector<llama_token>> pairs;
+        for (size_t d = 1; d < seqs.size(); d++) {
+            std::vector<llama_token> p;
+            if (llama_vocab_get_add_bos(vocab)) p.push_back(llama_vocab_bos(vocab));
+            p.insert(p.end(), query.begin(), query.end());
+            if (llama_vocab_get_add_eos(vocab)) p.push_back(eos);
+            if (llama_vocab_get_add_sep(vocab)) p.push_back(llama_vocab_sep(vocab));
+            p.insert(p.end(), seqs[d].begin(), seqs[d].end());
+            if (llama_vocab_get_add_eos(vocab)) p.push_back(eos);
+            pairs.push_back(p);
+        }
+        seqs = pairs;
+    }
     size_t total = 0;
     for (auto & s : seqs) total += s.size();
     llama_context_params cparams = llama_context_default_params();
@@ -68,6 +101,29 @@ int main(int argc, char ** argv) {
     }
     if (llama_decode(ctx, batch) != 0) { fprintf(stderr, "llama_decode failed\n"); return 1; }
     const int n_embd = llama_model_n_embd(model);
+    if (rank) {
+        const int n_out = (int) llama_model_n_cls_out(model);
+        printf("{\"pairs\": [");
+        for (size_t s = 0; s < seqs.size(); s++) {
+            printf(s ? ",[" : "[");
+            for (size_t i = 0; i < seqs[s].size(); i++) printf(i ? ",%d" : "%d", seqs[s][i]);
+            printf("]");
+        }
+        printf("], \"scores\": [");
+        for (size_t s = 0; s < seqs.size(); s++) {
+            const float * e = llama_get_embeddings_seq(ctx, s);
+            if (!e) { fprintf(stderr, "no scores for pair %zu\n", s); return 1; }
+            printf(s ? ",[" : "[");
+            for (int i = 0; i < n_out; i++) printf(i ? ",%.9g" : "%.9g", e[i]);
+            printf("]");
+        }
+        printf("]}\n");
+        llama_batch_free(batch);
+        llama_free(ctx);
+        llama_model_free(model);
+        llama_backend_free();
+        return 0;
+    }
     printf("[");
     for (size_t s = 0; s < seqs.size(); s++) {
         const float * e = llama_get_embeddings_seq(ctx, s);

@@ -10,6 +10,7 @@ pub mod describe;
 pub mod errors;
 pub mod llm;
 pub mod logging;
+pub mod metrics;
 pub mod runner;
 pub mod sched;
 pub mod server;

@@ -146,7 +146,8 @@ pub struct TinyLlamaSpec {
     /// it, `eos_token_id` is the end of a turn as in the instruct models
     /// (`<|eot_id|>`, `<|im_end|>`), without it the end of text.
     pub with_chat_template: bool,
-    /// Encoders: `{arch}.pooling_type` (1 mean, 2 CLS); `None` writes 1.
+    /// Encoders: `{arch}.pooling_type` (1 mean, 2 CLS, 4 rank: a reranker
+    /// with a classification head); `None` writes 1.
     pub pooling: Option<u32>,
     /// Whether `output.weight` is its own matrix (the default), left out
     /// (tied embeddings, as Llama 3.2 1B/3B ship), or a copy of the token

@@ -240,3 +240,21 @@ fn qwen_coder_fills_in_the_middle() {
         assert!(!middle.contains(noise), "{noise:?} in {middle:?}");
     }
 }
+
+/// Neither real model is a reranker: rerank on each is a 400 that says so
+/// (before any runner is started).
+#[test]
+fn real_models_are_not_rerankers() {
+    for (file, name) in [(QWEN, "qwen-coder"), (GEMMA, "gemma3-270m")] {
+        let Some(path) = model(file) else { return };
+        let ctx = created(&path, name);
+        for route in ["/api/rerank", "/v1/rerank"] {
+            let body = json!({"model": name, "query": "capital of France", "documents": ["Paris", "Rome"]});
+            let r = call_unix(&ctx.socket(), "POST", route, body.to_string().as_bytes()).unwrap();
+            assert_eq!(r.status, 400, "{route}: {}", r.text());
+            let e = r.json()["error"].as_str().unwrap().to_owned();
+            assert!(e.contains(&format!("\"{name}\" is not a reranker")), "{e}");
+            assert!(e.contains("completion"), "{e}");
+        }
+    }
+}

@@ -98,3 +98,75 @@ fn embeddings_match_llama_cpp() {
         }
     }
 }
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| u32::try_from(x.as_u64().unwrap()).unwrap())
+        .collect()
+}
+
+/// A tiny `bert` reranker (rank pooling, the `cls`/`cls.output` head) in
+/// F32 and F16: each query/document pair laid out as llama-server lays it
+/// out, and its score within 1e-4 of llama.cpp's
+/// (`tests/fixtures/llamacpp_rerank.json`).
+#[test]
+fn rerank_scores_match_llama_cpp() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/llamacpp_rerank.json");
+    let fx: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let query = ids(&fx["query"]);
+    let docs: Vec<Vec<u32>> = fx["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ids)
+        .collect();
+    let cases = fx["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2, "f32 and f16");
+    for case in cases {
+        let ftype = case["ftype"].as_str().unwrap();
+        let path = dir.path().join(format!("rerank-{ftype}.gguf"));
+        let mut f = std::fs::File::create(&path).unwrap();
+        write_tiny_llama(&spec("bert", &fx["gen"], ftype), &mut f).unwrap();
+        drop(f);
+        let model = Model::load(&path, &Device::Cpu).unwrap();
+        let format = model.pair_format().expect("a reranker");
+        let mut cache = model.new_cache(64);
+        let mut worst = 0.0f64;
+        let scores = case["scores"].as_array().unwrap();
+        for (i, doc) in docs.iter().enumerate() {
+            let pair = format.pair(&query, doc);
+            assert_eq!(pair, ids(&case["pairs"][i]), "{ftype}: pair {i}");
+            let got = model.embed(&pair, &mut cache).unwrap();
+            let want: Vec<f64> = scores[i]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            assert_eq!(got.len(), want.len(), "{ftype}: labels");
+            for (g, w) in got.iter().zip(&want) {
+                let d = (f64::from(*g) - w).abs();
+                worst = worst.max(d);
+                assert!(d < 1e-4, "{ftype} pair {i}: ours {g}, llama.cpp {w}");
+            }
+        }
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("rerank {ftype}: largest score difference from llama.cpp {worst:.2e}");
+        }
+    }
+    // Not a reranker: no pair layout.
+    let plain = dir.path().join("embed.gguf");
+    let mut gen = fx["gen"].clone();
+    gen["pooling"] = 2.into();
+    let mut f = std::fs::File::create(&plain).unwrap();
+    write_tiny_llama(&spec("bert", &gen, "f32"), &mut f).unwrap();
+    drop(f);
+    assert!(Model::load(&plain, &Device::Cpu)
+        .unwrap()
+        .pair_format()
+        .is_none());
+}

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -27,6 +27,11 @@ pub async fn log_requests(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    // The route's pattern, for the metrics (the path would make a series per digest).
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let (req, model) = match peek_model(req).await {
         Ok(r) => r,
         Err(e) => {
@@ -34,6 +39,7 @@ pub async fn log_requests(req: Request, next: Next) -> Response {
             Line {
                 method,
                 path,
+                route,
                 model: None,
                 status: resp.status(),
                 started,
@@ -46,6 +52,7 @@ pub async fn log_requests(req: Request, next: Next) -> Response {
     let line = Line {
         method,
         path,
+        route,
         model,
         status: resp.status(),
         started,
@@ -97,6 +104,7 @@ async fn peek_model(req: Request) -> Result<(Request, Option<String>), ApiError>
 struct Line {
     method: Method,
     path: String,
+    route: String,
     model: Option<String>,
     status: StatusCode,
     started: Instant,
@@ -106,6 +114,7 @@ impl Line {
     fn write(self) {
         let ms = self.started.elapsed().as_secs_f64() * 1e3;
         let status = self.status.as_u16();
+        crate::metrics::request(&self.route, status);
         let model = self.model.as_deref().unwrap_or("");
         if self.status.is_server_error() {
             tracing::warn!(method = %self.method, path = %self.path, status, duration_ms = %format_args!("{ms:.1}"), model = %model, "request");

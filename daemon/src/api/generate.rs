@@ -488,6 +488,7 @@ pub async fn embed(
 ) -> Result<Json<EmbedResponse>, ApiError> {
     let started = Instant::now();
     let resolved = resolve(&state, &req.model).await?;
+    super::rerank::refuse_reranker(&resolved, &req.model)?;
     let opts = resolved.options(req.options.as_ref())?;
     let input = match req.input {
         EmbedInput::One(s) => vec![s],
@@ -534,6 +535,7 @@ pub async fn embeddings(
     ApiJson(req): ApiJson<EmbeddingRequest>,
 ) -> Result<Json<EmbeddingResponse>, ApiError> {
     let resolved = resolve(&state, &req.model).await?;
+    super::rerank::refuse_reranker(&resolved, &req.model)?;
     let opts = resolved.options(req.options.as_ref())?;
     let keep = keep_alive(req.keep_alive.as_ref())?;
     let lease = state

@@ -1,6 +1,7 @@
 //! HTTP routes: the Ollama-compatible `/api/*` surface and llmpm's own additions.
 
 mod access_log;
+mod anthropic;
 mod blobs;
 mod create;
 pub mod error;
@@ -10,6 +11,7 @@ mod models;
 mod openai;
 mod openai_tools;
 mod ps;
+mod rerank;
 mod signing;
 pub mod stream;
 mod transfer;
@@ -77,8 +79,14 @@ fn routes(state: AppState) -> Router {
         .route("/api/embed", post(generate::embed))
         .route("/api/embeddings", post(generate::embeddings))
         .route("/api/ps", get(ps::ps))
+        .route("/api/rerank", post(rerank::rerank))
+        .route("/v1/rerank", post(rerank::rerank))
+        .route("/metrics", get(metrics))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
+        .route("/v1/responses", post(openai::responses))
+        .route("/v1/messages", post(anthropic::messages_route))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*model}", get(openai::model))
@@ -114,9 +122,13 @@ fn check_tcp(config: &Config, _method: &Method, headers: &HeaderMap) -> Result<(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(key.as_str()) {
+        // Anthropic's clients send the key as `x-api-key`.
+        let anthropic = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+        if given != Some(key.as_str()) && anthropic != Some(key.as_str()) {
             return Err(ApiError::Unauthorized(
-                "missing or wrong API key: send `Authorization: Bearer <LLMPM_API_KEY>`".into(),
+                "missing or wrong API key: send `Authorization: Bearer <LLMPM_API_KEY>` \
+                 (or `x-api-key: <LLMPM_API_KEY>`)"
+                    .into(),
             ));
         }
         return Ok(());
@@ -158,6 +170,29 @@ async fn version() -> Json<serde_json::Value> {
         "version": VersionResponse { version: OLLAMA_API_VERSION.into() }.version,
         "llmpm_version": env!("CARGO_PKG_VERSION"),
     }))
+}
+
+/// `GET /metrics`: Prometheus' text format (behind the API key off loopback, as every route).
+async fn metrics(State(state): State<AppState>) -> Response {
+    let loaded: Vec<crate::metrics::Loaded> = state
+        .sched
+        .ps()
+        .await
+        .into_iter()
+        .map(|r| crate::metrics::Loaded {
+            name: r.name,
+            bytes: r.size,
+            vram_bytes: r.size_vram,
+        })
+        .collect();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&loaded),
+    )
+        .into_response()
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {

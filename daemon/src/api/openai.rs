@@ -7,6 +7,11 @@
 
 mod fields;
 mod logprobs;
+mod responses;
+
+pub use responses::responses;
+#[cfg(test)]
+pub(super) use responses::tests as responses_tests;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,12 +28,12 @@ use super::error::{ApiError, Classify};
 use super::models::resolve;
 use super::openai_tools::{self, OaMessage};
 use super::stream::{self, Framing};
-use super::AppState;
+use super::{AppState, Model};
 use crate::llm::grammar;
 use crate::llm::handle::collect;
 use crate::llm::protocol::{CompletionChunk, Constraint};
 use crate::llm::{Capability, Event, Events, Prompt};
-use crate::sched::LoadRequest;
+use crate::sched::{Lease, LoadRequest};
 
 /// An [`ApiError`] in OpenAI's shape.
 #[derive(Debug)]
@@ -166,6 +171,92 @@ fn finish(reason: Option<&str>, called: bool) -> &'static str {
     }
 }
 
+/// A chat-shaped request, whatever API it came in by (chat completions,
+/// Responses, Anthropic Messages): what [`chat_events`] runs.
+#[derive(Debug, Default)]
+pub(super) struct ChatAsk {
+    /// The model as the request names it.
+    pub model: String,
+    /// The conversation, in Ollama's shape.
+    pub messages: Vec<llmpm_spec::api::Message>,
+    /// Tools the model may call.
+    pub tools: Vec<Tool>,
+    /// Thinking asked for.
+    pub think: Option<llmpm_spec::api::Think>,
+    /// Which calls are allowed or forced.
+    pub choice: crate::llm::ToolChoice,
+    /// Sampling, as an Ollama `options` object.
+    pub options: Value,
+    /// What the output must match.
+    pub constraint: Option<Constraint>,
+    /// Log-probabilities with this many alternatives.
+    pub logprobs: Option<u32>,
+}
+
+/// The model of `ask` resolved and checked for what it asks (completion,
+/// tools, thinking), its options and a lease on its runner.
+async fn prepare(
+    state: &AppState,
+    ask: &mut ChatAsk,
+) -> Result<
+    (
+        std::sync::Arc<Model>,
+        crate::llm::Features,
+        crate::llm::Options,
+        Lease,
+    ),
+    ApiError,
+> {
+    let resolved = resolve(state, &ask.model).await?;
+    let tools = std::mem::take(&mut ask.tools);
+    let choice = std::mem::take(&mut ask.choice);
+    let features = resolved.features(&ask.model, tools, ask.think, choice)?;
+    let opts = resolved.options(Some(&ask.options))?;
+    resolved.require(&ask.model, Capability::Completion, "chat")?;
+    let lease = state
+        .sched
+        .acquire(LoadRequest::new(&resolved, &opts, None))
+        .await?;
+    Ok((resolved, features, opts, lease))
+}
+
+/// Runs a chat: [`prepare`]d, the conversation fitted to the context, and
+/// the answer's events (text, reasoning, calls, the last chunk).
+pub(super) async fn chat_events(state: &AppState, mut ask: ChatAsk) -> Result<Events, ApiError> {
+    let (resolved, features, opts, lease) = prepare(state, &mut ask).await?;
+    let ropts = resolved.render_options(&features);
+    let prompt = resolved
+        .fit_chat(lease.runner(), &ask.messages, &ropts, true)
+        .await?;
+    let events = resolved
+        .generate(
+            lease.runner(),
+            prompt,
+            &opts,
+            ask.constraint,
+            &features,
+            ask.logprobs,
+        )
+        .await?;
+    Ok(events)
+}
+
+/// The number of tokens of the prompt [`chat_events`] would run for `ask`
+/// (rendered whole, with the tools and thinking, counted by the runner).
+pub(super) async fn chat_prompt_tokens(
+    state: &AppState,
+    mut ask: ChatAsk,
+) -> Result<usize, ApiError> {
+    let (resolved, features, _, lease) = prepare(state, &mut ask).await?;
+    let ropts = resolved.render_options(&features);
+    let prompt = resolved.render(None, resolved.system.as_deref(), &ask.messages, &ropts)?;
+    Ok(lease
+        .runner()
+        .tokenize(&prompt.text, prompt.add_bos)
+        .await?
+        .len())
+}
+
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(
     State(state): State<AppState>,
@@ -194,29 +285,21 @@ pub async fn chat_completions(
             ApiError::BadRequest("`suffix` belongs to /v1/completions, not chat".into()).into(),
         );
     }
-    let resolved = resolve(&state, &req.model).await?;
-    let features = resolved.features(&req.model, tools, think, choice)?;
-    let opts = resolved.options(Some(&req.options()))?;
-    resolved.require(&req.model, Capability::Completion, "chat")?;
-    let lease = state
-        .sched
-        .acquire(LoadRequest::new(&resolved, &opts, None))
-        .await?;
     let logprobs = req.extra.chat_logprobs()?;
-    let ropts = resolved.render_options(&features);
-    let prompt = resolved
-        .fit_chat(lease.runner(), &messages, &ropts, true)
-        .await?;
-    let events = resolved
-        .generate(
-            lease.runner(),
-            prompt,
-            &opts,
+    let events = chat_events(
+        &state,
+        ChatAsk {
+            model: req.model.clone(),
+            messages,
+            tools,
+            think,
+            choice,
+            options: req.options(),
             constraint,
-            &features,
             logprobs,
-        )
-        .await?;
+        },
+    )
+    .await?;
     let usage = req
         .stream_options
         .as_ref()
@@ -263,6 +346,7 @@ pub async fn completions(
         .runner()
         .complete(prompt.completion(&opts, constraint).with_logprobs(logprobs))
         .await?;
+    let events = crate::llm::handle::metered(&resolved.name, events);
     let shape = logprobs::Choices::new(logprobs.is_some(), false);
     Ok(answer(events, req.stream, false, shape, req.model).await)
 }
@@ -481,6 +565,7 @@ pub async fn embeddings(
         })?),
     };
     let resolved = resolve(&state, &req.model).await?;
+    super::rerank::refuse_reranker(&resolved, &req.model)?;
     let opts = resolved.options(None)?;
     let lease = state
         .sched

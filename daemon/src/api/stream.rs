@@ -32,6 +32,9 @@ pub enum Framing {
     Ndjson,
     /// OpenAI: server-sent events, `data: {json}`, ended by `data: [DONE]`.
     Sse,
+    /// Named server-sent events (`event: name` then `data: {json}`), as the
+    /// Responses and Anthropic Messages streams send them; no `[DONE]`.
+    Events,
 }
 
 /// The frames written for one item of a stream.
@@ -51,15 +54,23 @@ impl Frames {
 
     /// Writes `value` as one frame.
     pub fn push(&mut self, value: &impl Serialize) {
-        if self.framing == Framing::Sse {
+        if self.framing != Framing::Ndjson {
             self.out.extend_from_slice(b"data: ");
         }
         // The answer types are plain structs and JSON values: they always serialize.
         let _ = serde_json::to_writer(&mut self.out, value);
         self.out.extend_from_slice(match self.framing {
             Framing::Ndjson => b"\n",
-            Framing::Sse => b"\n\n",
+            Framing::Sse | Framing::Events => b"\n\n",
         });
+    }
+
+    /// Writes `value` as the event `name` (an `event:` line, then its data).
+    pub fn event(&mut self, name: &str, value: &impl Serialize) {
+        self.out.extend_from_slice(b"event: ");
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(b'\n');
+        self.push(value);
     }
 
     /// Ends a stream that succeeded (SSE's `data: [DONE]`; nothing in NDJSON).
@@ -76,6 +87,11 @@ impl Frames {
             Framing::Sse => {
                 self.push(&serde_json::json!({"error": {"message": message, "type": "api_error"}}))
             }
+            // Both the `openai` (Responses) and `anthropic` SDKs raise an `error` event.
+            Framing::Events => self.event(
+                "error",
+                &serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+            ),
         }
     }
 }
@@ -126,7 +142,7 @@ where
     let body = Body::from_stream(body);
     match framing {
         Framing::Ndjson => ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response(),
-        Framing::Sse => (
+        Framing::Sse | Framing::Events => (
             [
                 (header::CONTENT_TYPE, "text/event-stream"),
                 (header::CACHE_CONTROL, "no-cache"),
@@ -135,6 +151,24 @@ where
         )
             .into_response(),
     }
+}
+
+/// The body `encode` writes for `items` in named events (for the tests of
+/// the Responses and Messages streams).
+#[cfg(test)]
+pub async fn events_body<T: Send + 'static>(
+    items: Vec<T>,
+    encode: impl FnMut(T, &mut Frames) -> bool + Send + 'static,
+) -> String {
+    let items = futures_util::stream::iter(items.into_iter().map(Ok::<T, String>));
+    let r = respond_framed(items, Framing::Events, encode, |_| {
+        axum::http::StatusCode::IM_A_TEAPOT.into_response()
+    })
+    .await;
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Answers with a progress channel's items: streamed as NDJSON, or the

@@ -141,6 +141,16 @@ impl Runner {
         self.one(&RunnerRequest::Embed { input, truncate }).await
     }
 
+    /// A reranker's scores of each document for `query` (each document's
+    /// head logits; the first is its score).
+    pub async fn rerank(
+        &self,
+        query: String,
+        documents: Vec<String>,
+    ) -> Result<Embeddings, LlmError> {
+        self.one(&RunnerRequest::Rerank { query, documents }).await
+    }
+
     /// Starts a generation. The stream holds this runner until it ends or
     /// is dropped; dropping it closes the connection, which stops the
     /// generation in the runner.
@@ -160,6 +170,34 @@ impl Runner {
             .flat_map(futures_util::stream::iter);
         Ok(events.boxed())
     }
+}
+
+/// `events` of a generation of `model`, recorded in [`crate::metrics`] as
+/// they pass: the time to the first token (from now) and, at the end, the
+/// token counts and the speed.
+pub fn metered(model: &str, events: Events) -> Events {
+    let started = std::time::Instant::now();
+    let model = model.to_owned();
+    let mut first = true;
+    events
+        .map(move |e| {
+            if let Ok(ev) = &e {
+                let token = !matches!(ev, Event::Logprobs(_));
+                if token && std::mem::take(&mut first) {
+                    crate::metrics::first_token(&model, started.elapsed());
+                }
+                if let Event::Done(c) = ev {
+                    crate::metrics::generation(
+                        &model,
+                        c.prompt_eval_count,
+                        c.eval_count,
+                        c.eval_duration,
+                    );
+                }
+            }
+            e
+        })
+        .boxed()
 }
 
 /// `v` cut to its first `dimensions` values and normalized again, as

@@ -28,6 +28,14 @@ pub enum RunnerRequest {
         #[serde(default = "yes")]
         truncate: bool,
     },
+    /// A reranker's scores of each document for the query. Answered by one
+    /// [`Embeddings`] line: each document's head logits (the first is its score).
+    Rerank {
+        /// The query.
+        query: String,
+        /// The documents.
+        documents: Vec<String>,
+    },
 }
 
 fn yes() -> bool {

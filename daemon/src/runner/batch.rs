@@ -47,6 +47,15 @@ pub enum Job {
         /// Answer lines.
         tx: Lines,
     },
+    /// A reranker's scores (run whole, between steps).
+    Rerank {
+        /// The query.
+        query: String,
+        /// The documents.
+        documents: Vec<String>,
+        /// Answer lines.
+        tx: Lines,
+    },
 }
 
 /// Sends `value` as one line; false when the client is gone.
@@ -163,6 +172,21 @@ impl Engine {
                 slot.cache.reset();
                 self.free.give_back(slot.cache, &[]);
             }
+            Job::Rerank {
+                query,
+                documents,
+                tx,
+            } => {
+                let Some(mut slot) = self.free.take_oldest() else {
+                    return;
+                };
+                match self.rerank(&query, &documents, &mut slot.cache) {
+                    Ok(out) => line(&tx, &out),
+                    Err(error) => line(&tx, &RunnerError { error }),
+                };
+                slot.cache.reset();
+                self.free.give_back(slot.cache, &[]);
+            }
             Job::Completion { req, tx, cancel } => {
                 let fail = |error: String| line(&tx, &RunnerError { error });
                 let guide = match &req.constraint {
@@ -241,6 +265,46 @@ impl Engine {
                     ));
                 }
                 tokens.truncate(num_ctx);
+            }
+            out.prompt_eval_count += tokens.len();
+            let v = self
+                .model
+                .embed(&tokens, cache)
+                .map_err(|e| e.to_string())?;
+            out.embeddings.push(v);
+        }
+        Ok(out)
+    }
+
+    /// Each document's scores for `query`, the pair laid out as the
+    /// reranker says and its document cut to fit the context.
+    fn rerank(
+        &self,
+        query: &str,
+        documents: &[String],
+        cache: &mut Cache,
+    ) -> Result<Embeddings, String> {
+        let Some(format) = self.model.pair_format() else {
+            return Err("this model is not a reranker".into());
+        };
+        let q = self.codec.encode(query, false, false);
+        let mut out = Embeddings {
+            embeddings: Vec::with_capacity(documents.len()),
+            prompt_eval_count: 0,
+        };
+        for doc in documents {
+            let d = self.codec.encode(doc, false, false);
+            let mut tokens = format.pair(&q, &d);
+            if tokens.len() > self.num_ctx {
+                let over = tokens.len() - self.num_ctx;
+                if over > d.len() {
+                    return Err(format!(
+                        "the query is {} tokens, too long for the context ({}) with any document",
+                        q.len(),
+                        self.num_ctx
+                    ));
+                }
+                tokens = format.pair(&q, &d[..d.len() - over]);
             }
             out.prompt_eval_count += tokens.len();
             let v = self

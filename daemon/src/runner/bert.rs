@@ -26,6 +26,8 @@ pub enum Pooling {
     Cls,
     /// The last token's state (3).
     Last,
+    /// A reranker's score: the classification head on `[CLS]` (4, rank).
+    Rank,
 }
 
 /// One encoder block.
@@ -60,6 +62,8 @@ pub struct Bert {
     pos_embd: Option<Tensor>,
     embd_norm: (Tensor, Tensor),
     blocks: Vec<Block>,
+    /// A reranker's classification head (rank pooling).
+    cls: Option<super::rank::ClsHead>,
     /// RoPE's inverse frequencies (`nomic-bert`).
     inv_freq: Vec<f32>,
     device: Device,
@@ -74,8 +78,8 @@ impl std::fmt::Debug for Bert {
     }
 }
 
-/// `{arch}.pooling_type`: absent or 1 is mean; 2 CLS; 3 last. None (0) and
-/// rank (4) give no single sentence embedding and are refused.
+/// `{arch}.pooling_type`: absent or 1 is mean; 2 CLS; 3 last; 4 rank (a
+/// reranker's score). None (0) gives no single sentence embedding and is refused.
 fn pooling(file: &GgufFile, arch: &str) -> Result<Pooling, ModelError> {
     let key = format!("{arch}.pooling_type");
     let bad = |why: String| ModelError::Metadata {
@@ -88,8 +92,9 @@ fn pooling(file: &GgufFile, arch: &str) -> Result<Pooling, ModelError> {
             Some(1) => Ok(Pooling::Mean),
             Some(2) => Ok(Pooling::Cls),
             Some(3) => Ok(Pooling::Last),
+            Some(4) => Ok(Pooling::Rank),
             Some(n) => Err(bad(format!(
-                "is {n}; llmpm pools by mean (1), CLS (2) or last token (3)"
+                "is {n}; llmpm pools by mean (1), CLS (2), last token (3) or rank (4)"
             ))),
             None => Err(bad("must be an integer".into())),
         },
@@ -208,6 +213,10 @@ pub(crate) fn load(l: &mut Loader<'_>, arch: Arch, device: &Device) -> Result<Be
             out_norm: norm(l, &format!("blk.{i}.layer_output_norm"))?,
         });
     }
+    let cls = match pooling {
+        Pooling::Rank => Some(super::rank::ClsHead::load(l, e)?),
+        _ => None,
+    };
     let half = hp.rope_dim / 2;
     let inv_freq = (0..half)
         .map(|i| hp.rope_freq_base.powf(-2.0 * i as f32 / hp.rope_dim as f32))
@@ -240,6 +249,7 @@ pub(crate) fn load(l: &mut Loader<'_>, arch: Arch, device: &Device) -> Result<Be
         pos_embd,
         embd_norm,
         blocks,
+        cls,
         inv_freq,
         device: device.clone(),
     })
@@ -256,6 +266,11 @@ impl Bert {
     /// The pooling the model asks for.
     pub fn pooling(&self) -> Pooling {
         self.pooling
+    }
+
+    /// A reranker's head (with its pair layout), if this is one.
+    pub fn cls_head(&self) -> Option<&super::rank::ClsHead> {
+        self.cls.as_ref()
     }
 
     fn layer_norm(&self, x: &Tensor, (w, b): &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
@@ -339,13 +354,18 @@ impl Bert {
     }
 
     /// The pooled, L2-normalised embedding of `tokens` (what Ollama's
-    /// `/api/embed` and llama.cpp's `llama-embedding` return).
+    /// `/api/embed` and llama.cpp's `llama-embedding` return); for a
+    /// reranker, its head's logits (unnormalised; the first is the score).
     pub fn embed(&self, tokens: &[u32]) -> candle_core::Result<Vec<f32>> {
         let x = self.states(tokens)?;
+        if let Some(head) = &self.cls {
+            return head.scores(&x.get(0)?);
+        }
         let pooled: Vec<f32> = match self.pooling {
             Pooling::Mean => x.mean(0)?.to_vec1()?,
             Pooling::Cls => x.get(0)?.to_vec1()?,
             Pooling::Last => x.get(tokens.len() - 1)?.to_vec1()?,
+            Pooling::Rank => candle_core::bail!("a reranker has no sentence embedding"),
         };
         let norm = pooled.iter().map(|v| v * v).sum::<f32>().sqrt();
         Ok(if norm > 0.0 {

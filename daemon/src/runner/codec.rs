@@ -45,6 +45,18 @@ pub enum CodecError {
     NoTokens,
 }
 
+/// The codec the runner uses for `file`: the tokenizer, or the plain
+/// vocabulary codec where the tokenizer refuses the vocabulary.
+pub fn for_gguf(file: &GgufFile) -> Result<std::sync::Arc<dyn TextCodec>, CodecError> {
+    Ok(match crate::tokenizer::Tokenizer::from_gguf(file) {
+        Ok(t) => std::sync::Arc::new(t),
+        Err(e) => {
+            tracing::warn!(error = %e, "tokenizer refused the vocabulary; using the plain vocabulary codec");
+            std::sync::Arc::new(VocabCodec::from_gguf(file)?)
+        }
+    })
+}
+
 /// A vocabulary-table codec (see the module docs).
 #[derive(Debug)]
 pub struct VocabCodec {

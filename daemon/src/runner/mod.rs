@@ -11,6 +11,7 @@ pub mod guide;
 pub mod llama;
 mod loader;
 pub mod model;
+pub mod rank;
 pub mod sampler;
 pub mod serve;
 pub mod text;

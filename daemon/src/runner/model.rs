@@ -150,6 +150,15 @@ impl Model {
         })
     }
 
+    /// How a reranker lays out a query and a document as one input
+    /// (`None`: the model is not a reranker).
+    pub fn pair_format(&self) -> Option<&super::rank::PairFormat> {
+        match &self.net {
+            Net::Encoder(m) => m.cls_head().map(|h| &h.pair),
+            Net::Decoder(_) => None,
+        }
+    }
+
     /// Greedy decoding of `n` tokens after `prompt` (the reference check).
     pub fn greedy(&self, prompt: &[u32], n: usize) -> Result<Vec<u32>, ModelError> {
         let mut cache = self.new_cache(prompt.len() + n);

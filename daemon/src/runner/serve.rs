@@ -17,7 +17,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
 use super::batch::{line, Engine, Job};
-use super::codec::{TextCodec, VocabCodec};
+use super::codec::TextCodec;
 use super::model::Model;
 use super::KvType;
 use crate::llm::options::KvCacheType;
@@ -110,8 +110,8 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let path = args.model.clone();
     let (num_ctx, batch, parallel) = (args.num_ctx, args.batch, args.parallel);
-    let (model, codec) = tokio::task::spawn_blocking(
-        move || -> anyhow::Result<(Model, Arc<dyn TextCodec>)> {
+    let (model, codec) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(Model, Arc<dyn TextCodec>)> {
             let kv_type = match KvCacheType::from_env().map_err(anyhow::Error::msg)? {
                 KvCacheType::F16 => KvType::F16,
                 KvCacheType::F32 => KvType::F32,
@@ -121,13 +121,7 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<()> {
             let codec = |path: &std::path::Path| -> anyhow::Result<Arc<dyn TextCodec>> {
                 let file = GgufFile::open(path)
                     .with_context(|| format!("cannot read `{}`", path.display()))?;
-                Ok(match crate::tokenizer::Tokenizer::from_gguf(&file) {
-                    Ok(t) => Arc::new(t),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "tokenizer refused the vocabulary; using the plain vocabulary codec");
-                        Arc::new(VocabCodec::from_gguf(&file)?)
-                    }
-                })
+                Ok(super::codec::for_gguf(&file)?)
             };
             // The vocabulary is read while the weights load: the loader
             // waits on page faults often enough for it to fit in between.
@@ -142,10 +136,9 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<()> {
                 model.set_kv_type(kv_type);
                 Ok((model, codec?))
             })
-        },
-    )
-    .await
-    .context("the loader panicked")??;
+        })
+        .await
+        .context("the loader panicked")??;
     let (jobs, queue) = std::sync::mpsc::channel();
     let shared = Arc::new(Shared {
         codec: codec.clone(),
@@ -241,6 +234,11 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) -> std::io::Result<
         RunnerRequest::Embed { input, truncate } => Some(Job::Embed {
             input,
             truncate,
+            tx: tx.clone(),
+        }),
+        RunnerRequest::Rerank { query, documents } => Some(Job::Rerank {
+            query,
+            documents,
             tx: tx.clone(),
         }),
         RunnerRequest::Completion(req) => Some(Job::Completion {

@@ -65,6 +65,7 @@ impl State {
                     if let Some(i) = self.runners.iter().position(|r| r.id == id) {
                         let r = self.runners.remove(i);
                         let _ = std::fs::remove_file(&r.socket);
+                        crate::metrics::runner_exited();
                         tracing::warn!(model = %r.name, %status, in_flight = r.in_flight, "model runner exited unexpectedly; it will be started again on the next request");
                     }
                 }
@@ -85,6 +86,7 @@ impl State {
                 }
             }
             self.tick();
+            crate::metrics::queue_depth(self.pending.len());
         }
     }
 

@@ -88,6 +88,7 @@ impl BlobWriter {
         let actual = Digest::sha256_from_bytes(std::mem::take(&mut self.hasher).finalize().into());
         if let Some(e) = expected {
             if *e != actual {
+                crate::metrics::verification_failed();
                 return Err(StoreError::DigestMismatch {
                     expected: e.clone(),
                     actual,

@@ -352,6 +352,7 @@ impl Job {
                 e
             };
             if matches!(e, TransferError::SizeMismatch { .. }) {
+                crate::metrics::verification_failed();
                 self.discard(&path);
             }
             // The hasher sees its channel close and stops.
@@ -365,6 +366,7 @@ impl Job {
             return Err(TransferError::Cancelled);
         };
         if actual != *digest {
+            crate::metrics::verification_failed();
             self.discard(&path);
             return Err(TransferError::DigestMismatch {
                 digest: digest.clone(),

@@ -2,7 +2,8 @@
 //! converter writes them: a WordPiece vocabulary in its phantom-space form
 //! (`▁word` starts a word, `piece` continues one; `[CLS]`, `[SEP]`), learned
 //! position embeddings and biases (`bert`) or fused QKV, SwiGLU and rotary
-//! positions (`nomic-bert`), post-norm LayerNorms with biases.
+//! positions (`nomic-bert`), post-norm LayerNorms with biases; with rank
+//! pooling (4), a reranker's classification head (`cls`, `cls.output`).
 
 use std::collections::BTreeSet;
 
@@ -156,6 +157,22 @@ pub(crate) fn build(spec: &TinyLlamaSpec) -> Result<GgufWriter, GgufError> {
             vector(&mut w, &b("ffn_down"), e, 0.0)?;
         }
         norm(&mut w, &format!("blk.{i}.layer_output_norm"))?;
+    }
+    if spec.pooling == Some(4) {
+        // A cross-encoder reranker (rank pooling): the classification head
+        // llama.cpp reads, dense + tanh then one logit (`cls.output`). In
+        // F32 whatever the ftype: with F16 head weights both sides round
+        // the [CLS] state to f16 first, and the encoders' 1e-5 differences
+        // flip some of those roundings, which moves the score by about
+        // 1e-4, the tolerance of the reference check.
+        let head = |w: &mut GgufWriter, name: &str, ne0: u64, ne1: u64| {
+            let values = random_values(seed, name, ne0 * ne1, |u| u / (ne0 as f32).sqrt());
+            w.add_tensor_f32(name, &[ne0, ne1], GgmlType::F32, &values)
+        };
+        head(&mut w, "cls.weight", e, e)?;
+        vector(&mut w, "cls.bias", e, 0.0)?;
+        head(&mut w, "cls.output.weight", e, 1)?;
+        vector(&mut w, "cls.output.bias", 1, 0.0)?;
     }
     Ok(w)
 }

@@ -17,7 +17,7 @@ const USAGE: &str =
 --head-dim: head size other than embd/heads (written as key_length);
 --rope-dim: dimensions RoPE rotates; --orig-ctx: phi3's longrope original
 context (0: no longrope); --tied: no output.weight; --pooling: an encoder's
-pooling_type (1 mean, 2 CLS).
+pooling_type (1 mean, 2 CLS, 4 rank: a reranker with a classification head).
 
 Presets: tiny (the test default) and 1b (hidden 2048, 16 layers, vocabulary
 128256, GQA 32/8, ff 8192: Llama 3.2 1B's shape). Flags after --preset override it.";

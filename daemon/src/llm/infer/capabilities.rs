@@ -23,6 +23,8 @@ pub enum Capability {
     Thinking,
     /// It reads images (a vision tower in the GGUF or a projector layer).
     Vision,
+    /// A reranker: scores documents for a query (`pooling_type` 4, rank).
+    Rerank,
 }
 
 impl Capability {
@@ -35,6 +37,7 @@ impl Capability {
             Capability::Embedding => "embedding",
             Capability::Thinking => "thinking",
             Capability::Vision => "vision",
+            Capability::Rerank => "rerank",
         }
     }
 }
@@ -50,6 +53,8 @@ impl std::fmt::Display for Capability {
 pub(super) struct GgufFacts {
     /// `<arch>.pooling_type` is present.
     pub pooling: bool,
+    /// `<arch>.pooling_type` is 4 (rank): a reranker.
+    pub rank: bool,
     /// `<arch>.vision.block_count` is present.
     pub vision: bool,
     /// The prefix, suffix and middle FIM tokens are all there ([`FimTokens`]).
@@ -64,6 +69,10 @@ impl GgufFacts {
         let has = |k: &str| f.get(&format!("{arch}.{k}")).is_some();
         GgufFacts {
             pooling: has("pooling_type"),
+            rank: f
+                .get(&format!("{arch}.pooling_type"))
+                .and_then(|v| v.as_u64())
+                == Some(4),
             vision: has("vision.block_count"),
             fim: FimTokens::read(f).is_some(),
             gpt_oss: matches!(arch, "gptoss" | "gpt-oss"),
@@ -174,7 +183,9 @@ pub(super) fn compute(
         }
     };
     if let Some(g) = gguf {
-        add(if g.pooling {
+        add(if g.rank {
+            Capability::Rerank
+        } else if g.pooling {
             Capability::Embedding
         } else {
             Capability::Completion
@@ -220,6 +231,13 @@ mod tests {
             ..plain
         };
         assert_eq!(compute(Some(embed), &chat, false), [Capability::Embedding]);
+        // Rank pooling makes a reranker, which gives no embeddings.
+        let rank = GgufFacts {
+            pooling: true,
+            rank: true,
+            ..plain
+        };
+        assert_eq!(compute(Some(rank), &chat, false), [Capability::Rerank]);
         // FIM tokens in the GGUF give `insert` even when the template has no `.Suffix`.
         let fim = GgufFacts { fim: true, ..plain };
         assert_eq!(

@@ -197,7 +197,8 @@ impl<X> ResolvedModel<X> {
         let request = self
             .completion_request(prompt, opts, constraint, f)
             .with_logprobs(logprobs);
-        Ok(parse_events(runner.complete(request).await?, parser))
+        let events = crate::llm::handle::metered(&self.name, runner.complete(request).await?);
+        Ok(parse_events(events, parser))
     }
 
     /// The grammar a forced call holds the output to, in llguidance's Lark

@@ -222,6 +222,7 @@ impl Worker {
         let n = buf.len() as u64;
         part.done.fetch_add(n, Ordering::AcqRel);
         self.completed.fetch_add(n, Ordering::Relaxed);
+        crate::metrics::pulled(n);
         *got += n;
         buf.clear();
         let _ = self.ping.try_send(());
