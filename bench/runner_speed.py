@@ -3,7 +3,12 @@
 `llama-bench` on the same GGUF files, in one run, same thread count.
 
 Usage: python3 bench/runner_speed.py [--ftypes q4_0,q8_0,q4_k_m] [--models a.gguf,...]
-                                     [--threads N] [--rounds 2]
+                                     [--threads N] [--rounds 2] [--depth 0]
+
+--depth N measures pp512 and tg128 after N tokens already in the context
+(llama-bench -d N; llmpm: a prompt of N tokens evaluated first, which the
+prompt cache keeps, so each measured request evaluates only its own 512
+prompt tokens or 128 generated ones at that depth).
 
 --models adds GGUF files as they are (a real model, e.g. the Gemma 3 270M
 file tests/fetch-models.sh puts in target/models/); `--ftypes ''` benches
@@ -113,9 +118,10 @@ def model_file(ftype):
     return path
 
 
-def llama_bench(path, threads, rounds):
+def llama_bench(path, threads, rounds, depth=0):
     r = run(["/usr/bin/time", "-f", "%M", str(LLAMA / "llama-bench"), "-m", str(path),
-             "-p", "512", "-n", "128", "-t", str(threads), "-r", str(rounds), "-o", "json"],
+             "-p", "512", "-n", "128", "-t", str(threads), "-r", str(rounds), "-o", "json",
+             "-d", str(depth)],
             capture_output=True, text=True)
     out = r.stdout
     rss_kib = int(r.stderr.strip().splitlines()[-1])
@@ -167,9 +173,9 @@ class Llmpm:
         self.proc.wait(timeout=30)
         self.log.close()
 
-    def create(self, name, path):
+    def create(self, name, path, num_ctx=1024):
         mf = self.tmp / f"{name}.Modelfile"
-        mf.write_text(f"FROM {path}\nPARAMETER num_ctx 1024\n")
+        mf.write_text(f"FROM {path}\nPARAMETER num_ctx {num_ctx}\n")
         run([str(REL / "llmpm"), "create", name, "-f", str(mf)], env=self.env,
             stdout=subprocess.DEVNULL)
 
@@ -208,7 +214,7 @@ class Llmpm:
         return None
 
 
-def llmpm_bench(llm, name, threads, rounds):
+def llmpm_bench(llm, name, threads, rounds, depth=0):
     opts = {"temperature": 0, "num_thread": threads}
     # The first load after create (the blob just written), empty prompt.
     _, last = llm.generate({"model": name, "prompt": "", "options": opts})
@@ -225,18 +231,27 @@ def llmpm_bench(llm, name, threads, rounds):
         cold = first if cold is None else min(cold, first)
     pp = []
     ttft = []
-    # " the" is one token in the generated vocabulary (and most others):
-    # with BOS, a 512-token prompt.
-    prompt = "the" + " the" * 510
-    for _ in range(rounds):
+    # " the" is one token in the generated vocabulary (and most others).
+    # A context `depth` tokens deep first: the prompt cache keeps it, and
+    # each request below shares it and evaluates only what follows.
+    base = "the" + " the" * (depth - 1) if depth else ""
+    if depth:
+        llm.generate({"model": name, "prompt": base, "raw": True,
+                      "options": dict(opts, num_predict=1)})
+    evaluated = lambda last: last["prompt_eval_count"] - last.get("prompt_cache_count", 0)
+    for r in range(rounds):
+        # Each round's prompt differs from the last after the base (a digit
+        # is one byte token), so it is evaluated, not found in the cache:
+        # with BOS, 512 tokens.
+        prompt = base + f" {r % 10}" + " the" * 509
         first, last = llm.generate({"model": name, "prompt": prompt, "raw": True,
                                     "options": dict(opts, num_predict=1)})
-        pp.append(last["prompt_eval_count"] / (last["prompt_eval_duration"] / 1e9))
+        pp.append(evaluated(last) / (last["prompt_eval_duration"] / 1e9))
         ttft.append(first)
-    n_prompt = last["prompt_eval_count"]
+    n_prompt = evaluated(last)
     tg = []
-    for _ in range(rounds):
-        _, last = llm.generate({"model": name, "prompt": "Once", "raw": True,
+    for r in range(rounds):
+        _, last = llm.generate({"model": name, "prompt": base + f" {r % 10} Once", "raw": True,
                                 "options": dict(opts, num_predict=128)})
         tg.append(last["eval_count"] / (last["eval_duration"] / 1e9))
     return {"pp512": sum(pp) / len(pp), "tg128": sum(tg) / len(tg), "ttft": min(ttft),
@@ -251,6 +266,7 @@ def main():
     ap.add_argument("--models", default="", help="more GGUF files, comma-separated")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--depth", type=int, default=0, help="tokens already in the context")
     args = ap.parse_args()
     ensure_built()
     rows = []
@@ -261,15 +277,16 @@ def main():
             files += [(Path(m).stem, Path(m).resolve()) for m in args.models.split(",") if m]
             for i, (ftype, path) in enumerate(files):
                 print(f"== {path.name}: llama.cpp", flush=True)
-                ref = llama_bench(path, args.threads, args.rounds)
+                ref = llama_bench(path, args.threads, args.rounds, args.depth)
                 print(f"== {path.name}: llmpm", flush=True)
                 name = f"bench-{i}"
-                llm.create(name, path)
-                ours = llmpm_bench(llm, name, args.threads, args.rounds)
+                llm.create(name, path, num_ctx=max(1024, args.depth + 1024))
+                ours = llmpm_bench(llm, name, args.threads, args.rounds, args.depth)
                 # Unload before the next file, so memory figures stay apart.
                 llm.generate({"model": name, "prompt": "", "keep_alive": 0})
                 if not rows:
-                    print(f"\nthreads: {args.threads}; llmpm prompt tokens {ours['n_prompt']}, "
+                    print(f"\nthreads: {args.threads}; depth {args.depth}; "
+                          f"llmpm prompt tokens {ours['n_prompt']}, "
                           f"decode tokens {ours['n_gen']}")
                     print(f"{'file':8} {'metric':12} {'llmpm':>10} {'llama.cpp':>10} {'ratio':>7}")
                 rows.append((ftype, ours, ref))
