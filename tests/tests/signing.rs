@@ -391,6 +391,21 @@ fn bad_referrers_and_bundles_are_clear_errors_and_the_daemon_serves_on() {
     attach(&reg, "ns/b", &subject, raw.len() as u64, &big);
     assert_refused(&ctx, &m, "llmpm reads bundles of at most 1048576 bytes");
 
+    // A certificate bundle (here an expired one): refused, saying whose and why.
+    let cert = "MIIBJjCBzaADAgECAgEBMAoGCCqGSM49BAMCMB0xGzAZBgNVBAMMEnNpZ25lckBleGFtcGxlLmNvbTAeFw0yMDAxMDEwMDAwMDBaFw0yMDAxMDIwMDAwMDBaMB0xGzAZBgNVBAMMEnNpZ25lckBleGFtcGxlLmNvbTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABKFBdBU0Le89BWAv36PrL+bmZct7spap4BBwMf8rtk8KfK2f19bMViUghmI0kYGZe6eRBaTaKDKOV1h3QdFfpNkwCgYIKoZIzj0EAwIDSAAwRQIhAKNxiFUduy5VtV0ZUbzE1LTJLYy8DdPxTMAa5WNOa5MvAiAD98yBeOOFG2ZT/Y0iPeOGocDbYbK2G4QagTQEtue1Nw==";
+    let certified = json!({"mediaType": BUNDLE_TYPE,
+        "verificationMaterial": {"certificate": {"rawBytes": cert}, "tlogEntries": []},
+        "dsseEnvelope": {"payload": "e30=", "payloadType": "application/vnd.in-toto+json",
+                         "signatures": [{"sig": "MEUCIQ==", "keyid": ""}]}});
+    attach(
+        &reg,
+        "ns/b",
+        &subject,
+        raw.len() as u64,
+        &serde_json::to_vec(&certified).unwrap(),
+    );
+    assert_refused(&ctx, &m, "valid until 2020-01-02T00:00:00Z, expired");
+
     // A trusted key of an unknown type: the pull says which and why.
     let rsa = ctx.work.join("rsa.pub");
     std::fs::write(&rsa, "-----BEGIN PUBLIC KEY-----\nMIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDidTvHoshmCRDf0bC33Z3P9pqa\n4p+x59jbOLc9f0DWHBMdYzOc00l6sH1FPKRGvm74lqRy5JETbgxeZnw2dV/bBknr\nJVmGSy0QAuG9W4tdRtX2h6pBMyV4/n+tIZXJhGQY+Vp7clG7gtSBgY8rPQKSvChF\noAtCPxY7rJHhqsZd/QIDAQAB\n-----END PUBLIC KEY-----\n").unwrap();

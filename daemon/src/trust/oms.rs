@@ -27,8 +27,8 @@ pub enum BundleError {
     #[error("the signature bundle is not a Sigstore bundle: {0}")]
     Malformed(String),
     /// A certificate (keyless or certificate signing).
-    #[error("the signature bundle is signed with a certificate (keyless or PKI signing); llmpm verifies key-signed bundles only, and has no offline trust root for certificates yet")]
-    Certificate,
+    #[error("the signature bundle is signed with a certificate ({0}); llmpm verifies key-signed bundles only, and has no offline trust root for certificates yet")]
+    Certificate(String),
     /// A key type the bundle names that llmpm cannot verify.
     #[error("the signature bundle's key type `{0}` is not supported; llmpm verifies ECDSA P-256 and Ed25519 signatures")]
     KeyType(String),
@@ -172,6 +172,41 @@ pub fn hint(b: &Bundle) -> Option<&str> {
         .and_then(|k| k.hint.as_deref())
 }
 
+/// Whose a bundle's leaf certificate is and when it is valid, for the
+/// refusal's message (read, not verified: nothing here is trusted).
+fn describe_certificate(vm: &VerificationMaterial) -> String {
+    use x509_cert::der::Decode as _;
+    let raw = vm
+        .certificate
+        .as_ref()
+        .and_then(|c| c.get("rawBytes"))
+        .or_else(|| {
+            vm.x509_certificate_chain
+                .as_ref()
+                .and_then(|c| c.get("certificates"))
+                .and_then(|c| c.get(0))
+                .and_then(|c| c.get("rawBytes"))
+        })
+        .and_then(|v| v.as_str())
+        .and_then(|b| B64.decode(b).ok());
+    let Some(cert) = raw.and_then(|der| x509_cert::Certificate::from_der(&der).ok()) else {
+        return "an unreadable certificate".to_owned();
+    };
+    let tbs = &cert.tbs_certificate;
+    let not_after = tbs.validity.not_after.to_system_time();
+    let expired = if not_after < std::time::SystemTime::now() {
+        ", expired"
+    } else {
+        ""
+    };
+    format!(
+        "subject `{}`, issuer `{}`, valid until {}{expired}",
+        tbs.subject,
+        tbs.issuer,
+        humantime::format_rfc3339_seconds(not_after)
+    )
+}
+
 /// Checks the signature with the trusted keys and returns the signed statement.
 pub fn verify_signature(
     b: &Bundle,
@@ -179,7 +214,7 @@ pub fn verify_signature(
 ) -> Result<(Statement, Verified), BundleError> {
     let vm = &b.verification_material;
     if vm.certificate.is_some() || vm.x509_certificate_chain.is_some() {
-        return Err(BundleError::Certificate);
+        return Err(BundleError::Certificate(describe_certificate(vm)));
     }
     if let Some(kd) = vm
         .public_key

@@ -110,7 +110,20 @@ fn certificates_and_unknown_key_types_are_refused_by_name() {
     );
     b["verificationMaterial"] = serde_json::json!({"certificate": {"rawBytes": "AA=="}});
     let e = verify(&serde_json::to_vec(&b).unwrap(), &trusted(&key), &md, &m).unwrap_err();
-    assert_eq!(e, BundleError::Certificate);
+    assert_eq!(
+        e,
+        BundleError::Certificate("an unreadable certificate".into())
+    );
+    // An expired certificate (openssl req -x509 -days 1, dated 2020): named, with its end.
+    b["verificationMaterial"] = serde_json::json!({"certificate": {"rawBytes": EXPIRED_CERT}});
+    let e = verify(&serde_json::to_vec(&b).unwrap(), &trusted(&key), &md, &m)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("CN=signer@example.com") && e.contains("expired"),
+        "{e}"
+    );
+    assert!(e.contains("no offline trust root"), "{e}");
     let e = verify(b"[1]", &trusted(&key), &md, &m).unwrap_err();
     assert!(matches!(e, BundleError::Malformed(_)), "{e}");
 }
@@ -139,3 +152,6 @@ fn keys_round_trip_through_pem_and_bad_keys_are_named() {
         .to_string();
     assert!(e.contains("not a PEM key"), "{e}");
 }
+
+/// A self-signed P-256 certificate for `CN=signer@example.com`, valid 2020-01-01 to 2020-01-02 (made with Python's `cryptography`).
+const EXPIRED_CERT: &str = "MIIBJjCBzaADAgECAgEBMAoGCCqGSM49BAMCMB0xGzAZBgNVBAMMEnNpZ25lckBleGFtcGxlLmNvbTAeFw0yMDAxMDEwMDAwMDBaFw0yMDAxMDIwMDAwMDBaMB0xGzAZBgNVBAMMEnNpZ25lckBleGFtcGxlLmNvbTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABKFBdBU0Le89BWAv36PrL+bmZct7spap4BBwMf8rtk8KfK2f19bMViUghmI0kYGZe6eRBaTaKDKOV1h3QdFfpNkwCgYIKoZIzj0EAwIDSAAwRQIhAKNxiFUduy5VtV0ZUbzE1LTJLYy8DdPxTMAa5WNOa5MvAiAD98yBeOOFG2ZT/Y0iPeOGocDbYbK2G4QagTQEtue1Nw==";
