@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Build llama.cpp locally (never committed) as the reference implementation:
-# the library, our greedy-decoding probe (bench/llamacpp/greedy.cpp) and,
-# with --bench, llama-bench, llama-batched-bench (bench/parallel_decode.py),
-# llama-server (bench/chat_turns.py) and llama-quantize (which makes the
-# K-quant bench files). The source is the llama.cpp vendored in the PyPI sdist of
+# the library, our greedy-decoding and embedding probes
+# (bench/llamacpp/greedy.cpp, embed.cpp) and, with --bench, llama-bench,
+# llama-batched-bench (bench/parallel_decode.py), llama-server
+# (bench/chat_turns.py) and llama-quantize (which makes the K-quant bench
+# files). The source is the llama.cpp vendored in the PyPI sdist of
 # llama-cpp-python, because PyPI is a registry every machine of this project
 # reaches.
 #
 # usage: bench/build-llamacpp.sh [--bench]
-# output: target/llama.cpp/bin/{llmpm-greedy,llama-bench,llama-batched-bench,llama-server,llama-quantize}
+# output: target/llama.cpp/bin/{llmpm-greedy,llmpm-embed,llama-bench,llama-batched-bench,llama-server,llama-quantize}
 #   (LLAMA_CPP_DIR instead of target/llama.cpp: another checkout's build is
 #   reused, and only what it lacks is built)
 set -euo pipefail
@@ -56,6 +57,10 @@ cmake --build "$out/build" -j "$jobs" --target "${targets[@]}"
 libs=$(find "$out/build" -name 'libllama.a' -o -name 'libggml*.a' | sort -r)
 c++ -O2 -std=c++17 -I"$src/include" -I"$src/ggml/include" \
     "$root/bench/llamacpp/greedy.cpp" -o "$out/bin/llmpm-greedy" \
+    -Wl,--start-group $libs -Wl,--end-group -lpthread -ldl -lm
+# The embedding probe (bench/gen-reference-embed.py, embedding throughput).
+c++ -O2 -std=c++17 -I"$src/include" -I"$src/ggml/include" \
+    "$root/bench/llamacpp/embed.cpp" -o "$out/bin/llmpm-embed" \
     -Wl,--start-group $libs -Wl,--end-group -lpthread -ldl -lm
 if [[ $want_bench == 1 ]]; then
     for tool in llama-bench llama-batched-bench llama-server llama-quantize; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerates the `archs` part of tests/fixtures/llamacpp_greedy.json: greedy
 token ids (and each step's top-4 logits) that llama.cpp produces for tiny
-GGUFs of the architectures beyond Llama (qwen3, phi3), written by
+GGUFs of the architectures beyond Llama (qwen3, qwen3moe, phi3), written by
 `llmpm-gen-gguf` with the parameters recorded next to them. The `cases` of
 the Llama models (bench/gen-reference.sh) are left as they are.
 
@@ -29,15 +29,21 @@ N_PREDICT = 32
 
 # Shapes keep the real models' ratios at a size that runs in a test: Qwen 3's
 # heads wider than embd/heads (key_length written), Phi-3's fused matrices and
-# partial rotary (Phi-4-mini rotates 3/4 of each head) with longrope factors.
+# partial rotary (Phi-4-mini rotates 3/4 of each head) with longrope factors,
+# Qwen 3 MoE's experts (a quarter of them used per token, as 8 of 128 is
+# too few to route differently on 4 layers; one expert's ff is a Q4_K block).
 # Multiples of 256 for Q4_K blocks. Random weights leave near ties in 32
 # greedy steps; the seeds come from `--seeds`, their smallest margins above
 # the differences measured (qwen3 seed 30: F16 0.0018, Q4_K_M 0.018; phi3
-# seed 4: F16 0.0028, Q4_K_M 0.0059), and the teacher-forced logit check
+# seed 4: F16 0.0028, Q4_K_M 0.0059; qwen3moe seed 3: F16 0.0031, Q4_K_M
+# 0.0031), and the teacher-forced logit check
 # backs each step on the same context for both.
 ARCHS = {
     "qwen3": {"seed": 30, "gen": {"layers": 4, "embd": 256, "heads": 8, "kv-heads": 4,
                                  "head-dim": 64, "ff": 512, "vocab": 512, "ctx": 2048}},
+    "qwen3moe": {"seed": 3, "gen": {"layers": 4, "embd": 256, "heads": 8, "kv-heads": 4,
+                                    "head-dim": 64, "ff": 256, "vocab": 512, "ctx": 2048,
+                                    "experts": 16, "experts-used": 4}},
     "phi3": {"seed": 4, "gen": {"layers": 4, "embd": 256, "heads": 8, "kv-heads": 4,
                                 "rope-dim": 24, "ff": 512, "vocab": 512, "ctx": 16384,
                                 "orig-ctx": 4096}},

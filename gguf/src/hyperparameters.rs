@@ -81,6 +81,14 @@ pub struct Hyperparameters {
     pub rms_eps: f32,
     /// `context_length` when positive, else 2048.
     pub context_length: usize,
+    /// Mixture of experts (`expert_count`): 0 for a dense model.
+    pub n_expert: usize,
+    /// Experts each token runs (`expert_used_count`): 1 to `n_expert`, 0
+    /// for a dense model.
+    pub n_expert_used: usize,
+    /// One expert's feed-forward size (`expert_feed_forward_length`, else
+    /// `n_ff / n_expert_used` as llama.cpp); 0 for a dense model.
+    pub n_ff_exp: usize,
 }
 
 /// The most blocks and heads accepted.
@@ -90,6 +98,8 @@ const MAX_EMBD: u64 = 1 << 20;
 const MAX_FF: u64 = 1 << 24;
 const MAX_HEAD_SIZE: u64 = 1 << 16;
 const MAX_WINDOW: u64 = 1 << 24;
+/// llama.cpp's `LLAMA_MAX_EXPERTS`.
+const MAX_EXPERTS: u64 = 1024;
 
 fn bad(key: &str, why: impl Into<String>) -> HyperparameterError {
     HyperparameterError {
@@ -141,6 +151,37 @@ fn required(file: &GgufFile, key: &str, limit: u64) -> Result<usize, Hyperparame
         None => Err(bad(key, "is missing")),
         Some(n) => count(key, n, limit),
     }
+}
+
+/// A mixture of experts' counts, `(n_expert, n_expert_used, n_ff_exp)`,
+/// all 0 without `expert_count`: the used count within the expert count,
+/// so that a router's top-k can always be taken.
+fn experts(
+    file: &GgufFile,
+    arch: &str,
+    n_ff: usize,
+) -> Result<(usize, usize, usize), HyperparameterError> {
+    let k = |s: &str| format!("{arch}.{s}");
+    let n_expert = match meta_u64(file, &k("expert_count"))? {
+        None | Some(0) => return Ok((0, 0, 0)),
+        Some(n) => count(&k("expert_count"), n, MAX_EXPERTS)?,
+    };
+    let key = k("expert_used_count");
+    let used = match meta_u64(file, &key)? {
+        None => return Err(bad(&key, "is missing (the model has experts)")),
+        Some(n) if n > n_expert as u64 => {
+            return Err(bad(
+                &key,
+                format!("is {n}, more than the expert count ({n_expert})"),
+            ))
+        }
+        Some(n) => count(&key, n, MAX_EXPERTS)?,
+    };
+    let n_ff_exp = match meta_u64(file, &k("expert_feed_forward_length"))? {
+        Some(n) => count(&k("expert_feed_forward_length"), n, MAX_FF)?,
+        None => count(&k("feed_forward_length"), (n_ff / used) as u64, MAX_FF)?,
+    };
+    Ok((n_expert, used, n_ff_exp))
 }
 
 impl Hyperparameters {
@@ -228,6 +269,7 @@ impl Hyperparameters {
                 ))
             }
         };
+        let (n_expert, n_expert_used, n_ff_exp) = experts(file, arch, n_ff)?;
         Ok(Hyperparameters {
             architecture: arch.to_owned(),
             n_layer,
@@ -246,6 +288,9 @@ impl Hyperparameters {
             rope_attn_factor,
             rms_eps,
             context_length,
+            n_expert,
+            n_expert_used,
+            n_ff_exp,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Tiny GGUF models with deterministic random weights and their
 //! architecture's kind of tokenizer, so tests run real models without a
-//! download: Llama 3, Qwen 3 and Phi-3 shaped ([`TinyArch`]).
+//! download: Llama 3, Qwen 3 (dense and MoE), Phi-3 and BERT shaped
+//! ([`TinyArch`]).
 //!
 //! The files follow what llama.cpp's loader expects for each
 //! `general.architecture`: the same metadata keys, tensor names and ggml
@@ -35,6 +36,10 @@ pub enum TinyArch {
     /// Qwen 3 (dense): per-head Q/K norms, no biases, `qwen2` BPE
     /// tokenizer, ChatML specials and `<think>`, Qwen 3's chat template.
     Qwen3,
+    /// Qwen 3 MoE (Qwen3-30B-A3B's kind): Qwen 3's attention and tokenizer,
+    /// a router and `n_expert` experts in 3-D tensors instead of the
+    /// feed-forward matrices (`n_ff` is one expert's size).
+    Qwen3Moe,
     /// Phi-3/3.5: fused `attn_qkv` and gate/up `ffn_up`, `longrope` factors
     /// past `rope_orig_context`, a SentencePiece tokenizer, Phi-3.5's
     /// chat template.
@@ -51,6 +56,7 @@ impl TinyArch {
         match self {
             TinyArch::Llama => "llama",
             TinyArch::Qwen3 => "qwen3",
+            TinyArch::Qwen3Moe => "qwen3moe",
             TinyArch::Phi3 => "phi3",
             TinyArch::Bert => "bert",
             TinyArch::NomicBert => "nomic-bert",
@@ -62,6 +68,7 @@ impl TinyArch {
         [
             TinyArch::Llama,
             TinyArch::Qwen3,
+            TinyArch::Qwen3Moe,
             TinyArch::Phi3,
             TinyArch::Bert,
             TinyArch::NomicBert,
@@ -74,7 +81,7 @@ impl TinyArch {
     fn specials(self) -> Vec<(&'static str, i32)> {
         match self {
             TinyArch::Llama => SPECIAL_TOKENS.map(|s| (s, TOKEN_TYPE_CONTROL)).to_vec(),
-            TinyArch::Qwen3 => QWEN3_SPECIAL_TOKENS.to_vec(),
+            TinyArch::Qwen3 | TinyArch::Qwen3Moe => QWEN3_SPECIAL_TOKENS.to_vec(),
             TinyArch::Phi3 => PHI3_SPECIAL_TOKENS.to_vec(),
             TinyArch::Bert | TinyArch::NomicBert => bert::BERT_SPECIAL_TOKENS
                 .map(|s| (s, TOKEN_TYPE_CONTROL))
@@ -149,6 +156,10 @@ pub struct TinyLlamaSpec {
     /// Encoders: `{arch}.pooling_type` (1 mean, 2 CLS, 4 rank: a reranker
     /// with a classification head); `None` writes 1.
     pub pooling: Option<u32>,
+    /// Mixture of experts (qwen3moe): experts per layer; 0 for dense.
+    pub n_expert: u32,
+    /// Experts each token runs (the router's top-k).
+    pub n_expert_used: u32,
     /// Whether `output.weight` is its own matrix (the default), left out
     /// (tied embeddings, as Llama 3.2 1B/3B ship), or a copy of the token
     /// embeddings (the same model, untied, for comparing the two).
@@ -186,6 +197,8 @@ impl Default for TinyLlamaSpec {
             seed: 42,
             with_chat_template: true,
             pooling: None,
+            n_expert: 0,
+            n_expert_used: 0,
             output: OutputWeight::Own,
         }
     }
@@ -255,7 +268,7 @@ impl TinyLlamaSpec {
         }
         match part {
             "output" => GgmlType::Q6_K,
-            "attn_v" | "ffn_down" if more_bits(layer, self.n_layer) => GgmlType::Q6_K,
+            "attn_v" | "ffn_down" | "ffn_down_exps" if more_bits(layer, self.n_layer) => GgmlType::Q6_K,
             _ => main,
         }
     }
@@ -316,13 +329,27 @@ impl TinyLlamaSpec {
                 m(&mut out, "attn_v", embd, kv);
             }
             m(&mut out, "attn_output", q, embd);
-            if self.arch == TinyArch::Qwen3 {
+            if matches!(self.arch, TinyArch::Qwen3 | TinyArch::Qwen3Moe) {
                 let hd = u64::from(self.head_dim());
                 norm(&mut out, "attn_q_norm", hd);
                 norm(&mut out, "attn_k_norm", hd);
             }
             norm(&mut out, "ffn_norm", embd);
-            if self.arch == TinyArch::Phi3 {
+            if self.arch == TinyArch::Qwen3Moe {
+                // The router stays F32 (llama-quantize leaves it); experts
+                // are the matrices stacked along ggml's third dimension.
+                let n_exp = u64::from(self.n_expert);
+                push(&mut out, name("ffn_gate_inp"), vec![embd, n_exp], GgmlType::F32, Fill::Matrix);
+                for (part, ne0, ne1) in [
+                    ("ffn_gate_exps", embd, ff),
+                    ("ffn_up_exps", embd, ff),
+                    ("ffn_down_exps", ff, embd),
+                ] {
+                    let t = self.matrix_type(part, layer);
+                    push(&mut out, name(part), vec![ne0, ne1, n_exp], t, Fill::Matrix);
+                }
+                continue;
+            } else if self.arch == TinyArch::Phi3 {
                 m(&mut out, "ffn_up", embd, 2 * ff);
             } else {
                 m(&mut out, "ffn_gate", embd, ff);
@@ -362,7 +389,8 @@ impl TinyLlamaSpec {
     pub fn parameter_count(&self) -> Option<u64> {
         // Checked first: the plan multiplies the dimensions.
         let big = [self.n_embd, self.n_ff, self.n_vocab, self.head_dim()];
-        if big.iter().any(|&d| d > 1 << 24) || self.n_head > 1 << 12 || self.n_layer > 1 << 12 {
+        let counts = [self.n_head, self.n_layer, self.n_expert];
+        if big.iter().any(|&d| d > 1 << 24) || counts.iter().any(|&c| c > 1 << 12) {
             return None;
         }
         self.plan().iter().try_fold(0u64, |sum, t| {
@@ -426,6 +454,14 @@ impl TinyLlamaSpec {
             return Err(format!(
                 "`n_head` ({}) must be a multiple of `n_head_kv` ({})",
                 self.n_head, self.n_head_kv
+            ));
+        }
+        if self.arch == TinyArch::Qwen3Moe
+            && (self.n_expert == 0 || self.n_expert_used == 0 || self.n_expert_used > self.n_expert)
+        {
+            return Err(format!(
+                "qwen3moe needs `n_expert` ≥ 1 and `n_expert_used` from 1 to it (got {} and {})",
+                self.n_expert, self.n_expert_used
             ));
         }
         let min_vocab = self.min_vocab();
@@ -502,7 +538,12 @@ fn build(spec: &TinyLlamaSpec) -> Result<GgufWriter, super::GgufError> {
             w.add_kv(k("vocab_size"), spec.n_vocab)?;
             w.add_kv(k("rope.dimension_count"), spec.rope_dims())?;
         }
-        TinyArch::Qwen3 => {
+        TinyArch::Qwen3 | TinyArch::Qwen3Moe => {
+            if spec.arch == TinyArch::Qwen3Moe {
+                w.add_kv(k("expert_count"), spec.n_expert)?;
+                w.add_kv(k("expert_used_count"), spec.n_expert_used)?;
+                w.add_kv(k("expert_feed_forward_length"), spec.n_ff)?;
+            }
             w.add_kv(k("rope.freq_base"), 1_000_000.0f32)?;
             w.add_kv(k("attention.layer_norm_rms_epsilon"), 1e-6f32)?;
             w.add_kv(k("attention.key_length"), spec.head_dim())?;
@@ -571,7 +612,7 @@ fn write_vocab(spec: &TinyLlamaSpec, w: &mut GgufWriter) -> Result<(), super::Gg
                 w.add_kv("tokenizer.chat_template", LLAMA3_CHAT_TEMPLATE)?;
             }
         }
-        TinyArch::Qwen3 => {
+        TinyArch::Qwen3 | TinyArch::Qwen3Moe => {
             let (tokens, types, merges, _) = bpe_vocab(spec.n_vocab, &specials, "<|extra_");
             let text_end = id(&tokens, "<|endoftext|>");
             let eos = match spec.with_chat_template {

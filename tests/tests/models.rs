@@ -219,8 +219,8 @@ fn capabilities_follow_the_template() {
     }
 }
 
-/// Qwen 3 and Phi-3 models made by the generator are created, shown with
-/// their architecture's details, and chat through their own templates
+/// Qwen 3 (dense and MoE) and Phi-3 models made by the generator are
+/// created, shown with their architecture's details (the experts too), and chat through their own templates
 /// (Qwen 3's ChatML with `<|im_end|>`, Phi-3's `<|user|>` turns); `ps`
 /// reports the loaded model's size.
 #[test]
@@ -229,11 +229,17 @@ fn qwen3_and_phi3_create_show_and_chat() {
     use llmpm_tests::http::call_unix;
     use serde_json::json;
     let ctx = TestContext::started();
-    for (arch, head_dim) in [(TinyArch::Qwen3, 32), (TinyArch::Phi3, 0)] {
+    for (arch, head_dim, n_expert) in [
+        (TinyArch::Qwen3, 32, 0),
+        (TinyArch::Qwen3Moe, 32, 8),
+        (TinyArch::Phi3, 0, 0),
+    ] {
         let name = arch.name();
         let spec = TinyLlamaSpec {
             arch,
             head_dim,
+            n_expert,
+            n_expert_used: n_expert / 4,
             n_vocab: 400,
             ..TinyLlamaSpec::default()
         };
@@ -250,6 +256,11 @@ fn qwen3_and_phi3_create_show_and_chat() {
             s["model_info"][format!("{name}.attention.head_count")],
             json!(4)
         );
+        if n_expert > 0 {
+            let info = &s["model_info"];
+            assert_eq!(info[format!("{name}.expert_count")], json!(8), "{s}");
+            assert_eq!(info[format!("{name}.expert_used_count")], json!(2));
+        }
         assert!(s["capabilities"]
             .as_array()
             .unwrap()

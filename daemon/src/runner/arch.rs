@@ -4,10 +4,11 @@
 
 /// Every architecture we load, by its `general.architecture` name: what a
 /// refusal lists.
-pub const ARCHITECTURES: [&str; 7] = [
+pub const ARCHITECTURES: [&str; 8] = [
     "llama",
     "qwen2",
     "qwen3",
+    "qwen3moe",
     "gemma3",
     "phi3",
     "bert",
@@ -24,6 +25,9 @@ pub enum Arch {
     /// Qwen 3 (dense): Qwen 2 without the Q/K/V biases, with per-head Q/K
     /// RMS norms.
     Qwen3,
+    /// Qwen 3 MoE: Qwen 3's attention, a mixture of experts for the
+    /// feed-forward (softmax router, top-k, weights renormalised).
+    Qwen3Moe,
     /// Gemma 3 (text).
     Gemma3,
     /// Phi-3, Phi-3.5 and Phi-4-mini: fused QKV and gate/up matrices,
@@ -42,6 +46,7 @@ impl Arch {
             "llama" => Some(Arch::Llama),
             "qwen2" => Some(Arch::Qwen2),
             "qwen3" => Some(Arch::Qwen3),
+            "qwen3moe" => Some(Arch::Qwen3Moe),
             "gemma3" => Some(Arch::Gemma3),
             "phi3" => Some(Arch::Phi3),
             "bert" => Some(Arch::Bert),
@@ -64,7 +69,12 @@ impl Arch {
     /// Whether every layer has per-head RMS norms of queries and keys
     /// (`attn_q_norm`, `attn_k_norm`) applied before RoPE.
     pub fn qk_norm(self) -> bool {
-        matches!(self, Arch::Qwen3 | Arch::Gemma3)
+        matches!(self, Arch::Qwen3 | Arch::Qwen3Moe | Arch::Gemma3)
+    }
+
+    /// Whether the feed-forward is a mixture of experts.
+    pub fn moe(self) -> bool {
+        matches!(self, Arch::Qwen3Moe)
     }
 
     /// Whether every layer has Q/K/V biases (other architectures may still

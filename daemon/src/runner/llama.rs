@@ -1,6 +1,7 @@
 //! Our forward pass on candle for the Llama family of decoders: `llama`
 //! (grouped-query attention, interleaved RoPE with Llama 3.1 `rope_freqs`,
-//! tied embeddings), `qwen2` (Q/K/V biases, NeoX RoPE) and `gemma3`
+//! tied embeddings), `qwen2` (Q/K/V biases, NeoX RoPE), `qwen3`/`qwen3moe`
+//! (per-head Q/K norms; experts, [`moe`]) and `gemma3`
 //! (per-head Q/K norms, post-norms, GELU, scaled embeddings, sliding-window
 //! layers with their own RoPE base), each as llama.cpp computes it.
 //!
@@ -24,7 +25,9 @@ pub use super::arch::Arch;
 use super::weights::{Linear, MappedTable};
 
 mod load;
+mod moe;
 pub(crate) use load::{load, read_config};
+use moe::Moe;
 
 /// The hyper-parameters read from `<arch>.*` metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +44,12 @@ pub struct LlamaConfig {
     pub n_head_kv: usize,
     /// Feed-forward size.
     pub n_ff: usize,
+    /// Experts per layer (0: a dense feed-forward).
+    pub n_expert: usize,
+    /// Experts each token runs.
+    pub n_expert_used: usize,
+    /// One expert's feed-forward size.
+    pub n_ff_exp: usize,
     /// Vocabulary size (rows of `token_embd`).
     pub n_vocab: usize,
     /// Size of one head (`attention.key_length`, else `n_embd / n_head`).
@@ -91,14 +100,24 @@ pub(crate) struct Layer {
     /// Norm of the attention output before the residual add (gemma3).
     pub post_attn_norm: Option<Tensor>,
     pub ffn_norm: Tensor,
-    pub w_gate: Linear,
-    pub w_up: Linear,
-    pub w_down: Linear,
+    pub ffn: Ffn,
     /// Norm of the feed-forward output before the residual add (gemma3).
     pub post_ffw_norm: Option<Tensor>,
     /// A sliding-window layer: sees `sliding_window` tokens back and uses
     /// the local RoPE base.
     pub local: bool,
+}
+
+/// A layer's feed-forward.
+pub(crate) enum Ffn {
+    /// Gated: `down(act(gate(x)) * up(x))`.
+    Dense {
+        gate: Linear,
+        up: Linear,
+        down: Linear,
+    },
+    /// A mixture of experts (qwen3moe).
+    Moe(Moe),
 }
 
 /// The weights of a loaded Llama model.
@@ -548,13 +567,18 @@ impl Llama {
 
             let residual = x.clone();
             let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, eps)?;
-            let gate = layer.w_gate.forward(&h)?;
-            let up = layer.w_up.forward(&h)?;
-            let act = match self.activation {
-                Activation::Silu => (gate.silu()? * up)?,
-                Activation::Gelu => super::weights::geglu(&gate, &up)?,
+            let y = match &layer.ffn {
+                Ffn::Dense { gate, up, down } => {
+                    let (gate, up) = (gate.forward(&h)?, up.forward(&h)?);
+                    let act = match self.activation {
+                        Activation::Silu => (gate.silu()? * up)?,
+                        Activation::Gelu => super::weights::geglu(&gate, &up)?,
+                    };
+                    down.forward(&act)?
+                }
+                Ffn::Moe(moe) => moe.forward(&h)?,
             };
-            let y = norm(layer.w_down.forward(&act)?, &layer.post_ffw_norm)?;
+            let y = norm(y, &layer.post_ffw_norm)?;
             x = (y + residual)?;
         }
         candle_nn::ops::rms_norm(&x, &self.output_norm, eps)

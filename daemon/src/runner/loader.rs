@@ -250,6 +250,26 @@ impl Loader<'_> {
     ) -> Result<Vec<Linear>, ModelError> {
         let n: usize = parts.iter().sum();
         self.check(name, &[n, k])?;
+        self.cut(name, parts, k)
+    }
+
+    /// The experts of the 3-D tensor `name`, `(n_expert, rows, k)` (ggml's
+    /// `ffn_*_exps`: one matrix after another), each its own matrix.
+    pub(crate) fn experts(
+        &mut self,
+        name: &str,
+        n_expert: usize,
+        rows: usize,
+        k: usize,
+    ) -> Result<Vec<Linear>, ModelError> {
+        self.check(name, &[n_expert, rows, k])?;
+        self.cut(name, &vec![rows; n_expert], k)
+    }
+
+    /// The checked tensor `name`, `Σ parts` rows of `k` values, cut into
+    /// matrices of `parts[i]` consecutive rows.
+    fn cut(&mut self, name: &str, parts: &[usize], k: usize) -> Result<Vec<Linear>, ModelError> {
+        let n: usize = parts.iter().sum();
         let info = self.info(name)?;
         let err = |message: String| ModelError::Tensor {
             name: name.into(),

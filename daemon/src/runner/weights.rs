@@ -176,6 +176,14 @@ impl QuantWeights {
         Tensor::from_vec(out, (ids.len(), k), device)
     }
 
+    /// `x @ selfᵀ` for rows of `k` values in a slice, without tensors.
+    pub(crate) fn forward_slice(&self, x: &[f32]) -> candle_core::Result<Vec<f32>> {
+        let rows = x.len() / self.0.k().max(1);
+        let mut out = vec![0f32; rows * self.0.n()];
+        self.0.forward(x, &mut out).map_err(error)?;
+        Ok(out)
+    }
+
     /// `x @ selfᵀ` for `x` of shape `(..., k)`.
     pub(crate) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let m = &self.0;

@@ -167,3 +167,36 @@ fn refusals_name_the_key() {
         "{e}"
     );
 }
+
+#[test]
+fn expert_counts_are_bounded_and_consistent() {
+    let hp = Hyperparameters::read(&header(&[])).unwrap();
+    assert_eq!((hp.n_expert, hp.n_expert_used, hp.n_ff_exp), (0, 0, 0));
+    let hp = Hyperparameters::read(&header(&[
+        ("llama.expert_count", Value::U32(8)),
+        ("llama.expert_used_count", Value::U32(2)),
+    ]))
+    .unwrap();
+    // llama.cpp's default expert size: the dense size over the used count.
+    assert_eq!((hp.n_expert, hp.n_expert_used, hp.n_ff_exp), (8, 2, 32));
+    let huge = refusal(&[
+        ("llama.expert_count", Value::U32(1 << 31)),
+        ("llama.expert_used_count", Value::U32(2)),
+    ]);
+    assert!(huge.contains("`llama.expert_count` is 2147483648, more than 1024"), "{huge}");
+    let topk = refusal(&[
+        ("llama.expert_count", Value::U32(4)),
+        ("llama.expert_used_count", Value::U32(5)),
+    ]);
+    assert!(
+        topk.contains("`llama.expert_used_count` is 5, more than the expert count (4)"),
+        "{topk}"
+    );
+    let missing = refusal(&[("llama.expert_count", Value::U32(4))]);
+    assert!(missing.contains("`llama.expert_used_count` is missing"), "{missing}");
+    let zero = refusal(&[
+        ("llama.expert_count", Value::U32(4)),
+        ("llama.expert_used_count", Value::U32(0)),
+    ]);
+    assert!(zero.contains("must be at least 1"), "{zero}");
+}

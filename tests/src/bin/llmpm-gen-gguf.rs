@@ -1,4 +1,4 @@
-//! `llmpm-gen-gguf`: writes a deterministic random-weights GGUF (Llama 3, Qwen 3 or Phi-3 shaped), for tests, demos and benchmarks.
+//! `llmpm-gen-gguf`: writes a deterministic random-weights GGUF (Llama 3, Qwen 3 dense or MoE, Phi-3, BERT shaped), for tests, demos and benchmarks.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -8,16 +8,19 @@ use llmpm_gguf::tiny::{write_tiny_llama, OutputWeight, TinyArch, TinyLlamaSpec};
 use llmpm_gguf::FileType;
 
 const USAGE: &str =
-    "usage: llmpm-gen-gguf --out FILE [--arch llama|qwen3|phi3|bert|nomic-bert] [--preset tiny|1b]
+    "usage: llmpm-gen-gguf --out FILE [--arch llama|qwen3|qwen3moe|phi3|bert|nomic-bert] [--preset tiny|1b]
                      [--ftype f32|f16|q8_0|q4_0|q4_k_m]
                      [--layers N] [--embd N] [--heads N] [--kv-heads N] [--ff N]
                      [--head-dim N] [--rope-dim N] [--orig-ctx N] [--tied] [--pooling N]
                      [--vocab N] [--ctx N] [--seed N] [--chat-template]
+                     [--experts N] [--experts-used N]
 
 --head-dim: head size other than embd/heads (written as key_length);
 --rope-dim: dimensions RoPE rotates; --orig-ctx: phi3's longrope original
 context (0: no longrope); --tied: no output.weight; --pooling: an encoder's
-pooling_type (1 mean, 2 CLS, 4 rank: a reranker with a classification head).
+pooling_type (1 mean, 2 CLS, 4 rank: a reranker with a classification
+head); --experts / --experts-used: qwen3moe's expert count and top-k
+(default 8 and 2), --ff then being one expert's size.
 
 Presets: tiny (the test default) and 1b (hidden 2048, 16 layers, vocabulary
 128256, GQA 32/8, ff 8192: Llama 3.2 1B's shape). Flags after --preset override it.";
@@ -80,7 +83,7 @@ fn run() -> anyhow::Result<()> {
             },
             "--arch" => {
                 spec.arch = TinyArch::from_name(&v).with_context(|| {
-                    format!("unknown --arch `{v}`; use llama, qwen3, phi3, bert or nomic-bert")
+                    format!("unknown --arch `{v}`; use llama, qwen3, qwen3moe, phi3, bert or nomic-bert")
                 })?
             }
             "--ftype" => spec.ftype = parse_ftype(&v)?,
@@ -95,11 +98,19 @@ fn run() -> anyhow::Result<()> {
             "--ff" => spec.n_ff = num(&v)?,
             "--vocab" => spec.n_vocab = num(&v)?,
             "--ctx" => spec.context_length = num(&v)?,
+            "--experts" => spec.n_expert = num(&v)?,
+            "--experts-used" => spec.n_expert_used = num(&v)?,
             "--seed" => spec.seed = v.parse().with_context(|| format!("`--seed {v}`"))?,
             other => bail!("unknown argument `{other}`\n\n{USAGE}"),
         }
     }
     let out = out.with_context(|| format!("--out is required\n\n{USAGE}"))?;
+    if spec.arch == TinyArch::Qwen3Moe && spec.n_expert == 0 {
+        spec.n_expert = 8;
+    }
+    if spec.arch == TinyArch::Qwen3Moe && spec.n_expert_used == 0 {
+        spec.n_expert_used = 2.min(spec.n_expert);
+    }
     spec.validate().map_err(anyhow::Error::msg)?;
     let f = std::fs::File::create(&out).with_context(|| format!("cannot create `{out}`"))?;
     let mut w = std::io::BufWriter::new(f);

@@ -12,7 +12,8 @@ use llmpm_gguf::{GgufFile, Hyperparameters, RopeScaling};
 use super::super::arch::Arch;
 use super::super::loader::{Loader, ModelError};
 use super::super::weights::{linear, Linear};
-use super::{Activation, Embeddings, Layer, Llama, LlamaConfig, LongRope};
+use super::moe::{Expert, Moe};
+use super::{Activation, Embeddings, Ffn, Layer, Llama, LlamaConfig, LongRope};
 
 /// Gemma 3: every sixth layer is global, the rest see a window.
 const SWA_PATTERN: usize = 6;
@@ -25,6 +26,12 @@ pub(crate) fn read_config(file: &GgufFile) -> Result<LlamaConfig, ModelError> {
         .filter(|a| !a.embeds_only())
         .ok_or_else(|| ModelError::Architecture(arch_name.into()))?;
     let hp = Hyperparameters::read(file)?;
+    if arch.moe() && hp.n_expert == 0 {
+        return Err(ModelError::Metadata {
+            key: hp.key("expert_count"),
+            why: format!("is missing; `{arch_name}` is a mixture of experts"),
+        });
+    }
     let head_dim = hp.key_length;
     if hp.value_length != head_dim as u64 {
         return Err(ModelError::Metadata {
@@ -65,6 +72,9 @@ pub(crate) fn read_config(file: &GgufFile) -> Result<LlamaConfig, ModelError> {
         n_head: hp.n_head,
         n_head_kv: hp.n_head_kv,
         n_ff: hp.n_ff,
+        n_expert: hp.n_expert,
+        n_expert_used: hp.n_expert_used,
+        n_ff_exp: hp.n_ff_exp,
         n_vocab: 0,
         head_dim,
         rope_dim: hp.rope_dim,
@@ -98,6 +108,29 @@ fn divided(l: &mut Loader<'_>, name: &str, inv_freq: &[f32]) -> Result<Vec<f32>,
             }
         })
         .collect()
+}
+
+/// Layer `i`'s router and experts, their shapes checked against the
+/// expert counts before anything is allocated for them.
+fn experts(l: &mut Loader<'_>, i: usize, c: &LlamaConfig) -> Result<Moe, ModelError> {
+    let n = |p: &str| format!("blk.{i}.{p}.weight");
+    let (e, ff, ne) = (c.n_embd, c.n_ff_exp, c.n_expert);
+    let router = l.matrix(&n("ffn_gate_inp"), &[ne, e])?;
+    let gates = l.experts(&n("ffn_gate_exps"), ne, ff, e)?;
+    let ups = l.experts(&n("ffn_up_exps"), ne, ff, e)?;
+    let downs = l.experts(&n("ffn_down_exps"), ne, e, ff)?;
+    let experts = gates
+        .into_iter()
+        .zip(ups)
+        .zip(downs)
+        .map(|((gate, up), down)| Expert { gate, up, down })
+        .collect();
+    Ok(Moe {
+        router,
+        experts,
+        n_used: c.n_expert_used,
+        n_ff: ff,
+    })
 }
 
 /// Loads the decoder `config` describes (its `n_vocab` set here).
@@ -172,17 +205,21 @@ pub(crate) fn load(
             )
         };
         // Phi-3's `ffn_up` holds the gate's rows, then the up rows.
-        let (w_gate, w_up) = if arch == Arch::Phi3 {
-            let [g, u]: [Linear; 2] = l
+        let ffn = if arch.moe() {
+            Ffn::Moe(experts(l, i, &config)?)
+        } else if arch == Arch::Phi3 {
+            let [gate, up]: [Linear; 2] = l
                 .split_matrix(&n("ffn_up"), &[ff, ff], e)?
                 .try_into()
                 .map_err(|_| ModelError::Compute("ffn_up split".into()))?;
-            (g, u)
+            let down = l.matrix(&n("ffn_down"), &[e, ff])?;
+            Ffn::Dense { gate, up, down }
         } else {
-            (
-                l.matrix(&n("ffn_gate"), &[ff, e])?,
-                l.matrix(&n("ffn_up"), &[ff, e])?,
-            )
+            Ffn::Dense {
+                gate: l.matrix(&n("ffn_gate"), &[ff, e])?,
+                up: l.matrix(&n("ffn_up"), &[ff, e])?,
+                down: l.matrix(&n("ffn_down"), &[e, ff])?,
+            }
         };
         // Biases are qwen2's; any architecture may carry them.
         let (bq, bk, bv) = (b("attn_q"), b("attn_k"), b("attn_v"));
@@ -202,9 +239,7 @@ pub(crate) fn load(
             wo: l.matrix(&n("attn_output"), &[e, qd])?,
             post_attn_norm: l.f32_if(gemma3, &n("post_attention_norm"), &[e])?,
             ffn_norm: l.f32(&n("ffn_norm"), &[e])?,
-            w_gate,
-            w_up,
-            w_down: l.matrix(&n("ffn_down"), &[e, ff])?,
+            ffn,
             post_ffw_norm: l.f32_if(gemma3, &n("post_ffw_norm"), &[e])?,
             local: config.sliding_window.is_some() && (i + 1) % SWA_PATTERN != 0,
         });

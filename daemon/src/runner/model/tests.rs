@@ -291,3 +291,43 @@ fn hostile_bert_headers_are_refused_by_name() {
         assert!(m.embed(&long, &mut cache).is_err());
     }
 }
+
+/// A Qwen 3 MoE header with an absurd expert count, a top-k above the
+/// expert count, or expert sizes its tensors disagree with is refused by
+/// name before anything is allocated for the experts; as generated, it runs.
+#[test]
+fn hostile_qwen3moe_headers_are_refused_by_name() {
+    use llmpm_gguf::tiny::{tiny_llama_writer, TinyArch};
+    let spec = TinyLlamaSpec {
+        arch: TinyArch::Qwen3Moe,
+        n_expert: 8,
+        n_expert_used: 2,
+        ..TinyLlamaSpec::default()
+    };
+    for (key, value, needle) in [
+        (
+            "qwen3moe.expert_count",
+            1u32 << 31,
+            "`qwen3moe.expert_count` is 2147483648, more than 1024",
+        ),
+        (
+            "qwen3moe.expert_used_count",
+            9,
+            "`qwen3moe.expert_used_count` is 9, more than the expert count (8)",
+        ),
+        ("qwen3moe.expert_used_count", 0, "must be at least 1"),
+        ("qwen3moe.expert_count", 4, "`blk.0.ffn_gate_inp.weight`"),
+        (
+            "qwen3moe.expert_feed_forward_length",
+            256,
+            "`blk.0.ffn_gate_exps.weight`",
+        ),
+    ] {
+        let mut w = tiny_llama_writer(&spec).unwrap();
+        assert!(w.set_kv(key, value), "{key}");
+        let e = load_bytes(&w.to_bytes()).unwrap_err().to_string();
+        assert!(e.contains(needle), "{key} = {value}: {e}");
+    }
+    let m = load_bytes(&tiny_llama_bytes(&spec).unwrap()).unwrap();
+    assert_eq!(m.greedy(&[5, 1, 2], 3).unwrap().len(), 3);
+}
