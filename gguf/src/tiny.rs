@@ -268,7 +268,9 @@ impl TinyLlamaSpec {
         }
         match part {
             "output" => GgmlType::Q6_K,
-            "attn_v" | "ffn_down" | "ffn_down_exps" if more_bits(layer, self.n_layer) => GgmlType::Q6_K,
+            "attn_v" | "ffn_down" | "ffn_down_exps" if more_bits(layer, self.n_layer) => {
+                GgmlType::Q6_K
+            }
             _ => main,
         }
     }
@@ -339,7 +341,13 @@ impl TinyLlamaSpec {
                 // The router stays F32 (llama-quantize leaves it); experts
                 // are the matrices stacked along ggml's third dimension.
                 let n_exp = u64::from(self.n_expert);
-                push(&mut out, name("ffn_gate_inp"), vec![embd, n_exp], GgmlType::F32, Fill::Matrix);
+                push(
+                    &mut out,
+                    name("ffn_gate_inp"),
+                    vec![embd, n_exp],
+                    GgmlType::F32,
+                    Fill::Matrix,
+                );
                 for (part, ne0, ne1) in [
                     ("ffn_gate_exps", embd, ff),
                     ("ffn_up_exps", embd, ff),

@@ -183,7 +183,10 @@ fn expert_counts_are_bounded_and_consistent() {
         ("llama.expert_count", Value::U32(1 << 31)),
         ("llama.expert_used_count", Value::U32(2)),
     ]);
-    assert!(huge.contains("`llama.expert_count` is 2147483648, more than 1024"), "{huge}");
+    assert!(
+        huge.contains("`llama.expert_count` is 2147483648, more than 1024"),
+        "{huge}"
+    );
     let topk = refusal(&[
         ("llama.expert_count", Value::U32(4)),
         ("llama.expert_used_count", Value::U32(5)),
@@ -193,7 +196,10 @@ fn expert_counts_are_bounded_and_consistent() {
         "{topk}"
     );
     let missing = refusal(&[("llama.expert_count", Value::U32(4))]);
-    assert!(missing.contains("`llama.expert_used_count` is missing"), "{missing}");
+    assert!(
+        missing.contains("`llama.expert_used_count` is missing"),
+        "{missing}"
+    );
     let zero = refusal(&[
         ("llama.expert_count", Value::U32(4)),
         ("llama.expert_used_count", Value::U32(0)),

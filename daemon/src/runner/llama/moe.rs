@@ -75,7 +75,10 @@ fn product(w: &Linear, x: &[f32], rows: usize, k: usize) -> candle_core::Result<
         Linear::Quant(m) => m.forward_slice(x),
         Linear::Candle(_) => {
             let t = Tensor::from_slice(x, (rows, k), &Device::Cpu)?;
-            w.forward(&t)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()
+            w.forward(&t)?
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1()
         }
     }
 }
