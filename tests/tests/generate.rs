@@ -254,11 +254,18 @@ fn format_json_constrains_the_output() {
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     let text = v["response"].as_str().unwrap();
-    // 200 tokens is room enough: the grammar closes the object, so the
-    // answer ends by itself (`stop`) and parses.
-    assert_eq!(v["done_reason"], "stop", "{v}");
-    let parsed: Value = serde_json::from_str(text).unwrap();
-    assert!(parsed.is_object(), "{text:?}");
+    // Whole JSON when the grammar ended it; when num_predict cut it, a
+    // prefix of JSON (the parser runs out of input, nothing else is wrong).
+    match serde_json::from_str::<Value>(text) {
+        Ok(parsed) => {
+            assert_eq!(v["done_reason"], "stop", "{v}");
+            assert!(parsed.is_object(), "{text:?}");
+        }
+        Err(e) => {
+            assert_eq!(v["done_reason"], "length", "{v}");
+            assert!(e.is_eof(), "not a prefix of JSON ({e}): {text:?}");
+        }
+    }
     let r = ctx.post_json(
         "/api/generate",
         &json!({"model": "tiny", "prompt": "Hello", "format": 5, "stream": false}),

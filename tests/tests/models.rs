@@ -410,11 +410,7 @@ fn cli_error_verify_and_prune_paths_against_the_real_daemon() {
     std::fs::write(&weights, bytes).unwrap();
     let out = ctx.cli(&["verify"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let name = weights
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .replace('-', ":");
+    let name = format!("sha256:{}", weights.file_name().unwrap().to_string_lossy());
     assert!(
         stdout(&out).contains(&format!("corrupt {name}: ")),
         "{}",
@@ -422,12 +418,18 @@ fn cli_error_verify_and_prune_paths_against_the_real_daemon() {
     );
     assert!(stdout(&out).contains("  moved to "), "{}", stdout(&out));
     assert!(
-        stdout(&out).contains("needed by m:latest, m2:latest"),
+        stdout(&out).contains("needed by m2:latest, m:latest"),
+        "{}",
+        stdout(&out)
+    );
+    // Quarantined, the blob is now missing too.
+    assert!(
+        stdout(&out).contains(&format!("missing {name}")),
         "{}",
         stdout(&out)
     );
     assert!(
-        stderr(&out).starts_with("error: 1 blob"),
+        stderr(&out).starts_with("error: 2 blobs are corrupt or missing"),
         "{}",
         stderr(&out)
     );
