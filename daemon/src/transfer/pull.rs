@@ -218,7 +218,9 @@ async fn resolve(
     let mut seen: HashSet<Digest> = HashSet::new();
     for _ in 0..=MAX_INDEX_DEPTH {
         seen.insert(cur.digest.clone());
-        if let Some(pick) = index_entry(&cur.bytes, &cur.content_type).map_err(|e| reg.invalid(e))? {
+        if let Some(pick) =
+            index_entry(&cur.bytes, &cur.content_type).map_err(|e| reg.invalid(e))?
+        {
             if seen.contains(&pick.digest) {
                 return Err(reg.invalid(format!(
                     "the image index points at `{}`, which was already visited (an index that refers to itself)",
