@@ -341,9 +341,8 @@ async fn waiters_with_different_options_are_each_served() {
                 async { drop(s.acquire(bigger.clone()).await.unwrap()) }
             )
         };
-        tokio::time::timeout(Duration::from_secs(10), both)
-            .await
-            .expect("both served");
+        let served = tokio::time::timeout(Duration::from_secs(10), both).await;
+        assert!(served.is_ok(), "both served");
     }
     assert!(fake.launched().len() <= 6, "{:?}", fake.launched());
 }
