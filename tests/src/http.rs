@@ -161,3 +161,62 @@ pub fn call_tcp(
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     request(s, method, path, headers, body)
 }
+
+/// A streamed request read line by line, so a test can act mid-stream.
+#[derive(Debug)]
+pub struct Stream {
+    reader: BufReader<UnixStream>,
+}
+
+impl Stream {
+    /// POSTs `body` to `path` on `sock`; panics unless the status is 200.
+    pub fn open(sock: &Path, path: &str, body: &serde_json::Value) -> Stream {
+        let mut s = UnixStream::connect(sock).expect("connect to the daemon");
+        s.set_read_timeout(Some(Duration::from_secs(120)))
+            .expect("read timeout");
+        let body = body.to_string();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("send request");
+        let mut reader = BufReader::new(s);
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("status line");
+        assert!(line.contains(" 200 "), "{line}");
+        loop {
+            line.clear();
+            reader.read_line(&mut line).expect("header line");
+            if line.trim().is_empty() {
+                break;
+            }
+        }
+        Stream { reader }
+    }
+
+    /// The next NDJSON value (chunk framing skipped), `None` at the end.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<serde_json::Value> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            let l = line.trim();
+            if l.starts_with('{') {
+                return Some(serde_json::from_str(l).expect("an NDJSON line"));
+            }
+        }
+    }
+
+    /// Reads to the end; the last value.
+    pub fn finish(mut self) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        while let Some(v) = self.next() {
+            last = v;
+        }
+        last
+    }
+}

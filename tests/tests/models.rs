@@ -380,3 +380,75 @@ fn bert_only_embeds() {
         );
     }
 }
+
+/// The CLI's error and damage paths against the real daemon (cli/tests/cli.rs
+/// pins the same against a scripted fake): a missing model exits 2 with the
+/// daemon's text and a hint; `verify` reports a damaged blob, quarantines it
+/// and exits 1 naming the model; `prune` then reports what it removed.
+#[test]
+fn cli_error_verify_and_prune_paths_against_the_real_daemon() {
+    let ctx = TestContext::started();
+    ctx.tiny_gguf("tiny.gguf", &TinyLlamaSpec::default());
+    std::fs::write(ctx.work.join("Modelfile"), "FROM ./tiny.gguf\n").unwrap();
+    assert_ok(&ctx.cli(&["create", "m", "-f", "Modelfile"]));
+
+    let out = ctx.cli(&["show", "nope"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).starts_with("error: model"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("hint: "), "{}", stderr(&out));
+    let out = ctx.cli(&["rm", "nope"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = ctx.cli(&["cp", "m", "m2"]);
+    assert_ok(&out);
+    assert_eq!(stderr(&out), "copied 'm' to 'm2'\n");
+
+    let out = ctx.cli(&["verify"]);
+    assert_ok(&out);
+    assert!(stdout(&out).starts_with("checked "), "{}", stdout(&out));
+
+    // Damage the weights blob (the largest) in place.
+    let blobs = ctx.home.join("blobs/sha256");
+    let weights = std::fs::read_dir(&blobs)
+        .unwrap()
+        .flatten()
+        .max_by_key(|e| e.metadata().unwrap().len())
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&weights, bytes).unwrap();
+    let out = ctx.cli(&["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let name = format!("sha256:{}", weights.file_name().unwrap().to_string_lossy());
+    assert!(
+        stdout(&out).contains(&format!("corrupt {name}: ")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("  moved to "), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("needed by m2:latest, m:latest"),
+        "{}",
+        stdout(&out)
+    );
+    // Quarantined, the blob is now missing too.
+    assert!(
+        stdout(&out).contains(&format!("missing {name}")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).starts_with("error: 2 blobs are corrupt or missing"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("`m:latest`"), "{}", stderr(&out));
+    assert!(!weights.exists(), "the damaged blob was quarantined");
+
+    assert_ok(&ctx.cli(&["rm", "m", "m2"]));
+    let out = ctx.cli(&["prune"]);
+    assert_ok(&out);
+    assert!(stdout(&out).starts_with("removed "), "{}", stdout(&out));
+}

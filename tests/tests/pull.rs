@@ -594,8 +594,17 @@ fn a_client_that_disconnects_cancels_the_pull_and_keeps_its_journal() {
         let _ = s.read(&mut buf);
     }
     drop(s);
-    // The download stops: the registry serves nothing more after a moment.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The daemon notices the client left and cancels the transfer.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ctx
+        .daemon_log()
+        .contains("transfer cancelled: the client went away")
+    {
+        assert!(Instant::now() < deadline, "{}", ctx.daemon_log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Then the download stops: the registry serves nothing more (absence
+    // is observed over a second; there is no event for it).
     let stopped = reg.served(&w).bytes;
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(

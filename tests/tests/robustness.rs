@@ -227,7 +227,7 @@ fn gguf_huge_string() -> Vec<u8> {
 
 #[test]
 fn hostile_gguf_is_refused() {
-    let ctx = TestContext::started();
+    let mut ctx = TestContext::started();
     let good = std::fs::read(ctx.tiny_gguf("t.gguf", &TinyLlamaSpec::default())).unwrap();
     // Cut the tensor data short: the last tensor's offset now points past the end.
     let truncated = good[..good.len() - 100].to_vec();
@@ -245,7 +245,7 @@ fn hostile_gguf_is_refused() {
         assert_eq!(r.status, 400, "{what}: {}", r.text());
         let e = r.json()["error"].as_str().unwrap().to_owned();
         assert!(e.contains("evil.gguf"), "{what}: {e}");
-        assert!(ctx.daemon.as_ref().is_some(), "daemon alive");
+        assert!(ctx.daemon().alive(), "{what}: the daemon died");
     }
     assert!(names(&ctx).is_empty());
     // The daemon is still serving.

@@ -72,6 +72,20 @@ async fn ensure_model(args: &RunArgs, client: &Client, printer: &Printer) -> any
     }
 }
 
+/// One line of a streamed chat answer: the response, nothing (not JSON,
+/// e.g. blank), or the daemon's `{"error"}` as an error.
+pub fn parse_chat_line(line: &[u8]) -> anyhow::Result<Option<ChatResponse>> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else {
+        return Ok(None);
+    };
+    if let Some(err) = value.get("error").and_then(|e| e.as_str()) {
+        anyhow::bail!("{err}");
+    }
+    serde_json::from_value(value)
+        .map(Some)
+        .context("llmpmd sent an unexpected chat line")
+}
+
 /// Streams one answer to stdout and returns its text.
 async fn answer(
     args: &RunArgs,
@@ -92,15 +106,9 @@ async fn answer(
     loop {
         while let Some(end) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=end).collect();
-            let value: serde_json::Value = match serde_json::from_slice(&line) {
-                Ok(v) => v,
-                Err(_) => continue,
+            let Some(r) = parse_chat_line(&line)? else {
+                continue;
             };
-            if let Some(err) = value.get("error").and_then(|e| e.as_str()) {
-                anyhow::bail!("{err}");
-            }
-            let r: ChatResponse =
-                serde_json::from_value(value).context("llmpmd sent an unexpected chat line")?;
             thoughts.show(printer, &r.message.thinking)?;
             if !r.message.content.is_empty() {
                 thoughts.close(printer)?;

@@ -92,11 +92,19 @@ impl State {
             return Step::Answered;
         }
         // Runners of this model with other options go once idle; the new
-        // one loads after, so the two never hold memory together.
+        // one loads after, so the two never hold memory together. One that
+        // a request ahead in the queue can use stays until it has served
+        // it: else two waiters with different options retire each other's
+        // runner before either is served, forever (found by bench/soak.py).
         let (mut others, mut retired) = (false, false);
+        let ahead = &self.pending;
         for r in self.runners.iter_mut().filter(|r| r.model == req.model) {
             others = true;
-            if r.retire.is_none() {
+            let wanted_ahead = ahead
+                .iter()
+                .take(p)
+                .any(|w| w.req.model == r.model && r.serves(&w.req));
+            if r.retire.is_none() && !wanted_ahead {
                 tracing::info!(model = %r.name, from_num_ctx = r.num_ctx, to_num_ctx = req.num_ctx, from = ?r.settings, to = ?req.settings, "reloading model with other options");
                 r.retire = Some("reloading with other options");
                 r.settled = false;

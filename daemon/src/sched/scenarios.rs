@@ -325,6 +325,28 @@ async fn stop_waits_for_the_serving_request() {
     assert!(!s.unload(Path::new("a")).await);
 }
 
+/// Two waiters for one weights file with different options (two names of
+/// one file, each with its own num_ctx) are both served: neither retires the
+/// runner loading for the other before it has served (this livelocked).
+#[tokio::test]
+async fn waiters_with_different_options_are_each_served() {
+    let (s, fake) = start(|_| {});
+    let mut bigger = req("a", None);
+    bigger.num_ctx = 256;
+    for _ in 0..3 {
+        // Each lease is given back as soon as it is granted.
+        let both = async {
+            tokio::join!(
+                async { drop(s.acquire(req("a", None)).await.unwrap()) },
+                async { drop(s.acquire(bigger.clone()).await.unwrap()) }
+            )
+        };
+        let served = tokio::time::timeout(Duration::from_secs(10), both).await;
+        assert!(served.is_ok(), "both served");
+    }
+    assert!(fake.launched().len() <= 6, "{:?}", fake.launched());
+}
+
 #[tokio::test]
 async fn another_num_ctx_reloads() {
     let (s, fake) = start(|_| {});

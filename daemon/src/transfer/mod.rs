@@ -31,7 +31,7 @@ mod referrers;
 
 pub use error::TransferError;
 pub use options::{TransferOptions, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE};
-pub use pull::{pull, Reporter};
+pub use pull::{index_entry, pull, Reporter};
 pub use push::push;
 
 /// The daemon's transfer machinery: pooled HTTP clients, options, and the

@@ -99,6 +99,31 @@ fn choose(entries: &[Descriptor]) -> Option<&Descriptor> {
         .or_else(|| entries.first())
 }
 
+/// Reads manifest bytes served as `content_type`: the entry to follow when
+/// they are an image index (`None` when they are a manifest), or why they
+/// are neither.
+pub fn index_entry(bytes: &[u8], content_type: &str) -> Result<Option<Descriptor>, String> {
+    let probe: Probe =
+        serde_json::from_slice(bytes).map_err(|e| format!("manifest is not JSON: {e}"))?;
+    let known = llmpm_spec::media_type::MANIFEST_TYPES.contains(&content_type);
+    if let Some(mt) = &probe.media_type {
+        if known && mt != content_type {
+            return Err(format!(
+                "manifest says its media type is `{mt}` but was served as `Content-Type: {content_type}`"
+            ));
+        }
+    }
+    let media = probe.media_type.as_deref().unwrap_or(content_type);
+    if !(is_index(media) || (probe.media_type.is_none() && probe.manifests.is_some())) {
+        return Ok(None);
+    }
+    let entries = probe.manifests.unwrap_or_default();
+    choose(&entries)
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| "the image index lists no manifest".to_owned())
+}
+
 /// Fetches the manifest `name` refers to, following indexes.
 async fn resolve(
     reg: &Registry,
@@ -112,26 +137,9 @@ async fn resolve(
     let mut seen: HashSet<Digest> = HashSet::new();
     for _ in 0..=MAX_INDEX_DEPTH {
         seen.insert(cur.digest.clone());
-        let probe: Probe = serde_json::from_slice(&cur.bytes)
-            .map_err(|e| reg.invalid(format!("manifest is not JSON: {e}")))?;
-        let known = llmpm_spec::media_type::MANIFEST_TYPES.contains(&cur.content_type.as_str());
-        if let Some(mt) = &probe.media_type {
-            if known && *mt != cur.content_type {
-                return Err(reg.invalid(format!(
-                    "manifest says its media type is `{mt}` but was served as `Content-Type: {}`",
-                    cur.content_type
-                )));
-            }
-        }
-        let media = probe
-            .media_type
-            .clone()
-            .unwrap_or_else(|| cur.content_type.clone());
-        if is_index(&media) || (probe.media_type.is_none() && probe.manifests.is_some()) {
-            let entries = probe.manifests.unwrap_or_default();
-            let pick = choose(&entries)
-                .ok_or_else(|| reg.invalid("the image index lists no manifest".into()))?
-                .clone();
+        if let Some(pick) =
+            index_entry(&cur.bytes, &cur.content_type).map_err(|e| reg.invalid(e))?
+        {
             if seen.contains(&pick.digest) {
                 return Err(reg.invalid(format!(
                     "the image index points at `{}`, which was already visited (an index that refers to itself)",
