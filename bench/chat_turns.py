@@ -217,7 +217,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--turns", type=int, default=8)
     ap.add_argument("--answer", type=int, default=64)
-    ap.add_argument("--num-ctx", type=int, default=4096)
+    ap.add_argument("--num-ctx", type=int, default=8192)
     ap.add_argument("--skip-parallel", action="store_true")
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "llmpmd", "-p", "llmpm",

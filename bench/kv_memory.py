@@ -11,7 +11,6 @@ Usage: python3 bench/kv_memory.py [--model PATH] [--tokens 4096] [--threads 2]
 """
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -19,22 +18,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from runner_speed import REL, ROOT, Llmpm  # noqa: E402
+from runner_speed import ROOT, Llmpm, runner_memory_kib  # noqa: E402
 
 
 def runner_rss_kib():
-    """Current resident memory (VmRSS) of the model runner."""
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if len(cmd) > 1 and cmd[0].endswith(b"llmpmd") and cmd[1] == b"runner":
-                status = Path(f"/proc/{pid}/status").read_text()
-                return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
-        except OSError:
-            continue
-    raise RuntimeError("no runner process")
+    kib = runner_memory_kib("VmRSS")
+    if kib is None:
+        raise RuntimeError("no runner process")
+    return kib
 
 
 def measure(kv, path, tokens, threads):

@@ -201,17 +201,23 @@ class Llmpm:
 
     def runner_rss_mib(self):
         """Peak RSS (VmHWM) of the running model runner."""
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                if len(cmd) > 1 and cmd[0].endswith(b"llmpmd") and cmd[1] == b"runner":
-                    status = Path(f"/proc/{pid}/status").read_text()
-                    return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
-            except (OSError, AttributeError):
-                continue
-        return None
+        kib = runner_memory_kib("VmHWM")
+        return kib / 1024 if kib is not None else None
+
+
+def runner_memory_kib(field):
+    """A memory field of the model runner's /proc status (VmHWM, VmRSS), in KiB."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if len(cmd) > 1 and cmd[0].endswith(b"llmpmd") and cmd[1] == b"runner":
+                status = Path(f"/proc/{pid}/status").read_text()
+                return int(re.search(field + r":\s+(\d+)", status).group(1))
+        except (OSError, AttributeError):
+            continue
+    return None
 
 
 def llmpm_bench(llm, name, threads, rounds, depth=0):

@@ -260,20 +260,8 @@ impl<E: Elem> Kv<E> {
     /// [`Kv::append`], instantiated in this crate ([`Elem`]).
     fn append_here(&mut self, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
         let (h, d) = (self.kv_heads, self.head_dim);
-        if k.len() != h * t * d || v.len() != k.len() {
-            return Err(format!(
-                "{} keys and {} values are not {t} tokens of {h} heads of {d}",
-                k.len(),
-                v.len()
-            ));
-        }
         let len = self.len();
-        if len + t > self.max_len {
-            return Err(format!(
-                "the context is full: {len} + {t} tokens exceed {}",
-                self.max_len
-            ));
-        }
+        check_append((h, d), k, v, t, len, self.max_len)?;
         let row = h * d;
         if self.v.capacity() == 0 {
             self.k
@@ -304,6 +292,31 @@ impl<E: Elem> Kv<E> {
         }
         Ok(())
     }
+}
+
+/// That `k` and `v` are `t` tokens of `shape` heads and fit after `len`
+/// of `max_len` tokens.
+pub(crate) fn check_append(
+    (h, d): (usize, usize),
+    k: &[f32],
+    v: &[f32],
+    t: usize,
+    len: usize,
+    max_len: usize,
+) -> Result<(), String> {
+    if k.len() != h * t * d || v.len() != k.len() {
+        return Err(format!(
+            "{} keys and {} values are not {t} tokens of {h} heads of {d}",
+            k.len(),
+            v.len()
+        ));
+    }
+    if len + t > max_len {
+        return Err(format!(
+            "the context is full: {len} + {t} tokens exceed {max_len}"
+        ));
+    }
+    Ok(())
 }
 
 /// The attention of `t` new queries, `q` laid out `[head][t][head_dim]`

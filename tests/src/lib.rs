@@ -362,6 +362,25 @@ pub fn strict() -> bool {
     std::env::var("LLMPM_TEST_STRICT").is_ok_and(|v| v == "1")
 }
 
+/// The real model `file` of tests/fetch-models.sh (in `LLMPM_MODELS_DIR`,
+/// by default target/models), or `None` after [`skip`]ping when it is not
+/// there.
+pub fn real_model(file: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("LLMPM_MODELS_DIR").map_or_else(
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/models")),
+        PathBuf::from,
+    );
+    let path = dir.join(file);
+    if path.is_file() {
+        return Some(path);
+    }
+    skip(&format!(
+        "{} is missing: run tests/fetch-models.sh",
+        path.display()
+    ));
+    None
+}
+
 /// Skips a test whose prerequisite is missing: says so, and fails under strict mode.
 pub fn skip(why: &str) {
     assert!(

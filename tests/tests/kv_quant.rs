@@ -28,19 +28,7 @@ had carried home, and for years afterwards they argued about which of them \
 had found the oldest.";
 
 fn model_path() -> Option<PathBuf> {
-    let dir = std::env::var_os("LLMPM_MODELS_DIR").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/models")),
-        PathBuf::from,
-    );
-    let path = dir.join(QWEN);
-    if path.is_file() {
-        return Some(path);
-    }
-    llmpm_tests::skip(&format!(
-        "{} is missing: run tests/fetch-models.sh",
-        path.display()
-    ));
-    None
+    llmpm_tests::real_model(QWEN)
 }
 
 fn load(path: &std::path::Path, kv: KvType) -> Model {

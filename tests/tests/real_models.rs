@@ -25,20 +25,7 @@ const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
 
 /// The model file, or `None` (after skipping) when it has not been fetched.
 fn model(file: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("LLMPM_MODELS_DIR").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/models")),
-        PathBuf::from,
-    );
-    let path = dir.join(file);
-    if path.is_file() {
-        Some(path)
-    } else {
-        llmpm_tests::skip(&format!(
-            "{} is missing: run tests/fetch-models.sh",
-            path.display()
-        ));
-        None
-    }
+    llmpm_tests::real_model(file)
 }
 
 /// A llama.cpp step decides our check only when its top two logits are this

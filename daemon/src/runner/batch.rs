@@ -160,33 +160,12 @@ impl Engine {
                 input,
                 truncate,
                 tx,
-            } => {
-                let Some(mut slot) = self.free.take_oldest() else {
-                    return;
-                };
-                match self.embed(&input, truncate, &mut slot.cache) {
-                    Ok(out) => line(&tx, &out),
-                    Err(error) => line(&tx, &RunnerError { error }),
-                };
-                // What the cache held is gone.
-                slot.cache.reset();
-                self.free.give_back(slot.cache, &[]);
-            }
+            } => self.on_spare_cache(&tx, |e, cache| e.embed(&input, truncate, cache)),
             Job::Rerank {
                 query,
                 documents,
                 tx,
-            } => {
-                let Some(mut slot) = self.free.take_oldest() else {
-                    return;
-                };
-                match self.rerank(&query, &documents, &mut slot.cache) {
-                    Ok(out) => line(&tx, &out),
-                    Err(error) => line(&tx, &RunnerError { error }),
-                };
-                slot.cache.reset();
-                self.free.give_back(slot.cache, &[]);
-            }
+            } => self.on_spare_cache(&tx, |e, cache| e.rerank(&query, &documents, cache)),
             Job::Completion { req, tx, cancel } => {
                 let fail = |error: String| line(&tx, &RunnerError { error });
                 let guide = match &req.constraint {
@@ -231,6 +210,25 @@ impl Engine {
                 active.push(Seq::start(&req, guide, self.codec.as_ref(), start));
             }
         }
+    }
+
+    /// Runs `work` (a whole pass between steps: embeddings, scores) in the
+    /// cache of the slot given back longest ago and sends its answer. The
+    /// cache is emptied: what it held for the prompt cache is gone.
+    fn on_spare_cache<T: serde::Serialize>(
+        &mut self,
+        tx: &Lines,
+        work: impl FnOnce(&Self, &mut Cache) -> Result<T, String>,
+    ) {
+        let Some(mut slot) = self.free.take_oldest() else {
+            return;
+        };
+        match work(self, &mut slot.cache) {
+            Ok(out) => line(tx, &out),
+            Err(error) => line(tx, &RunnerError { error }),
+        };
+        slot.cache.reset();
+        self.free.give_back(slot.cache, &[]);
     }
 
     /// A guide for `c` (the vocabulary is ready: see `run`).

@@ -17,7 +17,7 @@
 
 use half::f16;
 
-use super::{attend_here, Store, KEYS};
+use super::{attend_here, check_append, Store, KEYS};
 
 /// Values per block.
 const BLOCK: usize = 32;
@@ -197,20 +197,7 @@ impl QKv {
     /// `[kv_head][t][head_dim]` (candle's `(1, kv_heads, t, head_dim)`).
     pub fn append(&mut self, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
         let (h, d) = (self.kv_heads, self.head_dim);
-        if k.len() != h * t * d || v.len() != k.len() {
-            return Err(format!(
-                "{} keys and {} values are not {t} tokens of {h} heads of {d}",
-                k.len(),
-                v.len()
-            ));
-        }
-        let len = self.len();
-        if len + t > self.max_len {
-            return Err(format!(
-                "the context is full: {len} + {t} tokens exceed {}",
-                self.max_len
-            ));
-        }
+        check_append((h, d), k, v, t, self.len(), self.max_len)?;
         self.reserve();
         let (ty, hb, bb) = (self.ty, self.head_bytes(), self.ty.block_bytes());
         let mut x = vec![0f32; d];

@@ -81,11 +81,13 @@ fn run() -> anyhow::Result<()> {
                 }
                 other => bail!("unknown --preset `{other}`; use tiny or 1b"),
             },
-            "--arch" => spec.arch = TinyArch::from_name(&v).with_context(|| {
-                format!(
+            "--arch" => {
+                spec.arch = TinyArch::from_name(&v).with_context(|| {
+                    format!(
                     "unknown --arch `{v}`; use llama, qwen3, qwen3moe, phi3, bert or nomic-bert"
                 )
-            })?,
+                })?
+            }
             "--ftype" => spec.ftype = parse_ftype(&v)?,
             "--head-dim" => spec.head_dim = num(&v)?,
             "--rope-dim" => spec.rope_dim = num(&v)?,
