@@ -434,13 +434,9 @@ pub struct GenerateRequest {
     /// Log-probabilities and top alternatives (see [`Logprobs`]).
     #[serde(flatten)]
     pub logprobs: Logprobs,
-    /// Drop the oldest messages of a prompt longer than the context (the
-    /// default), or refuse it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub truncate: Option<bool>,
-    /// Shift the context when a generation fills it (the default), or stop.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shift: Option<bool>,
+    /// `truncate` and `shift` (see [`ContextLimits`]).
+    #[serde(flatten)]
+    pub limits: ContextLimits,
     /// Answer with the rendered prompt instead of generating.
     #[serde(
         default,
@@ -448,6 +444,18 @@ pub struct GenerateRequest {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub debug_render_only: bool,
+}
+
+/// `truncate` and `shift` of a generate or chat request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextLimits {
+    /// Drop the oldest messages of a prompt longer than the context (the
+    /// default), or refuse it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate: Option<bool>,
+    /// Shift the context when a generation fills it (the default), or stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<bool>,
 }
 
 /// `logprobs` and `top_logprobs` of a generate or chat request.
@@ -585,13 +593,9 @@ pub struct ChatRequest {
     /// Log-probabilities and top alternatives (see [`Logprobs`]).
     #[serde(flatten)]
     pub logprobs: Logprobs,
-    /// Drop the oldest messages of a prompt longer than the context (the
-    /// default), or refuse it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub truncate: Option<bool>,
-    /// Shift the context when a generation fills it (the default), or stop.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shift: Option<bool>,
+    /// `truncate` and `shift` (see [`ContextLimits`]).
+    #[serde(flatten)]
+    pub limits: ContextLimits,
     /// Answer with the rendered prompt instead of generating.
     #[serde(
         default,

@@ -13,7 +13,6 @@ use candle_core::Device;
 use llmpm_gguf::GgufFile;
 use llmpmd::runner::model::Model;
 use llmpmd::runner::KvType;
-use serde_json::Value;
 
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
@@ -55,20 +54,7 @@ fn perplexity(m: &Model, tokens: &[u32]) -> f64 {
 #[allow(clippy::print_stderr)] // The figures for the closing note.
 fn q8_0_cache_keeps_qwens_answers_and_perplexity() {
     let Some(path) = model_path() else { return };
-    let fixture: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/llamacpp_real.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let case = fixture["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["file"] == QWEN)
-        .unwrap();
+    let case = llmpm_tests::real_fixture_case(QWEN);
     let prompt: Vec<u32> = case["prompt"]
         .as_array()
         .unwrap()

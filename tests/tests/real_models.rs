@@ -40,20 +40,7 @@ const LOGIT_TOL: f32 = 1.0;
 /// token; our choice must be llama.cpp's wherever its choice is clear.
 fn agrees_with_llamacpp(file: &str) {
     let Some(path) = model(file) else { return };
-    let fixture: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/llamacpp_real.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let case = fixture["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["file"] == file)
-        .unwrap();
+    let case = llmpm_tests::real_fixture_case(file);
     let ids = |v: &Value| -> Vec<u32> {
         v.as_array()
             .unwrap()

@@ -15,9 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 use llmpm_spec::api::{
-    check_tools, ChatRequest, ChatResponse, DebugInfo, EmbedInput, EmbedRequest, EmbedResponse,
-    EmbeddingRequest, EmbeddingResponse, GenerateRequest, GenerateResponse, Logprob, Message,
-    Metrics, ToolCall,
+    check_tools, ChatRequest, ChatResponse, ContextLimits, DebugInfo, EmbedInput, EmbedRequest,
+    EmbedResponse, EmbeddingRequest, EmbeddingResponse, GenerateRequest, GenerateResponse, Logprob,
+    Message, Metrics, ToolCall,
 };
 use serde::Serialize;
 
@@ -183,9 +183,9 @@ async fn respond<T: Serialize + WithLogprobs + Send + 'static>(
 
 /// `opts` with the request's `truncate` and `shift` (both on by default,
 /// as in Ollama).
-fn with_request_limits(mut opts: Options, truncate: Option<bool>, shift: Option<bool>) -> Options {
-    opts.truncate = truncate.unwrap_or(true);
-    opts.shift = shift.unwrap_or(true);
+fn with_request_limits(mut opts: Options, limits: ContextLimits) -> Options {
+    opts.truncate = limits.truncate.unwrap_or(true);
+    opts.shift = limits.shift.unwrap_or(true);
     opts
 }
 
@@ -252,11 +252,7 @@ pub async fn generate(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let resolved = resolve(&state, &req.model).await?;
-    let opts = with_request_limits(
-        resolved.options(req.options.as_ref())?,
-        req.truncate,
-        req.shift,
-    );
+    let opts = with_request_limits(resolved.options(req.options.as_ref())?, req.limits);
     let keep = keep_alive(req.keep_alive.as_ref())?;
     let constraint = constraint(req.format.as_ref())?;
     let logprobs = logprobs_wanted(&req.logprobs)?;
@@ -379,11 +375,7 @@ pub async fn chat(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let resolved = resolve(&state, &req.model).await?;
-    let opts = with_request_limits(
-        resolved.options(req.options.as_ref())?,
-        req.truncate,
-        req.shift,
-    );
+    let opts = with_request_limits(resolved.options(req.options.as_ref())?, req.limits);
     let constraint = constraint(req.format.as_ref())?;
     let logprobs = logprobs_wanted(&req.logprobs)?;
     let model = req.model.clone();
