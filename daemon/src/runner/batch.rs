@@ -264,14 +264,22 @@ impl Engine {
                 }
                 tokens.truncate(num_ctx);
             }
-            out.prompt_eval_count += tokens.len();
-            let v = self
-                .model
-                .embed(&tokens, cache)
-                .map_err(|e| e.to_string())?;
-            out.embeddings.push(v);
+            self.embed_into(&mut out, &tokens, cache)?;
         }
         Ok(out)
+    }
+
+    /// Appends the vector (or scores) of `tokens` to `out`, counting them.
+    fn embed_into(
+        &self,
+        out: &mut Embeddings,
+        tokens: &[u32],
+        cache: &mut Cache,
+    ) -> Result<(), String> {
+        out.prompt_eval_count += tokens.len();
+        let v = self.model.embed(tokens, cache).map_err(|e| e.to_string())?;
+        out.embeddings.push(v);
+        Ok(())
     }
 
     /// Each document's scores for `query`, the pair laid out as the
@@ -304,12 +312,7 @@ impl Engine {
                 }
                 tokens = format.pair(&q, &d[..d.len() - over]);
             }
-            out.prompt_eval_count += tokens.len();
-            let v = self
-                .model
-                .embed(&tokens, cache)
-                .map_err(|e| e.to_string())?;
-            out.embeddings.push(v);
+            self.embed_into(&mut out, &tokens, cache)?;
         }
         Ok(out)
     }
