@@ -75,6 +75,10 @@ pub enum Command {
     /// Write a model's files to a directory (`manifest.json`, `<media type>/sha256-<hex>`):
     /// what a signature covers, for `model-signing` to check
     Export(ExportArgs),
+    /// Save models to an OCI image-layout archive (a tar other OCI tools read)
+    Save(SaveArgs),
+    /// Load models from an OCI image-layout archive (`llmpm save`'s, or `skopeo copy … oci-archive:`'s)
+    Load(LoadArgs),
 }
 
 /// `llmpm run`.
@@ -269,4 +273,29 @@ pub struct ExportArgs {
     pub model: String,
     /// A new or empty directory
     pub dir: PathBuf,
+}
+
+/// `llmpm save`.
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// The models
+    #[arg(required = true)]
+    pub models: Vec<String>,
+    /// The archive to write (`-`, or left out: standard output, which must not be a terminal)
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `llmpm load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The archive to read (`-`, or left out: standard input)
+    #[arg(long, short, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// The name for the archive's model, over the name it carries (an archive of one model)
+    #[arg(long, value_name = "MODEL")]
+    pub name: Option<String>,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
 }

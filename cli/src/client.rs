@@ -344,6 +344,31 @@ impl Client {
         self.call(Method::POST, "/api/export", Some(req)).await
     }
 
+    /// `POST /api/export` asking for an OCI archive: the answer, whose body is the tar.
+    pub async fn save(
+        &self,
+        req: &llmpm_spec::api::ExportRequest,
+    ) -> anyhow::Result<Response<Incoming>> {
+        self.send_json(Method::POST, "/api/export", Some(req)).await
+    }
+
+    /// `POST /api/import?name=…` with an OCI archive as the body.
+    pub async fn import(
+        &self,
+        body: ReaderBody,
+        name: Option<&str>,
+    ) -> anyhow::Result<llmpm_spec::api::ImportResponse> {
+        let path = match name {
+            Some(n) => format!("/api/import?name={}", query_escape(n)),
+            None => "/api/import".to_owned(),
+        };
+        let resp = self
+            .send(Method::POST, &path, body.boxed(), Some("application/x-tar"))
+            .await?;
+        let bytes = read_body(resp).await?;
+        serde_json::from_slice(&bytes).context("Failed to decode llmpmd's answer to `/api/import`")
+    }
+
     /// `POST /api/create`, streamed.
     pub async fn create(&self, req: &CreateRequest) -> anyhow::Result<ProgressStream> {
         let resp = self
@@ -402,12 +427,7 @@ impl Client {
             .with_context(|| format!("Failed to read the size of `{}`", file.display()))?
             .len();
         bar.set_length(len);
-        let body = FileBody {
-            file: f,
-            remaining: len,
-            buf: vec![0; UPLOAD_CHUNK],
-            bar: bar.clone(),
-        };
+        let body = ReaderBody::new(f, Some(len), bar.clone());
         let path = format!("/api/blobs/{digest}");
         let resp = self
             .send(
@@ -419,6 +439,18 @@ impl Client {
             .await?;
         read_body(resp).await.map(drop)
     }
+}
+
+/// Percent-encodes a query value (model names are mostly safe already).
+fn query_escape(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn classify(e: io::Error, target: &Target) -> ConnectError {
@@ -568,15 +600,30 @@ pub fn parse_line(line: &[u8]) -> anyhow::Result<Option<ProgressResponse>> {
     Ok(Some(p))
 }
 
-/// A request body that reads a file as it is sent.
-struct FileBody {
-    file: tokio::fs::File,
-    remaining: u64,
+/// A request body read from a file or a pipe as it is sent: with a known
+/// length an exact size (so `Content-Length`), else chunked to the end.
+pub struct ReaderBody {
+    reader: Pin<Box<dyn AsyncRead + Send + Sync>>,
+    remaining: Option<u64>,
+    done: bool,
     buf: Vec<u8>,
     bar: ProgressBar,
 }
 
-impl Body for FileBody {
+impl ReaderBody {
+    /// Reads `reader`, which holds exactly `len` bytes when that is given; `bar` advances as bytes go.
+    pub fn new(reader: impl AsyncRead + Send + Sync + 'static, len: Option<u64>, bar: ProgressBar) -> ReaderBody {
+        ReaderBody {
+            reader: Box::pin(reader),
+            remaining: len,
+            done: len == Some(0),
+            buf: vec![0; UPLOAD_CHUNK],
+            bar,
+        }
+    }
+}
+
+impl Body for ReaderBody {
     type Data = Bytes;
     type Error = io::Error;
 
@@ -585,32 +632,43 @@ impl Body for FileBody {
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
-        if this.remaining == 0 {
+        if this.done {
             return Poll::Ready(None);
         }
-        let want = usize::try_from(this.remaining)
-            .unwrap_or(usize::MAX)
+        let want = this
+            .remaining
+            .map_or(usize::MAX, |r| usize::try_from(r).unwrap_or(usize::MAX))
             .min(this.buf.len());
         let mut rb = ReadBuf::new(&mut this.buf[..want]);
-        ready!(Pin::new(&mut this.file).poll_read(cx, &mut rb))?;
+        ready!(this.reader.as_mut().poll_read(cx, &mut rb))?;
         let n = rb.filled().len();
         if n == 0 {
-            return Poll::Ready(Some(Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the file shrank while it was being uploaded",
-            ))));
+            this.done = true;
+            if this.remaining.is_some() {
+                return Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the file shrank while it was being uploaded",
+                ))));
+            }
+            return Poll::Ready(None);
         }
-        this.remaining -= n as u64;
+        if let Some(r) = &mut this.remaining {
+            *r -= n as u64;
+            this.done = *r == 0;
+        }
         this.bar.inc(n as u64);
         Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(rb.filled())))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.remaining == 0
+        self.done
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+        match self.remaining {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
     }
 }
 

@@ -7,8 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod archive;
 mod signing;
 mod tools;
+
+pub use archive::{ImportResponse, OCI_ARCHIVE};
 
 pub use signing::{
     ExportRequest, ExportResponse, KeygenRequest, KeygenResponse, SignRequest, SignResponse,

@@ -1,5 +1,6 @@
 //! The subcommands, one module each; `dispatch` routes a parsed command to its module.
 
+pub mod archive;
 pub mod cp;
 pub mod create;
 pub mod list;
@@ -52,6 +53,8 @@ pub async fn dispatch(
         Command::Keygen(args) => sign::keygen(&args, client, printer).await,
         Command::Sign(args) => sign::sign(&args, client, printer).await,
         Command::Export(args) => sign::export(&args, client, printer).await,
+        Command::Save(args) => archive::save(&args, client, printer).await,
+        Command::Load(args) => archive::load(&args, client, printer).await,
     }?;
     Ok(ExitCode::SUCCESS)
 }

@@ -91,6 +91,7 @@ pub async fn export(args: &ExportArgs, client: &Client, printer: &Printer) -> an
         .export(&ExportRequest {
             model: args.model.clone(),
             path: dir.display().to_string(),
+            ..ExportRequest::default()
         })
         .await?;
     let mut out = String::new();

@@ -193,6 +193,16 @@ impl Classify for TransferError {
     }
 }
 
+impl Classify for crate::registry::archive::ArchiveError {
+    fn class(&self) -> Class {
+        match self {
+            Self::Store(s) => Class::As(answer(s)),
+            e if e.is_input() => Class::BadRequestWithCauses,
+            _ => Class::Internal,
+        }
+    }
+}
+
 impl Classify for crate::trust::TrustError {
     fn class(&self) -> Class {
         use crate::trust::TrustError;

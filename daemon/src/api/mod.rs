@@ -2,6 +2,7 @@
 
 mod access_log;
 mod anthropic;
+mod archive;
 mod blobs;
 mod create;
 pub mod error;
@@ -96,6 +97,7 @@ fn routes(state: AppState) -> Router {
         .route("/api/sign", post(signing::sign))
         .route("/api/signatures", post(signing::signatures))
         .route("/api/export", post(signing::export))
+        .route("/api/import", post(archive::import))
         .fallback(not_found)
         .with_state(state)
 }

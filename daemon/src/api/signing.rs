@@ -114,10 +114,21 @@ pub async fn signatures(
 pub async fn export(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<ExportRequest>,
-) -> Result<Json<ExportResponse>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    if req.format.is_some() {
+        // An OCI archive as the answer (`llmpm save`), `archive.rs`.
+        return super::archive::save(state, req).await;
+    }
+    if req.path.is_empty() {
+        return Err(bad(
+            "`path` is required: the directory to write the model's files to (or ask for `format: \"oci-archive\"`)",
+        ));
+    }
     let name = parse_name(&req.model)?;
     let store = state.store.clone();
     let dir = std::path::PathBuf::from(&req.path);
     let files = blocking(move || Ok(trust::export(&store, &name, &dir)?)).await?;
-    Ok(Json(ExportResponse { files }))
+    Ok(axum::response::IntoResponse::into_response(Json(
+        ExportResponse { files },
+    )))
 }

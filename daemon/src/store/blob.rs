@@ -118,6 +118,61 @@ impl BlobWriter {
     }
 }
 
+/// A blob whose bytes are whole and verified but that still lies in `tmp/`:
+/// [`HeldBlob::install`] makes it visible, dropping it deletes it. For
+/// writers that must check more than one blob before any may appear
+/// (loading an archive).
+#[derive(Debug)]
+pub struct HeldBlob {
+    writer: BlobWriter,
+    digest: Digest,
+}
+
+impl HeldBlob {
+    /// The blob's digest (verified).
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Its size.
+    pub fn size(&self) -> u64 {
+        self.writer.written
+    }
+
+    /// The temp file, to read it back before it is installed.
+    pub fn path(&self) -> &std::path::Path {
+        &self.writer.path
+    }
+
+    /// fsyncs and renames it into `blobs/` (dropping the writer then finds no temp file).
+    pub fn install(self) -> Result<(), StoreError> {
+        self.writer.store.install_verified(&self.writer.path, &self.digest)
+    }
+}
+
+impl BlobWriter {
+    /// Checks the bytes against `expected` and closes the file, but leaves it
+    /// in `tmp/` (see [`HeldBlob`]).
+    pub fn hold_sync(mut self, expected: &Digest) -> Result<HeldBlob, StoreError> {
+        if expected.algorithm() != Algorithm::Sha256 {
+            return Err(StoreError::Algorithm(expected.clone()));
+        }
+        let actual = Digest::sha256_from_bytes(std::mem::take(&mut self.hasher).finalize().into());
+        if *expected != actual {
+            crate::metrics::verification_failed();
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        self.file = None;
+        Ok(HeldBlob {
+            writer: self,
+            digest: actual,
+        })
+    }
+}
+
 impl Drop for BlobWriter {
     fn drop(&mut self) {
         self.file = None;

@@ -31,7 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use llmpm_spec::{Digest, Manifest, Reference};
 use sha2::{Digest as _, Sha256};
 
-pub use blob::BlobWriter;
+pub use blob::{BlobWriter, HeldBlob};
 use index::{BlobEntry, Index, RefEntry};
 pub use referrers::Referrer;
 
@@ -206,6 +206,10 @@ impl Store {
             fs::create_dir_all(&p).map_err(|e| StoreError::io("create directory", &p, e))?;
         }
         let index = Index::open(&root.join("index"))?;
+        // Holding the index lock, no other process writes here: every
+        // `.partial` is left by a daemon that was killed mid-write (an upload,
+        // a create, a load) and is never resumed, unlike a pull's `.download`.
+        remove_stale_partials(&root.join("tmp"));
         Ok(Store {
             inner: Arc::new(Inner {
                 root,
@@ -680,6 +684,18 @@ impl Store {
         }
         report.counts_fixed += self.inner.index.zero_blobs_not_in(&counts)?;
         Ok(report)
+    }
+}
+
+fn remove_stale_partials(tmp: &Path) {
+    let Ok(rd) = fs::read_dir(tmp) else { return };
+    for ent in rd.flatten() {
+        let p = ent.path();
+        if p.extension().is_some_and(|e| e == "partial") {
+            if let Err(e) = fs::remove_file(&p) {
+                tracing::warn!(path = %p.display(), error = %e, "could not delete a stale partial blob");
+            }
+        }
     }
 }
 

@@ -94,13 +94,22 @@ pub struct SignatureInfo {
     pub created: Option<String>,
 }
 
-/// `POST /api/export`: write a model's files (`manifest.json`, `<media type>/sha256-<hex>`) to a directory.
+/// `POST /api/export`: write a model's files (`manifest.json`, `<media type>/sha256-<hex>`) to a directory;
+/// with `format: "oci-archive"`, answer the OCI archive of `models` (and `model`) as the body instead.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportRequest {
     /// The model.
+    #[serde(default)]
     pub model: String,
-    /// An absolute path: new, or an empty directory.
+    /// An absolute path: new, or an empty directory (not with `format`).
+    #[serde(default)]
     pub path: String,
+    /// More models, for an archive (`llmpm save`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    /// `oci-archive`: the answer is an `application/x-tar` OCI image-layout archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 /// The answer to [`ExportRequest`].

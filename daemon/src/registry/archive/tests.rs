@@ -1,0 +1,1 @@
+//! Unit tests of saving and loading against a temp store.

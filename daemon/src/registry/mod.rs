@@ -1,0 +1,3 @@
+//! The store as a registry for other tools: OCI image-layout archives for offline moves (`archive`).
+
+pub mod archive;
