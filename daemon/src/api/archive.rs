@@ -83,8 +83,15 @@ pub async fn import(
     let stream = body
         .into_data_stream()
         .map_err(|e| std::io::Error::other(format!("the upload broke off: {e}")));
-    let reader = tokio_util::io::StreamReader::new(stream);
-    let loaded = archive::load(&state.store, reader, LoadOptions { name, len }).await?;
+    let mut reader = tokio_util::io::StreamReader::new(stream);
+    let res = archive::load(&state.store, &mut reader, LoadOptions { name, len }).await;
+    if res.is_err() {
+        // Read the rest of the upload before answering: a client still
+        // sending when the connection closes sees a broken pipe instead of
+        // the reason the archive was refused.
+        let _ = tokio::io::copy(&mut reader, &mut tokio::io::sink()).await;
+    }
+    let loaded = res?;
     Ok(Json(ImportResponse {
         models: loaded.models.iter().map(ToString::to_string).collect(),
         blobs_written: loaded.blobs_written,

@@ -342,6 +342,7 @@ async fn stream<R: AsyncRead + Unpin>(
             }
         }
     }
+    tar.drain(MAX_OTHER).await?;
     Ok(l)
 }
 

@@ -257,10 +257,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 if got == 0 {
                     return Ok(None);
                 }
-                return Err(TarError::Truncated(format!(
-                    "inside the header at byte {}",
-                    self.offset
-                )));
+                return Err(TarError::Truncated(if self.offset == 0 {
+                    "inside its first header (is it a tar archive at all?)".to_owned()
+                } else {
+                    format!("inside the header at byte {}", self.offset)
+                }));
             }
             got += n;
         }
@@ -320,9 +321,19 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 ));
             };
             if h.iter().all(|&b| b == 0) {
-                // The marker is two zero blocks; a stream that ends after the
-                // first (some writers) is accepted, as GNU tar does.
-                return Ok(None);
+                // The marker is two zero blocks, and every writer writes both:
+                // a stream cut inside it is as truncated as one cut anywhere.
+                return match self.block().await {
+                    Ok(None) | Err(TarError::Truncated(_)) => Err(TarError::Truncated(
+                        "inside the end-of-archive marker".into(),
+                    )),
+                    Ok(Some(b)) if b.iter().all(|&b| b == 0) => Ok(None),
+                    Ok(Some(_)) => Err(TarError::Field {
+                        offset: at,
+                        field: "end-of-archive marker (a zero block followed by data)",
+                    }),
+                    Err(e) => Err(e),
+                };
             }
             if !checksum_ok(&h) {
                 return Err(TarError::Checksum(at));
@@ -386,6 +397,27 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                     .await?;
             }
             return Ok(Some(Entry { path, size, kind }));
+        }
+    }
+
+    /// After the end-of-archive marker: reads what follows (GNU tar pads to
+    /// a 10 KiB record), so the sender is not cut off mid-upload, refusing
+    /// more than `limit` bytes of it.
+    pub async fn drain(&mut self, limit: u64) -> Result<(), TarError> {
+        let mut buf = [0u8; BLOCK];
+        let mut n = 0u64;
+        loop {
+            let k = self.inner.read(&mut buf).await.map_err(TarError::Io)?;
+            if k == 0 {
+                return Ok(());
+            }
+            n += k as u64;
+            if n > limit {
+                return Err(TarError::Field {
+                    offset: self.offset,
+                    field: "trailer (more than the record padding follows the end-of-archive marker)",
+                });
+            }
         }
     }
 
@@ -510,6 +542,10 @@ mod tests {
         assert!(matches!(entries(&bad).await, Err(TarError::Checksum(0))));
         let err = entries(&file("a", b"x")).await.unwrap_err();
         assert!(err.to_string().contains("end-of-archive"), "{err}");
+        let mut cut = file("a", b"x");
+        cut.extend_from_slice(&[0u8; BLOCK * 2 - 1]);
+        let err = entries(&cut).await.unwrap_err();
+        assert!(err.to_string().contains("end-of-archive marker"), "{err}");
         let whole = file("a", &[1u8; 600]);
         let err = entries(&whole[..700]).await.unwrap_err();
         assert!(err.to_string().contains("inside `a`"), "{err}");
