@@ -612,7 +612,11 @@ pub struct ReaderBody {
 
 impl ReaderBody {
     /// Reads `reader`, which holds exactly `len` bytes when that is given; `bar` advances as bytes go.
-    pub fn new(reader: impl AsyncRead + Send + Sync + 'static, len: Option<u64>, bar: ProgressBar) -> ReaderBody {
+    pub fn new(
+        reader: impl AsyncRead + Send + Sync + 'static,
+        len: Option<u64>,
+        bar: ProgressBar,
+    ) -> ReaderBody {
         ReaderBody {
             reader: Box::pin(reader),
             remaining: len,

@@ -148,7 +148,11 @@ fn tar_build(ents: &[Ent]) -> Vec<u8> {
     let mut out = Vec::new();
     for e in ents {
         let size = e.declared.unwrap_or(e.data.len() as u64);
-        let link = if matches!(e.flag, b'1' | b'2') { "/etc/passwd" } else { "" };
+        let link = if matches!(e.flag, b'1' | b'2') {
+            "/etc/passwd"
+        } else {
+            ""
+        };
         out.extend_from_slice(&tar_header(&e.name, size, e.flag, link));
         out.extend_from_slice(&e.data);
         out.resize(out.len().div_ceil(512) * 512, 0);
@@ -236,12 +240,20 @@ fn save_rm_load_gives_back_the_same_manifests_blobs_and_signatures() {
     assert_eq!(count, blob_names.len(), "each blob once");
     for e in ents.iter().filter(|e| e.name.len() > "blobs/sha256/".len()) {
         let hex = e.name.strip_prefix("blobs/sha256/").unwrap();
-        assert_eq!(sha256_digest(&e.data), format!("sha256:{hex}"), "{}", e.name);
+        assert_eq!(
+            sha256_digest(&e.data),
+            format!("sha256:{hex}"),
+            "{}",
+            e.name
+        );
     }
     // Every store blob is in it (the store holds only these models).
     assert_eq!(
         blob_names,
-        before_blobs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()
+        before_blobs
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
     );
 
     for m in ["m", "m2", "me/alias:v1"] {
@@ -299,7 +311,11 @@ fn load_writes_only_the_blobs_the_store_lacks() {
     // Another store with `m`: same weights, another system prompt.
     let dst = TestContext::started();
     dst.tiny_gguf("tiny.gguf", &TinyLlamaSpec::default());
-    std::fs::write(dst.work.join("Modelfile"), "FROM ./tiny.gguf\nSYSTEM You are terse.\n").unwrap();
+    std::fs::write(
+        dst.work.join("Modelfile"),
+        "FROM ./tiny.gguf\nSYSTEM You are terse.\n",
+    )
+    .unwrap();
     assert_ok(&dst.cli(&["create", "m", "-f", "Modelfile"]));
     let weights_hex: String = {
         let ents = tar_entries(&std::fs::read(&file).unwrap());
@@ -321,8 +337,14 @@ fn load_writes_only_the_blobs_the_store_lacks() {
     assert_eq!(inode, after);
     assert_eq!(models(&dst).len(), 2);
     assert_eq!(
-        models(&dst).iter().find(|(n, _)| n == "m2:latest").map(|x| &x.1),
-        models(&src).iter().find(|(n, _)| n == "m2:latest").map(|x| &x.1)
+        models(&dst)
+            .iter()
+            .find(|(n, _)| n == "m2:latest")
+            .map(|x| &x.1),
+        models(&src)
+            .iter()
+            .find(|(n, _)| n == "m2:latest")
+            .map(|x| &x.1)
     );
 }
 
@@ -344,7 +366,11 @@ fn assert_refused(ctx: &TestContext, what: &str, bytes: &[u8], why: &[&str]) {
             if via_file { "file" } else { "stdin" }
         );
         assert!(models(ctx).is_empty(), "{what}: {:?}", models(ctx));
-        assert!(ctx.blob_files().is_empty(), "{what}: {:?}", ctx.blob_files());
+        assert!(
+            ctx.blob_files().is_empty(),
+            "{what}: {:?}",
+            ctx.blob_files()
+        );
         assert!(tmp_files(ctx).is_empty(), "{what}: {:?}", tmp_files(ctx));
     }
 }
@@ -382,18 +408,33 @@ fn hostile_archives_are_refused_clearly_and_leave_nothing() {
     let w = weights(&mut bad);
     let mid = w.data.len() / 2;
     w.data[mid] ^= 1;
-    assert_refused(&ctx, "flipped byte", &tar_build(&bad), &["is corrupt", "hash to"]);
+    assert_refused(
+        &ctx,
+        "flipped byte",
+        &tar_build(&bad),
+        &["is corrupt", "hash to"],
+    );
 
     // index.json names a manifest that is not there; a manifest's layer is not there.
     let mut bad = ents.clone();
     let mut index = index_of(&bad);
     index["manifests"][0]["digest"] = json!(format!("sha256:{}", "ab".repeat(32)));
     set_index(&mut bad, &index);
-    assert_refused(&ctx, "missing manifest", &tar_build(&bad), &["which is not in the archive"]);
+    assert_refused(
+        &ctx,
+        "missing manifest",
+        &tar_build(&bad),
+        &["which is not in the archive"],
+    );
     let mut bad = ents.clone();
     let wname = weights(&mut bad).name.clone();
     bad.retain(|e| e.name != wname);
-    assert_refused(&ctx, "missing layer", &tar_build(&bad), &["which is not in the archive"]);
+    assert_refused(
+        &ctx,
+        "missing layer",
+        &tar_build(&bad),
+        &["which is not in the archive"],
+    );
 
     // Paths that escape, links.
     for (name, flag, why) in [
@@ -419,20 +460,43 @@ fn hostile_archives_are_refused_clearly_and_leave_nothing() {
     bad.push(bomb);
     let mut bytes = tar_build(&bad);
     bytes.truncate(bytes.len() - 1024);
-    assert_refused(&ctx, "bomb", &bytes, &["declares 8589934591 bytes", "truncated"]);
+    assert_refused(
+        &ctx,
+        "bomb",
+        &bytes,
+        &["declares 8589934591 bytes", "truncated"],
+    );
     // A layer declaring more than its manifest says: refused at its header.
     let mut bad = ents.clone();
     let w = weights(&mut bad);
     w.data.extend_from_slice(&[0u8; 4096]);
-    assert_refused(&ctx, "oversized layer", &tar_build(&bad), &["bytes in the archive but manifest"]);
+    assert_refused(
+        &ctx,
+        "oversized layer",
+        &tar_build(&bad),
+        &["bytes in the archive but manifest"],
+    );
 
     // Caps and shapes.
     let mut bad = ents.clone();
-    set_index(&mut bad, &json!({"schemaVersion": 2, "manifests": [], "pad": "x".repeat(5 << 20)}));
-    assert_refused(&ctx, "huge index", &tar_build(&bad), &["more than the 4194304 allowed"]);
+    set_index(
+        &mut bad,
+        &json!({"schemaVersion": 2, "manifests": [], "pad": "x".repeat(5 << 20)}),
+    );
+    assert_refused(
+        &ctx,
+        "huge index",
+        &tar_build(&bad),
+        &["more than the 4194304 allowed"],
+    );
     let mut bad = ents.clone();
     bad.retain(|e| e.name != "oci-layout");
-    assert_refused(&ctx, "no oci-layout", &tar_build(&bad), &["not an OCI image layout"]);
+    assert_refused(
+        &ctx,
+        "no oci-layout",
+        &tar_build(&bad),
+        &["not an OCI image layout"],
+    );
     let noise: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
     assert_refused(&ctx, "not a tar", &noise, &["not a tar archive"]);
 
@@ -470,7 +534,10 @@ fn a_killed_load_leaves_nothing_visible_and_no_partial_files() {
     ctx.daemon().kill9();
     drop(stdin);
     let _ = child.wait();
-    assert!(!tmp_files(&ctx).is_empty(), "the kill left its partial file");
+    assert!(
+        !tmp_files(&ctx).is_empty(),
+        "the kill left its partial file"
+    );
 
     ctx.start();
     assert!(models(&ctx).is_empty(), "{:?}", models(&ctx));
@@ -490,18 +557,28 @@ fn the_api_keeps_export_and_names_bad_requests() {
     let r = ctx.post_json("/api/export", &json!({"model": "m"}));
     assert_eq!(r.status, 400);
     assert!(r.text().contains("`path`"), "{}", r.text());
-    let r = ctx.post_json("/api/export", &json!({"models": ["nope"], "format": "oci-archive"}));
+    let r = ctx.post_json(
+        "/api/export",
+        &json!({"models": ["nope"], "format": "oci-archive"}),
+    );
     assert_eq!(r.status, 404, "{}", r.text());
     // The archive over raw HTTP: a tar with its exact length.
-    let r = ctx.post_json("/api/export", &json!({"models": ["m"], "format": "oci-archive"}));
+    let r = ctx.post_json(
+        "/api/export",
+        &json!({"models": ["m"], "format": "oci-archive"}),
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/x-tar"));
     assert_eq!(
-        r.header("content-length").and_then(|v| v.parse::<usize>().ok()),
+        r.header("content-length")
+            .and_then(|v| v.parse::<usize>().ok()),
         Some(r.body.len())
     );
     assert_ok(&ctx.cli(&["rm", "m"]));
     let r = http::call_unix(&ctx.socket(), "POST", "/api/import?name=back:v1", &r.body).unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["models"], json!(["registry.ollama.ai/library/back:v1"]));
+    assert_eq!(
+        r.json()["models"],
+        json!(["registry.ollama.ai/library/back:v1"])
+    );
 }

@@ -46,10 +46,17 @@ impl Sink {
                     .with_context(|| format!("Failed to write `{}`", tmp.display()))?;
                 f.sync_all()
                     .with_context(|| format!("Failed to write `{}`", tmp.display()))?;
-                std::fs::rename(&tmp, &dest)
-                    .with_context(|| format!("Failed to rename `{}` to `{}`", tmp.display(), dest.display()))
+                std::fs::rename(&tmp, &dest).with_context(|| {
+                    format!(
+                        "Failed to rename `{}` to `{}`",
+                        tmp.display(),
+                        dest.display()
+                    )
+                })
             }
-            Sink::Stdout(mut out) => out.flush().context("Failed to write the archive to standard output"),
+            Sink::Stdout(mut out) => out
+                .flush()
+                .context("Failed to write the archive to standard output"),
         }
     }
 }
@@ -78,7 +85,10 @@ pub async fn save(args: &SaveArgs, client: &Client, printer: &Printer) -> anyhow
         .and_then(|v| v.parse::<u64>().ok());
     let mut sink = match &args.output {
         Some(dest) if !to_stdout => {
-            let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = dest
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let tmp = dest.with_file_name(format!(".{name}.{}.partial", std::process::id()));
             let file = std::fs::File::create(&tmp)
                 .with_context(|| format!("Failed to create `{}`", tmp.display()))?;
@@ -104,7 +114,10 @@ pub async fn save(args: &SaveArgs, client: &Client, printer: &Printer) -> anyhow
             }
         }
         if let Some(t) = total {
-            anyhow::ensure!(written == t, "The archive broke off after {written} of {t} bytes");
+            anyhow::ensure!(
+                written == t,
+                "The archive broke off after {written} of {t} bytes"
+            );
         }
         Ok(())
     }

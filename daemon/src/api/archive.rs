@@ -28,7 +28,8 @@ pub async fn save(state: AppState, req: ExportRequest) -> Result<Response, ApiEr
     }
     if !req.path.is_empty() {
         return Err(ApiError::BadRequest(
-            "`path` is not used with `format: \"oci-archive\"`: the archive is the answer's body".into(),
+            "`path` is not used with `format: \"oci-archive\"`: the archive is the answer's body"
+                .into(),
         ));
     }
     let mut names = Vec::new();

@@ -146,7 +146,9 @@ impl HeldBlob {
 
     /// fsyncs and renames it into `blobs/` (dropping the writer then finds no temp file).
     pub fn install(self) -> Result<(), StoreError> {
-        self.writer.store.install_verified(&self.writer.path, &self.digest)
+        self.writer
+            .store
+            .install_verified(&self.writer.path, &self.digest)
     }
 }
 

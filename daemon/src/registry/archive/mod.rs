@@ -148,7 +148,10 @@ pub enum ArchiveError {
 impl ArchiveError {
     /// Whether this is the sender's fault (a bad archive or request) rather than the store's.
     pub fn is_input(&self) -> bool {
-        !matches!(self, ArchiveError::Store(_) | ArchiveError::Tar(tar::TarError::Io(_)))
+        !matches!(
+            self,
+            ArchiveError::Store(_) | ArchiveError::Tar(tar::TarError::Io(_))
+        )
     }
 }
 

@@ -86,7 +86,8 @@ pub fn plan(store: &Store, names: &[Reference]) -> Result<SavePlan, ArchiveError
             continue;
         }
         for r in store.referrers(&entry.digest)? {
-            let raw = store.read_blob(&r.digest, llmpm_spec::manifest::MAX_MANIFEST_BYTES as u64)?;
+            let raw =
+                store.read_blob(&r.digest, llmpm_spec::manifest::MAX_MANIFEST_BYTES as u64)?;
             index.push(manifest_descriptor(&r.digest, raw.len(), &r.manifest));
             push(&r.digest, raw.len() as u64, &mut order);
             for b in r.manifest.blobs() {

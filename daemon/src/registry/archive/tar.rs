@@ -38,7 +38,9 @@ pub enum TarError {
     #[error("the archive is truncated: it ends {0}")]
     Truncated(String),
     /// A header's checksum is wrong (not a tar, or damaged).
-    #[error("the tar header at byte {0} is damaged or this is not a tar archive (bad header checksum)")]
+    #[error(
+        "the tar header at byte {0} is damaged or this is not a tar archive (bad header checksum)"
+    )]
     Checksum(u64),
     /// A header field does not parse.
     #[error("the tar header at byte {offset} has an unreadable {field}")]
@@ -49,7 +51,9 @@ pub enum TarError {
         field: &'static str,
     },
     /// An entry kind an archive of blobs never holds.
-    #[error("the archive entry `{path}` is a {kind}; an OCI archive holds only files and directories")]
+    #[error(
+        "the archive entry `{path}` is a {kind}; an OCI archive holds only files and directories"
+    )]
     Kind {
         /// The entry's path.
         path: String,
@@ -415,7 +419,8 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             if n > limit {
                 return Err(TarError::Field {
                     offset: self.offset,
-                    field: "trailer (more than the record padding follows the end-of-archive marker)",
+                    field:
+                        "trailer (more than the record padding follows the end-of-archive marker)",
                 });
             }
         }
@@ -430,7 +435,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         let want = usize::try_from(self.left)
             .unwrap_or(usize::MAX)
             .min(buf.len());
-        let n = self.inner.read(&mut buf[..want]).await.map_err(TarError::Io)?;
+        let n = self
+            .inner
+            .read(&mut buf[..want])
+            .await
+            .map_err(TarError::Io)?;
         if n == 0 {
             return Err(TarError::Truncated(format!(
                 "inside `{path}`, {} bytes short of its declared size",
@@ -498,7 +507,11 @@ mod tests {
             .arg(dir.path().join("x.tar"))
             .output();
         let Ok(out) = out else { return };
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains("a.txt"));
         std::fs::write(dir.path().join("long-name-".repeat(15)), b"abc").unwrap();
         let out = std::process::Command::new("tar")
