@@ -113,7 +113,10 @@ fn blobs_scoped_by_repository() {
     let parsed = Manifest::from_slice(&m.bytes).unwrap();
     let own = &parsed.layers[0].digest;
     assert_eq!(blob(&store, &a, own).unwrap().1, 9);
-    assert!(blob(&store, &a, &m.digest).is_ok(), "the manifest is a blob too");
+    assert!(
+        blob(&store, &a, &m.digest).is_ok(),
+        "the manifest is a blob too"
+    );
     let b = manifest(&store, &repo("library/b"), &ManifestRef::Tag("v1".into())).unwrap();
     let other = &Manifest::from_slice(&b.bytes).unwrap().layers[0].digest;
     assert!(store.has_blob(other));
