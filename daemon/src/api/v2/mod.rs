@@ -204,10 +204,11 @@ async fn answer(
     headers: &HeaderMap,
     query: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, V2Error> {
-    let target = endpoint(uri.path())?;
-    if target == Endpoint::Token {
+    let target = endpoint(uri.path());
+    if let Ok(Endpoint::Token) = target {
         return auth::token(&state.config, method, headers);
     }
+    // Before the path is judged: a write is refused whatever it names.
     if *method != Method::GET && *method != Method::HEAD {
         return Err(V2Error::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -219,6 +220,7 @@ async fn answer(
         )
         .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD")));
     }
+    let target = target?;
     let Query(params) = query.map_err(|e| {
         V2Error::new(
             StatusCode::BAD_REQUEST,
