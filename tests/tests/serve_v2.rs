@@ -450,6 +450,40 @@ fn a_network_bind_needs_the_key_through_a_bearer_challenge() {
     }
 }
 
+#[test]
+fn a_second_llmpmd_logs_in_with_the_key_and_pulls() {
+    let mut first = TestContext::new();
+    first.daemon_env = vec![
+        ("LLMPM_HOST".into(), format!("0.0.0.0:{}", first.port())),
+        ("LLMPM_API_KEY".into(), "v2-key".into()),
+    ];
+    first.start();
+    first.tiny_gguf("tiny.gguf", &TinyLlamaSpec::default());
+    std::fs::write(first.work.join("Modelfile"), "FROM ./tiny.gguf\n").unwrap();
+    assert_ok(&first.cli(&["create", "m", "-f", "Modelfile"]));
+    let second = TestContext::started();
+    let host = format!("127.0.0.1:{}", first.port());
+    let name = format!("{host}/library/m:latest");
+    let refused = second.cli(&["pull", "--insecure", &name]);
+    assert!(!refused.status.success());
+    let why = llmpm_tests::stderr(&refused);
+    assert!(
+        why.contains("llmpm login") && why.contains("API key"),
+        "{why}"
+    );
+    let mut login = second
+        .cli_cmd(&["login", &host, "-u", "anyone", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut login.stdin.take().unwrap(), b"v2-key\n").unwrap();
+    assert_ok(&login.wait_with_output().unwrap());
+    assert_ok(&second.cli(&["pull", "--insecure", &name]));
+    assert_eq!(digest_of(&second, &name), digest_of(&first, "m:latest"));
+}
+
 /// This machine's address on the interface its default route uses, if any
 /// (a UDP connect sends nothing).
 fn own_address() -> Option<std::net::IpAddr> {
