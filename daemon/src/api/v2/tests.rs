@@ -168,7 +168,7 @@ fn the_key_guards_a_network_bind() {
         assert!(auth::check(&c, &get, &h, "/v2/library/m/tags/list").is_ok());
     }
     // The realm itself is reached without a token, and trades the key for one.
-    let bare = headers(&[host.clone()]);
+    let bare = headers(std::slice::from_ref(&host));
     assert!(auth::check(&c, &get, &bare, "/v2/token").is_ok());
     assert_eq!(
         auth::token(&c, &get, &bare).unwrap_err().status,
