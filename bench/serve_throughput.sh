@@ -21,11 +21,11 @@ size_mib="${BENCH_SIZE_MIB:-1024}"
 rounds="${BENCH_ROUNDS:-3}"
 bin="${LLMPM_BIN_DIR:-$root/target/release}"
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "error: $*"; exit 1; }
-
-command -v curl >/dev/null || die "curl is not installed"
-command -v python3 >/dev/null || die "python3 is not installed"
+command -v curl >/dev/null || { echo "error: curl is not installed" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "error: python3 is not installed" >&2; exit 1; }
+tmp="$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/llmpm-serve-bench.XXXXXX")"
+# shellcheck source=bench/registry_lib.sh
+source "$root/bench/registry_lib.sh"
 registry_bin="${LLMPM_DOCKER_REGISTRY:-$(command -v docker-registry || true)}"
 [[ -x "$registry_bin" ]] || die "docker-registry is not installed (apt-get install docker-registry)"
 if [[ -z "${LLMPM_BIN_DIR:-}" && ! ( -x "$bin/llmpmd" && -x "$bin/llmpm" ) ]]; then
@@ -33,63 +33,7 @@ if [[ -z "${LLMPM_BIN_DIR:-}" && ! ( -x "$bin/llmpmd" && -x "$bin/llmpm" ) ]]; t
     (cd "$root" && cargo build --release --quiet -p llmpmd -p llmpm --bins)
 fi
 [[ -x "$bin/llmpmd" && -x "$bin/llmpm" ]] || die "no llmpmd/llmpm in $bin"
-
-tmp="$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/llmpm-serve-bench.XXXXXX")"
-registry_pid=""
-daemon_pid=""
-cleanup() {
-    local rc=$?
-    set +e
-    for pid in "$daemon_pid" "$registry_pid"; do
-        [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    done
-    rm -rf "$tmp"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_http() {  # url pid what
-    for _ in $(seq 1 400); do
-        curl -sf -o /dev/null "$1" && return 0
-        kill -0 "$2" 2>/dev/null || break
-        sleep 0.05
-    done
-    die "$3 did not start"
-}
-
-rport="$(free_port)"
-cat >"$tmp/registry.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $tmp/registry
-http:
-  addr: 127.0.0.1:$rport
-EOF
-"$registry_bin" serve "$tmp/registry.yml" >"$tmp/registry.log" 2>&1 &
-registry_pid=$!
-reg="http://127.0.0.1:$rport"
-wait_http "$reg/v2/" "$registry_pid" "docker-registry"
-
-upload_blob() {  # repo file -> prints digest
-    local digest loc sep
-    digest="sha256:$(sha256sum "$2" | cut -d' ' -f1)"
-    loc="$(curl -sf -D - -o /dev/null -X POST "$reg/v2/$1/blobs/uploads/" |
-        tr -d '\r' | awk 'tolower($1) == "location:" { print $2 }')"
-    [[ "$loc" == /* ]] && loc="$reg$loc"
-    sep='?'; [[ "$loc" == *\?* ]] && sep='&'
-    curl -sf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' \
-        -T "$2" "$loc${sep}digest=$digest" || die "upload of $2 failed"
-    echo "$digest"
-}
+start_registry "$registry_bin"
 
 say "== a ${size_mib} MiB layer in docker-registry on $reg"
 size=$((size_mib * 1024 * 1024))
@@ -111,8 +55,8 @@ dport="$(free_port)"
 env -i PATH="$PATH" LLMPM_HOME="$tmp/home" LLMPM_SOCKET="$tmp/home/llmpm.sock" \
     LLMPM_CONFIG="$tmp/empty.yaml" LLMPM_LOG=warn LLMPM_HOST="127.0.0.1:$dport" \
     "$bin/llmpmd" >"$tmp/llmpmd.log" 2>&1 &
-daemon_pid=$!
-wait_http "http://127.0.0.1:$dport/" "$daemon_pid" "llmpmd"
+pids+=($!)
+wait_http "http://127.0.0.1:$dport/" "$!" "llmpmd"
 env -i PATH="$PATH" LLMPM_HOME="$tmp/home" LLMPM_SOCKET="$tmp/home/llmpm.sock" \
     LLMPM_CONFIG="$tmp/empty.yaml" LLMPM_NO_AUTOSTART=1 NO_COLOR=1 \
     "$bin/llmpm" pull --insecure "127.0.0.1:$rport/$repo:v1" >/dev/null 2>&1 || die "llmpm pull failed"

@@ -302,15 +302,8 @@ fn skopeo_reads_llmpmds_own_v2_byte_for_byte() {
     let Some(skopeo) = skopeo() else {
         return;
     };
-    let mut ctx = TestContext::new();
-    ctx.daemon_env = vec![
-        ("LLMPM_HOST".into(), format!("0.0.0.0:{}", ctx.port())),
-        ("LLMPM_API_KEY".into(), "interop-key".into()),
-    ];
-    ctx.start();
-    ctx.tiny_gguf("tiny.gguf", &TinyLlamaSpec::default());
-    std::fs::write(ctx.work.join("Modelfile"), MODELFILE).unwrap();
-    assert_ok(&ctx.cli(&["create", "m", "-f", "Modelfile"]));
+    let ctx = TestContext::network_bound("interop-key");
+    ctx.create_tiny("m", "SYSTEM You are terse.\n");
     let digest = listed(&ctx, "m:latest").expect("m listed")["digest"]
         .as_str()
         .unwrap()

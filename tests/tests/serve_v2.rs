@@ -382,15 +382,8 @@ fn hostile_names_and_digests_reach_no_file() {
 /// has one, so the request really arrives from the network side.
 #[test]
 fn a_network_bind_needs_the_key_through_a_bearer_challenge() {
-    let mut ctx = TestContext::new();
-    ctx.daemon_env = vec![
-        ("LLMPM_HOST".into(), format!("0.0.0.0:{}", ctx.port())),
-        ("LLMPM_API_KEY".into(), "v2-key".into()),
-    ];
-    ctx.start();
-    ctx.tiny_gguf("tiny.gguf", &TinyLlamaSpec::default());
-    std::fs::write(ctx.work.join("Modelfile"), "FROM ./tiny.gguf\n").unwrap();
-    assert_ok(&ctx.cli(&["create", "m", "-f", "Modelfile"]));
+    let ctx = TestContext::network_bound("v2-key");
+    ctx.create_tiny("m", "");
     let digest = digest_of(&ctx, "m:latest");
     let path = "/v2/library/m/manifests/latest";
     let mut hosts = vec![std::net::IpAddr::from([127, 0, 0, 1])];
@@ -452,15 +445,8 @@ fn a_network_bind_needs_the_key_through_a_bearer_challenge() {
 
 #[test]
 fn a_second_llmpmd_logs_in_with_the_key_and_pulls() {
-    let mut first = TestContext::new();
-    first.daemon_env = vec![
-        ("LLMPM_HOST".into(), format!("0.0.0.0:{}", first.port())),
-        ("LLMPM_API_KEY".into(), "v2-key".into()),
-    ];
-    first.start();
-    first.tiny_gguf("tiny.gguf", &TinyLlamaSpec::default());
-    std::fs::write(first.work.join("Modelfile"), "FROM ./tiny.gguf\n").unwrap();
-    assert_ok(&first.cli(&["create", "m", "-f", "Modelfile"]));
+    let first = TestContext::network_bound("v2-key");
+    first.create_tiny("m", "");
     let second = TestContext::started();
     let host = format!("127.0.0.1:{}", first.port());
     let name = format!("{host}/library/m:latest");

@@ -155,8 +155,17 @@ fn stream_file(mut file: std::fs::File, start: u64, len: u64) -> Body {
         let mut left = len;
         while left > 0 {
             let n = usize::try_from(left).map_or(CHUNK, |l| l.min(CHUNK));
-            let mut buf = vec![0u8; n];
-            if let Err(e) = file.read_exact(&mut buf) {
+            // Read into spare capacity: no zeroing of a buffer about to be filled.
+            let mut buf = Vec::with_capacity(n);
+            let read = (&mut file).take(n as u64).read_to_end(&mut buf);
+            let read = read.and_then(|got| match got == n {
+                true => Ok(()),
+                false => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the blob file is shorter than its size",
+                )),
+            });
+            if let Err(e) = read {
                 let _ = tx.blocking_send(Err(e));
                 return;
             }
