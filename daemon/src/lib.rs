@@ -11,6 +11,7 @@ pub mod errors;
 pub mod llm;
 pub mod logging;
 pub mod metrics;
+pub mod registry;
 pub mod runner;
 pub mod sched;
 pub mod server;

@@ -15,6 +15,7 @@ mod rerank;
 mod signing;
 pub mod stream;
 mod transfer;
+mod v2;
 
 use std::sync::Arc;
 
@@ -96,6 +97,7 @@ fn routes(state: AppState) -> Router {
         .route("/api/sign", post(signing::sign))
         .route("/api/signatures", post(signing::signatures))
         .route("/api/export", post(signing::export))
+        .merge(v2::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -110,6 +112,10 @@ pub fn tcp_router(state: AppState) -> Router {
 }
 
 async fn tcp_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // The same rules, answered as registry clients expect (a Bearer challenge).
+    if v2::owns(req.uri().path()) {
+        return v2::guard(&state.config, req, next).await;
+    }
     if let Err(e) = check_tcp(&state.config, req.method(), req.headers()) {
         return e.into_response();
     }
