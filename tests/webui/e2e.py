@@ -23,7 +23,7 @@ from playwright.sync_api import sync_playwright
 BASE = os.environ.get("WEBUI_URL", "http://127.0.0.1:8089")
 OUT = os.environ.get("OUT_DIR", "/tmp/webui-out")
 PULL_NAME = os.environ["PULL_NAME"]
-CHAT_WAIT = int(os.environ.get("WEBUI_CHAT_WAIT", "1500"))
+CHAT_WAIT = int(os.environ.get("WEBUI_CHAT_WAIT", "2400"))
 LLMPMD_LOG = os.environ["LLMPMD_LOG"]
 results = {}
 

@@ -7,15 +7,18 @@
 #   tests/webui/setup.sh     # once: chromium, Open WebUI, playwright
 #   tests/webui/run.sh       # prints a summary; screenshots in $OUT_DIR
 #
-# Needs the debug binaries (cargo build --workspace --bins), the real model
+# Needs the binaries (cargo build --release), the real model
 # (tests/fetch-models.sh) and Debian's docker-registry. Not part of .ci/run:
-# Open WebUI's install and a CPU chat with its ~4,000-token tool prompt take
+# Open WebUI's install and a CPU chat with its ~6,600-token tool prompt take
 # longer than the rest of CI together on 2 cores.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$ROOT/tests/webui
 VENV=${WEBUI_VENV:-$ROOT/target/webui-venv}
-BIN=${LLMPM_BIN:-$ROOT/target/debug}
+# Release binaries when built (a debug runner takes many minutes over the
+# 6,600-token prompt), else debug.
+BIN=${LLMPM_BIN:-$ROOT/target/release}
+[ -x "$BIN/llmpmd" ] || BIN=$ROOT/target/debug
 MODEL=${QWEN_GGUF:-$ROOT/target/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf}
 LLMPM_PORT=${LLMPM_PORT:-11534}
 WEBUI_PORT=${WEBUI_PORT:-8089}
