@@ -220,6 +220,7 @@ class Soak:
         self.daemon = Daemon(self.bins, self.dir / "home", free_port(), self.dir / "llmpmd.log")
         self.outcomes = collections.Counter()
         self.lost = []
+        self.samples_of = collections.defaultdict(list)  # (op, outcome) -> example details
         self.olock = threading.Lock()
         # name -> "yes" (created, must exist) / "maybe" (outcome unknown) / "no" (removed)
         self.beliefs = {}
@@ -309,6 +310,8 @@ class Soak:
             self.outcomes[(op, outcome)] += 1
             if outcome == "LOST":
                 self.lost.append((time.time(), op, detail))
+            elif outcome != "ok" and len(self.samples_of[(op, outcome)]) < 2:
+                self.samples_of[(op, outcome)].append(detail)
 
     def call(self, op, method, path, body=None, stream_cb=None, expect=(200,)):
         """Runs one request and records its outcome; returns (status, body) or None."""
@@ -358,6 +361,10 @@ class Soak:
             op = rng.choices(
                 ["generate", "chat", "cancel", "badopt", "embed", "create", "pull", "copy", "rm", "prune", "tags"],
                 [20, 20, 8, 5, 8, 8, 5, 6, 6, 2, 4])[0]
+            if op in ("create", "copy") and len(mine) >= self.args.max_models:
+                # A steady store, so growth in the daemon's memory is a leak
+                # rather than a bigger index.
+                op = "rm"
             model = rng.choice(["base0", "base1", "base2"] + mine)
             if op == "generate":
                 self.call(op, "POST", "/api/generate",
@@ -511,6 +518,9 @@ class Soak:
         for op in sorted({op for op, _ in self.outcomes}):
             row = {o: n for (p, o), n in self.outcomes.items() if p == op}
             print(f"  {op:9} {dict(sorted(row.items()))}")
+        for (op, outcome), details in sorted(self.samples_of.items()):
+            for d in details:
+                print(f"    e.g. {op} {outcome}: {d[-240:]}")
         if self.lost:
             ok = False
             print(f"LOST: {len(self.lost)}")
@@ -553,7 +563,10 @@ class Soak:
             for i, what in ((2, "RSS KiB"), (3, "fds"), (4, "threads")):
                 a = max(s[i] for s in warm[:half])
                 b = max(s[i] for s in warm[half:])
-                print(f"  {what}: max {a} in the first half after warm-up, {b} in the second")
+                flat = b <= a * 1.15 + (2 if i > 2 else 0)
+                print(f"  {what}: max {a} in the first half after warm-up, {b} in the second"
+                      f" ({'flat' if flat else 'GROWING'})")
+                ok &= flat
 
         # Orphans: stop the daemon cleanly; no runner it ever had may live on.
         self.daemon.kill(signal.SIGTERM)
@@ -573,6 +586,8 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--daemon-kills", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--max-models", type=int, default=20,
+                    help="models one client keeps before it only removes (a steady store)")
     ap.add_argument("--no-mixed-num-ctx", dest="mixed_num_ctx", action="store_false",
                     help="give every model the same num_ctx (avoids the reload livelock of "
                          "daemons before the fix in sched/queue.rs)")

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -79,6 +80,9 @@ def daemon(request):
                 with urllib.request.urlopen(url + "/", timeout=1) as r:
                     if r.status == 200:
                         break
+            except urllib.error.HTTPError as e:
+                if e.code == 401:  # up, and guarded by LLMPM_API_KEY
+                    break
             except OSError:
                 pass
             if proc.poll() is not None or time.time() > deadline:

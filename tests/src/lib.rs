@@ -294,6 +294,30 @@ impl TestContext {
         ctx
     }
 
+    /// A started daemon bound to every address (`0.0.0.0`), as on a LAN,
+    /// which makes the API key `key` required on TCP.
+    pub fn network_bound(key: &str) -> TestContext {
+        let mut ctx = TestContext::new();
+        ctx.daemon_env = vec![
+            ("LLMPM_HOST".into(), format!("0.0.0.0:{}", ctx.port())),
+            ("LLMPM_API_KEY".into(), key.into()),
+        ];
+        ctx.start();
+        ctx
+    }
+
+    /// Creates model `name` from the tiny generated GGUF (`tiny.gguf` in the
+    /// work dir) and the Modelfile lines `extra` after its `FROM`.
+    pub fn create_tiny(&self, name: &str, extra: &str) {
+        self.tiny_gguf("tiny.gguf", &TinyLlamaSpec::default());
+        std::fs::write(
+            self.work.join("Modelfile"),
+            format!("FROM ./tiny.gguf\n{extra}"),
+        )
+        .expect("write Modelfile");
+        assert_ok(&self.cli(&["create", name, "-f", "Modelfile"]));
+    }
+
     /// POSTs `body` as JSON to `path` on the daemon's unix socket.
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> http::Response {
         http::call_unix(&self.socket(), "POST", path, body.to_string().as_bytes())

@@ -281,3 +281,111 @@ fn modelpack_and_docker_model_artifacts_pull_and_list() {
         "{table}"
     );
 }
+
+/// `skopeo`, or a skip (a failure under `LLMPM_TEST_STRICT=1`).
+fn skopeo() -> Option<std::path::PathBuf> {
+    let found = find_on_path("skopeo");
+    if found.is_none() {
+        llmpm_tests::skip("`skopeo` is not installed (apt-get install skopeo)");
+    }
+    found
+}
+
+/// The stored bytes of blob `digest` (`sha256:…` or bare hex).
+fn stored(ctx: &TestContext, digest: &str) -> Vec<u8> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    std::fs::read(ctx.home.join("blobs/sha256").join(hex)).unwrap()
+}
+
+#[test]
+fn skopeo_reads_llmpmds_own_v2_byte_for_byte() {
+    let Some(skopeo) = skopeo() else {
+        return;
+    };
+    let ctx = TestContext::network_bound("interop-key");
+    ctx.create_tiny("m", "SYSTEM You are terse.\n");
+    let digest = listed(&ctx, "m:latest").expect("m listed")["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let image = format!("docker://127.0.0.1:{}/library/m:latest", ctx.port());
+    let run = |args: &[&str]| {
+        Command::new(&skopeo)
+            .args(args)
+            .output()
+            .expect("run skopeo")
+    };
+    // Without the key: refused, through the Bearer challenge.
+    let out = run(&["inspect", "--raw", "--tls-verify=false", &image]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stderr(&out).contains("unauthorized"), "{}", stderr(&out));
+    // With it (as the Basic password the token realm takes): the stored bytes.
+    let creds = ["--creds", "anyone:interop-key", "--tls-verify=false"];
+    let out = run(&[&["inspect", "--raw"][..], &creds, &[image.as_str()]].concat());
+    assert_ok(&out);
+    assert_eq!(out.stdout, stored(&ctx, &digest), "byte for byte");
+    let repo = format!("docker://127.0.0.1:{}/library/m", ctx.port());
+    let out = run(&[&["list-tags"][..], &creds, &[repo.as_str()]].concat());
+    assert_ok(&out);
+    let tags: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tags["Tags"], json!(["latest"]));
+    // skopeo's own limit: no Ollama layer type inside a Docker v2 manifest.
+    let dir = ctx.work.join("copied");
+    let dest = format!("dir:{}", dir.display());
+    let out = run(&[
+        &[
+            "copy",
+            "--src-creds",
+            "anyone:interop-key",
+            "--src-tls-verify=false",
+        ][..],
+        &[image.as_str(), dest.as_str()],
+    ]
+    .concat());
+    if !out.status.success() {
+        assert!(
+            stderr(&out).contains("unsupported docker v2s2 media type"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn skopeo_copies_a_modelpack_model_out_of_llmpmd() {
+    let Some(skopeo) = skopeo() else {
+        return;
+    };
+    let Some(reg) = DockerRegistry::start() else {
+        return;
+    };
+    let ctx = TestContext::started();
+    let gguf = tiny_gguf_bytes(&ctx);
+    let mp = reg.publish_modelpack("ns/modelpack", "v1", &[(MODELPACK_WEIGHT_RAW, &gguf)]);
+    cli_ok(
+        &ctx,
+        &["pull", &reg.model("ns/modelpack", "v1"), "--insecure"],
+    );
+    // Served under the upstream's host, the port as `_port`.
+    let image = format!(
+        "docker://127.0.0.1:{}/127.0.0.1_{}/ns/modelpack:v1",
+        ctx.port(),
+        reg.port()
+    );
+    let dir = ctx.work.join("copied");
+    let out = Command::new(&skopeo)
+        .args(["copy", "--src-tls-verify=false", &image])
+        .arg(format!("dir:{}", dir.display()))
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let manifest = std::fs::read(dir.join("manifest.json")).unwrap();
+    assert_eq!(sha256_digest(&manifest), mp, "the manifest as stored");
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    for d in std::iter::once(&m["config"]).chain(m["layers"].as_array().unwrap()) {
+        let d = d["digest"].as_str().unwrap();
+        let copied = std::fs::read(dir.join(d.strip_prefix("sha256:").unwrap())).unwrap();
+        assert_eq!(sha256_digest(&copied), d);
+        assert_eq!(copied, stored(&ctx, d));
+    }
+}

@@ -16,6 +16,7 @@ mod rerank;
 mod signing;
 pub mod stream;
 mod transfer;
+mod v2;
 
 use std::sync::Arc;
 
@@ -98,6 +99,7 @@ fn routes(state: AppState) -> Router {
         .route("/api/signatures", post(signing::signatures))
         .route("/api/export", post(signing::export))
         .route("/api/import", post(archive::import))
+        .merge(v2::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -112,6 +114,10 @@ pub fn tcp_router(state: AppState) -> Router {
 }
 
 async fn tcp_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // The same rules, answered as registry clients expect (a Bearer challenge).
+    if v2::owns(req.uri().path()) {
+        return v2::guard(&state.config, req, next).await;
+    }
     if let Err(e) = check_tcp(&state.config, req.method(), req.headers()) {
         return e.into_response();
     }

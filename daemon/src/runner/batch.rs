@@ -196,10 +196,23 @@ impl Engine {
                     fail("the prompt is empty after tokenization".into());
                     return;
                 }
+                let given = tokens.len();
                 let tokens = fit_prompt(tokens, self.num_ctx, req.num_keep);
+                if tokens.len() < given {
+                    // As Ollama does; the model sees only the prompt's ends.
+                    tracing::warn!(
+                        given,
+                        kept = tokens.len(),
+                        num_ctx = self.num_ctx,
+                        "prompt longer than num_ctx truncated; raise num_ctx to keep all of it"
+                    );
+                }
                 let Some((cache, reused)) = self.free.take_for(&tokens) else {
                     return;
                 };
+                // How well the prompt cache serves a client shows here first
+                // (a client that rewrites its system prompt each turn reuses nothing).
+                tracing::debug!(prompt = tokens.len(), reused, "prompt admitted");
                 let start = Start {
                     tokens,
                     cache,

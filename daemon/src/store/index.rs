@@ -124,10 +124,17 @@ fn tx_result<T>(res: Result<T, TransactionError<StoreError>>) -> Result<T, Store
     }
 }
 
+/// sled's page cache (see [`Index::open`]).
+const INDEX_CACHE_BYTES: u64 = 8 << 20;
+
 impl Index {
     pub fn open(path: &Path) -> Result<Index, StoreError> {
+        // sled's page cache defaults to 1 GiB and grows toward it as the
+        // index does: the soak's daemon RSS rose with the store (46 to 198
+        // MB at 2,700 models). The index is small and its hot pages few.
         let db = sled::Config::new()
             .path(path)
+            .cache_capacity(INDEX_CACHE_BYTES)
             .open()
             .map_err(|e| match &e {
                 sled::Error::Io(io) if io.to_string().contains("lock") => {

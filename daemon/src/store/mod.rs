@@ -517,6 +517,20 @@ impl Store {
         Ok(out)
     }
 
+    /// Every name with the digest of its manifest, the manifests unread (for
+    /// listings that only need names, such as the `/v2/` catalog).
+    pub fn names(&self) -> Result<Vec<(Reference, Digest)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.inner.index.refs() {
+            let (key, entry) = item?;
+            match key.parse::<Reference>() {
+                Ok(reference) => out.push((reference, entry.manifest)),
+                Err(_) => tracing::warn!(key, "skipping index entry with an invalid name"),
+            }
+        }
+        Ok(out)
+    }
+
     /// Points `dst` at the manifest of `src`. Adds no blob.
     pub fn copy(&self, src: &Reference, dst: &Reference) -> Result<Digest, StoreError> {
         let entry = self.get(src)?;
