@@ -295,8 +295,38 @@ pub struct PullRequest {
     /// Stream NDJSON progress (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+    /// llmpm: the most bytes per second this transfer may move, on top of
+    /// the daemon's own limit; a number, or a rate such as `"50MB/s"`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "rate"
+    )]
+    pub limit_rate: Option<u64>,
 }
 model_or_name!(PullRequest);
+
+/// A rate as a number of bytes per second or a string (`"50M"`, `"50MB/s"`).
+fn rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Rate {
+        Bytes(u64),
+        Text(String),
+    }
+    match Option::<Rate>::deserialize(d)? {
+        None => Ok(None),
+        Some(Rate::Bytes(0)) => Err(serde::de::Error::custom(
+            "limit_rate must be more than 0 bytes per second",
+        )),
+        Some(Rate::Bytes(n)) => Ok(Some(n)),
+        Some(Rate::Text(t)) => crate::size::parse_rate(&t).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "limit_rate `{t}` is not a rate; use bytes per second or a size per second such as 50M or 50MB/s"
+            ))
+        }),
+    }
+}
 
 /// One NDJSON progress line of pull, push and create.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -312,6 +342,10 @@ pub struct ProgressResponse {
     /// Bytes done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed: Option<u64>,
+    /// llmpm, pull: where this blob's bytes come from (a mirror's or the
+    /// upstream's URL, `http://mirror:5000`); absent for a blob already stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl ProgressResponse {
