@@ -236,6 +236,7 @@ impl InFlight {
                         shared: shared.clone(),
                         current: Arc::new(AtomicUsize::new(0)),
                         from_mirror: Arc::new(AtomicBool::new(false)),
+                        serving: Arc::new(AtomicUsize::new(0)),
                     };
                     tokio::spawn(job.run(previous));
                     shared
@@ -285,6 +286,8 @@ struct Job {
     current: Arc<AtomicUsize>,
     /// Whether a mirror delivered any of the bytes on disk.
     from_mirror: Arc<AtomicBool>,
+    /// The source that last answered with bytes, plus one (0: none yet).
+    serving: Arc<AtomicUsize>,
 }
 
 /// Removes the temp file from `prune`'s protection when the job ends.
@@ -520,9 +523,19 @@ impl Job {
     ) -> Option<TransferError> {
         let size = self.desc.size;
         let completed = Arc::new(AtomicU64::new(already));
-        let origin = |i| self.source.origin(i);
-        let mut shown = self.current.load(Ordering::Acquire);
-        self.shared.status.send_modify(|s| s.source = origin(shown));
+        // Progress names the source that is sending, once one is.
+        let mut shown = 0;
+        let publish = |c: u64, shown: &mut usize| {
+            let now = self.serving.load(Ordering::Acquire);
+            let moved = now != *shown;
+            *shown = now;
+            self.shared.status.send_modify(|s| {
+                s.completed = c.min(size);
+                if moved {
+                    s.source = now.checked_sub(1).and_then(|i| self.source.origin(i));
+                }
+            });
+        };
         // The workers: each takes the next unfinished part.
         let next = Arc::new(AtomicUsize::new(0));
         let mut workers = tokio::task::JoinSet::new();
@@ -545,6 +558,7 @@ impl Job {
                 part_done: part_done.clone(),
                 current: self.current.clone(),
                 from_mirror: self.from_mirror.clone(),
+                serving: self.serving.clone(),
             };
             workers.spawn(w.run());
         }
@@ -570,19 +584,11 @@ impl Job {
                     }
                 },
                 _ = interval.tick() => {
-                    let c = completed.load(Ordering::Relaxed);
-                    let now = self.current.load(Ordering::Acquire);
-                    let moved = now != shown;
-                    shown = now;
-                    self.shared.status.send_modify(|s| {
-                        s.completed = c.min(size);
-                        if moved {
-                            s.source = origin(now);
-                        }
-                    });
+                    publish(completed.load(Ordering::Relaxed), &mut shown);
                 }
             }
         }
+        publish(completed.load(Ordering::Relaxed), &mut shown);
         drop(part_done);
         failure
     }

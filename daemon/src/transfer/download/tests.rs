@@ -69,6 +69,7 @@ fn journal_resumes_only_a_matching_file() {
         }),
         current: Arc::new(AtomicUsize::new(0)),
         from_mirror: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        serving: Arc::new(AtomicUsize::new(0)),
     };
     let path = store.partial_path(&digest);
     assert!(job.load_journal(&path).is_none());

@@ -48,6 +48,8 @@ pub(super) struct Worker {
     pub(super) current: Arc<AtomicUsize>,
     /// Set once a mirror delivers bytes of this blob.
     pub(super) from_mirror: Arc<AtomicBool>,
+    /// The source that last answered with bytes, plus one, for progress.
+    pub(super) serving: Arc<AtomicUsize>,
 }
 
 impl Worker {
@@ -189,6 +191,7 @@ impl Worker {
         if at < self.source.upstream() {
             self.from_mirror.store(true, Ordering::Release);
         }
+        self.serving.store(at + 1, Ordering::Release);
         let limits = &self.source.limits;
         let mut resp = resp;
         let mut got = 0u64;
