@@ -308,23 +308,21 @@ model_or_name!(PullRequest);
 
 /// A rate as a number of bytes per second or a string (`"50M"`, `"50MB/s"`).
 fn rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Rate {
-        Bytes(u64),
-        Text(String),
-    }
-    match Option::<Rate>::deserialize(d)? {
-        None => Ok(None),
-        Some(Rate::Bytes(0)) => Err(serde::de::Error::custom(
-            "limit_rate must be more than 0 bytes per second",
-        )),
-        Some(Rate::Bytes(n)) => Ok(Some(n)),
-        Some(Rate::Text(t)) => crate::size::parse_rate(&t).map(Some).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "limit_rate `{t}` is not a rate; use bytes per second or a size per second such as 50M or 50MB/s"
-            ))
-        }),
+    let bad = |what: String| {
+        serde::de::Error::custom(format!(
+            "limit_rate {what} is not a rate; use bytes per second (more than 0) or a size per second such as 50M or 50MB/s"
+        ))
+    };
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(t)) => crate::size::parse_rate(&t)
+            .map(Some)
+            .ok_or_else(|| bad(format!("`{t}`"))),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| bad(format!("`{v}`"))),
     }
 }
 
