@@ -200,6 +200,19 @@ pub struct TransferArgs {
     /// Allow plain HTTP and unverified TLS to the registry
     #[arg(long)]
     pub insecure: bool,
+    /// Most bytes per second this transfer moves, e.g. `50M`, `50MB/s`,
+    /// `512k` or a number of bytes (on top of the daemon's own limit)
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub limit_rate: Option<u64>,
+}
+
+/// `--limit-rate`: a rate, or a message saying what one looks like.
+fn parse_rate(v: &str) -> Result<u64, String> {
+    llmpm_spec::size::parse_rate(v).ok_or_else(|| {
+        format!(
+            "`{v}` is not a rate; use bytes per second or a size per second such as 50M or 50MB/s"
+        )
+    })
 }
 
 /// `llmpm login`.

@@ -44,6 +44,14 @@ pub enum ConfigError {
         /// What is accepted.
         why: &'static str,
     },
+    /// A setting has a bad value, said in more words than one fixed text.
+    #[error("{name} is invalid: {why}")]
+    Invalid {
+        /// `LLMPM_…` or the YAML key.
+        name: &'static str,
+        /// What is wrong and what is accepted.
+        why: String,
+    },
     /// No home directory to put the store in.
     #[error("cannot find a home directory for the store: set LLMPM_HOME")]
     NoHome,
@@ -68,6 +76,9 @@ struct FileConfig {
     pull_stall_timeout: Option<String>,
     #[serde(default)]
     trust_policy: crate::trust::TrustPolicy,
+    registry_mirrors: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    max_download_speed: Option<String>,
+    max_upload_speed: Option<String>,
 }
 
 /// The resolved settings the daemon runs with.
@@ -103,23 +114,19 @@ pub struct Config {
     /// Which registries and namespaces need signatures, and whose keys count
     /// (`trust_policy`, YAML only; default: none, so every pull is `off`).
     pub trust_policy: crate::trust::TrustPolicy,
+    /// Per upstream registry host, the mirrors a pull tries first, in order
+    /// (`LLMPM_REGISTRY_MIRRORS` as `upstream=m1,m2;upstream2=m3`, or the
+    /// `registry_mirrors` map; the variable replaces the map).
+    pub registry_mirrors: crate::transfer::Mirrors,
+    /// Bytes per second all pulls together may download
+    /// (`LLMPM_MAX_DOWNLOAD_SPEED`, e.g. `50MB/s`; default unlimited).
+    pub max_download_speed: Option<u64>,
+    /// Bytes per second all pushes together may upload
+    /// (`LLMPM_MAX_UPLOAD_SPEED`; default unlimited).
+    pub max_upload_speed: Option<u64>,
 }
 
-/// Parses a byte size: `67108864`, `64MiB`, `64M`, `1GiB`, `512k` (binary units).
-pub fn parse_size(v: &str) -> Option<u64> {
-    let v = v.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult).filter(|n| *n > 0)
-}
+pub use llmpm_spec::size::parse_size;
 
 pub use llmpm_spec::env::{Env, ProcessEnv};
 
@@ -269,7 +276,44 @@ impl Config {
             crate::transfer::DEFAULT_CONCURRENCY as u32,
         )?
         .max(1);
+        let registry_mirrors = match env.var("LLMPM_REGISTRY_MIRRORS") {
+            Some(v) => crate::transfer::Mirrors::parse(&v).map_err(|why| ConfigError::Invalid {
+                name: "LLMPM_REGISTRY_MIRRORS",
+                why: format!("{why} (write `upstream=mirror1,mirror2;upstream2=mirror3`)"),
+            })?,
+            None => match &file.registry_mirrors {
+                Some(m) => {
+                    crate::transfer::Mirrors::from_map(m).map_err(|why| ConfigError::Invalid {
+                        name: "registry_mirrors",
+                        why,
+                    })?
+                }
+                None => crate::transfer::Mirrors::default(),
+            },
+        };
+        let speed = |name: &'static str, v: Option<String>| match v {
+            Some(v) => llmpm_spec::size::parse_rate(&v)
+                .map(Some)
+                .ok_or(ConfigError::Value {
+                    name,
+                    value: v,
+                    why: "use a rate such as 50MB/s, 50M or a number of bytes per second",
+                }),
+            None => Ok(None),
+        };
+        let max_download_speed = speed(
+            "LLMPM_MAX_DOWNLOAD_SPEED",
+            env.var("LLMPM_MAX_DOWNLOAD_SPEED")
+                .or(file.max_download_speed),
+        )?;
+        let max_upload_speed = speed(
+            "LLMPM_MAX_UPLOAD_SPEED",
+            env.var("LLMPM_MAX_UPLOAD_SPEED").or(file.max_upload_speed),
+        )?;
         Ok(Config {
+            registry_mirrors,
+            max_download_speed,
+            max_upload_speed,
             pull_part_size,
             pull_concurrency,
             pull_stall_timeout,
@@ -389,6 +433,49 @@ mod tests {
         .unwrap();
         assert_eq!((c.pull_part_size, c.pull_concurrency), (1 << 20, 3));
         assert!(Config::load(&[("HOME", "/h"), ("LLMPM_PULL_PART_SIZE", "big")]).is_err());
+    }
+
+    #[test]
+    fn mirrors_and_speed_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(
+            &f,
+            "registry_mirrors:\n  registry.ollama.ai: [\"http://10.0.0.5:5000\", mirror.example]\nmax_download_speed: 50MB/s\n",
+        )
+        .unwrap();
+        let fs = f.to_str().unwrap();
+        let c = Config::load(&[("LLMPM_CONFIG", fs), ("HOME", "/h")]).unwrap();
+        let m: Vec<&str> = c
+            .registry_mirrors
+            .of("registry.ollama.ai")
+            .iter()
+            .map(|u| u.as_str())
+            .collect();
+        assert_eq!(m, ["http://10.0.0.5:5000/", "https://mirror.example/"]);
+        assert_eq!(c.max_download_speed, Some(50 << 20));
+        assert_eq!(c.max_upload_speed, None);
+        // The variable replaces the file's map.
+        let c = Config::load(&[
+            ("LLMPM_CONFIG", fs),
+            ("HOME", "/h"),
+            (
+                "LLMPM_REGISTRY_MIRRORS",
+                "127.0.0.1:5000=http://127.0.0.1:5001",
+            ),
+            ("LLMPM_MAX_UPLOAD_SPEED", "1M"),
+        ])
+        .unwrap();
+        assert!(c.registry_mirrors.of("registry.ollama.ai").is_empty());
+        assert_eq!(c.registry_mirrors.of("127.0.0.1:5000").len(), 1);
+        assert_eq!(c.max_upload_speed, Some(1 << 20));
+        for (k, v) in [
+            ("LLMPM_REGISTRY_MIRRORS", "registry.ollama.ai"),
+            ("LLMPM_MAX_DOWNLOAD_SPEED", "fast"),
+        ] {
+            let e = Config::load(&[("HOME", "/h"), (k, v)]).unwrap_err();
+            assert!(e.to_string().contains(k), "{e}");
+        }
     }
 
     #[test]

@@ -116,7 +116,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ..crate::transfer::TransferOptions::default()
     })
     .context("cannot set up registry transfers")?
-    .with_trust_policy(config.trust_policy.clone());
+    .with_trust_policy(config.trust_policy.clone())
+    .with_mirrors(config.registry_mirrors.clone())
+    .with_rate_limits(config.max_download_speed, config.max_upload_speed);
     // Runners are this same binary (`llmpmd runner`), one per loaded model.
     let exe = std::env::current_exe().context("cannot find the llmpmd executable")?;
     let sched = crate::sched::Scheduler::start(sched_config(&config, exe));

@@ -298,8 +298,36 @@ pub struct PullRequest {
     /// Stream NDJSON progress (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+    /// llmpm: the most bytes per second this transfer may move, on top of
+    /// the daemon's own limit; a number, or a rate such as `"50MB/s"`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "rate"
+    )]
+    pub limit_rate: Option<u64>,
 }
 model_or_name!(PullRequest);
+
+/// A rate as a number of bytes per second or a string (`"50M"`, `"50MB/s"`).
+fn rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let bad = |what: String| {
+        serde::de::Error::custom(format!(
+            "limit_rate {what} is not a rate; use bytes per second (more than 0) or a size per second such as 50M or 50MB/s"
+        ))
+    };
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(t)) => crate::size::parse_rate(&t)
+            .map(Some)
+            .ok_or_else(|| bad(format!("`{t}`"))),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| bad(format!("`{v}`"))),
+    }
+}
 
 /// One NDJSON progress line of pull, push and create.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -315,6 +343,10 @@ pub struct ProgressResponse {
     /// Bytes done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed: Option<u64>,
+    /// llmpm, pull: where this blob's bytes come from (a mirror's or the
+    /// upstream's URL, `http://mirror:5000`); absent for a blob already stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl ProgressResponse {

@@ -19,6 +19,7 @@ pub mod name;
 pub mod params;
 pub mod quote;
 pub mod signature;
+pub mod size;
 
 pub use digest::{Digest, DigestError};
 pub use manifest::{Descriptor, Manifest, ManifestError, ModelConfig};

@@ -1,4 +1,4 @@
-//! `llmpm pull NAME [--insecure]`: the daemon pulls; this draws one byte bar per layer.
+//! `llmpm pull NAME [--insecure] [--limit-rate RATE]`: the daemon pulls; this draws one byte bar per layer.
 
 use anyhow::Context;
 use llmpm_spec::api::PullRequest;
@@ -16,6 +16,7 @@ pub async fn run(args: &TransferArgs, client: &Client, printer: &Printer) -> any
         model: args.model.clone(),
         insecure: args.insecure,
         stream: Some(true),
+        limit_rate: args.limit_rate,
     };
     let stream = client.pull(&req).await;
     follow(stream, printer, "pull")

@@ -1,4 +1,4 @@
-//! `llmpm push NAME [--insecure]`: the daemon pushes; this draws one byte bar per layer.
+//! `llmpm push NAME [--insecure] [--limit-rate RATE]`: the daemon pushes; this draws one byte bar per layer.
 
 use anyhow::Context;
 use llmpm_spec::api::PullRequest;
@@ -14,6 +14,7 @@ pub async fn run(args: &TransferArgs, client: &Client, printer: &Printer) -> any
         model: args.model.clone(),
         insecure: args.insecure,
         stream: Some(true),
+        limit_rate: args.limit_rate,
     };
     let stream = client.push(&req).await;
     super::pull::follow(stream, printer, "push")

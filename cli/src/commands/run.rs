@@ -63,6 +63,7 @@ async fn ensure_model(args: &RunArgs, client: &Client, printer: &Printer) -> any
                 model: args.model.clone(),
                 insecure: false,
                 stream: Some(true),
+                limit_rate: None,
             };
             super::pull::follow(client.pull(&pull).await, printer, "pull")
                 .await

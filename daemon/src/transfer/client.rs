@@ -13,13 +13,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use llmpm_spec::credentials::Credential;
 use reqwest::header::{
-    HeaderMap, HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
+    HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use reqwest::{Method, Response, StatusCode, Url};
 
 use super::auth::{self, Challenge};
 use super::body::{error_message, read_limited};
 use super::options::{backoff, TransferOptions};
+use super::ratelimit::Limits;
 use super::TransferError;
 
 /// The most redirects one request follows.
@@ -94,19 +95,45 @@ impl Registry {
                 host: host.to_owned(),
                 message: format!("not a usable host: {e}"),
             })?;
-        Ok(Arc::new(Registry {
+        Ok(Registry::at(
+            http,
+            base,
+            host.to_owned(),
+            insecure,
+            cred,
+            opts,
+        ))
+    }
+
+    /// The registry at `base` (a mirror's URL, ending in `/`), named `host`
+    /// in messages. A plain `http://` base is allowed: it was configured so.
+    pub fn at(
+        http: &Http,
+        base: Url,
+        host: String,
+        insecure: bool,
+        cred: Option<Credential>,
+        opts: TransferOptions,
+    ) -> Arc<Registry> {
+        let plain = base.scheme() == "http";
+        Arc::new(Registry {
             http: if insecure {
                 http.unverified.clone()
             } else {
                 http.verified.clone()
             },
             base,
-            host: host.to_owned(),
-            insecure,
+            host,
+            insecure: insecure || plain,
             cred,
             auth: Mutex::new(HashMap::new()),
             opts,
-        }))
+        })
+    }
+
+    /// Where this registry is, as progress reports it: `https://host[:port]`.
+    pub fn origin(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
     }
 
     /// The registry host as named.
@@ -193,12 +220,33 @@ impl Registry {
         body: Option<Bytes>,
         scope: &str,
     ) -> Result<Response, TransferError> {
+        self.send_limited(method, url, headers, body, scope, &Limits::default())
+            .await
+    }
+
+    /// [`Registry::send`], the body paced by `limits` (a push's upload limits).
+    pub async fn send_limited(
+        &self,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+        scope: &str,
+        limits: &Limits,
+    ) -> Result<Response, TransferError> {
         let max = self.opts.max_attempts.max(1);
         let mut attempt = 0;
         loop {
             attempt += 1;
             let res = self
-                .send_once(method.clone(), url.clone(), &headers, body.clone(), scope)
+                .send_once(
+                    method.clone(),
+                    url.clone(),
+                    &headers,
+                    body.clone(),
+                    scope,
+                    limits,
+                )
                 .await;
             let retry_after = match &res {
                 Ok(r) if is_retryable_status(r.status()) => Some(retry_after(r)),
@@ -239,6 +287,7 @@ impl Registry {
         headers: &HeaderMap,
         mut body: Option<Bytes>,
         scope: &str,
+        limits: &Limits,
     ) -> Result<Response, TransferError> {
         let mut hops = 0;
         let mut answered = false;
@@ -256,8 +305,15 @@ impl Registry {
                     rb = rb.header(AUTHORIZATION, a);
                 }
             }
-            if let Some(b) = &body {
-                rb = rb.body(b.clone());
+            match &body {
+                Some(b) if limits.is_limited() && !b.is_empty() => {
+                    // Declared, so the registry sees an ordinary upload, not chunked encoding.
+                    rb = rb
+                        .header(CONTENT_LENGTH, b.len())
+                        .body(reqwest::Body::wrap_stream(paced(b.clone(), limits.clone())));
+                }
+                Some(b) => rb = rb.body(b.clone()),
+                None => {}
             }
             let resp = rb.send().await.map_err(|source| TransferError::Connect {
                 url: url.to_string(),
@@ -330,6 +386,24 @@ impl Registry {
             },
         })
     }
+}
+
+/// Bytes handed to the connection per pacing step of a limited upload.
+const UPLOAD_SLICE: usize = 64 * 1024;
+
+/// `body` as a stream of slices, each let through by `limits`.
+fn paced(
+    body: Bytes,
+    limits: Limits,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    futures_util::stream::unfold((body, limits), |(mut rest, limits)| async move {
+        if rest.is_empty() {
+            return None;
+        }
+        let piece = rest.split_to(rest.len().min(UPLOAD_SLICE));
+        limits.acquire(piece.len()).await;
+        Some((Ok(piece), (rest, limits)))
+    })
 }
 
 fn is_retryable_status(s: StatusCode) -> bool {

@@ -10,6 +10,12 @@
 //! digest and size make the file a blob. `+zstd` layers are decompressed by
 //! the same thread into a second blob while the compressed bytes are hashed.
 //!
+//! A blob is fetched from the first of its sources (the mirrors, then the
+//! upstream) that works: a part that fails at a mirror continues from the
+//! next source where it stopped, and a blob whose bytes came partly from a
+//! mirror and do not verify is fetched again, whole, from the upstream.
+//! Every byte passes the transfer's rate limits on its way in.
+//!
 //! Downloads are shared: a second pull of a digest already in flight waits
 //! on the first one's progress instead of fetching again. When every waiter
 //! has gone (clients disconnected), the download is cancelled and its
@@ -22,7 +28,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::Registry;
 use super::options::TransferOptions;
+use super::ratelimit::Limits;
 use super::TransferError;
 use crate::store::Store;
 use hash::hash_prefix;
@@ -64,6 +71,8 @@ pub struct Fetched {
 struct Status {
     completed: u64,
     total: u64,
+    /// The origin bytes come from now (a mirror or the upstream).
+    source: Option<String>,
     outcome: Option<Result<Fetched, Arc<TransferError>>>,
 }
 
@@ -122,15 +131,28 @@ fn prefix_end(parts: &[Part]) -> u64 {
 /// Where a blob comes from.
 #[derive(Debug, Clone)]
 pub struct Source {
-    /// The registry.
-    pub registry: Arc<Registry>,
+    /// The registries to try, in order: the mirrors, then the upstream,
+    /// always last (so never empty).
+    pub registries: Arc<[Arc<Registry>]>,
     /// `namespace/model`.
     pub repository: String,
+    /// The rate limits its bytes pass.
+    pub limits: Limits,
 }
 
 impl Source {
     fn scope(&self) -> String {
         format!("repository:{}:pull", self.repository)
+    }
+
+    /// The index of the upstream, the last source.
+    fn upstream(&self) -> usize {
+        self.registries.len().saturating_sub(1)
+    }
+
+    /// Where source `i` is, for progress.
+    fn origin(&self, i: usize) -> Option<String> {
+        self.registries.get(i).map(|r| r.origin().to_owned())
     }
 }
 
@@ -169,17 +191,18 @@ impl Drop for WaiterGuard {
 
 impl InFlight {
     /// Fetches `desc` into `store` (or joins the download already fetching
-    /// it), calling `progress(completed, total)` as it advances.
+    /// it), calling `progress(completed, total, source)` as it advances,
+    /// `source` being where the bytes come from (`None` for a stored blob).
     pub async fn fetch(
         &self,
         store: &Store,
         source: &Source,
         desc: &Descriptor,
         opts: &TransferOptions,
-        mut progress: impl FnMut(u64, u64),
+        mut progress: impl FnMut(u64, u64, Option<&str>),
     ) -> Result<Fetched, TransferError> {
         if let Some(f) = stored(store, desc) {
-            progress(desc.size, desc.size);
+            progress(desc.size, desc.size, None);
             return Ok(f);
         }
         let (shared, mut rx) = {
@@ -211,6 +234,9 @@ impl InFlight {
                         desc: desc.clone(),
                         opts: opts.clone(),
                         shared: shared.clone(),
+                        current: Arc::new(AtomicUsize::new(0)),
+                        from_mirror: Arc::new(AtomicBool::new(false)),
+                        serving: Arc::new(AtomicUsize::new(0)),
                     };
                     tokio::spawn(job.run(previous));
                     shared
@@ -223,7 +249,7 @@ impl InFlight {
         let _guard = WaiterGuard(shared.clone());
         loop {
             let st = rx.borrow_and_update().clone();
-            progress(st.completed, st.total);
+            progress(st.completed, st.total, st.source.as_deref());
             if let Some(outcome) = st.outcome {
                 self.forget(&desc.digest, &shared);
                 return outcome.map_err(TransferError::Shared);
@@ -256,6 +282,12 @@ struct Job {
     desc: Descriptor,
     opts: TransferOptions,
     shared: Arc<Shared>,
+    /// The source in use (index into `source.registries`); only moves on.
+    current: Arc<AtomicUsize>,
+    /// Whether a mirror delivered any of the bytes on disk.
+    from_mirror: Arc<AtomicBool>,
+    /// The source that last answered with bytes, plus one (0: none yet).
+    serving: Arc<AtomicUsize>,
 }
 
 /// Removes the temp file from `prune`'s protection when the job ends.
@@ -302,9 +334,27 @@ impl Job {
         });
     }
 
-    /// The whole download: plan (or resume) the parts, fetch them while the
-    /// journal and the hasher follow, then verify the digest and install.
+    /// The download, fetched again from the upstream alone when bytes a
+    /// mirror sent do not verify.
     async fn download(&self) -> Result<Fetched, TransferError> {
+        match self.download_once().await {
+            // (A wrong size at a mirror already moved its part on to the
+            // next source; only the hash, at the end, can catch the rest.)
+            Err(e @ TransferError::DigestMismatch { .. })
+                if self.from_mirror.swap(false, Ordering::AcqRel) =>
+            {
+                tracing::warn!(blob = %self.desc.digest, error = %crate::errors::chain(&e), "bytes from a mirror did not verify; fetching the blob again from the upstream");
+                self.current
+                    .store(self.source.upstream(), Ordering::Release);
+                self.download_once().await
+            }
+            r => r,
+        }
+    }
+
+    /// One try at the whole download: plan (or resume) the parts, fetch them
+    /// while the journal and the hasher follow, then verify the digest and install.
+    async fn download_once(&self) -> Result<Fetched, TransferError> {
         let digest = &self.desc.digest;
         if digest.algorithm() != llmpm_spec::digest::Algorithm::Sha256 {
             return Err(TransferError::Store(crate::store::StoreError::Algorithm(
@@ -473,6 +523,19 @@ impl Job {
     ) -> Option<TransferError> {
         let size = self.desc.size;
         let completed = Arc::new(AtomicU64::new(already));
+        // Progress names the source that is sending, once one is.
+        let mut shown = 0;
+        let publish = |c: u64, shown: &mut usize| {
+            let now = self.serving.load(Ordering::Acquire);
+            let moved = now != *shown;
+            *shown = now;
+            self.shared.status.send_modify(|s| {
+                s.completed = c.min(size);
+                if moved {
+                    s.source = now.checked_sub(1).and_then(|i| self.source.origin(i));
+                }
+            });
+        };
         // The workers: each takes the next unfinished part.
         let next = Arc::new(AtomicUsize::new(0));
         let mut workers = tokio::task::JoinSet::new();
@@ -493,6 +556,9 @@ impl Job {
                 cancel: self.shared.cancel.clone(),
                 path: path.to_owned(),
                 part_done: part_done.clone(),
+                current: self.current.clone(),
+                from_mirror: self.from_mirror.clone(),
+                serving: self.serving.clone(),
             };
             workers.spawn(w.run());
         }
@@ -518,11 +584,11 @@ impl Job {
                     }
                 },
                 _ = interval.tick() => {
-                    let c = completed.load(Ordering::Relaxed);
-                    self.shared.status.send_modify(|s| s.completed = c.min(size));
+                    publish(completed.load(Ordering::Relaxed), &mut shown);
                 }
             }
         }
+        publish(completed.load(Ordering::Relaxed), &mut shown);
         drop(part_done);
         failure
     }

@@ -11,6 +11,9 @@
 //! - `download`: one blob as parallel Range parts with a resume journal,
 //!   hashing the contiguous prefix as it grows; in-flight downloads shared.
 //! - `manifest`: one manifest fetched, bounded and its digest checked.
+//! - `mirrors`: the mirrors configured per upstream registry, and the
+//!   sources one pull tries in order.
+//! - `ratelimit`: the token buckets that bound download and upload rates.
 //! - `pull` and `push`: a model's manifest and blobs, with Ollama's progress.
 //! - `referrers`: a manifest's signature artifacts at the registry (the
 //!   referrers API or its fallback tag), checked against the trust policy.
@@ -24,12 +27,17 @@ pub mod credentials;
 mod download;
 mod error;
 mod manifest;
+mod mirrors;
 mod options;
 mod pull;
 mod push;
+pub mod ratelimit;
 mod referrers;
 
+use std::sync::Arc;
+
 pub use error::TransferError;
+pub use mirrors::Mirrors;
 pub use options::{TransferOptions, DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE};
 pub use pull::{index_entry, pull, Reporter};
 pub use push::push;
@@ -42,6 +50,11 @@ pub struct Transfers {
     options: TransferOptions,
     inflight: download::InFlight,
     trust: crate::trust::TrustPolicy,
+    mirrors: Mirrors,
+    /// The daemon's download limit, shared by every pull.
+    download_limit: Option<Arc<ratelimit::RateLimit>>,
+    /// The daemon's upload limit, shared by every push.
+    upload_limit: Option<Arc<ratelimit::RateLimit>>,
 }
 
 impl Transfers {
@@ -57,12 +70,30 @@ impl Transfers {
             options,
             inflight: download::InFlight::default(),
             trust: crate::trust::TrustPolicy::default(),
+            mirrors: Mirrors::default(),
+            download_limit: None,
+            upload_limit: None,
         })
     }
 
     /// The same, checking pulls against `policy` (`trust_policy` in the config).
     pub fn with_trust_policy(mut self, policy: crate::trust::TrustPolicy) -> Transfers {
         self.trust = policy;
+        self
+    }
+
+    /// The same, trying `mirrors` before each upstream (`registry_mirrors`).
+    pub fn with_mirrors(mut self, mirrors: Mirrors) -> Transfers {
+        self.mirrors = mirrors;
+        self
+    }
+
+    /// The same, with the daemon's download and upload limits in bytes per
+    /// second (`max_download_speed`, `max_upload_speed`), each one bucket
+    /// shared by every transfer.
+    pub fn with_rate_limits(mut self, download: Option<u64>, upload: Option<u64>) -> Transfers {
+        self.download_limit = download.filter(|r| *r > 0).map(ratelimit::RateLimit::new);
+        self.upload_limit = upload.filter(|r| *r > 0).map(ratelimit::RateLimit::new);
         self
     }
 

@@ -3,7 +3,9 @@
 //! Progress lines are Ollama's: `pulling manifest`, `pulling <12 hex>` with
 //! `digest`/`total`/`completed`, `verifying sha256 digest`, `writing
 //! manifest`, `removing unused layers` (when replacing a tag freed some),
-//! `success`. The manifest is stored byte for byte as the registry served it,
+//! `success`. Each `pulling` line also says where the blob's bytes come
+//! from (`source`, an llmpm field). The manifest and the blobs are asked of
+//! each configured mirror in turn, then of the upstream (`mirrors`). The manifest is stored byte for byte as the registry served it,
 //! so the local digest is the registry's; only a `+zstd` layer, which is
 //! stored decompressed, makes llmpm rewrite it (see `SPEC.md`).
 
@@ -20,7 +22,8 @@ use tokio::sync::mpsc;
 use super::client::Registry;
 use super::download::{Fetched, Source};
 use super::manifest::fetch_manifest;
-use super::{credentials, TransferError, Transfers};
+use super::ratelimit::Limits;
+use super::{TransferError, Transfers};
 use crate::store::Store;
 
 /// Indexes nested deeper than this are refused.
@@ -51,18 +54,8 @@ pub fn blob_line(verb: &str, digest: &Digest, total: u64, completed: u64) -> Pro
         digest: Some(digest.to_string()),
         total: Some(total),
         completed: Some(completed),
+        source: None,
     }
-}
-
-/// The registry of a reference, with the login saved for its host.
-pub(crate) fn registry_for(
-    t: &Transfers,
-    home: &Path,
-    name: &Reference,
-    insecure: bool,
-) -> Result<Arc<Registry>, TransferError> {
-    let cred = credentials::lookup(home, name.host())?;
-    Registry::new(&t.http, name.host(), insecure, cred, t.options.clone())
 }
 
 #[derive(Deserialize)]
@@ -124,6 +117,25 @@ pub fn index_entry(bytes: &[u8], content_type: &str) -> Result<Option<Descriptor
         .ok_or_else(|| "the image index lists no manifest".to_owned())
 }
 
+/// Fetches the manifest from the first source that serves it (mirrors in
+/// order, the upstream last); that source too.
+async fn resolve_first(
+    sources: &[Arc<Registry>],
+    name: &Reference,
+) -> Result<(Manifest, Vec<u8>, Digest, Arc<Registry>), TransferError> {
+    let upstream = sources.len().saturating_sub(1);
+    for (i, reg) in sources.iter().enumerate() {
+        match resolve(reg, name).await {
+            Ok((m, raw, d)) => return Ok((m, raw, d, reg.clone())),
+            Err(e) if i < upstream && !e.is_cancelled() => {
+                tracing::warn!(model = %name, mirror = reg.origin(), error = %crate::errors::chain(&e), "mirror cannot serve the manifest; trying the next source");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(TransferError::Cancelled)
+}
+
 /// Fetches the manifest `name` refers to, following indexes.
 async fn resolve(
     reg: &Registry,
@@ -168,8 +180,8 @@ pub async fn pull(
 ) -> Result<(), TransferError> {
     let name: Reference = req.model.parse()?;
     out.status("pulling manifest").await?;
-    let reg = registry_for(&t, home, &name, req.insecure)?;
-    let (manifest, raw, digest) = resolve(&reg, &name).await?;
+    let sources = super::mirrors::sources_for(&t, home, &name, req.insecure)?;
+    let (manifest, raw, digest, reg) = resolve_first(&sources, &name).await?;
     // Before any blob: a refused model leaves nothing behind.
     let signatures =
         super::referrers::check_on_pull(&reg, &name, &digest, &manifest, &t.trust, &out).await?;
@@ -182,9 +194,12 @@ pub async fn pull(
             )));
         }
     }
+    // Blobs are asked of every source in order, whichever served the
+    // manifest: a mirror may hold the blobs without the tag.
     let source = Source {
-        registry: reg.clone(),
+        registries: sources.into(),
         repository: name.repository(),
+        limits: Limits::new(t.download_limit.as_ref(), req.limit_rate),
     };
 
     // Every distinct blob, fetched at once; progress funnels through one channel.
@@ -204,13 +219,17 @@ pub async fn pull(
         );
         jobs.spawn(async move {
             let mut last = None;
+            let mut last_source = None;
             let digest = d.digest.clone();
             let res = t
                 .inflight
-                .fetch(&store, &source, &d, &t.options, |c, total| {
-                    if last != Some(c) {
+                .fetch(&store, &source, &d, &t.options, |c, total, src| {
+                    if last != Some(c) || last_source.as_deref() != src {
                         last = Some(c);
-                        let _ = ptx.send(blob_line("pulling", &digest, total, c));
+                        last_source = src.map(str::to_owned);
+                        let mut line = blob_line("pulling", &digest, total, c);
+                        line.source = last_source.clone();
+                        let _ = ptx.send(line);
                     }
                 })
                 .await;

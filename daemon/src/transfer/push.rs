@@ -21,7 +21,9 @@ use reqwest::header::{HeaderMap, HeaderValue, CONTENT_RANGE, CONTENT_TYPE, LOCAT
 use reqwest::{Method, Response, StatusCode, Url};
 
 use super::client::Registry;
-use super::pull::{blob_line, registry_for, Reporter};
+use super::mirrors::registry_for;
+use super::pull::{blob_line, Reporter};
+use super::ratelimit::Limits;
 use super::{TransferError, Transfers};
 use crate::store::Store;
 
@@ -80,6 +82,8 @@ struct Pusher<'a> {
     store: &'a Store,
     out: &'a Reporter,
     chunk: u64,
+    /// The daemon's upload limit and the push's own.
+    limits: Limits,
 }
 
 impl Pusher<'_> {
@@ -90,7 +94,9 @@ impl Pusher<'_> {
         h: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<Response, TransferError> {
-        self.reg.send(m, url, h, body, &self.scope).await
+        self.reg
+            .send_limited(m, url, h, body, &self.scope, &self.limits)
+            .await
     }
 
     /// One blob: already there, mounted, or uploaded.
@@ -232,6 +238,7 @@ pub async fn push(
         store: &store,
         out: &out,
         chunk: t.options.part_size,
+        limits: Limits::new(t.upload_limit.as_ref(), req.limit_rate),
     };
     let mut seen = HashSet::new();
     for d in entry.manifest.blobs() {

@@ -79,3 +79,31 @@ fn logprobs_requests_and_answers_in_ollamas_shape() {
     let back: GenerateResponse = serde_json::from_value(v).unwrap();
     assert_eq!(back, line);
 }
+
+#[test]
+fn limit_rate_reads_bytes_or_a_rate_and_progress_source_is_additive() {
+    let r = |body: &str| serde_json::from_str::<PullRequest>(body);
+    assert_eq!(r(r#"{"model": "m"}"#).unwrap().limit_rate, None);
+    assert_eq!(
+        r(r#"{"model": "m", "limit_rate": 1000}"#)
+            .unwrap()
+            .limit_rate,
+        Some(1000)
+    );
+    assert_eq!(
+        r(r#"{"model": "m", "limit_rate": "50MB/s"}"#)
+            .unwrap()
+            .limit_rate,
+        Some(50 << 20)
+    );
+    for bad in [r#""fast""#, "0", "-1"] {
+        let e = r(&format!(r#"{{"model": "m", "limit_rate": {bad}}}"#)).unwrap_err();
+        assert!(e.to_string().contains("limit_rate"), "{bad}: {e}");
+    }
+    // Ollama's progress line, unchanged when no source is known.
+    let p = ProgressResponse::status("success");
+    assert_eq!(
+        serde_json::to_string(&p).unwrap(),
+        r#"{"status":"success"}"#
+    );
+}

@@ -44,6 +44,18 @@ impl DockerRegistry {
     /// Starts one, or returns `None` (skipped, or failed under strict mode)
     /// when `docker-registry` is not installed.
     pub fn start() -> Option<DockerRegistry> {
+        DockerRegistry::start_with("")
+    }
+
+    /// Starts one as a pull-through cache of the registry at `remote`
+    /// (`http://127.0.0.1:PORT`): distribution's `proxy: remoteurl:`. It
+    /// fetches what it does not hold from `remote` and keeps it.
+    pub fn start_proxy(remote: &str) -> Option<DockerRegistry> {
+        DockerRegistry::start_with(&format!("proxy:\n  remoteurl: {remote}\n"))
+    }
+
+    /// Starts one with `extra` appended to its config (top-level YAML keys).
+    fn start_with(extra: &str) -> Option<DockerRegistry> {
         let Some(bin) = docker_registry_bin() else {
             crate::skip("`docker-registry` is not installed (apt-get install docker-registry)");
             return None;
@@ -60,7 +72,7 @@ impl DockerRegistry {
                 "version: 0.1\n\
                  log:\n  level: warn\n  accesslog:\n    disabled: true\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
+                 http:\n  addr: 127.0.0.1:{port}\n{extra}",
                 dir.path().join("storage").display()
             ),
         )
@@ -85,6 +97,12 @@ impl DockerRegistry {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Kills the process (SIGKILL) now, mid-transfer if one is under way.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Its port.

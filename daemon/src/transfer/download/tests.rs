@@ -56,8 +56,9 @@ fn journal_resumes_only_a_matching_file() {
     let job = Job {
         store: store.clone(),
         source: Source {
-            registry: reg,
+            registries: vec![reg].into(),
             repository: "a/b".into(),
+            limits: Limits::default(),
         },
         desc: Descriptor::new(llmpm_spec::MediaType::new("x"), digest.clone(), 25),
         opts: TransferOptions::default(),
@@ -66,6 +67,9 @@ fn journal_resumes_only_a_matching_file() {
             waiters: AtomicUsize::new(0),
             cancel: CancellationToken::new(),
         }),
+        current: Arc::new(AtomicUsize::new(0)),
+        from_mirror: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        serving: Arc::new(AtomicUsize::new(0)),
     };
     let path = store.partial_path(&digest);
     assert!(job.load_journal(&path).is_none());

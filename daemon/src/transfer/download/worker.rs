@@ -1,9 +1,9 @@
-//! The download workers: each takes the next unfinished part, asks for the rest of it with a Range request, and writes what arrives at its offset, retrying with backoff.
+//! The download workers: each takes the next unfinished part, asks the current source for the rest of it with a Range request, and writes what arrives at its offset, moving past a failing mirror or retrying the upstream with backoff.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use llmpm_spec::Descriptor;
@@ -44,6 +44,12 @@ pub(super) struct Worker {
     pub(super) path: PathBuf,
     /// Tells the journal thread a part is whole, and hears when it is on record.
     pub(super) part_done: std::sync::mpsc::Sender<PartDone>,
+    /// The job's source in use, shared by its workers.
+    pub(super) current: Arc<AtomicUsize>,
+    /// Set once a mirror delivers bytes of this blob.
+    pub(super) from_mirror: Arc<AtomicBool>,
+    /// The source that last answered with bytes, plus one, for progress.
+    pub(super) serving: Arc<AtomicUsize>,
 }
 
 impl Worker {
@@ -68,14 +74,33 @@ impl Worker {
     async fn fetch_part(&self, part: &Part, last: bool) -> Result<(), TransferError> {
         let max = self.opts.max_attempts.max(1);
         let mut failures = 0;
+        let upstream = self.source.upstream();
         loop {
             let before = part.done.load(Ordering::Acquire);
+            let at = self.current.load(Ordering::Acquire).min(upstream);
             let res = tokio::select! {
-                r = self.attempt(part, last) => r,
+                r = self.attempt(part, last, at) => r,
                 () = self.cancel.cancelled() => Err(TransferError::Cancelled),
             };
             match res {
                 Ok(()) => return Ok(()),
+                // A mirror that fails (a miss, a fault, a cut stream, a wrong
+                // size) is left for the rest of this blob; the part goes on
+                // from where it stopped at the next source. Local failures
+                // (the disk) are not the mirror's.
+                Err(e)
+                    if at < upstream
+                        && !e.is_cancelled()
+                        && !matches!(e, TransferError::Io { .. }) =>
+                {
+                    let _ = self.current.compare_exchange(
+                        at,
+                        at + 1,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                    tracing::warn!(blob = %self.desc.digest, mirror = self.source.origin(at).unwrap_or_default(), error = %crate::errors::chain(&e), "mirror failed; trying the next source");
+                }
                 Err(e) if e.is_retryable() => {
                     // A try that moved the part forward starts the count anew:
                     // a flaky link that keeps delivering is not a failure.
@@ -101,8 +126,8 @@ impl Worker {
         }
     }
 
-    /// One request for the rest of a part.
-    async fn attempt(&self, part: &Part, last: bool) -> Result<(), TransferError> {
+    /// One request for the rest of a part, to source `at`.
+    async fn attempt(&self, part: &Part, last: bool, at: usize) -> Result<(), TransferError> {
         let size = self.desc.size;
         let digest = &self.desc.digest;
         let done = part.done.load(Ordering::Acquire);
@@ -111,7 +136,11 @@ impl Worker {
         // The last part asks for one byte past the declared end: a blob
         // larger than its descriptor says then shows itself.
         let end_incl = part.offset + part.len - 1 + u64::from(last);
-        let reg = &self.source.registry;
+        let reg = self
+            .source
+            .registries
+            .get(at)
+            .ok_or(TransferError::Cancelled)?;
         let url = reg.url(&format!("{}/blobs/{digest}", self.source.repository))?;
         let mut headers = HeaderMap::new();
         if let Ok(v) = HeaderValue::from_str(&format!("bytes={start}-{end_incl}")) {
@@ -159,6 +188,11 @@ impl Worker {
             }
             s => return Err(reg.invalid(format!("answered {s} to a Range request"))),
         }
+        if at < self.source.upstream() {
+            self.from_mirror.store(true, Ordering::Release);
+        }
+        self.serving.store(at + 1, Ordering::Release);
+        let limits = &self.source.limits;
         let mut resp = resp;
         let mut got = 0u64;
         let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BUF);
@@ -179,6 +213,9 @@ impl Worker {
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(c))) => c,
             };
+            if limits.is_limited() {
+                limits.acquire(chunk.len()).await;
+            }
             let mut data: &[u8] = &chunk;
             if skip > 0 {
                 let k = usize::try_from(skip).unwrap_or(usize::MAX).min(data.len());
