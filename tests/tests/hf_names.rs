@@ -78,7 +78,7 @@ fn hugging_face_names_pull_list_show_copy_and_remove() {
     // A dotted host (with port), two path parts and a quantization tag.
     let pulled = reg.model(repo, "Q4_K_M");
     cli_ok(&ctx, &["pull", &pulled, "--insecure"]);
-    assert_eq!(tags(&ctx), [pulled.clone()]);
+    assert_eq!(tags(&ctx), std::slice::from_ref(&pulled));
 
     // Shown by another spelling of the same name: the stored one comes back.
     let (status, s) = api_show(&ctx, &mixed);
