@@ -1,6 +1,8 @@
 //! Model names: `[host[:port]/][namespace/]model[:tag][@digest]`, parsed into a type that is always valid.
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -27,8 +29,8 @@ pub const MAX_PART_LEN: usize = 80;
 /// reference := [ host "/" ] [ namespace "/" ] model [ ":" tag ] [ "@" digest ]
 /// host      := label ( "." label )* [ ":" port ]        ; case-insensitive, folded to lower case
 /// label     := [a-z0-9] ( [a-z0-9-]* [a-z0-9] )?
-/// namespace := [a-z0-9] [a-z0-9._-]{0,79}               ; lower case only (OCI repository rule)
-/// model     := [a-z0-9] [a-z0-9._-]{0,79}               ; lower case only
+/// namespace := [A-Za-z0-9] [A-Za-z0-9._-]{0,79}         ; case kept, matched case-insensitively
+/// model     := [A-Za-z0-9] [A-Za-z0-9._-]{0,79}         ; case kept, matched case-insensitively
 /// tag       := [A-Za-z0-9_] [A-Za-z0-9._-]{0,79}         ; case-sensitive
 /// ```
 ///
@@ -36,7 +38,12 @@ pub const MAX_PART_LEN: usize = 80;
 /// rule); more are rejected. Missing parts default to `registry.ollama.ai`,
 /// `library` and `latest`. No part can be empty, `.` or `..`, or hold `/`, so a
 /// reference never escapes a directory it is joined onto.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Namespace and model keep the case they were written in (Hugging Face's
+/// `hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF`), but two references that
+/// differ only in their case are the same model: equality, ordering, hashing
+/// and [`Reference::key`] ignore it, as Ollama's name matching does.
+#[derive(Clone)]
 pub struct Reference {
     host: String,
     namespace: String,
@@ -104,22 +111,16 @@ fn check_repo_part(name: &str, part: &'static str, v: &str) -> Result<(), NameEr
             v.len()
         )));
     }
-    if v.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err(err(format!(
-            "has upper-case letters; repository names are lower case: use `{}`",
-            clip(&v.to_ascii_lowercase())
-        )));
-    }
     let first_ok = v.as_bytes()[0].is_ascii_alphanumeric();
     if !first_ok {
         return Err(err("must start with a letter or digit".into()));
     }
     if let Some(c) = v
         .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')))
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
         return Err(err(format!(
-            "holds `{c}`; only `a-z`, `0-9`, `.`, `_` and `-` are allowed"
+            "holds `{c}`; only letters, digits, `.`, `_` and `-` are allowed"
         )));
     }
     Ok(())
@@ -205,11 +206,11 @@ impl Reference {
     pub fn host(&self) -> &str {
         &self.host
     }
-    /// The namespace (`library` by default).
+    /// The namespace (`library` by default), in the case it was written.
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
-    /// The model part.
+    /// The model part, in the case it was written.
     pub fn model(&self) -> &str {
         &self.model
     }
@@ -221,10 +222,34 @@ impl Reference {
     pub fn digest(&self) -> Option<&Digest> {
         self.digest.as_ref()
     }
-    /// The OCI repository path: `namespace/model`.
+    /// The repository path sent to the registry: `namespace/model`, in the
+    /// case it was written (Hugging Face's names are mixed-case).
     pub fn repository(&self) -> String {
         format!("{}/{}", self.namespace, self.model)
     }
+    /// The identity of the tag it names, the same for every spelling:
+    /// `host/namespace/model:tag` with namespace and model in lower case and
+    /// no digest. The store keys its names by it; for a lower-case name it is
+    /// the full form.
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}/{}:{}",
+            self.host,
+            self.namespace.to_ascii_lowercase(),
+            self.model.to_ascii_lowercase(),
+            self.tag
+        )
+    }
+
+    /// Whether `self` and `other` name the same model (case aside) and tag,
+    /// whatever digest either pins.
+    pub fn same_tag(&self, other: &Reference) -> bool {
+        self.host == other.host
+            && self.namespace.eq_ignore_ascii_case(&other.namespace)
+            && self.model.eq_ignore_ascii_case(&other.model)
+            && self.tag == other.tag
+    }
+
     /// The same reference without a pinned digest: the key a tag is stored under.
     pub fn untagged_digest(&self) -> Reference {
         Reference {
@@ -318,6 +343,53 @@ impl fmt::Display for Reference {
     }
 }
 
+/// Orders ASCII case-insensitively, byte by byte.
+fn cmp_fold(a: &str, b: &str) -> Ordering {
+    a.bytes()
+        .map(|c| c.to_ascii_lowercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+}
+
+impl PartialEq for Reference {
+    fn eq(&self, other: &Self) -> bool {
+        self.same_tag(other) && self.digest == other.digest
+    }
+}
+
+impl Eq for Reference {}
+
+impl Ord for Reference {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.host
+            .cmp(&other.host)
+            .then_with(|| cmp_fold(&self.namespace, &other.namespace))
+            .then_with(|| cmp_fold(&self.model, &other.model))
+            .then_with(|| self.tag.cmp(&other.tag))
+            .then_with(|| self.digest.cmp(&other.digest))
+    }
+}
+
+impl PartialOrd for Reference {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Hash for Reference {
+    /// Consistent with `Eq`: the case-folded parts.
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.host.hash(h);
+        for part in [&self.namespace, &self.model] {
+            for c in part.bytes() {
+                h.write_u8(c.to_ascii_lowercase());
+            }
+            h.write_u8(b'/');
+        }
+        self.tag.hash(h);
+        self.digest.hash(h);
+    }
+}
+
 impl fmt::Debug for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Reference({self})")
@@ -370,8 +442,6 @@ mod tests {
             "",
             "../../etc/passwd",
             "a/b/c/d/e",
-            "Llama3",
-            "ns/Model",
             "m:",
             ":tag",
             "m:ta/g",
@@ -394,8 +464,8 @@ mod tests {
         ] {
             assert!(bad.parse::<Reference>().is_err(), "`{bad}` parsed");
         }
-        let e = "Llama3".parse::<Reference>().unwrap_err().to_string();
-        assert!(e.contains("upper-case") && e.contains("`llama3`"), "{e}");
+        let e = "ns/Mo%del".parse::<Reference>().unwrap_err().to_string();
+        assert!(e.contains("model `Mo%del` holds `%`"), "{e}");
         let e = long.parse::<Reference>().unwrap_err().to_string();
         assert!(e.contains("300 characters"), "{e}");
         let e = "a/b/c/d/e".parse::<Reference>().unwrap_err().to_string();
@@ -407,5 +477,98 @@ mod tests {
         let p = "a".repeat(MAX_PART_LEN);
         r(&format!("{p}/{p}:{p}"));
         assert!(format!("{p}a").parse::<Reference>().is_err());
+    }
+
+    #[test]
+    fn hugging_face_names_keep_their_case() {
+        let n = r("hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M");
+        assert_eq!(n.host(), "hf.co");
+        assert_eq!(n.namespace(), "bartowski");
+        assert_eq!(n.model(), "Llama-3.2-1B-Instruct-GGUF");
+        assert_eq!(n.tag(), "Q4_K_M");
+        // The registry is asked for the repository as written.
+        assert_eq!(n.repository(), "bartowski/Llama-3.2-1B-Instruct-GGUF");
+        assert_eq!(
+            n.display_short(),
+            "hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M"
+        );
+        assert_eq!(
+            n.to_string(),
+            "hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M"
+        );
+        assert_eq!(r(&n.to_string()), n);
+        // No tag: the registry's default.
+        assert_eq!(r("HF.co/Qwen/Qwen2.5-0.5B-Instruct-GGUF").tag(), "latest");
+        assert_eq!(
+            r("huggingface.co/unsloth/Qwen3-0.6B-GGUF:q8_0").tag(),
+            "q8_0"
+        );
+        // A file name as the tag.
+        let f = r("hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Llama-3.2-1B-Instruct-Q4_K_M.gguf");
+        assert_eq!(f.tag(), "Llama-3.2-1B-Instruct-Q4_K_M.gguf");
+        // Plain names take upper case too (Ollama does).
+        assert_eq!(r("Llama3").display_short(), "Llama3:latest");
+    }
+
+    #[test]
+    fn case_is_kept_but_not_part_of_identity() {
+        use std::collections::HashSet;
+        let a = r("hf.co/Bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M");
+        let b = r("HF.CO/bartowski/llama-3.2-1b-instruct-gguf:Q4_K_M");
+        assert_eq!(a, b);
+        assert_eq!(a.cmp(&b), Ordering::Equal);
+        assert_eq!(a.key(), "hf.co/bartowski/llama-3.2-1b-instruct-gguf:Q4_K_M");
+        assert_eq!(a.key(), b.key());
+        let set: HashSet<Reference> = [a.clone(), b.clone()].into_iter().collect();
+        assert_eq!(set.len(), 1);
+        // The case as written survives.
+        assert_eq!(a.model(), "Llama-3.2-1B-Instruct-GGUF");
+        assert_eq!(b.model(), "llama-3.2-1b-instruct-gguf");
+        // Tags stay case-sensitive (the OCI tag rule; stores may hold both).
+        let q = r("hf.co/bartowski/llama-3.2-1b-instruct-gguf:q4_k_m");
+        assert_ne!(a, q);
+        assert_ne!(a.key(), q.key());
+        // A lower-case name's key is its full form: keys of existing stores hold.
+        let l = r("me/m:V1");
+        assert_eq!(l.key(), l.to_string());
+        // A pinned digest is part of equality, not of the key.
+        let d = r(&format!("hf.co/A/B:t@sha256:{}", "a".repeat(64)));
+        assert_ne!(d, r("hf.co/a/b:t"));
+        assert_eq!(d.key(), r("hf.co/a/b:t").key());
+        assert!(d.same_tag(&r("hf.co/a/b:t")));
+        // Ordering folds case: `b` sorts after `A`.
+        assert!(r("hf.co/x/b") > r("hf.co/x/A"));
+    }
+
+    #[test]
+    fn hostile_hugging_face_names() {
+        for bad in [
+            "hf.co/bartowski/../x",
+            "hf.co/../Llama:Q4",
+            "hf.co/bartowski/.Llama",
+            "hf.co/bartowski/-Llama",
+            "hf.co/Bart%2Fowski/Llama",
+            "hf.co/bartowski/Llama\\..\\x",
+            "hf.co/bartowski/Llama:Q4/../../x",
+            "hf.co/bartowski/Llama:../Q4",
+            "hf.co/bartowski/Llama:.gguf",
+            "hf.co/bartowski/Llama-GGUF/extra",
+            "hf.co//Llama",
+            "hf.co/bartowski/",
+            "hf..co/bartowski/Llama",
+            "hf_co/bartowski/Llama",
+            "https://hf.co/bartowski/Llama",
+            "hf.co/bartowski/Llama:Q4 K",
+            "hf.co/bartowski/Llama\u{130}",
+            "hf.co/bartowski/Llam\u{212a}",
+            "hf.co/bartowski/Lla\nma:Q4",
+        ] {
+            assert!(bad.parse::<Reference>().is_err(), "`{bad:?}` parsed");
+        }
+        // Non-ASCII letters whose lower case is ASCII never reach the key.
+        let e = "hf.co/bartowski/Llam\u{212a}"
+            .parse::<Reference>()
+            .unwrap_err();
+        assert!(e.to_string().contains("holds `\u{212a}`"), "{e}");
     }
 }

@@ -132,12 +132,14 @@ impl Repository {
         Ok(Repository::of(&r))
     }
 
-    /// The repository a store name belongs to.
+    /// The repository a store name belongs to. OCI repository names are
+    /// lower case and store names match case-insensitively, so a mixed-case
+    /// name (`hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF`) is served lower-cased.
     pub fn of(reference: &Reference) -> Repository {
         Repository {
             host: reference.host().to_owned(),
-            namespace: reference.namespace().to_owned(),
-            model: reference.model().to_owned(),
+            namespace: reference.namespace().to_ascii_lowercase(),
+            model: reference.model().to_ascii_lowercase(),
         }
     }
 
@@ -164,7 +166,9 @@ impl Repository {
     }
 
     fn contains(&self, r: &Reference) -> bool {
-        r.host() == self.host && r.namespace() == self.namespace && r.model() == self.model
+        r.host() == self.host
+            && r.namespace().eq_ignore_ascii_case(&self.namespace)
+            && r.model().eq_ignore_ascii_case(&self.model)
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use llmpm_spec::Digest;
+use llmpm_spec::{Digest, Reference};
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
@@ -17,10 +17,16 @@ pub(crate) struct RefEntry {
     pub manifest: Digest,
     /// Nanoseconds since the epoch of the last change.
     pub modified_ns: u64,
+    /// The name as first written, when its case differs from the key's
+    /// (`hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl RefEntry {
-    pub fn new(manifest: Digest) -> RefEntry {
+    /// A record for `manifest` under `name` (its case kept when it differs from the key).
+    pub fn new(manifest: Digest, name: &Reference) -> RefEntry {
+        let full = name.untagged_digest().to_string();
         let ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
@@ -28,6 +34,7 @@ impl RefEntry {
         RefEntry {
             manifest,
             modified_ns: ns,
+            name: (full != name.key()).then_some(full),
         }
     }
 
@@ -177,11 +184,17 @@ impl Index {
         Ok(())
     }
 
+    /// Every reference: its name as written (the key when the record holds
+    /// none) and its record.
     pub fn refs(&self) -> impl Iterator<Item = Result<(String, RefEntry), StoreError>> + '_ {
         self.refs.iter().map(|item| {
             let (k, v) = item?;
-            let entry = decode(&k, &v)?;
-            Ok((String::from_utf8_lossy(&k).into_owned(), entry))
+            let entry: RefEntry = decode(&k, &v)?;
+            let name = match &entry.name {
+                Some(n) => n.clone(),
+                None => String::from_utf8_lossy(&k).into_owned(),
+            };
+            Ok((name, entry))
         })
     }
 

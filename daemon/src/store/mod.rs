@@ -385,14 +385,18 @@ impl Store {
         let _guard = self.lock_refs();
         self.check_blobs(manifest)?;
         let digest = self.put_bytes(bytes)?;
-        let key = reference.untagged_digest().to_string();
+        let key = reference.key();
         let old = self.inner.index.get_ref(&key)?;
+        let mut entry = RefEntry::new(digest.clone(), reference);
+        if let Some(o) = &old {
+            // A name keeps the spelling it was first stored under (Ollama's
+            // rule): `hf.co/a/b` and `hf.co/A/B` are one model, never two.
+            entry.name.clone_from(&o.name);
+        }
         let old_blobs = match &old {
             Some(e) if e.manifest == digest => {
                 // Same content: only the time changes.
-                self.inner
-                    .index
-                    .set_ref_only(&key, &RefEntry::new(digest.clone()))?;
+                self.inner.index.set_ref_only(&key, &entry)?;
                 return Ok((digest, Vec::new()));
             }
             Some(e) => self.manifest_blob_set(&e.manifest)?,
@@ -400,12 +404,10 @@ impl Store {
         };
         let mut new_blobs = self.manifest_blob_set_of(manifest);
         new_blobs.insert(digest.clone(), bytes.len() as u64);
-        let freed = self.inner.index.swap_ref(
-            &key,
-            Some(RefEntry::new(digest.clone())),
-            &new_blobs,
-            &old_blobs,
-        )?;
+        let freed = self
+            .inner
+            .index
+            .swap_ref(&key, Some(entry), &new_blobs, &old_blobs)?;
         self.delete_blob_files(&freed);
         self.release_referrers(&freed)?;
         Ok((digest, freed))
@@ -459,7 +461,7 @@ impl Store {
 
     /// The index record of a name (checked against a pinned digest).
     fn lookup(&self, reference: &Reference) -> Result<RefEntry, StoreError> {
-        let key = reference.untagged_digest().to_string();
+        let key = reference.key();
         let entry = self
             .inner
             .index
@@ -486,8 +488,13 @@ impl Store {
     pub fn get(&self, reference: &Reference) -> Result<ModelEntry, StoreError> {
         let entry = self.lookup(reference)?;
         let manifest = self.read_manifest(&entry.manifest)?;
+        // The name as stored: its spelling, not the one asked with.
+        let stored = match &entry.name {
+            Some(n) => n.parse().ok(),
+            None => reference.key().parse().ok(),
+        };
         Ok(ModelEntry {
-            reference: reference.untagged_digest(),
+            reference: stored.unwrap_or_else(|| reference.untagged_digest()),
             modified: entry.modified(),
             digest: entry.manifest,
             manifest,
@@ -546,7 +553,7 @@ impl Store {
     /// Removes a name; blobs no other model uses are deleted. Returns them.
     pub fn delete(&self, reference: &Reference) -> Result<Vec<Digest>, StoreError> {
         let _guard = self.lock_refs();
-        let key = reference.untagged_digest().to_string();
+        let key = reference.key();
         let entry = self
             .inner
             .index

@@ -217,3 +217,78 @@ fn referrers_live_and_die_with_their_subject() {
         "the artifact, its bundle and config went with the model"
     );
 }
+
+#[test]
+fn names_differing_only_in_case_are_one_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let hf = "hf.co/Bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M";
+    let m1 = model(&store, b"w1", "s");
+    store.put_manifest(&r(hf), &m1).unwrap();
+    // Found by any spelling, shown as first written.
+    let got = store
+        .get(&r("hf.co/bartowski/llama-3.2-1b-instruct-gguf:Q4_K_M"))
+        .unwrap();
+    assert_eq!(got.reference.display_short(), hf);
+    // Tags keep their case: another tag, not found.
+    assert!(matches!(
+        store.get(&r("hf.co/bartowski/llama-3.2-1b-instruct-gguf:q4_k_m")),
+        Err(StoreError::ModelNotFound(_))
+    ));
+    // Another spelling replaces the model, keeps the first spelling, never adds a second name.
+    let m2 = model(&store, b"w2", "s");
+    let (_, freed) = store
+        .put_manifest(&r("hf.co/BARTOWSKI/llama-3.2-1B-instruct-gguf:Q4_K_M"), &m2)
+        .unwrap();
+    assert!(freed.contains(&m1.layers[0].digest), "{freed:?}");
+    let names: Vec<String> = store
+        .list()
+        .unwrap()
+        .iter()
+        .map(|e| e.reference.display_short())
+        .collect();
+    assert_eq!(names, [hf]);
+    // Copy to a lower-case name onto itself is no new name either.
+    store
+        .copy(
+            &r(hf),
+            &r("hf.co/bartowski/llama-3.2-1b-instruct-gguf:Q4_K_M"),
+        )
+        .unwrap();
+    assert_eq!(store.list().unwrap().len(), 1);
+    store.copy(&r(hf), &r("hf.co/Other/Name:v1")).unwrap();
+    assert_eq!(
+        store
+            .get(&r("hf.co/other/name:v1"))
+            .unwrap()
+            .reference
+            .display_short(),
+        "hf.co/Other/Name:v1"
+    );
+    // Lower-case names are stored as before: no spelling recorded.
+    store.copy(&r(hf), &r("me/m:V1")).unwrap();
+    let raw = store
+        .inner
+        .index
+        .get_ref("registry.ollama.ai/me/m:V1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(raw.name, None);
+    // Removed by any spelling, and a reopened store sees the same.
+    store
+        .delete(&r("HF.CO/bartowski/LLAMA-3.2-1B-INSTRUCT-GGUF:Q4_K_M"))
+        .unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    let names: Vec<String> = store
+        .names()
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n.display_short())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(
+        names.contains(&"hf.co/Other/Name:v1".to_owned()),
+        "{names:?}"
+    );
+}

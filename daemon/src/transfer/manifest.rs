@@ -43,10 +43,19 @@ pub(super) async fn fetch_manifest(
         let body = body::read_limited(resp, 64 * 1024, url.as_str())
             .await
             .unwrap_or_default();
+        let mut message = body::error_message(reqwest::StatusCode::NOT_FOUND, &body);
+        if repo.bytes().any(|b| b.is_ascii_uppercase()) {
+            // Hugging Face takes any case; OCI registries take lower case only
+            // (docker-registry answers a plain 404), so say what to try.
+            message.push_str(&format!(
+                "; OCI registries accept only lower-case repository names: try `{}`",
+                name.key()
+            ));
+        }
         return Err(TransferError::NotFound {
             model: name.display_short(),
             host: reg.host().to_owned(),
-            message: body::error_message(reqwest::StatusCode::NOT_FOUND, &body),
+            message,
         });
     }
     let resp = reg.check(resp, &Method::GET).await?;

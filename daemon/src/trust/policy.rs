@@ -107,10 +107,11 @@ fn scope_matches(scope: &str, name: &str) -> bool {
 impl TrustPolicy {
     /// The entry that applies to `name` (`host/namespace/model`), if any.
     pub fn entry_for(&self, name: &Reference) -> Option<&PolicyEntry> {
-        let full = format!("{}/{}", name.host(), name.repository());
+        // Names match case-insensitively (SPEC.md, "Names"), and so do scopes.
+        let full = format!("{}/{}", name.host(), name.repository()).to_ascii_lowercase();
         self.0
             .iter()
-            .filter(|e| scope_matches(e.scope.trim_end_matches('/'), &full))
+            .filter(|e| scope_matches(&e.scope.trim_end_matches('/').to_ascii_lowercase(), &full))
             .max_by_key(|e| if e.scope == "*" { 0 } else { e.scope.len() + 1 })
     }
 

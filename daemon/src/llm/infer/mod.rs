@@ -156,7 +156,7 @@ impl<X: Default + Send + Sync + 'static> Models<X> {
     /// The model `reference` names: from the cache when the name still
     /// points at the manifest it was resolved from, else read again.
     pub async fn resolve(&self, reference: &Reference) -> Result<Arc<ResolvedModel<X>>, LlmError> {
-        let key = reference.untagged_digest().to_string();
+        let key = reference.key();
         let digest = match self.inner.store.manifest_digest(reference) {
             Ok(d) => d,
             Err(e) => {

@@ -164,3 +164,27 @@ fn catalog_tags_and_pages() {
     assert_eq!(page(tags.clone(), Some(0), None), (vec![], true));
     assert_eq!(page(tags, None, Some("v2")), (vec![], false));
 }
+
+#[test]
+fn mixed_case_names_are_served_lower_cased() {
+    let (_dir, store) = store_with(&[(
+        "hf.co/Bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M",
+        b"w".as_slice(),
+    )]);
+    let oci = "hf.co/bartowski/llama-3.2-1b-instruct-gguf";
+    assert_eq!(catalog(&store).unwrap(), [oci]);
+    let rp = repo(oci);
+    assert_eq!(tags(&store, &rp).unwrap(), ["Q4_K_M"]);
+    let m = manifest(&store, &rp, &ManifestRef::Tag("Q4_K_M".into())).unwrap();
+    assert_eq!(
+        Some(m.digest),
+        store.names().unwrap().first().map(|(_, d)| d.clone())
+    );
+    // Tags keep their case here too.
+    assert!(matches!(
+        manifest(&store, &rp, &ManifestRef::Tag("q4_k_m".into())),
+        Err(RegistryError::ManifestUnknown { .. })
+    ));
+    // The OCI grammar still refuses the mixed-case spelling in a path.
+    assert!(Repository::parse("hf.co/Bartowski/Llama-3.2-1B-Instruct-GGUF", None).is_err());
+}
