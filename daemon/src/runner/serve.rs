@@ -314,12 +314,21 @@ fn load(path: &std::path::Path) -> Result<(Model, bool), ModelError> {
                 return Ok((model, true));
             }
             Err(e) => {
-                tracing::warn!(reason = %e, "cannot load the model on the GPU, running on the CPU")
+                tracing::warn!(reason = %first_line(&e), "cannot load the model on the GPU, running on the CPU")
             }
         },
-        Err(e) => tracing::warn!(reason = %e, "no CUDA device, running on the CPU"),
+        Err(e) => {
+            tracing::warn!(reason = %first_line(&e), "no CUDA device, running on the CPU")
+        }
     }
     Ok((Model::load(path, &Device::Cpu)?, false))
+}
+
+/// An error's first line: candle appends a backtrace when RUST_BACKTRACE is
+/// set, too much for one log line.
+#[cfg(feature = "cuda")]
+fn first_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_owned()
 }
 
 /// `llmpmd runner …`: parses, sets the thread count, runs.
