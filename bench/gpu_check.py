@@ -95,7 +95,9 @@ def parity(bin_dir, tools, gpu, logdir):
     fx = json.loads(FIXTURE.read_text())
     g = fx["gen"]
     ok = True
-    print("== greedy parity (tests/fixtures/llamacpp_greedy.json)", flush=True)
+    print("== greedy parity (tests/fixtures/llamacpp_greedy.json)"
+          + ("" if gpu else "; --no-gpu: the 'gpu' side is the cuda build's CPU fallback"),
+          flush=True)
     with tempfile.TemporaryDirectory(prefix="llmpm-gpu-fixtures") as tmp:
         for case in fx["cases"]:
             ftype = case["ftype"]
