@@ -130,6 +130,9 @@ pub struct TestContext {
     pub daemon: Option<Daemon>,
     /// Extra environment for the daemon (set before [`TestContext::start`]).
     pub daemon_env: Vec<(String, String)>,
+    /// Another `llmpmd` to start instead of the workspace's (e.g. a `cuda`
+    /// build), set before [`TestContext::start`].
+    pub daemon_exe: Option<PathBuf>,
     port: u16,
 }
 
@@ -150,6 +153,7 @@ impl TestContext {
             work,
             daemon: None,
             daemon_env: Vec::new(),
+            daemon_exe: None,
             port: free_port(),
             dir,
         }
@@ -188,7 +192,8 @@ impl TestContext {
 
     /// The `llmpmd` command with the context's environment, not started.
     pub fn daemon_command(&self) -> Command {
-        let mut cmd = Command::new(bin("llmpmd"));
+        let exe = self.daemon_exe.clone().unwrap_or_else(|| bin("llmpmd"));
+        let mut cmd = Command::new(exe);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.envs())

@@ -6,7 +6,8 @@ use llmpm_spec::api::{ProcessModel, ProcessResponse};
 
 use super::AppState;
 
-/// `GET /api/ps`. `size_vram` is the whole size when runners use a GPU.
+/// `GET /api/ps`. `size_vram` is the whole size when the runner put the
+/// model on a GPU, else 0.
 pub async fn ps(State(state): State<AppState>) -> Json<ProcessResponse> {
     let models = state
         .sched

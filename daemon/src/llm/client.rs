@@ -67,13 +67,14 @@ pub struct RunnerSpec<'a> {
 }
 
 /// Starts `exe runner` as `spec` says and waits until it answers a health
-/// check. A runner that exits first fails with its last `error:` line; one
-/// still loading after `timeout` is killed.
+/// check, whose answer comes with the process. A runner that exits first
+/// fails with its last `error:` line; one still loading after `timeout` is
+/// killed.
 pub async fn spawn(
     exe: &Path,
     spec: &RunnerSpec<'_>,
     timeout: Duration,
-) -> Result<Child, ClientError> {
+) -> Result<(Child, Health), ClientError> {
     let RunnerSpec {
         model,
         socket,
@@ -138,8 +139,8 @@ pub async fn spawn(
             )));
         }
         if let Ok(mut s) = call(socket, &RunnerRequest::Health).await {
-            if let Ok(Some(_)) = s.next::<Health>().await {
-                return Ok(child);
+            if let Ok(Some(health)) = s.next::<Health>().await {
+                return Ok((child, health));
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

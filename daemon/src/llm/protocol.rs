@@ -124,6 +124,9 @@ pub struct Health {
     pub load_duration: u64,
     /// The model's hidden size (the embedding length).
     pub n_embd: usize,
+    /// Whether the weights are on a GPU (a `cuda` build that found one).
+    #[serde(default)]
+    pub gpu: bool,
 }
 
 /// Answer to [`RunnerRequest::Tokenize`].

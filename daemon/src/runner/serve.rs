@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::batch::{line, Engine, Job};
 use super::codec::TextCodec;
-use super::model::Model;
+use super::model::{Model, ModelError};
 use super::KvType;
 use crate::llm::options::KvCacheType;
 use crate::llm::protocol::{Health, RunnerError, RunnerRequest, Tokens};
@@ -100,6 +100,8 @@ struct Shared {
     num_ctx: usize,
     load_duration: u64,
     n_embd: usize,
+    /// Whether the weights are on a GPU.
+    gpu: bool,
     /// The engine's queue; it stops when the last sender goes.
     jobs: std::sync::mpsc::Sender<Job>,
 }
@@ -110,8 +112,8 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let path = args.model.clone();
     let (num_ctx, batch, parallel) = (args.num_ctx, args.batch, args.parallel);
-    let (model, codec) =
-        tokio::task::spawn_blocking(move || -> anyhow::Result<(Model, Arc<dyn TextCodec>)> {
+    let (model, gpu, codec) = tokio::task::spawn_blocking(
+        move || -> anyhow::Result<(Model, bool, Arc<dyn TextCodec>)> {
             let kv_type = match KvCacheType::from_env().map_err(anyhow::Error::msg)? {
                 KvCacheType::F16 => KvType::F16,
                 KvCacheType::F32 => KvType::F32,
@@ -127,24 +129,26 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<()> {
             // waits on page faults often enough for it to fit in between.
             std::thread::scope(|s| {
                 let vocab = s.spawn(|| codec(&path));
-                let model = Model::load(&path, &device()?);
+                let model = load(&path);
                 let codec = vocab
                     .join()
                     .map_err(|_| anyhow::anyhow!("the tokenizer loader panicked"))?;
                 // The weights' error first: it names the file's problem.
-                let mut model = model?;
+                let (mut model, gpu) = model?;
                 model.set_kv_type(kv_type);
-                Ok((model, codec?))
+                Ok((model, gpu, codec?))
             })
-        })
-        .await
-        .context("the loader panicked")??;
+        },
+    )
+    .await
+    .context("the loader panicked")??;
     let (jobs, queue) = std::sync::mpsc::channel();
     let shared = Arc::new(Shared {
         codec: codec.clone(),
         num_ctx,
         load_duration: u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
         n_embd: model.config().n_embd,
+        gpu,
         jobs,
     });
     let engine = Engine::new(model, codec, num_ctx, batch, parallel);
@@ -222,6 +226,7 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) -> std::io::Result<
                     num_ctx: shared.num_ctx,
                     load_duration: shared.load_duration,
                     n_embd: shared.n_embd,
+                    gpu: shared.gpu,
                 },
             );
             None
@@ -295,17 +300,35 @@ async fn send<T: serde::Serialize>(
     w.write_all(&bytes).await
 }
 
-/// Where the weights go: the first CUDA GPU when built with the `cuda`
-/// feature and one is present, else the CPU.
-fn device() -> anyhow::Result<Device> {
+/// Loads the weights where they go: the first CUDA GPU when built with the
+/// `cuda` feature and one can be used, else the CPU. A `cuda` build on a
+/// machine without a GPU or the driver (its CUDA libraries are loaded at
+/// run time: bench/cuda-shim.py) says why and runs on the CPU.
+/// Returns the model and whether it is on the GPU.
+fn load(path: &std::path::Path) -> Result<(Model, bool), ModelError> {
     #[cfg(feature = "cuda")]
-    {
-        let d = Device::cuda_if_available(0).context("cannot initialise CUDA")?;
-        tracing::info!(cuda = d.is_cuda(), "runner device");
-        Ok(d)
+    match Device::new_cuda(0) {
+        Ok(gpu) => match Model::load(path, &gpu) {
+            Ok(model) => {
+                tracing::info!("runner device: CUDA GPU 0");
+                return Ok((model, true));
+            }
+            Err(e) => {
+                tracing::warn!(reason = %first_line(&e), "cannot load the model on the GPU, running on the CPU")
+            }
+        },
+        Err(e) => {
+            tracing::warn!(reason = %first_line(&e), "no CUDA device, running on the CPU")
+        }
     }
-    #[cfg(not(feature = "cuda"))]
-    Ok(Device::Cpu)
+    Ok((Model::load(path, &Device::Cpu)?, false))
+}
+
+/// An error's first line: candle appends a backtrace when RUST_BACKTRACE is
+/// set, too much for one log line.
+#[cfg(feature = "cuda")]
+fn first_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_owned()
 }
 
 /// `llmpmd runner …`: parses, sets the thread count, runs.

@@ -40,6 +40,10 @@ pub trait RunnerProcess: Send {
     fn wait(&mut self) -> BoxFuture<'_, String>;
     /// Asks it to stop now (SIGKILL for a process).
     fn kill(&mut self);
+    /// Whether it put the model on a GPU (`ps`'s `size_vram`).
+    fn on_gpu(&self) -> bool {
+        false
+    }
 }
 
 /// Runners as `exe runner …` processes: the daemon's own binary.
@@ -69,20 +73,30 @@ impl Launcher for ProcessLauncher {
                 num_thread: settings.num_thread,
                 parallel,
             };
-            let child = client::spawn(&exe, &spec, timeout).await?;
-            Ok(Box::new(child) as Box<dyn RunnerProcess>)
+            let (child, health) = client::spawn(&exe, &spec, timeout).await?;
+            Ok(Box::new(ChildRunner {
+                child,
+                gpu: health.gpu,
+            }) as Box<dyn RunnerProcess>)
         })
     }
 }
 
-impl RunnerProcess for Child {
+/// A runner process, with where it said it put the model.
+#[derive(Debug)]
+struct ChildRunner {
+    child: Child,
+    gpu: bool,
+}
+
+impl RunnerProcess for ChildRunner {
     fn pid(&self) -> Option<u32> {
-        self.id()
+        self.child.id()
     }
 
     fn wait(&mut self) -> BoxFuture<'_, String> {
         Box::pin(async move {
-            match Child::wait(self).await {
+            match self.child.wait().await {
                 Ok(s) => s.to_string(),
                 Err(e) => format!("unknown status: {e}"),
             }
@@ -90,6 +104,10 @@ impl RunnerProcess for Child {
     }
 
     fn kill(&mut self) {
-        let _ = self.start_kill();
+        let _ = self.child.start_kill();
+    }
+
+    fn on_gpu(&self) -> bool {
+        self.gpu
     }
 }

@@ -314,6 +314,8 @@ struct Runner {
     num_ctx: usize,
     settings: RunnerSettings,
     size: u64,
+    /// Whether the runner put the model on a GPU (set once loaded).
+    on_gpu: bool,
     socket: PathBuf,
     /// `None` while loading.
     process: Option<Arc<Endpoint>>,

@@ -188,6 +188,7 @@ impl State {
             num_ctx: req.num_ctx,
             settings: req.settings,
             size,
+            on_gpu: false,
             socket: socket.clone(),
             process: None,
             pid: None,

@@ -160,6 +160,7 @@ impl State {
                 let (exit_tx, exit_rx) = watch::channel(None);
                 let (kill_tx, kill_rx) = oneshot::channel();
                 let pid = child.pid();
+                let on_gpu = child.on_gpu();
                 tokio::spawn(watch_process(child, kill_rx, exit_tx, id, self.tx.clone()));
                 let r = &mut self.runners[i];
                 r.process = Some(Arc::new(Endpoint {
@@ -168,10 +169,11 @@ impl State {
                     exit: exit_rx,
                 }));
                 r.pid = pid;
+                r.on_gpu = on_gpu;
                 r.kill = Some(kill_tx);
                 r.load_duration = load_duration;
                 r.last_used = Instant::now();
-                tracing::info!(model = %r.name, pid = ?pid, num_ctx = r.num_ctx, seconds = load_duration as f64 / 1e9, "model loaded");
+                tracing::info!(model = %r.name, pid = ?pid, num_ctx = r.num_ctx, gpu = on_gpu, seconds = load_duration as f64 / 1e9, "model loaded");
             }
             Err(e) => {
                 let r = self.runners.remove(i);
@@ -211,11 +213,9 @@ impl State {
                 digest: r.digest.clone(),
                 details: r.details.clone(),
                 size: r.size,
-                size_vram: if self.config.budget.on_gpu() {
-                    r.size
-                } else {
-                    0
-                },
+                // Where the runner put the model, not where the budget
+                // hoped: a `cuda` build without a usable GPU runs on the CPU.
+                size_vram: if r.on_gpu { r.size } else { 0 },
                 num_ctx: r.num_ctx,
                 // Serving or loading: it stays at least its keep_alive from now.
                 expires_at: r.expires_at.unwrap_or_else(|| match r.keep_alive {
