@@ -57,23 +57,11 @@ fi
 [[ -x "$bin/llmpmd" && -x "$bin/llmpm" ]] || die "no llmpmd/llmpm in $bin"
 
 tmp="$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/llmpm-bench.XXXXXX")"
-registry_pid=""
 daemon_pid=""
-cleanup() {
-    local rc=$?
-    set +e  # a killed child's status must not stop the cleanup
-    for pid in "$daemon_pid" "$registry_pid"; do
-        [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    done
-    rm -rf "$tmp"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# The temp dir's cleanup, free ports, waiting for HTTP, docker-registry and
+# blob uploads.
+# shellcheck source=bench/registry_lib.sh
+source "$root/bench/registry_lib.sh"
 now() { date +%s.%N; }
 # bytes seconds -> MB/s (10^6)
 mbps() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.0f", b / t / 1e6 }'; }
@@ -82,46 +70,8 @@ bytes_of() {  # 16M / 1G / 12345 -> bytes
 print(int(s[:-1])*m[s[-1]] if s[-1] in m else int(s))' "$1"
 }
 
-wait_http() {  # url pid what
-    for _ in $(seq 1 400); do
-        curl -sf -o /dev/null "$1" && return 0
-        kill -0 "$2" 2>/dev/null || break
-        sleep 0.05
-    done
-    die "$3 did not start"
-}
-
 # --- the registry -----------------------------------------------------------
-rport="$(free_port)"
-cat >"$tmp/registry.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $tmp/registry
-http:
-  addr: 127.0.0.1:$rport
-EOF
-"$registry_bin" serve "$tmp/registry.yml" >"$tmp/registry.log" 2>&1 &
-registry_pid=$!
-reg="http://127.0.0.1:$rport"
-wait_http "$reg/v2/" "$registry_pid" "docker-registry"
-
-upload_blob() {  # repo file -> prints digest
-    local digest loc sep
-    digest="sha256:$(sha256sum "$2" | cut -d' ' -f1)"
-    loc="$(curl -sf -D - -o /dev/null -X POST "$reg/v2/$1/blobs/uploads/" |
-        tr -d '\r' | awk 'tolower($1) == "location:" { print $2 }')"
-    [[ "$loc" == /* ]] && loc="$reg$loc"
-    sep='?'; [[ "$loc" == *\?* ]] && sep='&'
-    # -T streams the file; --data-binary would read 2 GiB into memory.
-    curl -sf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' \
-        -T "$2" "$loc${sep}digest=$digest" || die "upload of $2 failed"
-    echo "$digest"
-}
+start_registry "$registry_bin"
 
 say "== generating a ${size_mib} MiB layer and pushing it to docker-registry on $reg"
 size=$((size_mib * 1024 * 1024))
@@ -166,6 +116,7 @@ start_daemon() {  # [VAR=value…] extra daemon environment
     env "${llmpm_env[@]}" "LLMPM_HOST=127.0.0.1:$dport" "$@" \
         "$bin/llmpmd" >>"$tmp/llmpmd.log" 2>&1 &
     daemon_pid=$!
+    pids+=("$daemon_pid")
     wait_http "http://127.0.0.1:$dport/" "$daemon_pid" "llmpmd"
 }
 stop_daemon() {
