@@ -139,8 +139,10 @@ fn bad_requests_get_clear_errors() {
         "../../etc/passwd",
         "a/b/c/d/e",
         long.as_str(),
-        "Upper",
-        "ns/Model:tag",
+        // Upper case is a valid name now (Hugging Face repositories keep
+        // theirs, as in Ollama); spaces and a leading dash are not.
+        "has space",
+        "ns/-model:tag",
         "m:bad/tag",
     ] {
         let r = create(&ctx, json!({"model": bad, "from": "base", "stream": false}));
