@@ -441,7 +441,7 @@ class Soak:
     # -- faults and sampling -----------------------------------------------
     def chaos(self):
         end = self.t_end
-        restarts = max(1, self.args.daemon_kills)
+        restarts = self.args.daemon_kills  # 0: one daemon for the whole run (its RSS over time)
         kill_at = sorted(self.t0 + (end - self.t0) * (i + 1) / (restarts + 1) for i in range(restarts))
         cut_at = self.t0 + (end - self.t0) * 0.45
         while not self.stop.wait(self.rng.uniform(8, 25)):
