@@ -116,9 +116,17 @@ pub struct Models<X> {
 struct Inner<X> {
     store: Store,
     derive: Derive<X>,
-    /// By normalized name (without a pinned digest).
-    cache: Mutex<HashMap<String, Arc<ResolvedModel<X>>>>,
+    /// By normalized name (without a pinned digest), with when each was
+    /// last used: at most [`CACHED_MODELS`], the least recently used going.
+    cache: Mutex<Cached<X>>,
 }
+
+type Cached<X> = (HashMap<String, (Arc<ResolvedModel<X>>, u64)>, u64);
+
+/// Resolved models kept. Unbounded, the cache kept every name ever used:
+/// the soak's daemon grew ~3.5 MB a minute as clients created, used and
+/// removed thousands of names.
+const CACHED_MODELS: usize = 64;
 
 impl<X> Clone for Models<X> {
     fn clone(&self) -> Self {
@@ -141,12 +149,12 @@ impl<X: Default + Send + Sync + 'static> Models<X> {
             inner: Arc::new(Inner {
                 store,
                 derive,
-                cache: Mutex::new(HashMap::new()),
+                cache: Mutex::new((HashMap::new(), 0)),
             }),
         }
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ResolvedModel<X>>>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cached<X>> {
         self.inner
             .cache
             .lock()
@@ -160,17 +168,17 @@ impl<X: Default + Send + Sync + 'static> Models<X> {
         let digest = match self.inner.store.manifest_digest(reference) {
             Ok(d) => d,
             Err(e) => {
-                self.cache().remove(&key);
+                self.cache().0.remove(&key);
                 return Err(e.into());
             }
         };
-        let hit = self
-            .cache()
-            .get(&key)
-            .filter(|m| m.digest == digest.hex())
-            .cloned();
-        if let Some(hit) = hit {
-            return Ok(hit);
+        {
+            let (map, clock) = &mut *self.cache();
+            *clock += 1;
+            if let Some((m, used)) = map.get_mut(&key).filter(|(m, _)| m.digest == digest.hex()) {
+                *used = *clock;
+                return Ok(m.clone());
+            }
         }
         let (store, derive, r) = (
             self.inner.store.clone(),
@@ -179,7 +187,17 @@ impl<X: Default + Send + Sync + 'static> Models<X> {
         );
         let model = tokio::task::spawn_blocking(move || resolve(&store, &r, derive)).await??;
         let model = Arc::new(model);
-        self.cache().insert(key, model.clone());
+        let (map, clock) = &mut *self.cache();
+        if map.len() >= CACHED_MODELS && !map.contains_key(&key) {
+            let oldest = map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(key, (model.clone(), *clock));
         Ok(model)
     }
 }
