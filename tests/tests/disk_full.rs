@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use llmpm_tests::http::call_unix;
-use llmpm_tests::registry::{sha256_digest, TestRegistry};
+use llmpm_tests::registry::{noise, sha256_digest, TestRegistry};
 use llmpm_tests::{assert_ok, stderr, TestContext, TinyLlamaSpec};
 use serde_json::{json, Value};
 
@@ -55,19 +55,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-/// Deterministic bytes that do not compress.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 fn names(ctx: &TestContext) -> Vec<String> {

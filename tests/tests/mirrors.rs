@@ -11,22 +11,9 @@ use std::time::{Duration, Instant};
 use llmpm_spec::media_type::ollama;
 use llmpm_tests::http::{call_unix, Stream};
 use llmpm_tests::registry::distribution::DockerRegistry;
-use llmpm_tests::registry::{sha256_digest, Fault, TestRegistry, ALWAYS};
+use llmpm_tests::registry::{noise, sha256_digest, Fault, TestRegistry, ALWAYS};
 use llmpm_tests::TestContext;
 use serde_json::{json, Value};
-
-/// Deterministic bytes that do not compress to nothing.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// A daemon whose pulls of `upstream` try `mirrors` first, in order.
 fn daemon(upstream: &str, mirrors: &[String], extra: &[(&str, &str)]) -> TestContext {
