@@ -2,8 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use futures_util::StreamExt;
-use llmpm_spec::media_type::{ollama, DOCKER_CONFIG};
-use llmpm_spec::{Descriptor, Manifest, MediaType, Reference};
+use llmpm_spec::Reference;
 
 use super::load::classify_for_tests as classify;
 use super::*;
@@ -20,17 +19,7 @@ fn store() -> (tempfile::TempDir, Store) {
 }
 
 fn model(store: &Store, name: &str, weights: &[u8]) {
-    let w = store.put_bytes(weights).unwrap();
-    let c = store.put_bytes(b"{}").unwrap();
-    let m = Manifest::docker_v2(
-        Descriptor::new(MediaType::new(DOCKER_CONFIG), c, 2),
-        vec![Descriptor::new(
-            MediaType::new(ollama::MODEL),
-            w,
-            weights.len() as u64,
-        )],
-    );
-    store.put_manifest(&r(name), &m).unwrap();
+    crate::registry::put_test_model(store, name, weights);
 }
 
 async fn archive(store: &Store, names: &[&str]) -> Vec<u8> {

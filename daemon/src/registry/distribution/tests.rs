@@ -1,23 +1,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
-use llmpm_spec::media_type::{ollama, DOCKER_CONFIG};
 
 fn store_with(models: &[(&str, &[u8])]) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     for (name, weights) in models {
-        let w = store.put_bytes(weights).unwrap();
-        let c = store.put_bytes(b"{}").unwrap();
-        let m = Manifest::docker_v2(
-            Descriptor::new(MediaType::new(DOCKER_CONFIG), c, 2),
-            vec![Descriptor::new(
-                MediaType::new(ollama::MODEL),
-                w,
-                weights.len() as u64,
-            )],
-        );
-        store.put_manifest(&name.parse().unwrap(), &m).unwrap();
+        crate::registry::put_test_model(&store, name, weights);
     }
     (dir, store)
 }
