@@ -90,6 +90,13 @@ pub fn generation(model: &str, prompt_tokens: usize, generated: usize, eval_nano
     }
 }
 
+/// Forgets `model`'s series once the model is deleted: the store's names
+/// come and go (a soak creates thousands), and a series per name ever seen
+/// would grow the daemon without bound.
+pub fn model_removed(model: &str) {
+    lock(&REGISTRY.models).remove(model);
+}
+
 /// Sets how many requests wait for a runner.
 pub fn queue_depth(n: usize) {
     REGISTRY.queue_depth.store(n as u64, Ordering::Relaxed);

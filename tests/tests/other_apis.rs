@@ -446,3 +446,36 @@ fn a_killed_runner_counts_as_a_restart() {
     assert_eq!(restarts().as_deref(), Some("1"));
     assert_eq!(ctx.post_json("/api/generate", &gen).status, 200);
 }
+
+/// A deleted model's series leave `/metrics` (a store whose names come and
+/// go must not grow the daemon), and the other models' stay.
+#[test]
+fn a_deleted_models_metrics_are_forgotten() {
+    let mut ctx = TestContext::with_tiny_model(256);
+    let copy = json!({"source": "tiny", "destination": "gone"});
+    assert_eq!(ctx.post_json("/api/copy", &copy).status, 200);
+    for model in ["tiny", "gone"] {
+        let gen = json!({"model": model, "prompt": "hi", "stream": false,
+                         "options": {"num_predict": 2}});
+        assert_eq!(ctx.post_json("/api/generate", &gen).status, 200);
+    }
+    let series = |ctx: &TestContext, model: &str| {
+        let text = get_unix(&ctx.socket(), "/metrics").unwrap().text();
+        let label = format!("llmpm_prompt_tokens_total{{model=\"{model}:latest\"}}");
+        text.lines().any(|l| l.starts_with(&label))
+    };
+    assert!(series(&ctx, "tiny") && series(&ctx, "gone"));
+    let del = llmpm_tests::http::call_unix(
+        &ctx.socket(),
+        "DELETE",
+        "/api/delete",
+        json!({"model": "gone"}).to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(del.status, 200);
+    assert!(
+        !series(&ctx, "gone"),
+        "the deleted model's series is still there"
+    );
+    assert!(series(&ctx, "tiny"));
+}

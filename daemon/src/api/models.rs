@@ -119,7 +119,9 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let name = parse_name(&req.model)?;
     let store = state.store.clone();
+    let shown = name.display_short();
     let freed = blocking(move || Ok(store.delete(&name)?)).await?;
+    crate::metrics::model_removed(&shown);
     tracing::info!(model = %req.model, blobs_freed = freed.len(), "deleted");
     Ok(StatusCode::OK)
 }
