@@ -41,12 +41,20 @@ impl BlobWriter {
             .unwrap_or(0);
         let name = format!("{}-{n}-{nanos:08x}.partial", std::process::id());
         let path = store.tmp_dir().join(name);
-        let file = fs::OpenOptions::new()
+        // Live before it exists: `prune` sweeps `tmp/` under the same lock,
+        // so it either sees the mark or runs before the file is there.
+        store.track_tmp(&path, true);
+        let file = match fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(|e| StoreError::io("create", &path, e))?;
-        store.track_tmp(&path, true);
+        {
+            Ok(f) => f,
+            Err(e) => {
+                store.track_tmp(&path, false);
+                return Err(StoreError::io("create", &path, e));
+            }
+        };
         Ok(BlobWriter {
             store,
             path,

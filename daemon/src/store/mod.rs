@@ -629,12 +629,13 @@ impl Store {
             }
         }
         let tmp = self.tmp_dir();
+        // Held over the sweep: a writer marks its file live (under this
+        // lock) before creating it, so none is swept between the two.
         let active = self
             .inner
             .active_tmp
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let rd = fs::read_dir(&tmp).map_err(|e| StoreError::io("read directory", &tmp, e))?;
         for ent in rd.flatten() {
             let p = ent.path();

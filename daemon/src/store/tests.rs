@@ -134,6 +134,38 @@ fn prune_and_verify() {
     );
 }
 
+/// A prune racing blob writers never deletes a temp file that is being
+/// written (the soak test saw a create fail with "cannot rename": its temp
+/// file was swept between being created and being marked live).
+#[test]
+fn prune_spares_writers_created_while_it_sweeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store.prune().unwrap();
+            }
+        });
+        let writers: Vec<_> = (0..2u32)
+            .map(|t| {
+                let store = &store;
+                s.spawn(move || {
+                    for i in 0..1500u32 {
+                        let mut w = store.blob_writer().unwrap();
+                        w.write_sync(format!("{t}-{i}").as_bytes()).unwrap();
+                        w.commit_sync(None).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let ok = writers.into_iter().all(|w| w.join().is_ok());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(ok, "a writer's temp file was pruned under it");
+    });
+}
+
 #[test]
 fn reopen_sees_same_state_and_lock_is_exclusive() {
     let dir = tempfile::tempdir().unwrap();
