@@ -201,12 +201,14 @@ class Llmpm:
 
     def runner_rss_mib(self):
         """Peak RSS (VmHWM) of the running model runner."""
-        kib = runner_memory_kib("VmHWM")
+        kib = runner_memory_kib("VmHWM", self.proc.pid)
         return kib / 1024 if kib is not None else None
 
 
-def runner_memory_kib(field):
-    """A memory field of the model runner's /proc status (VmHWM, VmRSS), in KiB."""
+def runner_memory_kib(field, daemon_pid):
+    """A memory field of the model runner's /proc status (VmHWM, VmRSS), in
+    KiB: the runner child of `daemon_pid` (other daemons' runners, such as a
+    test suite's, may be running beside it)."""
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -214,6 +216,8 @@ def runner_memory_kib(field):
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             if len(cmd) > 1 and cmd[0].endswith(b"llmpmd") and cmd[1] == b"runner":
                 status = Path(f"/proc/{pid}/status").read_text()
+                if int(re.search(r"PPid:\s+(\d+)", status).group(1)) != daemon_pid:
+                    continue
                 return int(re.search(field + r":\s+(\d+)", status).group(1))
         except (OSError, AttributeError):
             continue

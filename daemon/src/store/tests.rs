@@ -152,7 +152,7 @@ fn prune_spares_writers_created_while_it_sweeps() {
             .map(|t| {
                 let store = &store;
                 s.spawn(move || {
-                    for i in 0..1500u32 {
+                    for i in 0..500u32 {
                         let mut w = store.blob_writer().unwrap();
                         w.write_sync(format!("{t}-{i}").as_bytes()).unwrap();
                         w.commit_sync(None).unwrap();
