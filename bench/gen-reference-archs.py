@@ -21,7 +21,9 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURE = os.path.join(ROOT, "tests/fixtures/llamacpp_greedy.json")
+# LLMPM_FIXTURES_DIR: where the fixture is read and written (bench/check-fixtures.sh).
+FIXTURE = os.path.join(os.environ.get("LLMPM_FIXTURES_DIR", os.path.join(ROOT, "tests/fixtures")),
+                       "llamacpp_greedy.json")
 LLAMA = os.environ.get("LLAMA_CPP_DIR", os.path.join(ROOT, "target/llama.cpp"))
 PROBE = os.path.join(LLAMA, "bin/llmpm-greedy")
 GEN = os.path.join(ROOT, "target/debug/llmpm-gen-gguf")

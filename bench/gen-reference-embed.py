@@ -11,7 +11,7 @@ query/document pairs that llama.cpp lays out itself as llama-server's
 `/rerank` does (embed.cpp's --rank mode); tests/tests/reference_embed.rs
 compares our pairs and scores.
 
-usage: bench/gen-reference-embed.py   (LLAMA_CPP_DIR: default target/llama.cpp;
+usage: bench/gen-reference-embed.py   (LLAMA_CPP_DIR: default target/llama.cpp; LLMPM_FIXTURES_DIR;
 its bin/llmpm-embed is bench/llamacpp/embed.cpp, built by bench/build-llamacpp.sh)
 """
 import json
@@ -23,8 +23,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LLAMA = os.environ.get("LLAMA_CPP_DIR", os.path.join(ROOT, "target/llama.cpp"))
 PROBE = os.path.join(LLAMA, "bin/llmpm-embed")
 GEN = os.path.join(ROOT, "target/debug/llmpm-gen-gguf")
-OUT = os.path.join(ROOT, "tests/fixtures/llamacpp_embed.json")
-RERANK_OUT = os.path.join(ROOT, "tests/fixtures/llamacpp_rerank.json")
+# LLMPM_FIXTURES_DIR: where the fixtures are written (bench/check-fixtures.sh).
+FIXTURES = os.environ.get("LLMPM_FIXTURES_DIR", os.path.join(ROOT, "tests/fixtures"))
+OUT = os.path.join(FIXTURES, "llamacpp_embed.json")
+RERANK_OUT = os.path.join(FIXTURES, "llamacpp_rerank.json")
 
 # all-minilm's and nomic-embed-text's ratios (head 32, ff 4 x embd), small.
 SHAPE = {"layers": 2, "embd": 128, "heads": 4, "ff": 512, "vocab": 300, "seed": 1}

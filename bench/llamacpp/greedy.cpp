@@ -3,8 +3,10 @@
 // so tokenizer differences cannot hide a model difference.
 //
 // usage: llmpm-greedy MODEL.gguf N_PREDICT ID[,ID...] [N_THREADS]
-// prints: {"prompt":[...],"expected":[...],"top":[[[id,logit]x4] per step]} on stdout,
+// prints: {"prompt":[...],"expected":[...],"top":[[[id,logit]xK] per step]} on stdout,
 //   and "load_ms N" on stderr (model load and context creation)
+// LLMPM_GREEDY_TOPK=K: how many (id, logit) pairs per step (default 4, what
+//   the tiny-model fixtures hold; the real-model fixture keeps 8).
 // LLMPM_GREEDY_REPACK=1: llama.cpp's default weight repacking (as llama-bench
 //   and llama-server run), for load-time comparisons; the fixture never sets it.
 // LLMPM_GREEDY_CTX=N: a context of N tokens (default: the prompt and the
@@ -42,6 +44,8 @@ int main(int argc, char ** argv) {
         }
     }
     const int n_threads = argc > 4 ? atoi(argv[4]) : 2;
+    const char * topk_env = getenv("LLMPM_GREEDY_TOPK");
+    const int n_top = topk_env && atoi(topk_env) > 0 ? atoi(topk_env) : 4;
 
     llama_log_set(quiet_log, nullptr);
     llama_backend_init();
@@ -108,10 +112,10 @@ int main(int argc, char ** argv) {
         for (int t = 1; t < n_vocab; t++) {
             if (logits[t] > logits[best]) best = t;
         }
-        // The top 4 (id, logit) of each step, so the test can compare
+        // The top K (id, logit) of each step, so the test can compare
         // logits on the same context, not only the argmax.
         std::vector<int> top;
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < n_top && k < n_vocab; k++) {
             int b = -1;
             for (int t = 0; t < n_vocab; t++) {
                 bool taken = false;

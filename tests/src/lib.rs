@@ -410,17 +410,30 @@ pub fn real_model(file: &str) -> Option<PathBuf> {
     None
 }
 
-/// The case of `file` in tests/fixtures/llamacpp_real.json (llama.cpp's
+/// The first case of `file` in tests/fixtures/llamacpp_real.json (llama.cpp's
 /// greedy tokens and top logits for a real model's prompt).
 pub fn real_fixture_case(file: &str) -> serde_json::Value {
+    real_fixture_cases(file)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no case for {file} in llamacpp_real.json"))
+}
+
+/// Every case of `file` in tests/fixtures/llamacpp_real.json, in order.
+pub fn real_fixture_cases(file: &str) -> Vec<serde_json::Value> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/llamacpp_real.json");
     let text = std::fs::read_to_string(path).expect("read llamacpp_real.json");
     let fixture: serde_json::Value = serde_json::from_str(&text).expect("parse llamacpp_real.json");
     fixture["cases"]
         .as_array()
-        .and_then(|cases| cases.iter().find(|c| c["file"] == file))
-        .cloned()
-        .unwrap_or_else(|| panic!("no case for {file} in llamacpp_real.json"))
+        .map(|cases| {
+            cases
+                .iter()
+                .filter(|c| c["file"] == file)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Skips a test whose prerequisite is missing: says so, and fails under strict mode.

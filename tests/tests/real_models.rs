@@ -18,6 +18,7 @@ use candle_core::Device;
 use llmpm_tests::http::call_unix;
 use llmpm_tests::{assert_ok, TestContext};
 use llmpmd::runner::model::Model;
+use llmpmd::runner::KvType;
 use serde_json::{json, Value};
 
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
@@ -28,71 +29,187 @@ fn model(file: &str) -> Option<PathBuf> {
     llmpm_tests::real_model(file)
 }
 
-/// A llama.cpp step decides our check only when its top two logits are this
-/// far apart: the two implementations quantize activations differently
-/// (ggml's Q8_K rounding against candle's), which moves logits by up to a few
-/// tenths on these models, so closer calls are coin flips for either.
-const MARGIN: f32 = 0.5;
-/// How far our logit for llama.cpp's choice may be from llama.cpp's.
-const LOGIT_TOL: f32 = 1.0;
+/// How many of llama.cpp's top logits each step compares (the fixture holds 8).
+const TOP_K: usize = 8;
 
-/// Teacher-forced comparison: at every step we are fed llama.cpp's previous
-/// token; our choice must be llama.cpp's wherever its choice is clear.
-fn agrees_with_llamacpp(file: &str) {
+/// How far our logits may be from llama.cpp's: (any of its top-k tokens at
+/// any step, the median over all of them). Both sides round activations to
+/// 8 bits (Q8_K blocks of 256) before each Q4_K/Q6_K product; where float
+/// summation order puts a value on the other side of a rounding step the two
+/// differ by a step, and 24 (qwen2) or 18 (gemma3, whose activations are
+/// large) layers carry that to the logits. llama.cpp does not agree with
+/// itself to better than this either: the same version on two machines
+/// (the fixture as first made, and remade on an AVX2-only CPU) differs by
+/// up to 0.18 (median 0.031) on qwen2 and 0.44 (median 0.14) on gemma3.
+/// We differ from it by up to 0.25 (median 0.041) and 0.70 (median 0.18);
+/// the bounds are ~1.5x the largest and ~2x the median measured.
+fn tolerance(file: &str) -> (f32, f32) {
+    if file == GEMMA {
+        (1.0, 0.35)
+    } else {
+        (0.4, 0.08)
+    }
+}
+
+/// The free-running greedy match must cover at least this many steps per
+/// model (over its cases; the counting prompt alone has 32 clear ones).
+const MIN_FREE_STEPS: usize = 32;
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| u32::try_from(x.as_u64().unwrap()).unwrap())
+        .collect()
+}
+
+/// llama.cpp's top-k of one step, as (id, logit).
+fn top_k(step: &Value) -> Vec<(usize, f32)> {
+    let top: Vec<(usize, f32)> = step
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_u64().unwrap() as usize,
+                p[1].as_f64().unwrap() as f32,
+            )
+        })
+        .collect();
+    assert_eq!(top.len(), TOP_K, "the fixture holds the top {TOP_K}");
+    top
+}
+
+/// Loads `path` with an F32 cache: the fixture's llama.cpp kept its cache in
+/// F32 (bench/llamacpp/greedy.cpp), so the model's arithmetic is compared.
+fn load(path: &std::path::Path) -> Model {
+    let mut m = Model::load(path, &Device::Cpu).unwrap();
+    m.set_kv_type(KvType::F32);
+    m
+}
+
+/// Teacher-forced: fed llama.cpp's greedy tokens, at EVERY step our logits
+/// of llama.cpp's top-k tokens are within the tolerance of its logits, no
+/// token outside its top-k is above its k-th logit by more than that, and
+/// where its top-2 margin is over twice the tolerance (so no pair of errors
+/// within it could swap them) our choice is its choice.
+#[allow(clippy::print_stderr)] // The measured differences, for the tolerance.
+fn top_k_logits_agree(file: &str) {
     let Some(path) = model(file) else { return };
-    let case = llmpm_tests::real_fixture_case(file);
-    let ids = |v: &Value| -> Vec<u32> {
-        v.as_array()
+    let (tol, median_tol) = tolerance(file);
+    let m = load(&path);
+    let cases = llmpm_tests::real_fixture_cases(file);
+    assert!(cases.len() >= 2, "{file}: two prompts in the fixture");
+    let mut diffs = Vec::new();
+    for case in &cases {
+        let prompt = ids(&case["prompt"]);
+        let expected = ids(&case["expected"]);
+        let steps = case["top"].as_array().unwrap();
+        assert_eq!(steps.len(), expected.len());
+        let mut cache = m.new_cache(prompt.len() + expected.len());
+        let mut logits = m.forward(&prompt, &mut cache).unwrap();
+        for (i, (&want, step)) in expected.iter().zip(steps).enumerate() {
+            let top = top_k(step);
+            assert_eq!(top[0].0, want as usize, "{file} step {i}: fixture's argmax");
+            for &(id, theirs) in &top {
+                let diff = (logits[id] - theirs).abs();
+                diffs.push(diff);
+                assert!(
+                    diff <= tol,
+                    "{file} prompt {prompt:?} step {i}: our logit for {id} is {}, llama.cpp's {theirs}",
+                    logits[id]
+                );
+            }
+            let kth = top[TOP_K - 1].1;
+            let mut ours: Vec<usize> = (0..logits.len()).collect();
+            ours.sort_by(|&x, &y| logits[y].total_cmp(&logits[x]));
+            for &id in ours.iter().take(TOP_K) {
+                if top.iter().all(|&(t, _)| t != id) {
+                    assert!(
+                        logits[id] <= kth + tol,
+                        "{file} prompt {prompt:?} step {i}: token {id} ({}) is in our top {TOP_K}, \
+                         far above llama.cpp's {TOP_K}th logit {kth}",
+                        logits[id]
+                    );
+                }
+            }
+            if top[0].1 - top[1].1 > 2.0 * tol {
+                let ours = llmpmd::runner::model::argmax(&logits);
+                assert_eq!(ours, want, "{file} prompt {prompt:?} step {i}: our choice");
+            }
+            logits = m.forward(&[want], &mut cache).unwrap();
+        }
+    }
+    diffs.sort_by(f32::total_cmp);
+    let q = |p: f64| diffs[((diffs.len() - 1) as f64 * p) as usize];
+    eprintln!(
+        "{file}: |logit - llama.cpp's| over {} (step, top-{TOP_K}) pairs: median {:.4}, 90% {:.4}, 99% {:.4}, max {:.4}",
+        diffs.len(),
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(1.0)
+    );
+    assert!(
+        q(0.5) <= median_tol,
+        "{file}: the median difference {} is over {median_tol}: more than rounding",
+        q(0.5)
+    );
+}
+
+/// Free-running: our own greedy tokens (fed back, not llama.cpp's) are
+/// llama.cpp's up to the first step whose top-2 margin is within twice
+/// the tolerance (from there a different choice is within the noise), and
+/// that covers at least [`MIN_FREE_STEPS`] steps over the model's prompts.
+#[allow(clippy::print_stderr)]
+fn greedy_agrees(file: &str) {
+    let Some(path) = model(file) else { return };
+    let (tol, _) = tolerance(file);
+    let m = load(&path);
+    let mut compared = 0;
+    for case in llmpm_tests::real_fixture_cases(file) {
+        let prompt = ids(&case["prompt"]);
+        let expected = ids(&case["expected"]);
+        let clear = case["top"]
+            .as_array()
             .unwrap()
             .iter()
-            .map(|x| u32::try_from(x.as_u64().unwrap()).unwrap())
-            .collect()
-    };
-    let prompt = ids(&case["prompt"]);
-    let expected = ids(&case["expected"]);
-    let m = Model::load(&path, &Device::Cpu).unwrap();
-    let mut cache = m.new_cache(prompt.len() + expected.len());
-    let mut logits = m.forward(&prompt, &mut cache).unwrap();
-    let mut decided = 0;
-    for (i, &want) in expected.iter().enumerate() {
-        let top = case["top"][i].as_array().unwrap();
-        let logit = |k: usize| top[k][1].as_f64().unwrap() as f32;
-        let ours = llmpmd::runner::model::argmax(&logits);
-        let diff = (logits[want as usize] - logit(0)).abs();
-        assert!(
-            diff <= LOGIT_TOL,
-            "{file} step {i}: our logit for {want} is {}, llama.cpp's {}",
-            logits[want as usize],
-            logit(0)
+            .map(top_k)
+            .take_while(|t| t[0].1 - t[1].1 > 2.0 * tol)
+            .count();
+        let got = m.greedy(&prompt, clear).unwrap();
+        assert_eq!(
+            got,
+            expected[..clear],
+            "{file} prompt {prompt:?}: our greedy tokens against llama.cpp's ({clear} clear steps)"
         );
-        if logit(0) - logit(1) > MARGIN {
-            decided += 1;
-            assert_eq!(
-                ours,
-                want,
-                "{file} step {i}: we chose {ours} ({}), llama.cpp {want} ({}; runner-up {})",
-                logits[ours as usize],
-                logit(0),
-                logit(1)
-            );
-        }
-        logits = m.forward(&[want], &mut cache).unwrap();
+        compared += clear;
     }
+    eprintln!("{file}: {compared} free-running greedy steps equal llama.cpp's");
     assert!(
-        decided * 2 >= expected.len(),
-        "{file}: only {decided} of {} steps were clear enough to compare",
-        expected.len()
+        compared >= MIN_FREE_STEPS,
+        "{file}: only {compared} steps clear enough to compare free-running"
     );
 }
 
 #[test]
-fn qwen2_forward_agrees_with_llamacpp() {
-    agrees_with_llamacpp(QWEN);
+fn qwen2_top_k_logits_agree_with_llamacpp_at_every_step() {
+    top_k_logits_agree(QWEN);
 }
 
 #[test]
-fn gemma3_forward_agrees_with_llamacpp() {
-    agrees_with_llamacpp(GEMMA);
+fn gemma3_top_k_logits_agree_with_llamacpp_at_every_step() {
+    top_k_logits_agree(GEMMA);
+}
+
+#[test]
+fn qwen2_greedy_matches_llamacpp_while_its_margins_are_clear() {
+    greedy_agrees(QWEN);
+}
+
+#[test]
+fn gemma3_greedy_matches_llamacpp_while_its_margins_are_clear() {
+    greedy_agrees(GEMMA);
 }
 
 fn post(ctx: &TestContext, path: &str, body: &Value) -> Value {
