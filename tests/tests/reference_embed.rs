@@ -1,14 +1,17 @@
 //! Our BERT-family encoders against llama.cpp: on tiny generated `bert`
-//! (mean and CLS pooling) and `nomic-bert` models, in F32 and F16, every
-//! embedding of the fixture's sentences (different lengths, which llama.cpp
-//! ran as one batch) has cosine similarity >= 0.9999 with llama.cpp's
-//! (`tests/fixtures/llamacpp_embed.json`, made by bench/gen-reference-embed.py).
+//! (mean and CLS pooling) and `nomic-bert` models with a WordPiece
+//! vocabulary, in F32 and F16, our tokenizer turns the fixture's texts into
+//! the ids llama.cpp's did, and every embedding of them (different lengths,
+//! which llama.cpp ran as one batch) has cosine similarity >= 0.9999 with
+//! llama.cpp's (`tests/fixtures/llamacpp_embed.json`, made by
+//! bench/gen-reference-embed.py).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use candle_core::Device;
 use llmpm_gguf::tiny::{write_tiny_llama, TinyArch, TinyLlamaSpec};
-use llmpm_gguf::FileType;
+use llmpm_gguf::{FileType, GgufFile};
 use llmpmd::runner::model::Model;
+use llmpmd::tokenizer::Tokenizer;
 use serde_json::Value;
 
 fn fixture() -> Value {
@@ -54,6 +57,14 @@ fn embeddings_match_llama_cpp() {
                 .collect()
         })
         .collect();
+    let texts: Vec<&str> = fx["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(texts.len(), sentences.len());
+    assert!(texts.len() >= 8, "a batch of sentences");
     let models = fx["models"].as_array().unwrap();
     assert!(models.len() >= 3, "bert (mean, CLS) and nomic-bert");
     for m in models {
@@ -68,6 +79,11 @@ fn embeddings_match_llama_cpp() {
             drop(f);
             let model = Model::load(&path, &Device::Cpu).unwrap();
             assert!(model.embeds_only());
+            let tokenizer = Tokenizer::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
+            for (text, want) in texts.iter().zip(&sentences) {
+                let got = tokenizer.encode(text, tokenizer.add_bos_default(), true);
+                assert_eq!(&got, want, "{arch}: WordPiece ids of {text:?}");
+            }
             let theirs = case["embeddings"].as_array().unwrap();
             assert_eq!(theirs.len(), sentences.len());
             let mut cache = model.new_cache(64);

@@ -540,9 +540,17 @@ fn wordpiece_matches_llama_cpp() {
         let text = case["text"].as_str().unwrap();
         let with = t.encode(text, t.add_bos_default(), true);
         assert_eq!(with, ids(&case["ids"]), "{text:?} with [CLS]/[SEP]");
-        assert_eq!(t.encode(text, false, false), ids(&case["plain"]), "{text:?}");
+        assert_eq!(
+            t.encode(text, false, false),
+            ids(&case["plain"]),
+            "{text:?}"
+        );
         let decoded = String::from_utf8(t.decode(&with)).unwrap();
-        assert_eq!(decoded, case["decoded"].as_str().unwrap(), "{text:?} decoded");
+        assert_eq!(
+            decoded,
+            case["decoded"].as_str().unwrap(),
+            "{text:?} decoded"
+        );
     }
 }
 
@@ -566,9 +574,17 @@ fn wordpiece_frames_with_cls_and_sep() {
 /// turned off, still tokenizes; keys override the defaults.
 #[test]
 fn wordpiece_keys_and_small_vocabularies() {
-    let tokens: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "\u{2581}a", "b", "\u{2581}A"]
-        .map(String::from)
-        .to_vec();
+    let tokens: Vec<String> = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "\u{2581}a",
+        "b",
+        "\u{2581}A",
+    ]
+    .map(String::from)
+    .to_vec();
     let types = vec![3, 3, 3, 3, 1, 1, 1];
     let entries = |lower: Option<bool>| {
         let mut e: Vec<(String, Value)> = vec![
@@ -587,7 +603,10 @@ fn wordpiece_keys_and_small_vocabularies() {
         ];
         // A hostile key is still an error.
         if lower == Some(true) {
-            e.push(("tokenizer.ggml.normalizer.strip_accents".into(), Value::U32(7)));
+            e.push((
+                "tokenizer.ggml.normalizer.strip_accents".into(),
+                Value::U32(7),
+            ));
         }
         if let Some(l) = lower {
             e.push(("tokenizer.ggml.normalizer.lowercase".into(), Value::Bool(l)));
@@ -605,5 +624,7 @@ fn wordpiece_keys_and_small_vocabularies() {
     let t = build(bare).unwrap();
     assert_eq!(t.encode("a c", true, false), [4]);
     let err = build(entries(Some(true))).err().map(|e| e.to_string());
-    assert!(err.unwrap_or_default().contains("strip_accents` is not a boolean"));
+    assert!(err
+        .unwrap_or_default()
+        .contains("strip_accents` is not a boolean"));
 }

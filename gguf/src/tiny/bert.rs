@@ -64,8 +64,8 @@ const OTHER_CHARS: &str = "αβγδεζηθικλμνξοπρστυφχψωаб�
 /// its size (real vocabularies hold ~30k pieces; these keep the longest
 /// match honest without shipping one).
 const ONSETS: [&str; 20] = [
-    "b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z",
-    "st", "tr",
+    "b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "st",
+    "tr",
 ];
 const VOWELS: [&str; 6] = ["a", "e", "i", "o", "u", "ou"];
 
@@ -163,8 +163,9 @@ pub(crate) fn build(spec: &TinyLlamaSpec) -> Result<GgufWriter, GgufError> {
     w.add_kv("tokenizer.ggml.token_type_count", 2u32)?;
     w.add_kv("tokenizer.ggml.tokens", tokens)?;
     w.add_kv("tokenizer.ggml.token_type", types)?;
-    // As gguf-py's SpecialVocab writes an uncased BERT's: `[CLS]` is also
-    // BOS, and `[SEP]`, the last token of its template, also EOS.
+    // As gguf-py's SpecialVocab writes an uncased BERT's from its
+    // `[CLS] $A [SEP]` template: `[CLS]` is also BOS, `[SEP]` (the last
+    // token) also EOS and added; no separate SEP between a pair's halves.
     w.add_kv("tokenizer.ggml.pre", "default")?;
     w.add_kv("tokenizer.ggml.bos_token_id", 101u32)?;
     w.add_kv("tokenizer.ggml.eos_token_id", 102u32)?;
@@ -175,6 +176,7 @@ pub(crate) fn build(spec: &TinyLlamaSpec) -> Result<GgufWriter, GgufError> {
     w.add_kv("tokenizer.ggml.mask_token_id", 103u32)?;
     w.add_kv("tokenizer.ggml.add_bos_token", true)?;
     w.add_kv("tokenizer.ggml.add_eos_token", true)?;
+    w.add_kv("tokenizer.ggml.add_sep_token", false)?;
     w.add_kv("general.quantization_version", Value::U32(2))?;
 
     let wt = spec.weight_type().unwrap_or(GgmlType::F32);
