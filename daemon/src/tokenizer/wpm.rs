@@ -221,12 +221,10 @@ pub fn clean_spaces(text: &mut Vec<u8>) {
     let src = std::mem::take(&mut out);
     for (i, &x) in src.iter().enumerate() {
         if i > 0 && src[i - 1] == b' ' && x == b'\'' {
-            let next = (src.get(i + 1), src.get(i + 2));
-            let joins = match next {
-                (Some(b's' | b'm'), _) => true,
-                (Some(b'r' | b'v'), Some(b'e')) => true,
-                _ => false,
-            };
+            let joins = matches!(
+                (src.get(i + 1), src.get(i + 2)),
+                (Some(b's' | b'm'), _) | (Some(b'r' | b'v'), Some(b'e'))
+            );
             if joins {
                 out.pop();
             }
