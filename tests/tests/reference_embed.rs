@@ -2,7 +2,8 @@
 //! (mean and CLS pooling) and `nomic-bert` models with a WordPiece
 //! vocabulary, in F32 and F16, our tokenizer turns the fixture's texts into
 //! the ids llama.cpp's did, and every embedding of them (different lengths,
-//! which llama.cpp ran as one batch) has cosine similarity >= 0.9999 with
+//! which llama.cpp ran as one batch; ours one by one and as one batch) has
+//! cosine similarity >= 0.9999 with
 //! llama.cpp's (`tests/fixtures/llamacpp_embed.json`, made by
 //! bench/gen-reference-embed.py).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -87,8 +88,20 @@ fn embeddings_match_llama_cpp() {
             let theirs = case["embeddings"].as_array().unwrap();
             assert_eq!(theirs.len(), sentences.len());
             let mut cache = model.new_cache(64);
-            for (s, want) in sentences.iter().zip(theirs) {
-                let got = model.embed(s, &mut cache).unwrap();
+            // One by one, and all in one batch as the runner embeds a
+            // request's inputs (and llama.cpp ran them).
+            let refs: Vec<&[u32]> = sentences.iter().map(Vec::as_slice).collect();
+            let batch = model.embed_batch(&refs, &mut cache).unwrap();
+            let one_by_one = sentences
+                .iter()
+                .map(|s| model.embed(s, &mut cache).unwrap());
+            let ours = one_by_one.chain(batch);
+            for ((s, want), got) in sentences
+                .iter()
+                .cycle()
+                .zip(theirs.iter().cycle())
+                .zip(ours)
+            {
                 let want: Vec<f64> = want
                     .as_array()
                     .unwrap()
