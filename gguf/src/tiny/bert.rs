@@ -74,7 +74,7 @@ const VOWELS: [&str; 6] = ["a", "e", "i", "o", "u", "ou"];
 /// `[CLS]`, `[SEP]`, `[MASK]`, then every printable lower-case ASCII
 /// character as a word (`▁a`) and as a continuation (`a`), whole words,
 /// suffix pieces, other scripts' letters in both forms, then made-up
-/// syllable words and pieces up to the size.
+/// syllable words and pieces up to the size (then `▁[unusedN]`).
 pub(crate) fn wordpiece_vocab(n_vocab: u32) -> (Vec<String>, Vec<i32>) {
     let n = n_vocab as usize;
     let mut tokens: Vec<String> = Vec::with_capacity(n);
@@ -118,7 +118,9 @@ pub(crate) fn wordpiece_vocab(n_vocab: u32) -> (Vec<String>, Vec<i32>) {
         .chain(other.clone().map(|c| word(&c.to_string())))
         .chain(other.map(String::from))
         .chain(syllables().flat_map(|s| [word(&s), s]))
-        .chain(made_up);
+        .chain(made_up)
+        // Past every made-up word (~30k pieces): more unused slots.
+        .chain((99..).map(|i| format!("\u{2581}[unused{i}]")));
     for p in pieces {
         if tokens.len() >= n {
             break;
