@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::QTensor;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Tensor, D};
 use llmpm_gguf::{GgufFile, Hyperparameters, Value};
 
@@ -196,19 +196,19 @@ pub(crate) fn load(l: &mut Loader<'_>, arch: Arch, device: &Device) -> Result<Be
             _ => None,
         };
         blocks.push(Block {
-            wq,
-            wk,
-            wv,
+            wq: dense(wq)?,
+            wk: dense(wk)?,
+            wv: dense(wv)?,
             bq: bias(l, "attn_q", e)?,
             bk: bias(l, "attn_k", e)?,
             bv: bias(l, "attn_v", e)?,
-            wo: l.matrix(&n("attn_output"), &[e, e])?,
+            wo: dense(l.matrix(&n("attn_output"), &[e, e])?)?,
             bo: bias(l, "attn_output", e)?,
             attn_norm: norm(l, &format!("blk.{i}.attn_output_norm"))?,
-            up: l.matrix(&n("ffn_up"), &[ff, e])?,
+            up: dense(l.matrix(&n("ffn_up"), &[ff, e])?)?,
             up_b: bias(l, "ffn_up", ff)?,
-            gate,
-            down: l.matrix(&n("ffn_down"), &[e, ff])?,
+            gate: gate.map(dense).transpose()?,
+            down: dense(l.matrix(&n("ffn_down"), &[e, ff])?)?,
             down_b: bias(l, "ffn_down", e)?,
             out_norm: norm(l, &format!("blk.{i}.layer_output_norm"))?,
         });
@@ -256,6 +256,24 @@ pub(crate) fn load(l: &mut Loader<'_>, arch: Arch, device: &Device) -> Result<Be
         inv_freq,
         device: device.clone(),
     })
+}
+
+/// An F16 matrix on the CPU as an F32 tensor, multiplied by candle's
+/// GEMM: an encoder multiplies every matrix by all of a batch's rows at
+/// once, where the F16 dot-product path (one scalar dot per output) is ~30x
+/// slower than llama.cpp's. Twice the memory for these weights (an
+/// embedding model's are small: nomic-embed-text's 137M parameters are
+/// 0.55 GB in F32); the activations are rounded to F16 first, as ggml's
+/// F16 product does, so the results stay llama.cpp's.
+fn dense(m: Linear) -> Result<Linear, ModelError> {
+    match m {
+        Linear::Candle(QMatMul::QTensor(q))
+            if q.dtype() == GgmlDType::F16 && q.device().is_cpu() =>
+        {
+            Ok(Linear::Dense(q.dequantize(&Device::Cpu)?))
+        }
+        other => Ok(other),
+    }
 }
 
 fn add_bias(x: Tensor, b: &Option<Tensor>) -> candle_core::Result<Tensor> {
