@@ -350,7 +350,7 @@ impl Bert {
         };
         let rotate = |x: Tensor| -> candle_core::Result<Tensor> {
             let Some((cos, sin)) = &rope else {
-                return Ok(x.contiguous()?);
+                return x.contiguous();
             };
             let rd = c.rope_dim;
             if rd == d {
