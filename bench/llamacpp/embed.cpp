@@ -5,6 +5,7 @@
 //
 // usage: llmpm-embed MODEL.gguf ID,ID,...[;ID,ID,...] [N_THREADS]
 // prints: [[f, f, ...], ...] on stdout, one embedding per sentence
+// (LLMPM_EMBED_ROUNDS=N: the batch N more times, each run's time on stderr)
 //
 // Rank mode, for a reranker (pooling_type rank; tests/fixtures/llamacpp_rerank.json):
 // usage: llmpm-embed MODEL.gguf --rank QUERY_IDS;DOC_IDS[;DOC_IDS...] [N_THREADS]
@@ -100,6 +101,17 @@ int main(int argc, char ** argv) {
         }
     }
     if (llama_decode(ctx, batch) != 0) { fprintf(stderr, "llama_decode failed\n"); return 1; }
+    // Throughput (bench/embed_speed.py): LLMPM_EMBED_ROUNDS more runs of the
+    // same batch, each one's milliseconds on stderr ("decode_ms a,b,...").
+    if (const char * r = getenv("LLMPM_EMBED_ROUNDS")) {
+        fprintf(stderr, "decode_ms ");
+        for (int i = 0, n = atoi(r); i < n; i++) {
+            const int64_t t0 = llama_time_us();
+            if (llama_decode(ctx, batch) != 0) { fprintf(stderr, "llama_decode failed\n"); return 1; }
+            fprintf(stderr, i ? ",%.3f" : "%.3f", (llama_time_us() - t0) / 1000.0);
+        }
+        fprintf(stderr, "\n");
+    }
     const int n_embd = llama_model_n_embd(model);
     if (rank) {
         const int n_out = (int) llama_model_n_cls_out(model);

@@ -84,7 +84,7 @@ impl TinyArch {
             TinyArch::Qwen3 | TinyArch::Qwen3Moe => QWEN3_SPECIAL_TOKENS.to_vec(),
             TinyArch::Phi3 => PHI3_SPECIAL_TOKENS.to_vec(),
             TinyArch::Bert | TinyArch::NomicBert => bert::BERT_SPECIAL_TOKENS
-                .map(|s| (s, TOKEN_TYPE_CONTROL))
+                .map(|(s, _)| (s, TOKEN_TYPE_CONTROL))
                 .to_vec(),
         }
     }

@@ -1,5 +1,7 @@
-"""The official `ollama` Python client's `embed()` on a generated BERT model:
-normalised vectors of the model's hidden size; `chat` on it is a clear 400."""
+"""The official `ollama` Python client's `embed()` on a generated BERT model
+(a WordPiece vocabulary, as all-minilm's GGUF has): normalised vectors of the
+model's hidden size, input tokenized as uncased WordPiece; `chat` on it is a
+clear 400."""
 import math
 import subprocess
 
@@ -14,7 +16,7 @@ def test_embed_and_chat_on_a_bert_model(daemon):
     gguf = daemon["home"].parent / "bert.gguf"
     subprocess.run(
         [str(BIN / "llmpm-gen-gguf"), "--out", str(gguf), "--arch", "bert", "--embd", "64",
-         "--heads", "2", "--kv-heads", "2", "--layers", "2", "--ff", "256", "--vocab", "300",
+         "--heads", "2", "--kv-heads", "2", "--layers", "2", "--ff", "256", "--vocab", "3000",
          "--ctx", "512"],
         check=True,
     )
@@ -27,6 +29,13 @@ def test_embed_and_chat_on_a_bert_model(daemon):
         assert len(e) == 64
         assert abs(math.sqrt(sum(x * x for x in e)) - 1.0) < 1e-3
     assert out.embeddings[0] != out.embeddings[1]
+    # WordPiece as llama.cpp: [CLS] hello world [SEP], uncased, accents
+    # stripped, so these are the same input.
+    one = client.embed(model="minilm", input="hello world")
+    assert one.prompt_eval_count == 4
+    same = client.embed(model="minilm", input=["HELLO  World", "héllo wörld"])
+    for e in same.embeddings:
+        assert max(abs(a - b) for a, b in zip(e, one.embeddings[0])) < 1e-6
     assert "embedding" in client.show("minilm").capabilities
 
     with pytest.raises(ollama.ResponseError) as err:

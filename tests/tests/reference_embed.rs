@@ -1,14 +1,18 @@
 //! Our BERT-family encoders against llama.cpp: on tiny generated `bert`
-//! (mean and CLS pooling) and `nomic-bert` models, in F32 and F16, every
-//! embedding of the fixture's sentences (different lengths, which llama.cpp
-//! ran as one batch) has cosine similarity >= 0.9999 with llama.cpp's
-//! (`tests/fixtures/llamacpp_embed.json`, made by bench/gen-reference-embed.py).
+//! (mean and CLS pooling) and `nomic-bert` models with a WordPiece
+//! vocabulary, in F32 and F16, our tokenizer turns the fixture's texts into
+//! the ids llama.cpp's did, and every embedding of them (different lengths,
+//! which llama.cpp ran as one batch; ours one by one and as one batch) has
+//! cosine similarity >= 0.9999 with
+//! llama.cpp's (`tests/fixtures/llamacpp_embed.json`, made by
+//! bench/gen-reference-embed.py).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use candle_core::Device;
 use llmpm_gguf::tiny::{write_tiny_llama, TinyArch, TinyLlamaSpec};
-use llmpm_gguf::FileType;
+use llmpm_gguf::{FileType, GgufFile};
 use llmpmd::runner::model::Model;
+use llmpmd::tokenizer::Tokenizer;
 use serde_json::Value;
 
 fn fixture() -> Value {
@@ -54,6 +58,14 @@ fn embeddings_match_llama_cpp() {
                 .collect()
         })
         .collect();
+    let texts: Vec<&str> = fx["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(texts.len(), sentences.len());
+    assert!(texts.len() >= 8, "a batch of sentences");
     let models = fx["models"].as_array().unwrap();
     assert!(models.len() >= 3, "bert (mean, CLS) and nomic-bert");
     for m in models {
@@ -68,11 +80,28 @@ fn embeddings_match_llama_cpp() {
             drop(f);
             let model = Model::load(&path, &Device::Cpu).unwrap();
             assert!(model.embeds_only());
+            let tokenizer = Tokenizer::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
+            for (text, want) in texts.iter().zip(&sentences) {
+                let got = tokenizer.encode(text, tokenizer.add_bos_default(), true);
+                assert_eq!(&got, want, "{arch}: WordPiece ids of {text:?}");
+            }
             let theirs = case["embeddings"].as_array().unwrap();
             assert_eq!(theirs.len(), sentences.len());
             let mut cache = model.new_cache(64);
-            for (s, want) in sentences.iter().zip(theirs) {
-                let got = model.embed(s, &mut cache).unwrap();
+            // One by one, and all in one batch as the runner embeds a
+            // request's inputs (and llama.cpp ran them).
+            let refs: Vec<&[u32]> = sentences.iter().map(Vec::as_slice).collect();
+            let batch = model.embed_batch(&refs, &mut cache).unwrap();
+            let one_by_one = sentences
+                .iter()
+                .map(|s| model.embed(s, &mut cache).unwrap());
+            let ours = one_by_one.chain(batch);
+            for ((s, want), got) in sentences
+                .iter()
+                .cycle()
+                .zip(theirs.iter().cycle())
+                .zip(ours)
+            {
                 let want: Vec<f64> = want
                     .as_array()
                     .unwrap()

@@ -22,6 +22,10 @@ mod slots;
 use seq::{fit_prompt, Seq, Start};
 use slots::Slots;
 
+/// The most token rows one embedding forward pass holds (more inputs go in
+/// further passes; one longer input is a pass alone).
+const EMBED_BATCH_TOKENS: usize = 4096;
+
 /// Where a job's answer lines go (JSON, without the newline). Unbounded so
 /// that one client that stops reading never stalls the others' step; what
 /// it holds is bounded by the generation's length.
@@ -266,6 +270,7 @@ impl Engine {
             embeddings: Vec::with_capacity(input.len()),
             prompt_eval_count: 0,
         };
+        let mut all = Vec::with_capacity(input.len());
         for text in input {
             let mut tokens = self.codec.encode(text, true, true);
             if tokens.len() > num_ctx {
@@ -277,7 +282,28 @@ impl Engine {
                 }
                 tokens.truncate(num_ctx);
             }
-            self.embed_into(&mut out, &tokens, cache)?;
+            all.push(tokens);
+        }
+        // Several inputs per forward pass (as llama.cpp batches
+        // llama-embedding's prompts): its matrix products then see enough
+        // rows to be compute-bound. Bounded so that a large request does
+        // not hold all its activations at once.
+        let mut start = 0;
+        while start < all.len() {
+            let mut end = start;
+            let mut rows = 0;
+            while end < all.len() && (end == start || rows + all[end].len() <= EMBED_BATCH_TOKENS) {
+                rows += all[end].len();
+                end += 1;
+            }
+            let seqs: Vec<&[u32]> = all[start..end].iter().map(Vec::as_slice).collect();
+            let vs = self
+                .model
+                .embed_batch(&seqs, cache)
+                .map_err(|e| e.to_string())?;
+            out.prompt_eval_count += rows;
+            out.embeddings.extend(vs);
+            start = end;
         }
         Ok(out)
     }

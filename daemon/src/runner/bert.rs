@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::QTensor;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Tensor, D};
 use llmpm_gguf::{GgufFile, Hyperparameters, Value};
 
@@ -196,19 +196,19 @@ pub(crate) fn load(l: &mut Loader<'_>, arch: Arch, device: &Device) -> Result<Be
             _ => None,
         };
         blocks.push(Block {
-            wq,
-            wk,
-            wv,
+            wq: dense(wq)?,
+            wk: dense(wk)?,
+            wv: dense(wv)?,
             bq: bias(l, "attn_q", e)?,
             bk: bias(l, "attn_k", e)?,
             bv: bias(l, "attn_v", e)?,
-            wo: l.matrix(&n("attn_output"), &[e, e])?,
+            wo: dense(l.matrix(&n("attn_output"), &[e, e])?)?,
             bo: bias(l, "attn_output", e)?,
             attn_norm: norm(l, &format!("blk.{i}.attn_output_norm"))?,
-            up: l.matrix(&n("ffn_up"), &[ff, e])?,
+            up: dense(l.matrix(&n("ffn_up"), &[ff, e])?)?,
             up_b: bias(l, "ffn_up", ff)?,
-            gate,
-            down: l.matrix(&n("ffn_down"), &[e, ff])?,
+            gate: gate.map(dense).transpose()?,
+            down: dense(l.matrix(&n("ffn_down"), &[e, ff])?)?,
             down_b: bias(l, "ffn_down", e)?,
             out_norm: norm(l, &format!("blk.{i}.layer_output_norm"))?,
         });
@@ -258,6 +258,24 @@ pub(crate) fn load(l: &mut Loader<'_>, arch: Arch, device: &Device) -> Result<Be
     })
 }
 
+/// An F16 matrix on the CPU as an F32 tensor, multiplied by candle's
+/// GEMM: an encoder multiplies every matrix by all of a batch's rows at
+/// once, where the F16 dot-product path (one scalar dot per output) is ~30x
+/// slower than llama.cpp's. Twice the memory for these weights (an
+/// embedding model's are small: nomic-embed-text's 137M parameters are
+/// 0.55 GB in F32); the activations are rounded to F16 first, as ggml's
+/// F16 product does, so the results stay llama.cpp's.
+fn dense(m: Linear) -> Result<Linear, ModelError> {
+    match m {
+        Linear::Candle(QMatMul::QTensor(q))
+            if q.dtype() == GgmlDType::F16 && q.device().is_cpu() =>
+        {
+            Ok(Linear::Dense(q.dequantize(&Device::Cpu)?))
+        }
+        other => Ok(other),
+    }
+}
+
 fn add_bias(x: Tensor, b: &Option<Tensor>) -> candle_core::Result<Tensor> {
     match b {
         Some(b) => x.broadcast_add(b),
@@ -280,27 +298,35 @@ impl Bert {
         candle_nn::ops::layer_norm(&x.contiguous()?, w, b, self.eps as f32)
     }
 
-    /// The final states of `tokens`, `(t, n_embd)`: the whole sequence sees
-    /// itself (no mask), as one llama.cpp batch of one sequence.
-    pub fn states(&self, tokens: &[u32]) -> candle_core::Result<Tensor> {
+    /// The final states of `seqs` packed one after another, `(Σt, n_embd)`:
+    /// each sequence sees itself whole (no mask) and nothing of the others,
+    /// as one llama.cpp batch of several sequences. The matrices run on
+    /// all rows at once (compute-bound however short each sentence is);
+    /// attention runs per sequence.
+    pub fn states(&self, seqs: &[&[u32]]) -> candle_core::Result<Tensor> {
         let c = &self.config;
-        let t = tokens.len();
-        if t == 0 {
+        if seqs.is_empty() || seqs.iter().any(|s| s.is_empty()) {
             candle_core::bail!("nothing to embed");
         }
-        if t > c.context_length {
+        if let Some(long) = seqs.iter().find(|s| s.len() > c.context_length) {
             candle_core::bail!(
-                "the input is {t} tokens, more than the model's context of {}",
+                "the input is {} tokens, more than the model's context of {}",
+                long.len(),
                 c.context_length
             );
         }
-        let ids = Tensor::new(tokens, &self.device)?;
+        let t: usize = seqs.iter().map(|s| s.len()).sum();
+        let ids: Vec<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
+        // Each sequence's positions start at 0.
+        let positions: Vec<u32> = seqs.iter().flat_map(|s| 0..s.len() as u32).collect();
+        let ids = Tensor::new(ids.as_slice(), &self.device)?;
         let mut x = self.tok_embd.embedding(&ids)?;
         if let Some(row) = &self.type_row {
             x = x.broadcast_add(row)?;
         }
         if let Some(pos) = &self.pos_embd {
-            x = (pos.narrow(0, 0, t)? + x)?;
+            let at = Tensor::new(positions.as_slice(), &self.device)?;
+            x = (pos.index_select(&at, 0)? + x)?;
         }
         let mut x = self.layer_norm(&x, &self.embd_norm)?;
         let (h, d) = (c.n_head, c.head_dim);
@@ -309,7 +335,7 @@ impl Bert {
                 let half = self.inv_freq.len();
                 let (mut cos, mut sin) =
                     (Vec::with_capacity(t * half), Vec::with_capacity(t * half));
-                for p in 0..t {
+                for &p in &positions {
                     for f in &self.inv_freq {
                         cos.push((p as f32 * f).cos());
                         sin.push((p as f32 * f).sin());
@@ -324,7 +350,7 @@ impl Bert {
         };
         let rotate = |x: Tensor| -> candle_core::Result<Tensor> {
             let Some((cos, sin)) = &rope else {
-                return Ok(x);
+                return x.contiguous();
             };
             let rd = c.rope_dim;
             if rd == d {
@@ -333,16 +359,32 @@ impl Bert {
             let rot = x.narrow(D::Minus1, 0, rd)?.contiguous()?;
             let pass = x.narrow(D::Minus1, rd, d - rd)?;
             let rot = candle_nn::rotary_emb::rope(&rot, cos, sin)?;
-            Tensor::cat(&[&rot, &pass], D::Minus1)
+            Tensor::cat(&[&rot, &pass], D::Minus1)?.contiguous()
         };
         for blk in &self.blocks {
             let heads = |y: Tensor| y.reshape((1, t, h, d))?.transpose(1, 2);
             let q = rotate(heads(add_bias(blk.wq.forward(&x)?, &blk.bq)?)?)?;
             let k = rotate(heads(add_bias(blk.wk.forward(&x)?, &blk.bk)?)?)?;
             let v = heads(add_bias(blk.wv.forward(&x)?, &blk.bv)?)?.contiguous()?;
-            let att = (q.contiguous()?.matmul(&k.contiguous()?.t()?)? * c.attn_scale)?;
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let y = att.matmul(&v)?.transpose(1, 2)?.reshape((t, h * d))?;
+            let mut parts = Vec::with_capacity(seqs.len());
+            let mut at = 0;
+            for s in seqs {
+                let n = s.len();
+                let (q, k, v) = (
+                    q.narrow(2, at, n)?.contiguous()?,
+                    k.narrow(2, at, n)?.contiguous()?,
+                    v.narrow(2, at, n)?.contiguous()?,
+                );
+                let att = (q.matmul(&k.t()?)? * c.attn_scale)?;
+                let att = candle_nn::ops::softmax_last_dim(&att)?;
+                parts.push(att.matmul(&v)?);
+                at += n;
+            }
+            let y = match parts.len() {
+                1 => parts.swap_remove(0),
+                _ => Tensor::cat(&parts, 2)?,
+            };
+            let y = y.transpose(1, 2)?.reshape((t, h * d))?;
             let y = add_bias(blk.wo.forward(&y)?, &blk.bo)?;
             let ffn_in = self.layer_norm(&(y + &x)?, &blk.attn_norm)?;
             let up = add_bias(blk.up.forward(&ffn_in)?, &blk.up_b)?;
@@ -360,21 +402,37 @@ impl Bert {
     /// `/api/embed` and llama.cpp's `llama-embedding` return); for a
     /// reranker, its head's logits (unnormalised; the first is the score).
     pub fn embed(&self, tokens: &[u32]) -> candle_core::Result<Vec<f32>> {
-        let x = self.states(tokens)?;
-        if let Some(head) = &self.cls {
-            return head.scores(&x.get(0)?);
+        let mut out = self.embed_batch(&[tokens])?;
+        out.pop()
+            .ok_or_else(|| candle_core::Error::Msg("nothing to embed".into()))
+    }
+
+    /// [`Self::embed`] of each sequence, computed as one batch.
+    pub fn embed_batch(&self, seqs: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let x = self.states(seqs)?;
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut at = 0;
+        for s in seqs {
+            let n = s.len();
+            let rows = x.narrow(0, at, n)?;
+            at += n;
+            if let Some(head) = &self.cls {
+                out.push(head.scores(&rows.get(0)?)?);
+                continue;
+            }
+            let pooled: Vec<f32> = match self.pooling {
+                Pooling::Mean => rows.mean(0)?.to_vec1()?,
+                Pooling::Cls => rows.get(0)?.to_vec1()?,
+                Pooling::Last => rows.get(n - 1)?.to_vec1()?,
+                Pooling::Rank => candle_core::bail!("a reranker has no sentence embedding"),
+            };
+            let norm = pooled.iter().map(|v| v * v).sum::<f32>().sqrt();
+            out.push(if norm > 0.0 {
+                pooled.iter().map(|v| v / norm).collect()
+            } else {
+                pooled
+            });
         }
-        let pooled: Vec<f32> = match self.pooling {
-            Pooling::Mean => x.mean(0)?.to_vec1()?,
-            Pooling::Cls => x.get(0)?.to_vec1()?,
-            Pooling::Last => x.get(tokens.len() - 1)?.to_vec1()?,
-            Pooling::Rank => candle_core::bail!("a reranker has no sentence embedding"),
-        };
-        let norm = pooled.iter().map(|v| v * v).sum::<f32>().sqrt();
-        Ok(if norm > 0.0 {
-            pooled.iter().map(|v| v / norm).collect()
-        } else {
-            pooled
-        })
+        Ok(out)
     }
 }

@@ -150,6 +150,25 @@ impl Model {
         })
     }
 
+    /// [`Self::embed`] of each of `seqs`: an encoder runs them as one
+    /// batch (its matrices on all rows at once), a decoder one by one.
+    pub fn embed_batch(
+        &self,
+        seqs: &[&[u32]],
+        cache: &mut Cache,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let Net::Encoder(m) = &self.net else {
+            return seqs.iter().map(|s| self.embed(s, cache)).collect();
+        };
+        for s in seqs {
+            if s.is_empty() {
+                return Err(ModelError::Compute("nothing to embed".into()));
+            }
+            self.check_tokens(s)?;
+        }
+        Ok(m.embed_batch(seqs)?)
+    }
+
     /// How a reranker lays out a query and a document as one input
     /// (`None`: the model is not a reranker).
     pub fn pair_format(&self) -> Option<&super::rank::PairFormat> {

@@ -61,6 +61,10 @@ pub(crate) enum Linear {
     Quant(QuantWeights),
     /// Everything else through candle.
     Candle(QMatMul),
+    /// An F16 matrix held in F32 for candle's GEMM (an encoder's; see
+    /// `bert::dense`): activations rounded to F16 first, as ggml's F16
+    /// product rounds them, then an F32 product.
+    Dense(Tensor),
 }
 
 impl Linear {
@@ -69,6 +73,10 @@ impl Linear {
         match self {
             Linear::Quant(m) => m.forward(x),
             Linear::Candle(m) => m.forward(x),
+            Linear::Dense(w) => x
+                .to_dtype(DType::F16)?
+                .to_dtype(DType::F32)?
+                .broadcast_matmul(&w.t()?),
         }
     }
 
@@ -81,7 +89,9 @@ impl Linear {
     pub(crate) fn rows(&self, ids: &[u32], device: &Device) -> candle_core::Result<Tensor> {
         match self {
             Linear::Quant(m) => m.rows(ids, device),
-            Linear::Candle(_) => candle_core::bail!("this matrix does not give rows"),
+            Linear::Candle(_) | Linear::Dense(_) => {
+                candle_core::bail!("this matrix does not give rows")
+            }
         }
     }
 }

@@ -43,10 +43,16 @@ impl ModelShape {
             };
         };
         // An embedding model (BERT) keeps no cache between requests: its
-        // estimate is its weights.
+        // estimate is its weights, F16 ones twice (the runner holds an
+        // encoder's F16 matrices in F32 for the GEMM).
         if file.get(&hp.key("pooling_type")).is_some() {
+            let f16 = file.get("general.file_type").and_then(|v| v.as_u64()) == Some(1);
             return ModelShape {
-                weights,
+                weights: if f16 {
+                    weights.saturating_mul(2)
+                } else {
+                    weights
+                },
                 ..ModelShape::default()
             };
         }
@@ -293,6 +299,18 @@ mod tests {
         let shape = ModelShape::from_gguf(&GgufFile::from_bytes(&file).unwrap());
         assert_eq!(shape.kv_cache(4096), 0);
         assert_eq!(shape.estimate(4096), file.len() as u64 + RUNNER_OVERHEAD);
+        let f16 = TinyLlamaSpec {
+            ftype: llmpm_gguf::FileType::F16,
+            ..spec
+        };
+        let mut file = Vec::new();
+        write_tiny_llama(&f16, &mut file).unwrap();
+        let shape = ModelShape::from_gguf(&GgufFile::from_bytes(&file).unwrap());
+        assert_eq!(
+            shape.weights,
+            2 * file.len() as u64,
+            "F16 matrices held in F32"
+        );
     }
 
     /// A header the runner refuses (here per-layer key sizes) is only

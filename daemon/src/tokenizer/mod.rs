@@ -1,6 +1,7 @@
 //! Tokenizers built from a GGUF file's `tokenizer.ggml.*` metadata: the
-//! byte-level BPE of Llama 3 and Qwen2 (`model = "gpt2"`) and
-//! SentencePiece-style vocabularies (`model = "llama"`: Llama 2, Gemma).
+//! byte-level BPE of Llama 3 and Qwen2 (`model = "gpt2"`),
+//! SentencePiece-style vocabularies (`model = "llama"`: Llama 2, Gemma) and
+//! WordPiece (`model = "bert"`: the BERT-family embedding models).
 //!
 //! The behaviour follows llama.cpp's `llama-vocab.cpp`, which is what the
 //! GGUF files are made for: special tokens are cut out of the text first
@@ -15,6 +16,8 @@ mod pretokenize;
 mod spm;
 mod stream;
 mod unicode_tables;
+mod wpm;
+mod wpm_tables;
 
 use std::collections::HashMap;
 
@@ -63,7 +66,7 @@ pub enum TokenizerError {
         key: &'static str,
         expected: &'static str,
     },
-    #[error("tokenizer model `{0}` is not supported; expected `gpt2` (byte-level BPE) or `llama` (SentencePiece)")]
+    #[error("tokenizer model `{0}` is not supported; expected `gpt2` (byte-level BPE), `llama` (SentencePiece) or `bert` (WordPiece)")]
     UnknownModel(String),
     #[error("`tokenizer.ggml.tokens` is empty")]
     EmptyVocab,
@@ -108,6 +111,9 @@ const KEY_UNK: &str = "tokenizer.ggml.unknown_token_id";
 const KEY_ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
 const KEY_ADD_EOS: &str = "tokenizer.ggml.add_eos_token";
 const KEY_ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
+const KEY_SEP: &str = "tokenizer.ggml.seperator_token_id";
+const KEY_LOWERCASE: &str = "tokenizer.ggml.normalizer.lowercase";
+const KEY_STRIP_ACCENTS: &str = "tokenizer.ggml.normalizer.strip_accents";
 
 /// Tokens that end generation when the vocabulary has them, whatever the
 /// metadata says (llama.cpp's end-of-generation detection): Llama 3's
@@ -149,6 +155,7 @@ enum Model {
         scores: Vec<f32>,
         add_space_prefix: bool,
     },
+    Wpm(wpm::Wpm),
 }
 
 /// A text fragment between special tokens, or a special token.
@@ -176,6 +183,8 @@ pub struct Tokenizer {
     bos: Option<u32>,
     eos: Option<u32>,
     pad: Option<u32>,
+    /// `[SEP]`, which ends a WordPiece input.
+    sep: Option<u32>,
     add_bos: bool,
     add_eos: bool,
     stop: Vec<u32>,
@@ -220,8 +229,9 @@ impl Tokenizer {
         let mut eos = id(KEY_EOS)?;
         let eot = id(KEY_EOT)?;
         let eom = id(KEY_EOM)?;
-        let pad = id(KEY_PAD)?;
+        let mut pad = id(KEY_PAD)?;
         let unk = id(KEY_UNK)?;
+        let mut sep = id(KEY_SEP)?;
         let add_bos_key = opt_bool(g, KEY_ADD_BOS)?;
         let add_eos = opt_bool(g, KEY_ADD_EOS)?.unwrap_or(false);
 
@@ -287,8 +297,27 @@ impl Tokenizer {
                 };
                 (model, true)
             }
+            "bert" => {
+                // llama.cpp's WordPiece defaults, bert-base-uncased's ids:
+                // [PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102.
+                let default = |id: u32| (usize::try_from(id).is_ok_and(|i| i < n)).then_some(id);
+                bos = bos.or_else(|| default(101));
+                sep = sep.or_else(|| default(102));
+                pad = pad.or_else(|| default(0));
+                let lowercase = opt_bool(g, KEY_LOWERCASE)?.unwrap_or(true);
+                let model = Model::Wpm(wpm::Wpm {
+                    unk: unk.or_else(|| default(100)),
+                    max_token_len: tokens.iter().map(String::len).max().unwrap_or(0),
+                    lowercase,
+                    strip_accents: opt_bool(g, KEY_STRIP_ACCENTS)?.unwrap_or(lowercase),
+                });
+                (model, true)
+            }
             other => return Err(TokenizerError::UnknownModel(other.to_owned())),
         };
+        // llama.cpp frames every WordPiece input as [CLS] … [SEP] whatever
+        // the add_* flags say (its EOS is never appended).
+        let wordpiece = matches!(model, Model::Wpm(_));
 
         let (bytes, offsets) = token_bytes_table(tokens, &types, &model);
         let specials = special_table(tokens, &types);
@@ -312,14 +341,16 @@ impl Tokenizer {
             bos,
             eos,
             pad,
-            add_bos: add_bos_key.unwrap_or(add_bos_default) && bos.is_some(),
-            add_eos: add_eos && eos.is_some(),
+            sep,
+            add_bos: (wordpiece || add_bos_key.unwrap_or(add_bos_default)) && bos.is_some(),
+            add_eos: !wordpiece && add_eos && eos.is_some(),
             stop,
         })
     }
 
     /// The tokens of `text`. `add_bos` puts BOS first (and EOS last where
-    /// the model's `add_eos_token` says so); pass [`Self::add_bos_default`]
+    /// the model's `add_eos_token` says so; `[SEP]` last for WordPiece);
+    /// pass [`Self::add_bos_default`]
     /// for a prompt. With `parse_special`, control tokens written in the
     /// text (`<|eot_id|>`) become their ids; without, only user-defined
     /// tokens do and control tokens are tokenized as plain text.
@@ -345,6 +376,9 @@ impl Tokenizer {
         }
         if add_bos && self.add_eos {
             out.extend(self.eos);
+        }
+        if add_bos && matches!(self.model, Model::Wpm(_)) {
+            out.extend(self.sep);
         }
         out
     }
@@ -390,6 +424,7 @@ impl Tokenizer {
                 scratch.extend(text.chars().map(|c| if c == ' ' { SPM_SPACE } else { c }));
                 spm.encode(scratch, &self.vocab, scores, out);
             }
+            Model::Wpm(wpm) => wpm.encode(text, &self.vocab, out),
         }
     }
 
@@ -426,11 +461,16 @@ impl Tokenizer {
     }
 
     /// The bytes of `ids` concatenated. Special tokens give their text;
-    /// ids outside the vocabulary give nothing.
+    /// ids outside the vocabulary give nothing. WordPiece text is cleaned
+    /// up as llama.cpp's detokenizer does (no space before `.`, `,` …;
+    /// the leading space of the first word stays, as there).
     pub fn decode(&self, ids: &[u32]) -> Vec<u8> {
         let mut out = Vec::new();
         for &id in ids {
             out.extend_from_slice(self.token_bytes(id));
+        }
+        if matches!(self.model, Model::Wpm(_)) {
+            wpm::clean_spaces(&mut out);
         }
         out
     }
@@ -477,6 +517,12 @@ impl Tokenizer {
         self.pad
     }
 
+    /// `[SEP]` of a WordPiece vocabulary (`seperator_token_id`, as
+    /// llama.cpp spells the key; default 102).
+    pub fn sep(&self) -> Option<u32> {
+        self.sep
+    }
+
     /// Tokens that end generation: EOS, EOT, EOM, and the known
     /// end-of-turn tokens the vocabulary has (see [`STOP_TOKEN_NAMES`]).
     pub fn stop_tokens(&self) -> &[u32] {
@@ -503,7 +549,7 @@ impl Tokenizer {
     pub fn pre_tokenizer(&self) -> Option<PreTokenizer> {
         match &self.model {
             Model::Bpe { pre, .. } => Some(*pre),
-            Model::Spm { .. } => None,
+            Model::Spm { .. } | Model::Wpm(_) => None,
         }
     }
 }
@@ -528,7 +574,7 @@ fn token_bytes_table(
                 Some(b) => bytes.push(b),
                 None => bytes.extend_from_slice(t.as_bytes()),
             },
-            (_, Model::Spm { .. }) => {
+            (_, Model::Spm { .. } | Model::Wpm(_)) => {
                 for c in t.chars() {
                     let c = if c == SPM_SPACE { ' ' } else { c };
                     let mut buf = [0; 4];

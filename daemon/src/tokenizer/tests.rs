@@ -235,8 +235,8 @@ fn hostile_metadata_is_refused() {
             "no `tokenizer.ggml.model`",
         ),
         (
-            |e| set(e, "tokenizer.ggml.model", "bert".into()),
-            "`bert` is not supported",
+            |e| set(e, "tokenizer.ggml.model", "ugm".into()),
+            "`ugm` is not supported",
         ),
         (
             |e| set(e, "tokenizer.ggml.model", Value::U32(1)),
@@ -496,4 +496,135 @@ fn long_words_and_sharing() {
         assert_eq!(t.decode(&ids), text.as_bytes());
     }
     assert!(start.elapsed() < std::time::Duration::from_secs(20));
+}
+
+/// The WordPiece vocabulary `llmpm-gen-gguf --arch bert --vocab n` writes.
+fn wordpiece(n_vocab: u32) -> Tokenizer {
+    let spec = TinyLlamaSpec {
+        arch: llmpm_gguf::tiny::TinyArch::Bert,
+        n_layer: 1,
+        n_embd: 64,
+        n_head: 2,
+        n_head_kv: 2,
+        n_ff: 128,
+        n_vocab,
+        context_length: 512,
+        ..TinyLlamaSpec::default()
+    };
+    let bytes = tiny_llama_bytes(&spec).unwrap();
+    Tokenizer::from_gguf(&GgufFile::from_bytes(&bytes).unwrap()).unwrap()
+}
+
+/// Every sentence of the fixture (accents, CJK, punctuation, controls,
+/// special tokens written in the text, words no piece covers) tokenizes to
+/// the ids llama.cpp gives, with and without [CLS]/[SEP], and decodes to
+/// llama.cpp's text (`tests/fixtures/llamacpp_wpm_tokens.json`, made by
+/// bench/gen-reference-wpm.py).
+#[test]
+fn wordpiece_matches_llama_cpp() {
+    let fx: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../tests/fixtures/llamacpp_wpm_tokens.json"
+    ))
+    .unwrap();
+    let t = wordpiece(u32::try_from(fx["vocab"].as_u64().unwrap()).unwrap());
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| u32::try_from(x.as_u64().unwrap()).unwrap())
+            .collect()
+    };
+    let cases = fx["cases"].as_array().unwrap();
+    assert!(cases.len() >= 30);
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let with = t.encode(text, t.add_bos_default(), true);
+        assert_eq!(with, ids(&case["ids"]), "{text:?} with [CLS]/[SEP]");
+        assert_eq!(
+            t.encode(text, false, false),
+            ids(&case["plain"]),
+            "{text:?}"
+        );
+        let decoded = String::from_utf8(t.decode(&with)).unwrap();
+        assert_eq!(
+            decoded,
+            case["decoded"].as_str().unwrap(),
+            "{text:?} decoded"
+        );
+    }
+}
+
+#[test]
+fn wordpiece_frames_with_cls_and_sep() {
+    let t = wordpiece(400);
+    assert!(t.add_bos_default());
+    assert_eq!((t.bos(), t.sep(), t.pad()), (Some(101), Some(102), Some(0)));
+    let ids = t.encode("Hello World", true, true);
+    assert_eq!(ids.first(), Some(&101));
+    assert_eq!(ids.last(), Some(&102));
+    // Uncased: the same ids whatever the case and accents.
+    assert_eq!(ids, t.encode("hello world", true, true));
+    assert_eq!(ids, t.encode("HÉLLO  wörld", true, true));
+    // A word with a character no piece covers is one [UNK].
+    assert_eq!(t.encode("a €uro b", false, false).len(), 3);
+    assert_eq!(t.encode("€uro", false, false), [100]);
+}
+
+/// A vocabulary without the default ids' tokens, or with normalisation
+/// turned off, still tokenizes; keys override the defaults.
+#[test]
+fn wordpiece_keys_and_small_vocabularies() {
+    let tokens: Vec<String> = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "\u{2581}a",
+        "b",
+        "\u{2581}A",
+    ]
+    .map(String::from)
+    .to_vec();
+    let types = vec![3, 3, 3, 3, 1, 1, 1];
+    let entries = |lower: Option<bool>| {
+        let mut e: Vec<(String, Value)> = vec![
+            ("tokenizer.ggml.model".into(), "bert".into()),
+            (
+                "tokenizer.ggml.tokens".into(),
+                Value::Array(Array::String(tokens.clone())),
+            ),
+            (
+                "tokenizer.ggml.token_type".into(),
+                Value::Array(Array::I32(types.clone())),
+            ),
+            ("tokenizer.ggml.unknown_token_id".into(), Value::U32(1)),
+            ("tokenizer.ggml.bos_token_id".into(), Value::U32(2)),
+            ("tokenizer.ggml.seperator_token_id".into(), Value::U32(3)),
+        ];
+        // A hostile key is still an error.
+        if lower == Some(true) {
+            e.push((
+                "tokenizer.ggml.normalizer.strip_accents".into(),
+                Value::U32(7),
+            ));
+        }
+        if let Some(l) = lower {
+            e.push(("tokenizer.ggml.normalizer.lowercase".into(), Value::Bool(l)));
+        }
+        e
+    };
+    let t = build(entries(None)).unwrap();
+    assert_eq!(t.encode("A ab Ab c", true, false), [2, 4, 4, 5, 4, 5, 1, 3]);
+    let cased = build(entries(Some(false))).unwrap();
+    assert_eq!(cased.encode("A ab Ab", false, false), [6, 4, 5, 6, 5]);
+    // No keys at all and ids 100..102 past the vocabulary: no framing
+    // tokens, no [UNK], but no panic either.
+    let mut bare = entries(None);
+    bare.retain(|(k, _)| !k.ends_with("_id"));
+    let t = build(bare).unwrap();
+    assert_eq!(t.encode("a c", true, false), [4]);
+    let err = build(entries(Some(true))).err().map(|e| e.to_string());
+    assert!(err
+        .unwrap_or_default()
+        .contains("strip_accents` is not a boolean"));
 }

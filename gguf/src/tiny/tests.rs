@@ -273,3 +273,19 @@ fn rejects_specs_llama_cpp_cannot_load() {
     })
     .is_ok());
 }
+
+/// A WordPiece vocabulary of any size has exactly that many distinct
+/// tokens, the specials at bert-base-uncased's ids.
+#[test]
+fn wordpiece_vocabularies_fill_their_size() {
+    for n in [super::bert::MIN_BERT_VOCAB, 3000, 30522, 40000] {
+        let (tokens, types) = super::bert::wordpiece_vocab(n);
+        assert_eq!((tokens.len(), types.len()), (n as usize, n as usize));
+        let distinct: std::collections::BTreeSet<&String> = tokens.iter().collect();
+        assert_eq!(distinct.len(), tokens.len(), "{n}: duplicates");
+        for (name, id) in super::bert::BERT_SPECIAL_TOKENS {
+            assert_eq!(tokens[id as usize], name);
+            assert_eq!(types[id as usize], TOKEN_TYPE_CONTROL);
+        }
+    }
+}

@@ -73,7 +73,7 @@ pub(crate) fn route(logits: &[f32], n_expert: usize, k: usize) -> (Vec<usize>, V
 fn product(w: &Linear, x: &[f32], rows: usize, k: usize) -> candle_core::Result<Vec<f32>> {
     match w {
         Linear::Quant(m) => m.forward_slice(x),
-        Linear::Candle(_) => {
+        Linear::Candle(_) | Linear::Dense(_) => {
             let t = Tensor::from_slice(x, (rows, k), &Device::Cpu)?;
             w.forward(&t)?
                 .to_dtype(DType::F32)?
