@@ -99,12 +99,14 @@ fn products(filter: &[String], rng: &mut fastrand::Rng) {
 fn attention(filter: &[String], rng: &mut fastrand::Rng) {
     // The 1B shape decoding and prompting, then a chat turn's shape: ~95
     // new tokens after ~1,500 cached, on the 1B and on Qwen2.5-0.5B (14
-    // query heads over 2 kv heads).
+    // query heads over 2 kv heads), and decoding 4,096 tokens deep.
     for (heads, kv_heads, cached, t) in [
         (32, 8, 512, 1),
         (32, 8, 0, 512),
         (32, 8, 1500, 95),
         (14, 2, 1500, 95),
+        (32, 8, 4096, 1),
+        (14, 2, 4096, 1),
     ] {
         let d = 64;
         let scale = 1.0 / (d as f32).sqrt();

@@ -371,28 +371,49 @@ fn attend_here<S: Store>(
     }
     let per_kv = heads / kv_heads;
     let isa = Isa::best();
+    // The query heads that share a kv head go in one task, which converts
+    // its keys and values once for all of them (decoding reads the whole
+    // cache for each token: once, not once per query head); unless that
+    // leaves threads idle.
+    let group = match kv_heads * t.div_ceil(QUERIES) >= rayon::current_num_threads() {
+        true => per_kv,
+        false => 1,
+    };
+    // Each task: `group` heads' queries `first..first + n`.
+    let per_task = (QUERIES / group).max(1);
+    let chunks = t.div_ceil(per_task);
+    let outs: Vec<Vec<f32>> = (0..heads / group * chunks)
+        .into_par_iter()
+        .map(|task| {
+            let (h0, first) = (task / chunks * group, task % chunks * per_task);
+            let n = per_task.min(t - first);
+            let mut qs = Vec::with_capacity(group * n * d);
+            for h in h0..h0 + group {
+                qs.extend_from_slice(&q[(h * t + first) * d..(h * t + first + n) * d]);
+            }
+            let job = Job {
+                kv,
+                g: h0 / per_kv,
+                qs: &qs,
+                heads: group,
+                at: pos + first,
+                scale,
+                window,
+            };
+            let mut o = vec![0f32; group * n * d];
+            block_on(isa, &job, &mut o);
+            o
+        })
+        .collect();
     let mut out = vec![0f32; heads * t * d];
-    out.par_chunks_mut(t * d)
-        .enumerate()
-        .for_each(|(h, out_h)| {
-            out_h
-                .par_chunks_mut(QUERIES * d)
-                .enumerate()
-                .for_each(|(c, o)| {
-                    let first = c * QUERIES;
-                    let n = o.len() / d;
-                    let qs = &q[(h * t + first) * d..(h * t + first + n) * d];
-                    let job = Job {
-                        kv,
-                        g: h / per_kv,
-                        qs,
-                        at: pos + first,
-                        scale,
-                        window,
-                    };
-                    block_on(isa, &job, o);
-                });
-        });
+    for (task, o) in outs.iter().enumerate() {
+        let (h0, first) = (task / chunks * group, task % chunks * per_task);
+        let n = per_task.min(t - first);
+        for (k, rows) in o.chunks_exact(n * d).enumerate() {
+            let h = h0 + k;
+            out[(h * t + first) * d..(h * t + first + n) * d].copy_from_slice(rows);
+        }
+    }
     Ok(out)
 }
 
@@ -447,13 +468,14 @@ impl<E: Elem> Store for Kv<E> {
     }
 }
 
-/// One task: a block of one head's queries over its kv head.
+/// One task: a block of queries of `heads` heads over their kv head.
 struct Job<'a, S> {
     kv: &'a S,
     /// The kv head.
     g: usize,
-    /// The queries, `n × head_dim`, at positions `at..at + n`.
+    /// The queries, `heads × n × head_dim`, each head's at positions `at..at + n`.
     qs: &'a [f32],
+    heads: usize,
     at: usize,
     scale: f32,
     window: Option<usize>,
@@ -494,15 +516,18 @@ fn block<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
         kv,
         g,
         qs,
+        heads,
         at,
         scale,
         window,
     } = job;
     let d = kv.shape().1;
+    // Queries `i` of the heads: head `i / per`, position `at + i % per`.
     let n = qs.len() / d;
+    let per = n / heads.max(1);
     // Every query's range lies in `lo..hi`.
     let lo = visible(at, window).start;
-    let hi = at + n;
+    let hi = at + per;
     let span = hi - lo;
     // The queries as ggml multiplies them: rounded to the cache's type.
     let q = kv.queries(qs);
@@ -517,7 +542,7 @@ fn block<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
         let j1 = (j0 + KEYS).min(hi);
         kv.key_block(j0 / KEYS, g, kt.as_flattened_mut());
         for i in 0..n {
-            let seen = visible(at + i, window);
+            let seen = visible(at + i % per, window);
             let (a, b) = (j0.max(seen.start), j1.min(seen.end));
             if a >= b {
                 continue;
@@ -531,7 +556,7 @@ fn block<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
     }
     // Softmax over each query's own range; the rest of its row stays 0.
     for i in 0..n {
-        let seen = visible(at + i, window);
+        let seen = visible(at + i % per, window);
         let s = &mut scores[i * span + seen.start - lo..i * span + seen.end - lo];
         let inv = (1.0 / exp_sum(s)) as f32;
         for x in s.iter_mut() {
@@ -543,7 +568,7 @@ fn block<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
         let j1 = (j0 + KEYS).min(hi);
         kv.values(j0, j1, g, &mut buf);
         for (i, acc) in out.chunks_exact_mut(d).enumerate() {
-            let seen = visible(at + i, window);
+            let seen = visible(at + i % per, window);
             let (a, b) = (j0.max(seen.start), j1.min(seen.end));
             if a >= b {
                 continue;

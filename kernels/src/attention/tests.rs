@@ -95,6 +95,16 @@ fn check<E: Elem>(r: impl Fn(f32) -> f64 + Copy) {
         assert_eq!(kv.len(), total);
         let got = attend(&q, heads, t, &kv, pos, scale, window).unwrap();
         let want = reference(r, &q, heads, t, &k, &v, kv_heads, d, total, scale, window);
+        // The heads that share a kv head go in one task or apart, as the
+        // threads allow: the same bits either way.
+        for threads in [1, 64] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let again = pool.install(|| attend(&q, heads, t, &kv, pos, scale, window).unwrap());
+            assert_eq!(again, got, "{threads} threads");
+        }
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(
                 (g - w).abs() <= 2e-5,
