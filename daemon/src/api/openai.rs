@@ -213,11 +213,14 @@ async fn prepare(
     let features = resolved.features(&ask.model, tools, ask.think, choice)?;
     let opts = resolved.options(Some(&ask.options))?;
     resolved.require(&ask.model, Capability::Completion, "chat")?;
-    let lease = state
-        .sched
-        .acquire(LoadRequest::new(&resolved, &opts, None))
-        .await?;
-    Ok((resolved, features, opts, lease))
+    // The tokenizer that fits the chat is built while the model loads.
+    let (lease, _) = tokio::join!(
+        state
+            .sched
+            .acquire(LoadRequest::new(&resolved, &opts, None)),
+        resolved.tokenizer()
+    );
+    Ok((resolved, features, opts, lease?))
 }
 
 /// Runs a chat: [`prepare`]d, the conversation fitted to the context, and
