@@ -221,7 +221,7 @@ def main():
     ap.add_argument("--skip-parallel", action="store_true")
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "llmpmd", "-p", "llmpm",
-                    "-p", "llmpm-tests", "--bins"], cwd=ROOT, check=True)
+                    "--bins"], cwd=ROOT, check=True)
     paths = [Path(p).resolve() for p in args.model or []]
     if not paths:
         paths = [model_file("q4_k_m")]

@@ -53,6 +53,7 @@ struct Registry {
     pull_bytes: AtomicU64,
     verify_failures: AtomicU64,
     runner_exits: AtomicU64,
+    runner_tokenize: AtomicU64,
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::default);
@@ -115,6 +116,12 @@ pub fn verification_failed() {
 /// Counts a runner that exited unexpectedly (it is started again on the next request).
 pub fn runner_exited() {
     REGISTRY.runner_exits.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts a request to a runner to tokenize text (the daemon counts a
+/// prompt's tokens itself where it can read the model's vocabulary).
+pub fn runner_tokenize() {
+    REGISTRY.runner_tokenize.fetch_add(1, Ordering::Relaxed);
 }
 
 /// A loaded model as the exposition shows it.
@@ -297,6 +304,12 @@ pub fn render(loaded: &[Loaded]) -> String {
         "llmpm_runner_restarts_total",
         "Runners that exited unexpectedly (each is started again on the next request).",
         r.runner_exits.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "llmpm_runner_tokenize_requests_total",
+        "Texts sent to a runner to be tokenized (the daemon counts prompt tokens itself when it reads the vocabulary).",
+        r.runner_tokenize.load(Ordering::Relaxed),
     );
     out
 }

@@ -97,9 +97,19 @@ fn products(filter: &[String], rng: &mut fastrand::Rng) {
 }
 
 fn attention(filter: &[String], rng: &mut fastrand::Rng) {
-    let (heads, kv_heads, d) = (32, 8, 64);
-    let scale = 1.0 / (d as f32).sqrt();
-    for (cached, t) in [(512, 1), (0, 512)] {
+    // The 1B shape decoding and prompting, then a chat turn's shape: ~95
+    // new tokens after ~1,500 cached, on the 1B and on Qwen2.5-0.5B (14
+    // query heads over 2 kv heads), and decoding 4,096 tokens deep.
+    for (heads, kv_heads, cached, t) in [
+        (32, 8, 512, 1),
+        (32, 8, 0, 512),
+        (32, 8, 1500, 95),
+        (14, 2, 1500, 95),
+        (32, 8, 4096, 1),
+        (14, 2, 4096, 1),
+    ] {
+        let d = 64;
+        let scale = 1.0 / (d as f32).sqrt();
         let total = cached + t;
         let mut kv = Kv::<half::f16>::new(kv_heads, d, total);
         if cached > 0 {
@@ -109,7 +119,7 @@ fn attention(filter: &[String], rng: &mut fastrand::Rng) {
         let new = values(kv_heads * t * d, rng);
         kv.append(&new, &new, t).unwrap();
         let q = values(heads * t * d, rng);
-        let name = format!("attention f16 context {total} queries {t}");
+        let name = format!("attention f16 heads {heads}/{kv_heads} context {total} queries {t}");
         time(&name, filter, None, || {
             black_box(attend(black_box(&q), heads, t, &kv, cached, scale, None).unwrap());
         });

@@ -12,10 +12,19 @@
 //! instead of masked, and each task's scores fit in its core's cache.
 //!
 //! The arithmetic follows ggml's: over an f16 cache the query is rounded
-//! to f16 like the keys before the dot products, which accumulate in f32;
-//! the softmax sums in f64. `LLMPM_KV_CACHE_TYPE=f32` keeps the cache in
-//! f32 (twice the memory), for results that do not depend on a cache format. Every query's sums run in the same order whatever else is in the
-//! pass, so a sequence gets the same bits alone, batched or in a prompt.
+//! to f16 like the keys before the dot products, which accumulate in f32
+//! with fused multiply-adds; the softmax's exponentials are a polynomial
+//! that vectorizes (as ggml's `ggml_v_expf`) and its sums are in f64.
+//! `LLMPM_KV_CACHE_TYPE=f32` keeps the cache in f32 (twice the memory), for
+//! results that do not depend on a cache format. Every query's sums run in
+//! the same order whatever else is in the pass, so a sequence gets the same
+//! bits alone, batched or in a prompt.
+//!
+//! The accumulators are fixed-size arrays (a block of keys' scores, 64
+//! columns of a head's weighted values) that the compiler keeps in
+//! registers: kept in memory, a chat turn's attention (95 queries over
+//! 1,600 keys) ran at half the speed, bound by stores, and a scalar `expf`
+//! call per score took a third of the rest.
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -362,28 +371,49 @@ fn attend_here<S: Store>(
     }
     let per_kv = heads / kv_heads;
     let isa = Isa::best();
+    // The query heads that share a kv head go in one task, which converts
+    // its keys and values once for all of them (decoding reads the whole
+    // cache for each token: once, not once per query head); unless that
+    // leaves threads idle.
+    let group = match kv_heads * t.div_ceil(QUERIES) >= rayon::current_num_threads() {
+        true => per_kv,
+        false => 1,
+    };
+    // Each task: `group` heads' queries `first..first + n`.
+    let per_task = (QUERIES / group).max(1);
+    let chunks = t.div_ceil(per_task);
+    let outs: Vec<Vec<f32>> = (0..heads / group * chunks)
+        .into_par_iter()
+        .map(|task| {
+            let (h0, first) = (task / chunks * group, task % chunks * per_task);
+            let n = per_task.min(t - first);
+            let mut qs = Vec::with_capacity(group * n * d);
+            for h in h0..h0 + group {
+                qs.extend_from_slice(&q[(h * t + first) * d..(h * t + first + n) * d]);
+            }
+            let job = Job {
+                kv,
+                g: h0 / per_kv,
+                qs: &qs,
+                heads: group,
+                at: pos + first,
+                scale,
+                window,
+            };
+            let mut o = vec![0f32; group * n * d];
+            block_on(isa, &job, &mut o);
+            o
+        })
+        .collect();
     let mut out = vec![0f32; heads * t * d];
-    out.par_chunks_mut(t * d)
-        .enumerate()
-        .for_each(|(h, out_h)| {
-            out_h
-                .par_chunks_mut(QUERIES * d)
-                .enumerate()
-                .for_each(|(c, o)| {
-                    let first = c * QUERIES;
-                    let n = o.len() / d;
-                    let qs = &q[(h * t + first) * d..(h * t + first + n) * d];
-                    let job = Job {
-                        kv,
-                        g: h / per_kv,
-                        qs,
-                        at: pos + first,
-                        scale,
-                        window,
-                    };
-                    block_on(isa, &job, o);
-                });
-        });
+    for (task, o) in outs.iter().enumerate() {
+        let (h0, first) = (task / chunks * group, task % chunks * per_task);
+        let n = per_task.min(t - first);
+        for (k, rows) in o.chunks_exact(n * d).enumerate() {
+            let h = h0 + k;
+            out[(h * t + first) * d..(h * t + first + n) * d].copy_from_slice(rows);
+        }
+    }
     Ok(out)
 }
 
@@ -438,29 +468,31 @@ impl<E: Elem> Store for Kv<E> {
     }
 }
 
-/// One task: a block of one head's queries over its kv head.
+/// One task: a block of queries of `heads` heads over their kv head.
 struct Job<'a, S> {
     kv: &'a S,
     /// The kv head.
     g: usize,
-    /// The queries, `n × head_dim`, at positions `at..at + n`.
+    /// The queries, `heads × n × head_dim`, each head's at positions `at..at + n`.
     qs: &'a [f32],
+    heads: usize,
     at: usize,
     scale: f32,
     window: Option<usize>,
 }
 
 /// [`block`] compiled for the best vector unit here. Every sum runs in the
-/// order the source gives (vectors only across independent sums, no fused
-/// multiply-adds), so each build gives the same bits.
+/// order the source gives (vectors only across independent sums; products
+/// and sums fused everywhere, `f32::mul_add` being exact on every build),
+/// so each build gives the same bits.
 fn block_on<S: Store>(isa: Isa, job: &Job<'_, S>, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx512f")]
+        #[target_feature(enable = "avx512f,fma")]
         fn avx512<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
             block(job, out)
         }
-        #[target_feature(enable = "avx2")]
+        #[target_feature(enable = "avx2,fma")]
         fn avx2<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
             block(job, out)
         }
@@ -484,15 +516,18 @@ fn block<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
         kv,
         g,
         qs,
+        heads,
         at,
         scale,
         window,
     } = job;
     let d = kv.shape().1;
+    // Queries `i` of the heads: head `i / per`, position `at + i % per`.
     let n = qs.len() / d;
+    let per = n / heads.max(1);
     // Every query's range lies in `lo..hi`.
     let lo = visible(at, window).start;
-    let hi = at + n;
+    let hi = at + per;
     let span = hi - lo;
     // The queries as ggml multiplies them: rounded to the cache's type.
     let q = kv.queries(qs);
@@ -502,38 +537,28 @@ fn block<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
     let first = lo / KEYS * KEYS;
     // One head's block of keys, `[dim][key]`: each query's scores for a
     // block are sums of whole vectors, with no reductions across lanes.
-    let mut kt = vec![0f32; d * KEYS];
+    let mut kt = vec![[0f32; KEYS]; d];
     for j0 in (first..hi).step_by(KEYS) {
         let j1 = (j0 + KEYS).min(hi);
-        kv.key_block(j0 / KEYS, g, &mut kt);
+        kv.key_block(j0 / KEYS, g, kt.as_flattened_mut());
         for i in 0..n {
-            let seen = visible(at + i, window);
+            let seen = visible(at + i % per, window);
             let (a, b) = (j0.max(seen.start), j1.min(seen.end));
             if a >= b {
                 continue;
             }
-            let mut acc = [0f32; KEYS];
-            for (&qx, row) in q[i * d..(i + 1) * d].iter().zip(kt.chunks_exact(KEYS)) {
-                for (s, &k) in acc.iter_mut().zip(row) {
-                    *s += qx * k;
-                }
-            }
-            for j in a..b {
-                scores[i * span + j - lo] = acc[j - j0] * scale;
+            let acc = dot_block(&q[i * d..(i + 1) * d], &kt);
+            let row = &mut scores[i * span + a - lo..i * span + b - lo];
+            for (s, &x) in row.iter_mut().zip(&acc[a - j0..b - j0]) {
+                *s = x * scale;
             }
         }
     }
     // Softmax over each query's own range; the rest of its row stays 0.
     for i in 0..n {
-        let seen = visible(at + i, window);
+        let seen = visible(at + i % per, window);
         let s = &mut scores[i * span + seen.start - lo..i * span + seen.end - lo];
-        let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0f64;
-        for x in s.iter_mut() {
-            *x = (*x - max).exp();
-            sum += f64::from(*x);
-        }
-        let inv = (1.0 / sum) as f32;
+        let inv = (1.0 / exp_sum(s)) as f32;
         for x in s.iter_mut() {
             *x *= inv;
         }
@@ -543,15 +568,122 @@ fn block<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
         let j1 = (j0 + KEYS).min(hi);
         kv.values(j0, j1, g, &mut buf);
         for (i, acc) in out.chunks_exact_mut(d).enumerate() {
-            let seen = visible(at + i, window);
-            for j in j0.max(seen.start)..j1.min(seen.end) {
-                let p = scores[i * span + j - lo];
-                let vj = &buf[(j - j0) * d..(j - j0 + 1) * d];
-                for (a, &v) in acc.iter_mut().zip(vj) {
-                    *a += p * v;
+            let seen = visible(at + i % per, window);
+            let (a, b) = (j0.max(seen.start), j1.min(seen.end));
+            if a >= b {
+                continue;
+            }
+            let p = &scores[i * span + a - lo..i * span + b - lo];
+            weigh(acc, p, &buf[(a - j0) * d..(b - j0) * d]);
+        }
+    }
+}
+
+/// One query's dot products with a block of keys (`kt`, `[dim][key]`): a
+/// fixed-size accumulator the compiler keeps in registers.
+#[inline(always)]
+fn dot_block(q: &[f32], kt: &[[f32; KEYS]]) -> [f32; KEYS] {
+    let mut acc = [0f32; KEYS];
+    for (&qx, row) in q.iter().zip(kt) {
+        for (s, &k) in acc.iter_mut().zip(row) {
+            *s = qx.mul_add(k, *s);
+        }
+    }
+    acc
+}
+
+/// Value columns summed in registers at a time.
+const COLUMNS: usize = 64;
+
+/// `acc += Σ p[j] · vs[j]` over rows `vs` of `acc.len()` values, each
+/// column's sum in the order of `j`: [`COLUMNS`] columns at a time in
+/// registers, the rest (heads not a multiple of it) in place.
+#[inline(always)]
+fn weigh(acc: &mut [f32], p: &[f32], vs: &[f32]) {
+    let d = acc.len();
+    let mut c0 = 0;
+    while let Some(cols) = acc[c0..].first_chunk_mut::<COLUMNS>() {
+        let mut r = *cols;
+        for (&pj, v) in p.iter().zip(vs.chunks_exact(d)) {
+            if let Some(v) = v[c0..].first_chunk::<COLUMNS>() {
+                for (a, &x) in r.iter_mut().zip(v) {
+                    *a = pj.mul_add(x, *a);
                 }
             }
         }
+        *cols = r;
+        c0 += COLUMNS;
+    }
+    if c0 < d {
+        for (&pj, v) in p.iter().zip(vs.chunks_exact(d)) {
+            for (a, &x) in acc[c0..].iter_mut().zip(&v[c0..]) {
+                *a = pj.mul_add(x, *a);
+            }
+        }
+    }
+}
+
+/// Lanes of the softmax's partial sums.
+const LANES: usize = 8;
+
+/// Replaces each score by `exp(score - max)` and returns their sum, in
+/// f64 as ggml sums it: [`LANES`] running sums (score `j` in lane
+/// `j % LANES`) added in a fixed order, so vectors compute it and every
+/// build gets the same bits.
+#[inline(always)]
+fn exp_sum(s: &mut [f32]) -> f64 {
+    let mut m = [f32::NEG_INFINITY; LANES];
+    let mut chunks = s.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (m, &x) in m.iter_mut().zip(c) {
+            *m = m.max(x);
+        }
+    }
+    for (m, &x) in m.iter_mut().zip(chunks.remainder()) {
+        *m = m.max(x);
+    }
+    let max = m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sums = [0f64; LANES];
+    let mut chunks = s.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for (sum, x) in sums.iter_mut().zip(c) {
+            *x = exp(*x - max);
+            *sum += f64::from(*x);
+        }
+    }
+    for (sum, x) in sums.iter_mut().zip(chunks.into_remainder()) {
+        *x = exp(*x - max);
+        *sum += f64::from(*x);
+    }
+    sums.iter().sum()
+}
+
+/// `e^x` for `x <= 0` (a score less the largest), to about an ulp: Cephes'
+/// `expf` (x = n·ln 2 + r, a degree-6 polynomial in r), in operations that
+/// vectorize, fused multiply-adds included, so it gives the same bits on
+/// every build. 0 below `e^-87`, where f32 leaves the normal numbers.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    // 1.5 · 2^23: adding it rounds to an integer, kept in the low bits.
+    const ROUND: f32 = 12_582_912.0;
+    let t = x.max(-87.0).mul_add(std::f32::consts::LOG2_E, ROUND);
+    let n = t - ROUND;
+    let r = n.mul_add(-0.693_359_4, x.max(-87.0));
+    let r = n.mul_add(2.121_944_4e-4, r);
+    let mut p = 1.987_569_1e-4_f32;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let y = (p * r).mul_add(r, r) + 1.0;
+    // 2^n from n's bits in t (n in -126..=0 here).
+    let n = t.to_bits() as i32 - ROUND.to_bits() as i32;
+    let pow = f32::from_bits(((n + 127) << 23) as u32);
+    if x < -87.0 {
+        0.0
+    } else {
+        y * pow
     }
 }
 

@@ -3,7 +3,8 @@
 //! only what is new, never serves a stale prefix, shares one system prompt
 //! between parallel requests; a generation runs past `num_ctx` by shifting
 //! (or stops with `shift: false`); `truncate: false` refuses a prompt that
-//! does not fit.
+//! does not fit; a chat longer than the context keeps its system prompt and
+//! newest turns, the tokens counted by the daemon.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use llmpm_tests::{assert_ok, TestContext};
@@ -291,6 +292,109 @@ fn truncate_false_refuses_a_prompt_longer_than_the_context() {
     // Served on.
     let r = generate(&ctx, "hi", json!({"num_predict": 2}), json!({}));
     assert_eq!(r["done"], true);
+}
+
+/// A chat template with special tokens between messages, as real ones
+/// have (the daemon remembers the count of each text between them).
+const CHAT_TEMPLATE: &str =
+    "{{ range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n\
+{{ .Content }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n";
+
+/// What [`CHAT_TEMPLATE`] renders for `messages` (role, content).
+fn chat_text(messages: &[(String, String)]) -> String {
+    let mut s: String = messages
+        .iter()
+        .map(|(r, c)| format!("<|start_header_id|>{r}<|end_header_id|>\n\n{c}<|eot_id|>"))
+        .collect();
+    s.push_str("<|start_header_id|>assistant<|end_header_id|>\n\n");
+    s
+}
+
+/// Texts the daemon sent its runners to tokenize (`/metrics`).
+fn runner_tokenize_requests(ctx: &TestContext) -> u64 {
+    let text = llmpm_tests::http::call_unix(&ctx.socket(), "GET", "/metrics", b"")
+        .unwrap()
+        .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("llmpm_runner_tokenize_requests_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no runner tokenize counter in:\n{text}"))
+}
+
+#[test]
+fn a_chat_longer_than_the_context_keeps_the_system_prompt_and_the_newest_turns() {
+    let ctx = setup(&[], 256);
+    std::fs::write(
+        ctx.work.join("Modelfile"),
+        format!("FROM ./tiny.gguf\nPARAMETER num_ctx 256\nTEMPLATE \"\"\"{CHAT_TEMPLATE}\"\"\"\n"),
+    )
+    .unwrap();
+    assert_ok(&ctx.cli(&["create", "tiny", "-f", "Modelfile"]));
+    let mut messages = vec![("system".to_owned(), "answer in one word".to_owned())];
+    for i in 0..16 {
+        let role = if i % 2 == 0 { "user" } else { "assistant" };
+        messages.push((role.to_owned(), words(&format!("m{i}x"), 6)));
+    }
+    messages.push(("user".to_owned(), "and the last question?".to_owned()));
+    // What Ollama keeps: the system prompt, then the newest messages, as
+    // many as fit in num_ctx - 1 tokens as the runner counts them (a raw
+    // prompt's `prompt_eval_count`, in a context that holds it whole).
+    let options = json!({"temperature": 0, "num_predict": 1});
+    let kept = |dropped: usize| {
+        let mut m = vec![messages[0].clone()];
+        m.extend_from_slice(&messages[1 + dropped..]);
+        chat_text(&m)
+    };
+    let runner_count = |text: &str| {
+        let wide = json!({"num_ctx": 2048, "num_predict": 1});
+        count(&generate(&ctx, text, wide, json!({})), "prompt_eval_count")
+    };
+    assert!(runner_count(&kept(0)) > 255, "the whole chat must not fit");
+    let dropped = (1..16).find(|&k| runner_count(&kept(k)) <= 255).unwrap();
+    assert!(dropped < 15, "more than the last message fits");
+    let want = kept(dropped);
+    let want_n = runner_count(&want);
+
+    let before = runner_tokenize_requests(&ctx);
+    let body: Vec<Value> = messages
+        .iter()
+        .map(|(r, c)| json!({"role": r, "content": c}))
+        .collect();
+    let r = ctx.post_json(
+        "/api/chat",
+        &json!({"model": "tiny", "messages": body, "stream": false, "options": options}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        count(&r.json(), "prompt_eval_count"),
+        want_n,
+        "{}",
+        r.text()
+    );
+    // The very prompt the chat sent: all of it in the cache.
+    let raw = generate(&ctx, &want, options.clone(), json!({}));
+    assert_eq!(count(&raw, "prompt_eval_count"), want_n, "{raw}");
+    assert_eq!(evaluated(&raw), 1, "{raw}");
+    // A longer chat still: the daemon counted every render itself.
+    let mut long = body.clone();
+    for i in 0..60 {
+        let role = if i % 2 == 0 { "assistant" } else { "user" };
+        long.insert(
+            1,
+            json!({"role": role, "content": words(&format!("o{i}y"), 6)}),
+        );
+    }
+    let r = ctx.post_json(
+        "/api/chat",
+        &json!({"model": "tiny", "messages": long, "stream": false, "options": options}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(count(&r.json(), "prompt_eval_count"), want_n);
+    assert_eq!(
+        runner_tokenize_requests(&ctx),
+        before,
+        "the daemon asked its runner to count"
+    );
 }
 
 #[test]

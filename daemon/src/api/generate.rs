@@ -399,10 +399,14 @@ pub async fn chat(
         .into_response());
     }
     resolved.require(&req.model, Capability::Completion, "chat")?;
-    let lease = state
-        .sched
-        .acquire(LoadRequest::new(&resolved, &opts, keep))
-        .await?;
+    // The tokenizer that fits the chat is built while the model loads.
+    let (lease, _) = tokio::join!(
+        state
+            .sched
+            .acquire(LoadRequest::new(&resolved, &opts, keep)),
+        resolved.tokenizer()
+    );
+    let lease = lease?;
     let load = lease.load_duration();
     if req.messages.is_empty() {
         return Ok(Json(ChatResponse {

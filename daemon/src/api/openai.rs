@@ -213,11 +213,14 @@ async fn prepare(
     let features = resolved.features(&ask.model, tools, ask.think, choice)?;
     let opts = resolved.options(Some(&ask.options))?;
     resolved.require(&ask.model, Capability::Completion, "chat")?;
-    let lease = state
-        .sched
-        .acquire(LoadRequest::new(&resolved, &opts, None))
-        .await?;
-    Ok((resolved, features, opts, lease))
+    // The tokenizer that fits the chat is built while the model loads.
+    let (lease, _) = tokio::join!(
+        state
+            .sched
+            .acquire(LoadRequest::new(&resolved, &opts, None)),
+        resolved.tokenizer()
+    );
+    Ok((resolved, features, opts, lease?))
 }
 
 /// Runs a chat: [`prepare`]d, the conversation fitted to the context, and
@@ -242,7 +245,8 @@ pub(super) async fn chat_events(state: &AppState, mut ask: ChatAsk) -> Result<Ev
 }
 
 /// The number of tokens of the prompt [`chat_events`] would run for `ask`
-/// (rendered whole, with the tools and thinking, counted by the runner).
+/// (rendered whole, with the tools and thinking, counted as the runner
+/// will read it).
 pub(super) async fn chat_prompt_tokens(
     state: &AppState,
     mut ask: ChatAsk,
@@ -250,11 +254,7 @@ pub(super) async fn chat_prompt_tokens(
     let (resolved, features, _, lease) = prepare(state, &mut ask).await?;
     let ropts = resolved.render_options(&features);
     let prompt = resolved.render(None, resolved.system.as_deref(), &ask.messages, &ropts)?;
-    Ok(lease
-        .runner()
-        .tokenize(&prompt.text, prompt.add_bos)
-        .await?
-        .len())
+    Ok(resolved.count_tokens(lease.runner(), &prompt).await?)
 }
 
 /// `POST /v1/chat/completions`.

@@ -128,6 +128,7 @@ impl Runner {
 
     /// The token ids of `text` (with BOS first when `add_bos` and the model wants one).
     pub async fn tokenize(&self, text: &str, add_bos: bool) -> Result<Vec<u32>, LlmError> {
+        crate::metrics::runner_tokenize();
         let req = RunnerRequest::Tokenize {
             content: text.to_owned(),
             add_bos,

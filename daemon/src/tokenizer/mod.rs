@@ -12,6 +12,7 @@
 //! panic.
 
 mod bpe;
+mod count;
 mod pretokenize;
 mod spm;
 mod stream;
@@ -23,6 +24,7 @@ use std::collections::HashMap;
 
 use llmpm_gguf::{gpt2_byte_chars, Array, GgufFile};
 
+pub use count::CountMemo;
 pub use pretokenize::PreTokenizer;
 pub use stream::StreamDecoder;
 

@@ -628,3 +628,46 @@ fn wordpiece_keys_and_small_vocabularies() {
         .unwrap_or_default()
         .contains("strip_accents` is not a boolean"));
 }
+
+/// Counting gives `encode`'s length, each fragment between special tokens
+/// tokenized once however many texts share it; SentencePiece's space
+/// prefix (only after a special token) is counted where it applies.
+#[test]
+fn counts_match_encode_and_reuse_fragments() {
+    let spm = spm(
+        &[
+            ("▁", -1.0, 1),
+            ("h", -2.0, 1),
+            ("i", -2.0, 1),
+            ("▁hi", -3.0, 1),
+            ("<eot>", 0.0, 3),
+        ],
+        None,
+    );
+    let mut rng = fastrand::Rng::with_seed(3);
+    for (t, special) in [(tiny(), "<|eot_id|>"), (spm, "<eot>")] {
+        let pieces = ["hi", " hi", "héllo wörld", "\n\n", "12345", "hi hi"];
+        let mut memo = CountMemo::default();
+        for _ in 0..200 {
+            let text: String = (0..rng.usize(0..8))
+                .map(|_| match rng.usize(0..4) {
+                    0 => special.to_owned(),
+                    _ => pieces[rng.usize(0..pieces.len())].to_owned(),
+                })
+                .collect();
+            for (bos, parse) in [(true, true), (false, true), (true, false)] {
+                let want = t.encode(&text, bos, parse).len();
+                assert_eq!(t.count(&text, bos, parse, &mut memo), want, "{text:?}");
+            }
+        }
+        // The same texts again: every fragment is remembered.
+        let before = memo.tokenized();
+        let text = format!("hi{special} hi{special}héllo wörld");
+        t.count(&text, true, true, &mut memo);
+        t.count(&text, true, true, &mut memo);
+        assert!(memo.tokenized() <= before + 3);
+        let after = memo.tokenized();
+        t.count(&text, true, true, &mut memo);
+        assert_eq!(memo.tokenized(), after);
+    }
+}

@@ -185,7 +185,7 @@ impl<X> ResolvedModel<X> {
         logprobs: Option<u32>,
     ) -> Result<Events, LlmError> {
         if !opts.truncate {
-            let tokens = runner.tokenize(&prompt.text, prompt.add_bos).await?.len();
+            let tokens = self.count_tokens(runner, &prompt).await?;
             let num_ctx = runner.num_ctx();
             if tokens >= num_ctx {
                 return Err(LlmError::Request(format!(

@@ -15,6 +15,7 @@ mod prompt;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+mod tokens;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -63,6 +64,8 @@ pub struct ResolvedModel<X> {
     pub capabilities: Vec<Capability>,
     /// Its fill-in-the-middle tokens, when the GGUF has them.
     pub fim: Option<FimTokens>,
+    /// The daemon's tokenizers (shared by every resolved model).
+    tokenizers: tokens::Tokenizers,
 }
 
 impl<X> ResolvedModel<X> {
@@ -116,6 +119,8 @@ pub struct Models<X> {
 struct Inner<X> {
     store: Store,
     derive: Derive<X>,
+    /// The tokenizers of the models' weights, by blob.
+    tokenizers: tokens::Tokenizers,
     /// By normalized name (without a pinned digest), with when each was
     /// last used: at most [`CACHED_MODELS`], the least recently used going.
     cache: Mutex<Cached<X>>,
@@ -149,6 +154,7 @@ impl<X: Default + Send + Sync + 'static> Models<X> {
             inner: Arc::new(Inner {
                 store,
                 derive,
+                tokenizers: tokens::Tokenizers::default(),
                 cache: Mutex::new((HashMap::new(), 0)),
             }),
         }
@@ -180,12 +186,14 @@ impl<X: Default + Send + Sync + 'static> Models<X> {
                 return Ok(m.clone());
             }
         }
-        let (store, derive, r) = (
+        let (store, derive, r, tokenizers) = (
             self.inner.store.clone(),
             self.inner.derive,
             reference.clone(),
+            self.inner.tokenizers.clone(),
         );
-        let model = tokio::task::spawn_blocking(move || resolve(&store, &r, derive)).await??;
+        let model =
+            tokio::task::spawn_blocking(move || resolve(&store, &r, derive, tokenizers)).await??;
         let model = Arc::new(model);
         let (map, clock) = &mut *self.cache();
         if map.len() >= CACHED_MODELS && !map.contains_key(&key) {
@@ -207,6 +215,7 @@ fn resolve<X: Default>(
     store: &Store,
     reference: &Reference,
     derive: Derive<X>,
+    tokenizers: tokens::Tokenizers,
 ) -> Result<ResolvedModel<X>, LlmError> {
     let entry = store.get(reference)?;
     let layer = entry
@@ -267,5 +276,6 @@ fn resolve<X: Default>(
         shape,
         capabilities,
         fim,
+        tokenizers,
     })
 }

@@ -1,9 +1,10 @@
 //! Prompts: a conversation rendered through the model's template (with the
 //! request's tools and thinking), and fitted to the runner's context by
-//! dropping the oldest messages, as Ollama does; and fill-in-the-middle
-//! prompts.
+//! dropping the oldest messages, as Ollama does, the tokens counted by the
+//! daemon; and fill-in-the-middle prompts.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use llmpm_spec::api::Message;
 
@@ -13,6 +14,7 @@ use crate::llm::handle::Runner;
 use crate::llm::options::Options;
 use crate::llm::protocol::{CompletionRequest, Constraint};
 use crate::template::{ChatMessage, ChatTemplate, GoTemplate, PromptData, RenderOptions};
+use crate::tokenizer::{CountMemo, Tokenizer};
 
 /// A rendered prompt.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -159,9 +161,13 @@ impl<X> ResolvedModel<X> {
 
     /// The prompt of a chat (the model's SYSTEM first unless the messages
     /// bring their own), without the oldest messages that do not fit the
-    /// context of `runner`, which counts the tokens; all of them when
-    /// `truncate` is off (a prompt too long is then refused when it is
-    /// sent: [`ResolvedModel::generate`]).
+    /// context of `runner`; all of them when `truncate` is off (a prompt
+    /// too long is then refused when it is sent: [`ResolvedModel::generate`]).
+    ///
+    /// The daemon counts the tokens with the model's own tokenizer, each
+    /// message's text tokenized once however many renders are tried (see
+    /// [`CountMemo`]); the runner is asked only for a vocabulary the daemon's
+    /// tokenizer refuses (the runner then uses its fallback codec).
     pub async fn fit_chat(
         &self,
         runner: &Runner,
@@ -173,16 +179,45 @@ impl<X> ResolvedModel<X> {
         if !truncate {
             return self.render(None, system, messages, opts);
         }
-        fit(
-            messages,
-            runner.num_ctx().saturating_sub(1),
-            |kept| self.render(None, system, kept, opts),
-            |p| {
-                let (text, add_bos) = (p.text.clone(), p.add_bos);
-                async move { runner.tokenize(&text, add_bos).await.map(|t| t.len()) }
-            },
-        )
-        .await
+        let limit = runner.num_ctx().saturating_sub(1);
+        let render = |kept: &[Message]| self.render(None, system, kept, opts);
+        match self.tokenizer().await {
+            Some(tokenizer) => {
+                let mut memo = CountMemo::default();
+                fit(messages, limit, render, |p| {
+                    let n = tokenizer.count(&p.text, p.add_bos, true, &mut memo);
+                    std::future::ready(Ok(n))
+                })
+                .await
+            }
+            None => {
+                fit(messages, limit, render, |p| {
+                    let (text, add_bos) = (p.text.clone(), p.add_bos);
+                    async move { runner.tokenize(&text, add_bos).await.map(|t| t.len()) }
+                })
+                .await
+            }
+        }
+    }
+
+    /// The daemon's tokenizer for the model's weights; `None` when it
+    /// cannot read the vocabulary (the runner counts then).
+    pub async fn tokenizer(&self) -> Option<Arc<Tokenizer>> {
+        self.tokenizers.get(&self.blob).await
+    }
+
+    /// The tokens of `prompt`'s text as `runner` will read it: counted by
+    /// the daemon's tokenizer, by the runner when there is none.
+    pub async fn count_tokens(&self, runner: &Runner, prompt: &Prompt) -> Result<usize, LlmError> {
+        match self.tokenizer().await {
+            Some(t) => Ok(t.count(
+                &prompt.text,
+                prompt.add_bos,
+                true,
+                &mut CountMemo::default(),
+            )),
+            None => Ok(runner.tokenize(&prompt.text, prompt.add_bos).await?.len()),
+        }
     }
 }
 

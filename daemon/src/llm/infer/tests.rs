@@ -195,3 +195,40 @@ fn forced_call_grammars() {
         "{g}"
     );
 }
+
+/// The daemon builds a blob's tokenizer once and keeps a few: the same one
+/// for the same blob, none for a file that is not a GGUF (the runner
+/// counts then), the least recently used going when the cache is full.
+#[tokio::test]
+async fn tokenizers_are_built_once_per_blob_and_bounded() {
+    use super::tokens::Tokenizers;
+    use llmpm_gguf::tiny::{tiny_llama_bytes, TinyLlamaSpec};
+
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = tiny_llama_bytes(&TinyLlamaSpec::default()).unwrap();
+    let blobs: Vec<_> = (0..6)
+        .map(|i| {
+            let p = dir.path().join(format!("blob{i}"));
+            std::fs::write(&p, &gguf).unwrap();
+            p
+        })
+        .collect();
+    let cache = Tokenizers::default();
+    let first = cache.get(&blobs[0]).await.unwrap();
+    assert!(Arc::ptr_eq(&first, &cache.get(&blobs[0]).await.unwrap()));
+    let text = "<|begin_of_text|>hello<|eot_id|>";
+    assert_eq!(
+        first.count(text, false, true, &mut Default::default()),
+        first.encode(text, false, true).len()
+    );
+    for b in &blobs[1..] {
+        cache.get(b).await.unwrap();
+        // The first stays in use.
+        cache.get(&blobs[0]).await.unwrap();
+    }
+    assert_eq!(cache.len(), 4);
+    assert!(Arc::ptr_eq(&first, &cache.get(&blobs[0]).await.unwrap()));
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, b"not a gguf").unwrap();
+    assert!(cache.get(&junk).await.is_none());
+}
