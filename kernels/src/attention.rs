@@ -80,16 +80,14 @@ pub trait Elem: sealed::Sealed + Copy + Default + Send + Sync {
     fn load(src: &[Self], dst: &mut [f32]);
     /// [`Kv::append`] for this type.
     fn append_to(kv: &mut Kv<Self>, k: &[f32], v: &[f32], t: usize) -> Result<(), String>;
-    /// [`attend`] for this type.
-    #[allow(clippy::too_many_arguments)]
+    /// [`attend_with`] for this type.
     fn attend_over(
         q: &[f32],
         heads: usize,
         t: usize,
         kv: &Kv<Self>,
         pos: usize,
-        scale: f32,
-        window: Option<usize>,
+        scores: Scores<'_>,
     ) -> Result<Vec<f32>, String>;
 }
 
@@ -108,10 +106,9 @@ macro_rules! built_here {
             t: usize,
             kv: &Kv<Self>,
             pos: usize,
-            scale: f32,
-            window: Option<usize>,
+            scores: Scores<'_>,
         ) -> Result<Vec<f32>, String> {
-            attend_here(q, heads, t, kv, pos, scale, window)
+            attend_here(q, heads, t, kv, pos, scores)
         }
     };
 }
@@ -333,7 +330,39 @@ pub fn attend<E: Elem>(
     scale: f32,
     window: Option<usize>,
 ) -> Result<Vec<f32>, String> {
-    E::attend_over(q, heads, t, kv, pos, scale, window)
+    let scores = Scores {
+        scale,
+        window,
+        sinks: None,
+    };
+    E::attend_over(q, heads, t, kv, pos, scores)
+}
+
+/// How a query's scores are taken: their scale, the sliding window (the
+/// last `window` keys only), and per-head sink logits (gpt-oss: one
+/// learned logit per head that joins every softmax's denominator and
+/// takes weight from the keys without a value of its own, as ggml's
+/// `soft_max_ext` with sinks).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scores<'a> {
+    /// Scores are `q·k` times this.
+    pub scale: f32,
+    /// Keys more than `window - 1` positions behind a query are hidden.
+    pub window: Option<usize>,
+    /// One logit per query head.
+    pub sinks: Option<&'a [f32]>,
+}
+
+/// [`attend`] with sinks (see [`Scores`]).
+pub fn attend_with<E: Elem>(
+    q: &[f32],
+    heads: usize,
+    t: usize,
+    kv: &Kv<E>,
+    pos: usize,
+    scores: Scores<'_>,
+) -> Result<Vec<f32>, String> {
+    E::attend_over(q, heads, t, kv, pos, scores)
 }
 
 /// [`attend`] over any [`Store`], instantiated in this crate ([`Elem`]).
@@ -343,9 +372,18 @@ fn attend_here<S: Store>(
     t: usize,
     kv: &S,
     pos: usize,
-    scale: f32,
-    window: Option<usize>,
+    scores: Scores<'_>,
 ) -> Result<Vec<f32>, String> {
+    let Scores {
+        scale,
+        window,
+        sinks,
+    } = scores;
+    if let Some(s) = sinks {
+        if s.len() != heads {
+            return Err(format!("{} sinks for {heads} query heads", s.len()));
+        }
+    }
     let (kv_heads, d) = kv.shape();
     if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
         return Err(format!(
@@ -380,6 +418,7 @@ fn attend_here<S: Store>(
                         at: pos + first,
                         scale,
                         window,
+                        sink: sinks.map(|s| s[h]),
                     };
                     block_on(isa, &job, o);
                 });
@@ -448,6 +487,8 @@ struct Job<'a, S> {
     at: usize,
     scale: f32,
     window: Option<usize>,
+    /// The head's sink logit.
+    sink: Option<f32>,
 }
 
 /// [`block`] compiled for the best vector unit here. Every sum runs in the
@@ -487,6 +528,7 @@ fn block<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
         at,
         scale,
         window,
+        sink,
     } = job;
     let d = kv.shape().1;
     let n = qs.len() / d;
@@ -527,11 +569,17 @@ fn block<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
     for i in 0..n {
         let seen = visible(at + i, window);
         let s = &mut scores[i * span + seen.start - lo..i * span + seen.end - lo];
-        let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if let Some(sink) = sink {
+            max = max.max(sink);
+        }
         let mut sum = 0f64;
         for x in s.iter_mut() {
             *x = (*x - max).exp();
             sum += f64::from(*x);
+        }
+        if let Some(sink) = sink {
+            sum += f64::from((sink - max).exp());
         }
         let inv = (1.0 / sum) as f32;
         for x in s.iter_mut() {
@@ -556,7 +604,7 @@ fn block<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
 }
 
 mod quant;
-pub use quant::{attend_quant, QKv, QType};
+pub use quant::{attend_quant, attend_quant_with, QKv, QType};
 
 #[cfg(test)]
 mod tests;

@@ -283,3 +283,49 @@ fn rotation_keeps_keys_with_huge_channels() {
         "plain {plain} against rotated {rotated}"
     );
 }
+
+/// A sink is a logit with no value: with all scores equal (zero queries)
+/// each seen key weighs `1 / (n + e^sink)`, and a sink of -inf changes
+/// nothing. Its count must match the heads.
+#[test]
+fn sinks_join_the_softmax_without_a_value() {
+    let (heads, kv_heads, d, pos, t, w) = (4, 2, 32, 3, 5, 4);
+    let total = pos + t;
+    let k = values(kv_heads * total * d, 1);
+    let v = values(kv_heads * total * d, 2);
+    let mut kv = Kv::<f32>::new(kv_heads, d, total);
+    kv.append(&k, &v, total).unwrap();
+    let q = vec![0f32; heads * t * d];
+    let sinks = [0.0f32, 1.0, -2.0, f32::NEG_INFINITY];
+    let scores = Scores {
+        scale: 0.125,
+        window: Some(w),
+        sinks: Some(&sinks),
+    };
+    let got = attend_with(&q, heads, t, &kv, pos, scores).unwrap();
+    for h in 0..heads {
+        let g = h / (heads / kv_heads);
+        for i in 0..t {
+            let at = pos + i;
+            let seen: Vec<usize> = (0..=at).filter(|&j| at < j + w).collect();
+            let denom = seen.len() as f64 + f64::from(sinks[h]).exp();
+            for x in 0..d {
+                let want: f64 = seen
+                    .iter()
+                    .map(|&j| f64::from(v[(g * total + j) * d + x]))
+                    .sum::<f64>()
+                    / denom;
+                let got = got[(h * t + i) * d + x];
+                assert!(
+                    (f64::from(got) - want).abs() < 1e-5,
+                    "h{h} i{i} x{x}: {got} vs {want}"
+                );
+            }
+        }
+    }
+    let bad = Scores {
+        sinks: Some(&sinks[..3]),
+        ..scores
+    };
+    assert!(attend_with(&q, heads, t, &kv, pos, bad).is_err());
+}

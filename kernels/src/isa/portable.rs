@@ -63,6 +63,27 @@ pub(crate) fn q4_0_dot(wq: &[u8], wd: &[f32], x: &Q8_0Row) -> f32 {
     })
 }
 
+/// An MXFP4 weight row (16 packed bytes of codes per block, `wd` the
+/// halved scales) times a Q8_0 activation row: ggml's
+/// `vec_dot_mxfp4_q8_0`, the codes' doubled values from its table.
+#[inline(always)]
+pub(crate) fn mxfp4_dot(wq: &[u8], wd: &[f32], x: &Q8_0Row) -> f32 {
+    use crate::formats::mxfp4::VALUES;
+    let half = QK / 2;
+    blocks_dot(wd, &x.d, |b| {
+        let wb = &wq[b * half..(b + 1) * half];
+        let (lo, hi) = x.qs[b * QK..(b + 1) * QK].split_at(half);
+        wb.iter()
+            .zip(lo.iter().zip(hi))
+            .map(|(&w, (&a, &b))| {
+                let l = i32::from(VALUES[usize::from(w & 0x0F)]);
+                let h = i32::from(VALUES[usize::from(w >> 4)]);
+                l * i32::from(a) + h * i32::from(b)
+            })
+            .sum()
+    })
+}
+
 /// `Σ_e w[e]·x[e]` over one group of four.
 fn dot4(w: [u8; 4], x: i32) -> i32 {
     let x = x.to_le_bytes();
