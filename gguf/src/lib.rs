@@ -16,6 +16,7 @@
 mod error;
 mod hyperparameters;
 mod mmap;
+pub mod mxfp4;
 mod read;
 mod summary;
 mod types;
