@@ -54,7 +54,7 @@ ARCHS = {
     # prompt and than every prompt plus its 32 tokens, so the
     # sliding-window layers hide keys. F16 and MXFP4_MOE (MXFP4 experts, Q8_0
     # elsewhere, as llama-quantize writes gpt-oss).
-    "gpt-oss": {"seed": 1, "ftypes": ["f16", "mxfp4"],
+    "gpt-oss": {"seed": 6, "ftypes": ["f16", "mxfp4"],
                 "gen": {"layers": 4, "embd": 256, "heads": 8, "kv-heads": 2, "head-dim": 64,
                         "ff": 256, "vocab": 512, "ctx": 8192, "orig-ctx": 256,
                         "experts": 16, "experts-used": 4, "window": 16}},

@@ -376,6 +376,12 @@ fn other_architectures_match_llama_cpp() {
                     // through more paths (measured up to 2.1e-3).
                     let tol = match (arch, ftype) {
                         ("qwen3moe", "f16") => 4e-3,
+                        // gpt-oss in MXFP4_MOE: every matrix takes Q8_0
+                        // activations (MXFP4 experts, Q8_0 elsewhere), so
+                        // a value on the other side of a rounding step
+                        // moves a logit as in Q8_0, through k experts and
+                        // softmaxed sink logits (measured up to 0.011).
+                        ("gpt-oss", "mxfp4") => 3e-2,
                         _ => tolerance(ftype),
                     };
                     assert!(

@@ -52,7 +52,8 @@ impl Arch {
             "qwen2" => Some(Arch::Qwen2),
             "qwen3" => Some(Arch::Qwen3),
             "qwen3moe" => Some(Arch::Qwen3Moe),
-            "gpt-oss" => Some(Arch::GptOss),
+            // Ollama's own gpt-oss files say `gptoss` (SPEC.md).
+            "gpt-oss" | "gptoss" => Some(Arch::GptOss),
             "gemma3" => Some(Arch::Gemma3),
             "phi3" => Some(Arch::Phi3),
             "bert" => Some(Arch::Bert),

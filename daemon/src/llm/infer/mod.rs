@@ -63,6 +63,9 @@ pub struct ResolvedModel<X> {
     pub capabilities: Vec<Capability>,
     /// Its fill-in-the-middle tokens, when the GGUF has them.
     pub fim: Option<FimTokens>,
+    /// It writes harmony (gpt-oss): channels and recipients instead of
+    /// think tags and a call tag.
+    pub harmony: bool,
 }
 
 impl<X> ResolvedModel<X> {
@@ -267,5 +270,6 @@ fn resolve<X: Default>(
         shape,
         capabilities,
         fim,
+        harmony: facts.is_some_and(|f| f.gpt_oss),
     })
 }

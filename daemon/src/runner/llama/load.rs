@@ -37,7 +37,10 @@ pub(crate) fn read_config(file: &GgufFile) -> Result<LlamaConfig, ModelError> {
     let arch = Arch::from_name(arch_name)
         .filter(|a| !a.embeds_only())
         .ok_or_else(|| ModelError::Architecture(arch_name.into()))?;
-    let hp = Hyperparameters::read(file)?;
+    let mut hp = Hyperparameters::read(file)?;
+    if arch == Arch::GptOss {
+        ollama_gpt_oss(file, &mut hp);
+    }
     if arch.moe() && hp.n_expert == 0 {
         return Err(ModelError::Metadata {
             key: hp.key("expert_count"),
@@ -137,6 +140,41 @@ pub(crate) fn read_config(file: &GgufFile) -> Result<LlamaConfig, ModelError> {
         attn_scale: 1.0 / (head_dim as f64).sqrt(),
         yarn,
     })
+}
+
+/// What Ollama's gpt-oss files (`gptoss`) leave out, filled in as
+/// llama.cpp's compatibility layer for them does: one expert's size from
+/// `ffn_gate_exps` (their `feed_forward_length` is the dense size), and
+/// YaRN when the scaling type is missing.
+fn ollama_gpt_oss(file: &GgufFile, hp: &mut Hyperparameters) {
+    if file.get(&hp.key("expert_feed_forward_length")).is_none() {
+        if let Some(&[_, ff, _]) = file
+            .tensor("blk.0.ffn_gate_exps.weight")
+            .map(|t| t.dims.as_slice())
+        {
+            hp.n_ff_exp = usize::try_from(ff).unwrap_or(0);
+        }
+    }
+    if file.get(&hp.key("rope.scaling.type")).is_none() {
+        if let Some(f) = file
+            .get(&hp.key("rope.scaling.factor"))
+            .and_then(|v| v.as_f64())
+        {
+            let freq_scale = if f > 0.0 { 1.0 / f as f32 } else { 1.0 };
+            hp.rope_scaling = RopeScaling::Yarn { freq_scale };
+        }
+    }
+}
+
+/// The first of `names` the file has (Ollama's gpt-oss files name some
+/// tensors otherwise), else the first.
+fn either(l: &Loader<'_>, names: [String; 2]) -> String {
+    let [a, b] = names;
+    if !l.has(&a) && l.has(&b) {
+        b
+    } else {
+        a
+    }
 }
 
 /// `inv_freq` divided by the factors in tensor `name` (`rope_dim / 2` of
@@ -322,18 +360,21 @@ pub(crate) fn load(
         let (hq, hk, hv) = (bias || l.has(&bq), bias || l.has(&bk), bias || l.has(&bv));
         let qk_norm = arch.qk_norm();
         let gpt_oss = arch == Arch::GptOss;
-        // gpt-oss names its pre-feed-forward norm `post_attention_norm`.
+        // gpt-oss names its pre-feed-forward norm `post_attention_norm`
+        // (Ollama's files `ffn_norm`), its sinks `attn_sinks.weight`
+        // (Ollama's `attn_sinks`), its output `attn_output` (`attn_out`).
         let ffn_norm = match gpt_oss {
-            true => n("post_attention_norm"),
+            true => either(l, [n("post_attention_norm"), n("ffn_norm")]),
             false => n("ffn_norm"),
         };
         let sinks = match gpt_oss {
-            true => Some(
-                l.f32(&n("attn_sinks"), &[config.n_head])?
-                    .to_vec1::<f32>()?,
-            ),
+            true => {
+                let name = either(l, [n("attn_sinks"), format!("blk.{i}.attn_sinks")]);
+                Some(l.f32(&name, &[config.n_head])?.to_vec1::<f32>()?)
+            }
             false => None,
         };
+        let wo = either(l, [n("attn_output"), n("attn_out")]);
         layers.push(Layer {
             attn_norm,
             wq,
@@ -344,13 +385,13 @@ pub(crate) fn load(
             bv: l.f32_if(hv, &bv, &[kv])?,
             q_norm: l.f32_if(qk_norm, &n("attn_q_norm"), &[hd])?,
             k_norm: l.f32_if(qk_norm, &n("attn_k_norm"), &[hd])?,
-            wo: l.matrix(&n("attn_output"), &[e, qd])?,
+            wo: l.matrix(&wo, &[e, qd])?,
             post_attn_norm: l.f32_if(gemma3, &n("post_attention_norm"), &[e])?,
             ffn_norm: l.f32(&ffn_norm, &[e])?,
             ffn,
             post_ffw_norm: l.f32_if(gemma3, &n("post_ffw_norm"), &[e])?,
             local: config.sliding_window.is_some() && is_local(arch, i),
-            bo: l.f32_if(gpt_oss, &b("attn_output"), &[e])?,
+            bo: l.f32_if(gpt_oss, &wo.replace(".weight", ".bias"), &[e])?,
             sinks,
         });
     }
