@@ -390,7 +390,7 @@ pub fn encode_f32(values: &[f32], ggml_type: GgmlType) -> Option<Vec<u8>> {
         GgmlType::Q4_0 => quantize_q4_0(values),
         GgmlType::Q4_K => kquant::quantize_q4_k(values),
         GgmlType::Q6_K => kquant::quantize_q6_k(values),
-        GgmlType::MXFP4 if values.len() % crate::mxfp4::QK == 0 => {
+        GgmlType::MXFP4 if divides(crate::mxfp4::QK as u64, values.len() as u64) => {
             Some(crate::mxfp4::quantize_mxfp4(values))
         }
         _ => None,

@@ -497,3 +497,24 @@ fn long_words_and_sharing() {
     }
     assert!(start.elapsed() < std::time::Duration::from_secs(20));
 }
+
+/// Harmony's vocabulary (gpt-oss) stops on `<|return|>` and `<|call|>` and
+/// not on `<|end|>`, which ends one message of several; Phi's `<|end|>`
+/// still stops where those two are absent.
+#[test]
+fn harmony_stops_on_return_and_call_not_end() {
+    let harmony = [
+        "<|endoftext|>",
+        "<|return|>",
+        "<|call|>",
+        "<|end|>",
+        "<|start|>",
+    ];
+    let names = stop_token_names(|t| harmony.contains(&t));
+    assert_eq!(names, ["<|endoftext|>", "<|return|>", "<|call|>"]);
+    let phi = ["<|endoftext|>", "<|end|>"];
+    assert_eq!(
+        stop_token_names(|t| phi.contains(&t)),
+        ["<|endoftext|>", "<|end|>"]
+    );
+}

@@ -26,7 +26,7 @@ const GPT_OSS_SWA_PATTERN: usize = 2;
 fn is_local(arch: Arch, i: usize) -> bool {
     match arch {
         Arch::GptOss => i % GPT_OSS_SWA_PATTERN < GPT_OSS_SWA_PATTERN - 1,
-        _ => (i + 1) % SWA_PATTERN != 0,
+        _ => !(i + 1).is_multiple_of(SWA_PATTERN),
     }
 }
 
