@@ -9,6 +9,7 @@
 //! kind) is the runner's to say.
 
 use crate::read::GgufFile;
+use crate::types::divides;
 use crate::value::Value;
 
 /// Why a model's hyperparameters cannot be read: the key and what is wrong.
@@ -189,6 +190,16 @@ fn experts(
         None => count(&k("feed_forward_length"), (n_ff / used) as u64, MAX_FF)?,
     };
     Ok((n_expert, used, n_ff_exp))
+}
+
+/// Whether layer `i` of a model of `arch` with a sliding window is one of
+/// its sliding-window layers, as llama.cpp's patterns say: gpt-oss's even
+/// layers (pattern 2), else Gemma 3's all but every sixth (pattern 6).
+pub fn is_local_layer(arch: &str, i: usize) -> bool {
+    match arch {
+        "gpt-oss" | "gptoss" => divides(2, i as u64),
+        _ => !divides(6, i as u64 + 1),
+    }
 }
 
 impl Hyperparameters {

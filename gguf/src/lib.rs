@@ -32,7 +32,7 @@ pub mod writer;
 mod test_support;
 
 pub use error::GgufError;
-pub use hyperparameters::{HyperparameterError, Hyperparameters, RopeScaling};
+pub use hyperparameters::{is_local_layer, HyperparameterError, Hyperparameters, RopeScaling};
 pub use mmap::{Mapped, MappedGguf};
 pub use read::{
     GgufFile, TensorInfo, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_DIMS,

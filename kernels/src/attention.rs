@@ -146,12 +146,16 @@ impl Elem for f32 {
 /// positions, each transposed, `[block][kv_head][head_dim][KEYS]`, so a
 /// block of one head's keys is read as it is multiplied. Memory is reserved
 /// for `max_len` tokens on the first append, and pages are touched as
-/// tokens arrive.
+/// tokens arrive. A sliding-window layer's cache forgets whole blocks of
+/// positions no query can see any more ([`Kv::forget_before`]): it then
+/// holds the window (and a block and a chunk) whatever the context.
 #[derive(Debug)]
 pub struct Kv<E> {
     kv_heads: usize,
     head_dim: usize,
     max_len: usize,
+    /// Positions forgotten from the front, a multiple of [`KEYS`].
+    gone: usize,
     k: Vec<E>,
     v: Vec<E>,
 }
@@ -162,36 +166,64 @@ impl<E: Elem> Kv<E> {
             kv_heads,
             head_dim,
             max_len,
+            gone: 0,
             k: Vec::new(),
             v: Vec::new(),
         }
     }
 
-    /// Tokens held.
+    /// Tokens evaluated: the next one's position (forgotten ones included).
     pub fn len(&self) -> usize {
-        self.v.len() / (self.kv_heads * self.head_dim).max(1)
+        self.gone + self.v.len() / (self.kv_heads * self.head_dim).max(1)
     }
 
     /// Whether it holds no token.
     pub fn is_empty(&self) -> bool {
-        self.v.is_empty()
+        self.len() == 0
+    }
+
+    /// Positions before this one are forgotten.
+    pub fn first_held(&self) -> usize {
+        self.gone
     }
 
     /// Forgets every token (keeps the memory for the next sequence).
     pub fn reset(&mut self) {
         self.k.clear();
         self.v.clear();
+        self.gone = 0;
+    }
+
+    /// Forgets the whole blocks of positions before `p` (a sliding-window
+    /// layer's keys that no query at `p` or later sees).
+    pub fn forget_before(&mut self, p: usize) {
+        let blocks = p.min(self.len()) / KEYS;
+        let drop = blocks.saturating_sub(self.gone / KEYS);
+        if drop == 0 {
+            return;
+        }
+        let row = self.kv_heads * self.head_dim;
+        self.k.drain(..drop * self.key_block());
+        self.v.drain(..drop * KEYS * row);
+        self.gone += drop * KEYS;
     }
 
     /// Keeps the first `n` tokens and forgets the rest (a prompt that
-    /// shares only that much with the one this cache last held).
-    pub fn truncate(&mut self, n: usize) {
+    /// shares only that much with the one this cache last held). False,
+    /// and the cache emptied, when some of those `n` were forgotten.
+    pub fn truncate(&mut self, n: usize) -> bool {
         if n >= self.len() {
-            return;
+            return true;
         }
-        self.v.truncate(n * self.kv_heads * self.head_dim);
-        self.k.truncate(n.div_ceil(KEYS) * self.key_block());
-        self.zero_keys_from(n);
+        if n < self.gone {
+            self.reset();
+            return false;
+        }
+        let local = n - self.gone;
+        self.v.truncate(local * self.kv_heads * self.head_dim);
+        self.k.truncate(local.div_ceil(KEYS) * self.key_block());
+        self.zero_keys_from(local);
+        true
     }
 
     /// Becomes the first `n` tokens of `from` (a prefix another sequence
@@ -201,9 +233,11 @@ impl<E: Elem> Kv<E> {
         if (self.kv_heads, self.head_dim) != (from.kv_heads, from.head_dim)
             || n > from.len()
             || n > self.max_len
+            || from.gone > 0
         {
             return false;
         }
+        self.gone = 0;
         let row = self.kv_heads * self.head_dim;
         if self.v.capacity() == 0 {
             self.k
@@ -220,8 +254,8 @@ impl<E: Elem> Kv<E> {
         true
     }
 
-    /// Zeroes the keys of positions `n..` in `n`'s block, as `append`
-    /// leaves a block's unused end.
+    /// Zeroes the keys of held positions `n..` (counted from the first
+    /// held) in `n`'s block, as `append` leaves a block's unused end.
     fn zero_keys_from(&mut self, n: usize) {
         let jj = n % KEYS;
         if jj == 0 {
@@ -241,10 +275,10 @@ impl<E: Elem> Kv<E> {
         self.kv_heads * self.head_dim * KEYS
     }
 
-    /// Head `g`'s keys `[dim][KEYS]` for positions `b * KEYS..`.
+    /// Head `g`'s keys `[dim][KEYS]` for positions `b * KEYS..` (held).
     fn keys(&self, b: usize, g: usize) -> &[E] {
         let per = self.head_dim * KEYS;
-        let at = b * self.key_block() + g * per;
+        let at = (b - self.gone / KEYS) * self.key_block() + g * per;
         &self.k[at..at + per]
     }
 
@@ -266,6 +300,8 @@ impl<E: Elem> Kv<E> {
             self.v.reserve_exact(self.max_len * row);
         }
         let at = self.v.len();
+        // Held positions count from the first not forgotten.
+        let held = len - self.gone;
         self.v.resize(at + t * row, E::default());
         for (i, token) in self.v[at..].chunks_exact_mut(row).enumerate() {
             for (g, head) in token.chunks_exact_mut(d).enumerate() {
@@ -274,11 +310,11 @@ impl<E: Elem> Kv<E> {
             }
         }
         // Whole blocks of keys, zero past the last token.
-        let blocks = (len + t).div_ceil(KEYS);
+        let blocks = (held + t).div_ceil(KEYS);
         let block = self.key_block();
         self.k.resize(blocks * block, E::default());
         for i in 0..t {
-            let p = len + i;
+            let p = held + i;
             let (b, jj) = (p / KEYS, p % KEYS);
             for g in 0..h {
                 let dst = &mut self.k[b * block + g * d * KEYS..][..d * KEYS];
@@ -398,6 +434,13 @@ fn attend_here<S: Store>(
             kv.held()
         ));
     }
+    if visible(pos, window).start < kv.first() {
+        return Err(format!(
+            "a query at {pos} sees keys from {}, but those before {} were forgotten",
+            visible(pos, window).start,
+            kv.first()
+        ));
+    }
     let per_kv = heads / kv_heads;
     let isa = Isa::best();
     let mut out = vec![0f32; heads * t * d];
@@ -438,8 +481,12 @@ fn visible(at: usize, window: Option<usize>) -> std::ops::Range<usize> {
 pub(crate) trait Store: Sync {
     /// `(kv_heads, head_dim)`.
     fn shape(&self) -> (usize, usize);
-    /// Tokens held.
+    /// Tokens evaluated (the next position).
     fn held(&self) -> usize;
+    /// The first position still held (a sliding-window cache forgets).
+    fn first(&self) -> usize {
+        0
+    }
     /// Head `g`'s keys of positions `b * KEYS..` as `[dim][KEYS]` (zero
     /// past the last token) into `kt`.
     fn key_block(&self, b: usize, g: usize, kt: &mut [f32]);
@@ -456,6 +503,9 @@ impl<E: Elem> Store for Kv<E> {
     fn held(&self) -> usize {
         self.len()
     }
+    fn first(&self) -> usize {
+        self.gone
+    }
     #[inline(always)]
     fn key_block(&self, b: usize, g: usize, kt: &mut [f32]) {
         E::load(self.keys(b, g), kt);
@@ -464,7 +514,7 @@ impl<E: Elem> Store for Kv<E> {
     fn values(&self, j0: usize, j1: usize, g: usize, buf: &mut [f32]) {
         let d = self.head_dim;
         let row = self.kv_heads * d;
-        for (j, dst) in (j0..j1).zip(buf.chunks_exact_mut(d)) {
+        for (j, dst) in (j0 - self.gone..j1 - self.gone).zip(buf.chunks_exact_mut(d)) {
             let from = j * row + g * d;
             E::load(&self.v[from..from + d], dst);
         }

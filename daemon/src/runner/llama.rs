@@ -250,7 +250,8 @@ impl Cache {
 
 impl Cache {
     /// Keeps the first `n` tokens. False when this cache cannot cut (candle's,
-    /// on a GPU) and was emptied instead.
+    /// on a GPU; a sliding-window layer that forgot some of the `n`) and was
+    /// emptied instead.
     pub fn truncate(&mut self, n: usize) -> bool {
         if n >= self.len() {
             return true;
@@ -258,8 +259,9 @@ impl Cache {
         let mut cut = true;
         for l in &mut self.layers {
             match l {
-                LayerKv::F16(kv) => kv.truncate(n),
-                LayerKv::F32(kv) => kv.truncate(n),
+                // A sliding-window layer may have forgotten some of the `n`.
+                LayerKv::F16(kv) => cut &= kv.truncate(n),
+                LayerKv::F32(kv) => cut &= kv.truncate(n),
                 LayerKv::Quant(kv) => kv.truncate(n),
                 LayerKv::Candle(kv) => {
                     kv.reset();
@@ -593,6 +595,11 @@ impl Llama {
                 macro_rules! fused {
                     ($kv:expr) => {{
                         let at = $kv.len();
+                        // A sliding-window layer keeps only the blocks its
+                        // queries from `at` on can see.
+                        if let Some(w) = window {
+                            $kv.forget_before((at + 1).saturating_sub(w));
+                        }
                         $kv.append(&flat(&k)?, &flat(&v)?, t)
                             .map_err(candle_core::Error::Msg)?;
                         let y = attend_with(&flat(&q)?, c.n_head, t, $kv, at, scores)

@@ -329,3 +329,62 @@ fn sinks_join_the_softmax_without_a_value() {
     };
     assert!(attend_with(&q, heads, t, &kv, pos, bad).is_err());
 }
+
+/// A sliding-window cache that forgets the blocks no query sees any more
+/// attends exactly as one that keeps everything, holds only about the
+/// window, and refuses what it forgot: a query that would see it, a
+/// truncation into it, a copy from it.
+#[test]
+fn forgetting_blocks_behind_the_window_changes_nothing() {
+    let (heads, kv_heads, d, w) = (4usize, 2usize, 32usize, 40usize);
+    let chunks = [70, 1, 1, 100, 1, 3, 1];
+    let total: usize = chunks.iter().sum();
+    let mut full = Kv::<f32>::new(kv_heads, d, total);
+    let mut slim = Kv::<f32>::new(kv_heads, d, total);
+    let scores = Scores {
+        scale: 0.2,
+        window: Some(w),
+        sinks: None,
+    };
+    let mut pos = 0usize;
+    for (c, &t) in chunks.iter().enumerate() {
+        let k = values(kv_heads * t * d, 10 + c as u64);
+        let v = values(kv_heads * t * d, 20 + c as u64);
+        let q = values(heads * t * d, 30 + c as u64);
+        slim.forget_before((pos + 1).saturating_sub(w));
+        full.append(&k, &v, t).unwrap();
+        slim.append(&k, &v, t).unwrap();
+        let a = attend_with(&q, heads, t, &full, pos, scores).unwrap();
+        let b = attend_with(&q, heads, t, &slim, pos, scores).unwrap();
+        assert_eq!(a, b, "chunk {c}");
+        pos += t;
+        assert!(slim.len() == pos && slim.len() - slim.first_held() < w + KEYS + t);
+    }
+    assert!(slim.first_held() > 0);
+    // Without the window the first query would see forgotten keys.
+    let q = values(heads * d, 99);
+    let mut one = Kv::<f32>::new(kv_heads, d, total + 1);
+    assert!(one.copy_prefix(&full, total));
+    assert!(!one.copy_prefix(&slim, total));
+    let unwindowed = Scores {
+        window: None,
+        ..scores
+    };
+    let (k, v) = (values(kv_heads * d, 1), values(kv_heads * d, 2));
+    let mut s2 = Kv::<f32>::new(kv_heads, d, total + 1);
+    s2.append(
+        &values(kv_heads * total * d, 3),
+        &values(kv_heads * total * d, 4),
+        total,
+    )
+    .unwrap();
+    s2.forget_before(total);
+    s2.append(&k, &v, 1).unwrap();
+    assert!(attend_with(&q, heads, 1, &s2, total, unwindowed).is_err());
+    // Cutting within the held part works; into the forgotten part empties it.
+    let held = slim.first_held();
+    assert!(slim.truncate(held + 1));
+    assert_eq!(slim.len(), held + 1);
+    assert!(!slim.truncate(held - 1));
+    assert_eq!((slim.len(), slim.first_held()), (0, 0));
+}

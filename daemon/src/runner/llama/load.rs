@@ -15,19 +15,14 @@ use super::super::weights::{linear, Linear};
 use super::moe::{Expert, ExpertBias, GateAct, Gating, Moe};
 use super::{Activation, Embeddings, Ffn, Layer, Llama, LlamaConfig, LongRope, Yarn};
 
-/// Gemma 3: every sixth layer is global, the rest see a window.
-const SWA_PATTERN: usize = 6;
-
-/// gpt-oss: layers alternate, the even ones seeing a window (llama.cpp's
-/// `set_swa_pattern(2)`).
-const GPT_OSS_SWA_PATTERN: usize = 2;
-
-/// Whether layer `i` of `arch` is a sliding-window layer.
+/// Whether layer `i` of `arch` is a sliding-window layer (llmpm-gguf's
+/// rule, which the memory estimate counts by too).
 fn is_local(arch: Arch, i: usize) -> bool {
-    match arch {
-        Arch::GptOss => i % GPT_OSS_SWA_PATTERN < GPT_OSS_SWA_PATTERN - 1,
-        _ => !(i + 1).is_multiple_of(SWA_PATTERN),
-    }
+    let name = match arch {
+        Arch::GptOss => "gpt-oss",
+        _ => "gemma3",
+    };
+    llmpm_gguf::is_local_layer(name, i)
 }
 
 /// The graph's configuration: the model's hyperparameters (read once, by
