@@ -76,18 +76,7 @@ impl BlockRows {
     /// Copies an MXFP4 matrix `(n, k)`: each block's E8M0 scale as the f32
     /// ggml multiplies by (half the power of two), its codes as stored.
     fn from_mxfp4(n: usize, k: usize, data: &[u8]) -> Result<BlockRows, Error> {
-        let format = Format::Mxfp4;
-        if !k.is_multiple_of(QK) || k == 0 {
-            return Err(Error::PartialBlocks { format, k });
-        }
-        if Some(data.len()) != format.matrix_bytes(n, k) {
-            return Err(Error::Length {
-                format,
-                n,
-                k,
-                found: data.len(),
-            });
-        }
+        super::whole_blocks(Format::Mxfp4, n, k, data)?;
         let blocks = n * k / QK;
         let mut d = Vec::with_capacity(blocks);
         let mut codes = Vec::with_capacity(blocks * QK / 2);

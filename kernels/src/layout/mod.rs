@@ -34,6 +34,13 @@ pub(crate) fn q0_kind(
             return Err(Error::Layout { format, layout })
         }
     };
+    whole_blocks(format, n, k, data)?;
+    Ok(kind)
+}
+
+/// Checks that `data` is a whole `(n, k)` matrix of a format with blocks
+/// of 32 values.
+pub(crate) fn whole_blocks(format: Format, n: usize, k: usize, data: &[u8]) -> Result<(), Error> {
     if !k.is_multiple_of(QK) || k == 0 {
         return Err(Error::PartialBlocks { format, k });
     }
@@ -45,5 +52,5 @@ pub(crate) fn q0_kind(
             found: data.len(),
         });
     }
-    Ok(kind)
+    Ok(())
 }
