@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerates the `archs` part of tests/fixtures/llamacpp_greedy.json: greedy
 token ids (and each step's top-4 logits) that llama.cpp produces for tiny
-GGUFs of the architectures beyond Llama (qwen3, qwen3moe, phi3), written by
+GGUFs of the architectures beyond Llama (qwen3, qwen3moe, phi3, gpt-oss), written by
 `llmpm-gen-gguf` with the parameters recorded next to them. The `cases` of
 the Llama models (bench/gen-reference.sh) are left as they are.
 
@@ -49,6 +49,17 @@ ARCHS = {
     "phi3": {"seed": 4, "gen": {"layers": 4, "embd": 256, "heads": 8, "kv-heads": 4,
                                 "rope-dim": 24, "ff": 512, "vocab": 512, "ctx": 16384,
                                 "orig-ctx": 4096}},
+    # gpt-oss-20b's ratios: heads wider than embd/heads (64 x 8 = 512 for
+    # 256), 4 query heads per kv head (8 in the real one), experts of embd's
+    # size, a quarter of them used; YaRN by 32 (orig-ctx 256 of 8192) so the
+    # ramp spans the rotated pairs; a window of 16, shorter than the longer
+    # prompt and than every prompt plus its 32 tokens, so the
+    # sliding-window layers hide keys. F16 and MXFP4_MOE (MXFP4 experts, Q8_0
+    # elsewhere, as llama-quantize writes gpt-oss).
+    "gpt-oss": {"seed": 6, "ftypes": ["f16", "mxfp4"],
+                "gen": {"layers": 4, "embd": 256, "heads": 8, "kv-heads": 2, "head-dim": 64,
+                        "ff": 256, "vocab": 512, "ctx": 8192, "orig-ctx": 256,
+                        "experts": 16, "experts-used": 4, "window": 16}},
 }
 # Two prompts: a short one, and a longer one whose attention spans more.
 PROMPTS = [
@@ -78,7 +89,7 @@ def probe(path, prompt, ctx=None):
 
 def cases(arch, spec, seed, work):
     out = []
-    for ftype in FTYPES:
+    for ftype in spec.get("ftypes", FTYPES):
         path = os.path.join(work, f"{arch}-{ftype}.gguf")
         generate(path, arch, spec["gen"], seed, ftype)
         ctxs = [None] + ([LONG_CTX[arch]] if arch in LONG_CTX else [])
@@ -104,7 +115,8 @@ def main():
             arch = sys.argv[3]
             for seed in range(a, b + 1):
                 cs = cases(arch, ARCHS[arch], seed, work)
-                print(seed, *(f"{f} {margin(cs, f):.5f}" for f in FTYPES), flush=True)
+                ftypes = ARCHS[arch].get("ftypes", FTYPES)
+                print(seed, *(f"{f} {margin(cs, f):.5f}" for f in ftypes), flush=True)
             return
         with open(FIXTURE) as f:
             fixture = json.load(f)

@@ -9,6 +9,7 @@
 //! kind) is the runner's to say.
 
 use crate::read::GgufFile;
+use crate::types::divides;
 use crate::value::Value;
 
 /// Why a model's hyperparameters cannot be read: the key and what is wrong.
@@ -35,10 +36,17 @@ pub enum RopeScaling {
     },
     /// Llama 3.1's scaling, which lives in the `rope_freqs` tensor.
     Llama3,
+    /// YaRN (gpt-oss): interpolation by `rope.scaling.factor` blended with
+    /// extrapolation per dimension, magnitudes scaled up (ggml's
+    /// `rope_yarn`); the original context is `rope_orig_context`.
+    Yarn {
+        /// `1 / factor` (1 when the factor is absent or not positive).
+        freq_scale: f32,
+    },
     /// Phi-3's `longrope` (also `su`): per-dimension factors in the
     /// `rope_factors_short` / `rope_factors_long` tensors.
     LongRope,
-    /// Another kind (`yarn`, `longrope`), named as in the file.
+    /// Another kind, named as in the file.
     Other(String),
 }
 
@@ -184,6 +192,16 @@ fn experts(
     Ok((n_expert, used, n_ff_exp))
 }
 
+/// Whether layer `i` of a model of `arch` with a sliding window is one of
+/// its sliding-window layers, as llama.cpp's patterns say: gpt-oss's even
+/// layers (pattern 2), else Gemma 3's all but every sixth (pattern 6).
+pub fn is_local_layer(arch: &str, i: usize) -> bool {
+    match arch {
+        "gpt-oss" | "gptoss" => divides(2, i as u64),
+        _ => !divides(6, i as u64 + 1),
+    }
+}
+
 impl Hyperparameters {
     /// `general.architecture`, which must be a string.
     pub fn architecture(file: &GgufFile) -> Result<&str, HyperparameterError> {
@@ -239,14 +257,14 @@ impl Hyperparameters {
         let rope_freq_base_swa = meta_f32(file, &k("rope.freq_base_swa"))?.unwrap_or(10_000.0);
         let sliding_window = meta_u64(file, &k("attention.sliding_window"))?;
         let rms_eps = meta_f32(file, &k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5);
+        let freq_scale = match meta_f32(file, &k("rope.scaling.factor"))? {
+            Some(f) if f > 0.0 => 1.0 / f,
+            _ => 1.0,
+        };
         let rope_scaling = match file.get_str(&k("rope.scaling.type")).unwrap_or("none") {
             "none" => RopeScaling::None,
-            "linear" => RopeScaling::Linear {
-                freq_scale: match meta_f32(file, &k("rope.scaling.factor"))? {
-                    Some(f) if f > 0.0 => 1.0 / f,
-                    _ => 1.0,
-                },
-            },
+            "linear" => RopeScaling::Linear { freq_scale },
+            "yarn" => RopeScaling::Yarn { freq_scale },
             "llama3" => RopeScaling::Llama3,
             "longrope" | "su" => RopeScaling::LongRope,
             other => RopeScaling::Other(other.to_owned()),

@@ -16,6 +16,7 @@
 mod error;
 mod hyperparameters;
 mod mmap;
+pub mod mxfp4;
 mod read;
 mod summary;
 mod types;
@@ -31,7 +32,7 @@ pub mod writer;
 mod test_support;
 
 pub use error::GgufError;
-pub use hyperparameters::{HyperparameterError, Hyperparameters, RopeScaling};
+pub use hyperparameters::{is_local_layer, HyperparameterError, Hyperparameters, RopeScaling};
 pub use mmap::{Mapped, MappedGguf};
 pub use read::{
     GgufFile, TensorInfo, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_DIMS,

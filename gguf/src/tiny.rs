@@ -14,7 +14,9 @@ use super::writer::GgufWriter;
 use super::{divides, FileType, GgmlType, Value};
 
 mod bert;
+mod gptoss;
 mod vocab;
+pub use gptoss::{GPT_OSS_CHAT_TEMPLATE, GPT_OSS_SPECIAL_TOKENS};
 use vocab::{bpe_vocab, spm_vocab};
 pub use vocab::{
     tiny_vocab, SpmVocab, TinyVocab, SPECIAL_TOKENS, TOKEN_TYPE_BYTE, TOKEN_TYPE_CONTROL,
@@ -48,6 +50,9 @@ pub enum TinyArch {
     Bert,
     /// Nomic's BERT (nomic-embed-text's): fused QKV, SwiGLU, rotary.
     NomicBert,
+    /// gpt-oss: attention sinks and biases, alternating sliding-window
+    /// layers, biased experts, YaRN, the o200k tokenizer and harmony.
+    GptOss,
 }
 
 impl TinyArch {
@@ -60,6 +65,7 @@ impl TinyArch {
             TinyArch::Phi3 => "phi3",
             TinyArch::Bert => "bert",
             TinyArch::NomicBert => "nomic-bert",
+            TinyArch::GptOss => "gpt-oss",
         }
     }
 
@@ -72,6 +78,7 @@ impl TinyArch {
             TinyArch::Phi3,
             TinyArch::Bert,
             TinyArch::NomicBert,
+            TinyArch::GptOss,
         ]
         .into_iter()
         .find(|a| a.name() == name)
@@ -83,6 +90,7 @@ impl TinyArch {
             TinyArch::Llama => SPECIAL_TOKENS.map(|s| (s, TOKEN_TYPE_CONTROL)).to_vec(),
             TinyArch::Qwen3 | TinyArch::Qwen3Moe => QWEN3_SPECIAL_TOKENS.to_vec(),
             TinyArch::Phi3 => PHI3_SPECIAL_TOKENS.to_vec(),
+            TinyArch::GptOss => GPT_OSS_SPECIAL_TOKENS.to_vec(),
             TinyArch::Bert | TinyArch::NomicBert => bert::BERT_SPECIAL_TOKENS
                 .map(|(s, _)| (s, TOKEN_TYPE_CONTROL))
                 .to_vec(),
@@ -156,6 +164,8 @@ pub struct TinyLlamaSpec {
     /// Encoders: `{arch}.pooling_type` (1 mean, 2 CLS, 4 rank: a reranker
     /// with a classification head); `None` writes 1.
     pub pooling: Option<u32>,
+    /// gpt-oss: how far back its sliding-window layers see; 0 for 128.
+    pub sliding_window: u32,
     /// Mixture of experts (qwen3moe): experts per layer; 0 for dense.
     pub n_expert: u32,
     /// Experts each token runs (the router's top-k).
@@ -197,6 +207,7 @@ impl Default for TinyLlamaSpec {
             seed: 42,
             with_chat_template: true,
             pooling: None,
+            sliding_window: 0,
             n_expert: 0,
             n_expert_used: 0,
             output: OutputWeight::Own,
@@ -213,6 +224,8 @@ enum Fill {
     Norm,
     /// RoPE frequency factors between 1 and `1 + spread`.
     Factors(f32),
+    /// Uniform in ±the value (biases, sinks).
+    Scaled(f32),
 }
 
 /// One tensor of a tiny model: name, ggml dims, type and contents;
@@ -256,6 +269,8 @@ impl TinyLlamaSpec {
             FileType::Q8_0 => Some(GgmlType::Q8_0),
             FileType::Q4_0 => Some(GgmlType::Q4_0),
             FileType::Q4_K_M => Some(GgmlType::Q4_K),
+            // gpt-oss's: MXFP4 experts, Q8_0 elsewhere (blocks of 32).
+            FileType::MXFP4_MOE if self.arch == TinyArch::GptOss => Some(GgmlType::Q8_0),
             _ => None,
         }
     }
@@ -277,6 +292,9 @@ impl TinyLlamaSpec {
 
     /// Every tensor, in the order written.
     fn plan(&self) -> Vec<Planned> {
+        if self.arch == TinyArch::GptOss {
+            return gptoss::plan(self);
+        }
         let embd = u64::from(self.n_embd);
         let q = u64::from(self.head_dim()) * u64::from(self.n_head);
         let kv = u64::from(self.head_dim()) * u64::from(self.n_head_kv);
@@ -432,7 +450,7 @@ impl TinyLlamaSpec {
         }
         let Some(weight_type) = self.weight_type() else {
             return Err(format!(
-                "`ftype` {} is not supported; use F32, F16, Q8_0, Q4_0 or Q4_K_M",
+                "`ftype` {} is not supported; use F32, F16, Q8_0, Q4_0, Q4_K_M (or MXFP4_MOE for gpt-oss)",
                 self.ftype
             ));
         };
@@ -464,12 +482,14 @@ impl TinyLlamaSpec {
                 self.n_head, self.n_head_kv
             ));
         }
-        if self.arch == TinyArch::Qwen3Moe
+        if matches!(self.arch, TinyArch::Qwen3Moe | TinyArch::GptOss)
             && (self.n_expert == 0 || self.n_expert_used == 0 || self.n_expert_used > self.n_expert)
         {
             return Err(format!(
-                "qwen3moe needs `n_expert` ≥ 1 and `n_expert_used` from 1 to it (got {} and {})",
-                self.n_expert, self.n_expert_used
+                "{} needs `n_expert` ≥ 1 and `n_expert_used` from 1 to it (got {} and {})",
+                self.arch.name(),
+                self.n_expert,
+                self.n_expert_used
             ));
         }
         let min_vocab = self.min_vocab();
@@ -558,6 +578,7 @@ fn build(spec: &TinyLlamaSpec) -> Result<GgufWriter, super::GgufError> {
             w.add_kv(k("attention.value_length"), spec.head_dim())?;
             w.add_kv("general.file_type", spec.ftype.as_u32())?;
         }
+        TinyArch::GptOss => gptoss::metadata(spec, &mut w)?,
         TinyArch::Phi3 => {
             w.add_kv(k("attention.layer_norm_rms_epsilon"), 1e-5f32)?;
             w.add_kv(k("rope.dimension_count"), spec.rope_dims())?;
@@ -591,6 +612,7 @@ fn build(spec: &TinyLlamaSpec) -> Result<GgufWriter, super::GgufError> {
             Fill::Matrix => u / (ne0 as f32).sqrt(),
             Fill::Norm => 1.0 + 0.1 * u,
             Fill::Factors(spread) => 1.0 + spread * (u + 1.0) / 2.0,
+            Fill::Scaled(s) => s * u,
         });
         w.add_tensor_f32(&t.name, &t.dims, t.ggml_type, &values)?;
     }
@@ -641,6 +663,7 @@ fn write_vocab(spec: &TinyLlamaSpec, w: &mut GgufWriter) -> Result<(), super::Gg
             }
         }
         TinyArch::Bert | TinyArch::NomicBert => {}
+        TinyArch::GptOss => gptoss::vocab(spec, w)?,
         TinyArch::Phi3 => {
             let vocab = spm_vocab(spec.n_vocab, &specials);
             let text_end = id(&vocab.tokens, "<|endoftext|>");

@@ -367,7 +367,8 @@ fn write_array<W: Write>(w: &mut Counting<'_, W>, a: &Array) -> io::Result<()> {
     }
 }
 
-/// Encodes f32 values as `ggml_type` (F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K);
+/// Encodes f32 values as `ggml_type` (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K
+/// or MXFP4);
 /// `None` for other types, or for a block type when the count is not a
 /// multiple of 32.
 pub fn encode_f32(values: &[f32], ggml_type: GgmlType) -> Option<Vec<u8>> {
@@ -389,6 +390,9 @@ pub fn encode_f32(values: &[f32], ggml_type: GgmlType) -> Option<Vec<u8>> {
         GgmlType::Q4_0 => quantize_q4_0(values),
         GgmlType::Q4_K => kquant::quantize_q4_k(values),
         GgmlType::Q6_K => kquant::quantize_q6_k(values),
+        GgmlType::MXFP4 if divides(crate::mxfp4::QK as u64, values.len() as u64) => {
+            Some(crate::mxfp4::quantize_mxfp4(values))
+        }
         _ => None,
     }
 }

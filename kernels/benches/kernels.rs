@@ -51,6 +51,13 @@ fn weights(format: Format, n: usize, k: usize, rng: &mut fastrand::Rng) -> Vec<u
         Format::Q8_0 | Format::Q4_0 | Format::Q5_0 => &[0],
         Format::Q4K | Format::Q5K => &[0, 2],
         Format::Q6K => &[208],
+        // One E8M0 byte: a power of two near 2^-6.
+        Format::Mxfp4 => {
+            for block in data.chunks_exact_mut(format.block_bytes()) {
+                block[0] = 120 + rng.u8(..4);
+            }
+            return data;
+        }
     };
     for block in data.chunks_exact_mut(format.block_bytes()) {
         for &at in scales {
@@ -73,6 +80,7 @@ fn products(filter: &[String], rng: &mut fastrand::Rng) {
         Format::Q4K,
         Format::Q5K,
         Format::Q6K,
+        Format::Mxfp4,
     ] {
         for n in [2048, 8192] {
             let data = weights(format, n, k, rng);

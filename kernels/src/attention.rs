@@ -89,16 +89,14 @@ pub trait Elem: sealed::Sealed + Copy + Default + Send + Sync {
     fn load(src: &[Self], dst: &mut [f32]);
     /// [`Kv::append`] for this type.
     fn append_to(kv: &mut Kv<Self>, k: &[f32], v: &[f32], t: usize) -> Result<(), String>;
-    /// [`attend`] for this type.
-    #[allow(clippy::too_many_arguments)]
+    /// [`attend_with`] for this type.
     fn attend_over(
         q: &[f32],
         heads: usize,
         t: usize,
         kv: &Kv<Self>,
         pos: usize,
-        scale: f32,
-        window: Option<usize>,
+        scores: Scores<'_>,
     ) -> Result<Vec<f32>, String>;
 }
 
@@ -117,10 +115,9 @@ macro_rules! built_here {
             t: usize,
             kv: &Kv<Self>,
             pos: usize,
-            scale: f32,
-            window: Option<usize>,
+            scores: Scores<'_>,
         ) -> Result<Vec<f32>, String> {
-            attend_here(q, heads, t, kv, pos, scale, window)
+            attend_here(q, heads, t, kv, pos, scores)
         }
     };
 }
@@ -158,12 +155,16 @@ impl Elem for f32 {
 /// positions, each transposed, `[block][kv_head][head_dim][KEYS]`, so a
 /// block of one head's keys is read as it is multiplied. Memory is reserved
 /// for `max_len` tokens on the first append, and pages are touched as
-/// tokens arrive.
+/// tokens arrive. A sliding-window layer's cache forgets whole blocks of
+/// positions no query can see any more ([`Kv::forget_before`]): it then
+/// holds the window (and a block and a chunk) whatever the context.
 #[derive(Debug)]
 pub struct Kv<E> {
     kv_heads: usize,
     head_dim: usize,
     max_len: usize,
+    /// Positions forgotten from the front, a multiple of [`KEYS`].
+    gone: usize,
     k: Vec<E>,
     v: Vec<E>,
 }
@@ -174,36 +175,64 @@ impl<E: Elem> Kv<E> {
             kv_heads,
             head_dim,
             max_len,
+            gone: 0,
             k: Vec::new(),
             v: Vec::new(),
         }
     }
 
-    /// Tokens held.
+    /// Tokens evaluated: the next one's position (forgotten ones included).
     pub fn len(&self) -> usize {
-        self.v.len() / (self.kv_heads * self.head_dim).max(1)
+        self.gone + self.v.len() / (self.kv_heads * self.head_dim).max(1)
     }
 
     /// Whether it holds no token.
     pub fn is_empty(&self) -> bool {
-        self.v.is_empty()
+        self.len() == 0
+    }
+
+    /// Positions before this one are forgotten.
+    pub fn first_held(&self) -> usize {
+        self.gone
     }
 
     /// Forgets every token (keeps the memory for the next sequence).
     pub fn reset(&mut self) {
         self.k.clear();
         self.v.clear();
+        self.gone = 0;
+    }
+
+    /// Forgets the whole blocks of positions before `p` (a sliding-window
+    /// layer's keys that no query at `p` or later sees).
+    pub fn forget_before(&mut self, p: usize) {
+        let blocks = p.min(self.len()) / KEYS;
+        let drop = blocks.saturating_sub(self.gone / KEYS);
+        if drop == 0 {
+            return;
+        }
+        let row = self.kv_heads * self.head_dim;
+        self.k.drain(..drop * self.key_block());
+        self.v.drain(..drop * KEYS * row);
+        self.gone += drop * KEYS;
     }
 
     /// Keeps the first `n` tokens and forgets the rest (a prompt that
-    /// shares only that much with the one this cache last held).
-    pub fn truncate(&mut self, n: usize) {
+    /// shares only that much with the one this cache last held). False,
+    /// and the cache emptied, when some of those `n` were forgotten.
+    pub fn truncate(&mut self, n: usize) -> bool {
         if n >= self.len() {
-            return;
+            return true;
         }
-        self.v.truncate(n * self.kv_heads * self.head_dim);
-        self.k.truncate(n.div_ceil(KEYS) * self.key_block());
-        self.zero_keys_from(n);
+        if n < self.gone {
+            self.reset();
+            return false;
+        }
+        let local = n - self.gone;
+        self.v.truncate(local * self.kv_heads * self.head_dim);
+        self.k.truncate(local.div_ceil(KEYS) * self.key_block());
+        self.zero_keys_from(local);
+        true
     }
 
     /// Becomes the first `n` tokens of `from` (a prefix another sequence
@@ -213,9 +242,11 @@ impl<E: Elem> Kv<E> {
         if (self.kv_heads, self.head_dim) != (from.kv_heads, from.head_dim)
             || n > from.len()
             || n > self.max_len
+            || from.gone > 0
         {
             return false;
         }
+        self.gone = 0;
         let row = self.kv_heads * self.head_dim;
         if self.v.capacity() == 0 {
             self.k
@@ -232,8 +263,8 @@ impl<E: Elem> Kv<E> {
         true
     }
 
-    /// Zeroes the keys of positions `n..` in `n`'s block, as `append`
-    /// leaves a block's unused end.
+    /// Zeroes the keys of held positions `n..` (counted from the first
+    /// held) in `n`'s block, as `append` leaves a block's unused end.
     fn zero_keys_from(&mut self, n: usize) {
         let jj = n % KEYS;
         if jj == 0 {
@@ -253,10 +284,10 @@ impl<E: Elem> Kv<E> {
         self.kv_heads * self.head_dim * KEYS
     }
 
-    /// Head `g`'s keys `[dim][KEYS]` for positions `b * KEYS..`.
+    /// Head `g`'s keys `[dim][KEYS]` for positions `b * KEYS..` (held).
     fn keys(&self, b: usize, g: usize) -> &[E] {
         let per = self.head_dim * KEYS;
-        let at = b * self.key_block() + g * per;
+        let at = (b - self.gone / KEYS) * self.key_block() + g * per;
         &self.k[at..at + per]
     }
 
@@ -278,6 +309,8 @@ impl<E: Elem> Kv<E> {
             self.v.reserve_exact(self.max_len * row);
         }
         let at = self.v.len();
+        // Held positions count from the first not forgotten.
+        let held = len - self.gone;
         self.v.resize(at + t * row, E::default());
         for (i, token) in self.v[at..].chunks_exact_mut(row).enumerate() {
             for (g, head) in token.chunks_exact_mut(d).enumerate() {
@@ -286,11 +319,11 @@ impl<E: Elem> Kv<E> {
             }
         }
         // Whole blocks of keys, zero past the last token.
-        let blocks = (len + t).div_ceil(KEYS);
+        let blocks = (held + t).div_ceil(KEYS);
         let block = self.key_block();
         self.k.resize(blocks * block, E::default());
         for i in 0..t {
-            let p = len + i;
+            let p = held + i;
             let (b, jj) = (p / KEYS, p % KEYS);
             for g in 0..h {
                 let dst = &mut self.k[b * block + g * d * KEYS..][..d * KEYS];
@@ -342,7 +375,39 @@ pub fn attend<E: Elem>(
     scale: f32,
     window: Option<usize>,
 ) -> Result<Vec<f32>, String> {
-    E::attend_over(q, heads, t, kv, pos, scale, window)
+    let scores = Scores {
+        scale,
+        window,
+        sinks: None,
+    };
+    E::attend_over(q, heads, t, kv, pos, scores)
+}
+
+/// How a query's scores are taken: their scale, the sliding window (the
+/// last `window` keys only), and per-head sink logits (gpt-oss: one
+/// learned logit per head that joins every softmax's denominator and
+/// takes weight from the keys without a value of its own, as ggml's
+/// `soft_max_ext` with sinks).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scores<'a> {
+    /// Scores are `q·k` times this.
+    pub scale: f32,
+    /// Keys more than `window - 1` positions behind a query are hidden.
+    pub window: Option<usize>,
+    /// One logit per query head.
+    pub sinks: Option<&'a [f32]>,
+}
+
+/// [`attend`] with sinks (see [`Scores`]).
+pub fn attend_with<E: Elem>(
+    q: &[f32],
+    heads: usize,
+    t: usize,
+    kv: &Kv<E>,
+    pos: usize,
+    scores: Scores<'_>,
+) -> Result<Vec<f32>, String> {
+    E::attend_over(q, heads, t, kv, pos, scores)
 }
 
 /// [`attend`] over any [`Store`], instantiated in this crate ([`Elem`]).
@@ -352,9 +417,18 @@ fn attend_here<S: Store>(
     t: usize,
     kv: &S,
     pos: usize,
-    scale: f32,
-    window: Option<usize>,
+    scores: Scores<'_>,
 ) -> Result<Vec<f32>, String> {
+    let Scores {
+        scale,
+        window,
+        sinks,
+    } = scores;
+    if let Some(s) = sinks {
+        if s.len() != heads {
+            return Err(format!("{} sinks for {heads} query heads", s.len()));
+        }
+    }
     let (kv_heads, d) = kv.shape();
     if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
         return Err(format!(
@@ -367,6 +441,13 @@ fn attend_here<S: Store>(
             q.len(),
             pos + t,
             kv.held()
+        ));
+    }
+    if visible(pos, window).start < kv.first() {
+        return Err(format!(
+            "a query at {pos} sees keys from {}, but those before {} were forgotten",
+            visible(pos, window).start,
+            kv.first()
         ));
     }
     let per_kv = heads / kv_heads;
@@ -399,6 +480,7 @@ fn attend_here<S: Store>(
                 at: pos + first,
                 scale,
                 window,
+                sinks: sinks.map(|s| &s[h0..h0 + group]),
             };
             let mut o = vec![0f32; group * n * d];
             block_on(isa, &job, &mut o);
@@ -429,8 +511,12 @@ fn visible(at: usize, window: Option<usize>) -> std::ops::Range<usize> {
 pub(crate) trait Store: Sync {
     /// `(kv_heads, head_dim)`.
     fn shape(&self) -> (usize, usize);
-    /// Tokens held.
+    /// Tokens evaluated (the next position).
     fn held(&self) -> usize;
+    /// The first position still held (a sliding-window cache forgets).
+    fn first(&self) -> usize {
+        0
+    }
     /// Head `g`'s keys of positions `b * KEYS..` as `[dim][KEYS]` (zero
     /// past the last token) into `kt`.
     fn key_block(&self, b: usize, g: usize, kt: &mut [f32]);
@@ -447,6 +533,9 @@ impl<E: Elem> Store for Kv<E> {
     fn held(&self) -> usize {
         self.len()
     }
+    fn first(&self) -> usize {
+        self.gone
+    }
     #[inline(always)]
     fn key_block(&self, b: usize, g: usize, kt: &mut [f32]) {
         E::load(self.keys(b, g), kt);
@@ -455,7 +544,7 @@ impl<E: Elem> Store for Kv<E> {
     fn values(&self, j0: usize, j1: usize, g: usize, buf: &mut [f32]) {
         let d = self.head_dim;
         let row = self.kv_heads * d;
-        for (j, dst) in (j0..j1).zip(buf.chunks_exact_mut(d)) {
+        for (j, dst) in (j0 - self.gone..j1 - self.gone).zip(buf.chunks_exact_mut(d)) {
             let from = j * row + g * d;
             E::load(&self.v[from..from + d], dst);
         }
@@ -479,6 +568,8 @@ struct Job<'a, S> {
     at: usize,
     scale: f32,
     window: Option<usize>,
+    /// The heads' sink logits.
+    sinks: Option<&'a [f32]>,
 }
 
 /// [`block`] compiled for the best vector unit here. Every sum runs in the
@@ -520,6 +611,7 @@ fn block<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
         at,
         scale,
         window,
+        sinks,
     } = job;
     let d = kv.shape().1;
     // Queries `i` of the heads: head `i / per`, position `at + i % per`.
@@ -558,7 +650,7 @@ fn block<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
     for i in 0..n {
         let seen = visible(at + i % per, window);
         let s = &mut scores[i * span + seen.start - lo..i * span + seen.end - lo];
-        let inv = (1.0 / exp_sum(s)) as f32;
+        let inv = (1.0 / exp_sum(s, sinks.map(|k| k[i / per]))) as f32;
         for x in s.iter_mut() {
             *x *= inv;
         }
@@ -629,10 +721,10 @@ const LANES: usize = 8;
 /// Replaces each score by `exp(score - max)` and returns their sum, in
 /// f64 as ggml sums it: [`LANES`] running sums (score `j` in lane
 /// `j % LANES`) added in a fixed order, so vectors compute it and every
-/// build gets the same bits.
+/// build gets the same bits. A sink counts in the max and the sum only.
 #[inline(always)]
-fn exp_sum(s: &mut [f32]) -> f64 {
-    let mut m = [f32::NEG_INFINITY; LANES];
+fn exp_sum(s: &mut [f32], sink: Option<f32>) -> f64 {
+    let mut m = [sink.unwrap_or(f32::NEG_INFINITY); LANES];
     let mut chunks = s.chunks_exact(LANES);
     for c in &mut chunks {
         for (m, &x) in m.iter_mut().zip(c) {
@@ -655,7 +747,8 @@ fn exp_sum(s: &mut [f32]) -> f64 {
         *x = exp(*x - max);
         *sum += f64::from(*x);
     }
-    sums.iter().sum()
+    // A sink joins the denominator only (see [`Scores`]).
+    sums.iter().sum::<f64>() + sink.map_or(0.0, |k| f64::from(exp(k - max)))
 }
 
 /// `e^x` for `x <= 0` (a score less the largest), to about an ulp: Cephes'
@@ -688,7 +781,7 @@ fn exp(x: f32) -> f32 {
 }
 
 mod quant;
-pub use quant::{attend_quant, QKv, QType};
+pub use quant::{attend_quant, attend_quant_with, QKv, QType};
 
 #[cfg(test)]
 mod tests;

@@ -69,12 +69,17 @@ fn ggml(format: Format) -> GgmlDType {
         Format::Q4K => GgmlDType::Q4K,
         Format::Q5K => GgmlDType::Q5K,
         Format::Q6K => GgmlDType::Q6K,
+        // candle has no MXFP4: `quantize` and `dequantize` use ours.
+        Format::Mxfp4 => GgmlDType::F32,
     }
 }
 
 /// `v`, `(n, k)`, quantized to `format` by candle: the bytes a GGUF file
 /// holds.
 pub(crate) fn quantize(format: Format, v: &[f32], n: usize, k: usize) -> Vec<u8> {
+    if format == Format::Mxfp4 {
+        return crate::formats::mxfp4::quantize(&v[..n * k]);
+    }
     let w = Tensor::from_vec(v.to_vec(), (n, k), &Device::Cpu).unwrap();
     let q = QTensor::quantize(&w, ggml(format)).unwrap();
     q.data().unwrap().into_owned()
@@ -82,6 +87,11 @@ pub(crate) fn quantize(format: Format, v: &[f32], n: usize, k: usize) -> Vec<u8>
 
 /// A GGUF `(n, k)` matrix of `format` dequantized by candle.
 pub(crate) fn dequantize(format: Format, data: &[u8], n: usize, k: usize) -> Vec<f32> {
+    if format == Format::Mxfp4 {
+        let mut out = vec![0f32; n * k];
+        crate::formats::mxfp4::dequantize(data, &mut out);
+        return out;
+    }
     let storage =
         QStorage::from_data(std::borrow::Cow::Borrowed(data), &Device::Cpu, ggml(format)).unwrap();
     let q = QTensor::new(storage, (n, k)).unwrap();

@@ -296,6 +296,65 @@ fn qwen3_and_phi3_create_show_and_chat() {
     }
 }
 
+/// A generated gpt-oss model (its harmony chat template, the o200k
+/// tokenizer kind) is created and shown with its architecture's details and
+/// the `tools` and `thinking` capabilities; a chat with tools and `think`
+/// renders through the template (the harmony system and developer headers
+/// make a long prompt) and answers.
+#[test]
+fn gpt_oss_create_show_and_chat() {
+    use llmpm_gguf::tiny::TinyArch;
+    use llmpm_tests::http::call_unix;
+    use serde_json::json;
+    let ctx = TestContext::started();
+    let spec = TinyLlamaSpec {
+        arch: TinyArch::GptOss,
+        head_dim: 16,
+        n_expert: 4,
+        n_expert_used: 2,
+        n_vocab: 400,
+        sliding_window: 8,
+        ..TinyLlamaSpec::default()
+    };
+    ctx.tiny_gguf("gpt-oss.gguf", &spec);
+    std::fs::write(ctx.work.join("Modelfile.oss"), "FROM ./gpt-oss.gguf\n").unwrap();
+    assert_ok(&ctx.cli(&["create", "oss", "-f", "Modelfile.oss"]));
+    let show = ctx.cli(&["show", "oss", "--json"]);
+    assert_ok(&show);
+    let s: Value = serde_json::from_str(&stdout(&show)).unwrap();
+    assert_eq!(s["details"]["family"], "gpt-oss", "{s}");
+    let info = &s["model_info"];
+    assert_eq!(info["gpt-oss.expert_count"], json!(4), "{s}");
+    assert_eq!(info["gpt-oss.attention.sliding_window"], json!(8), "{s}");
+    for cap in ["completion", "tools", "thinking"] {
+        assert!(
+            s["capabilities"].as_array().unwrap().contains(&json!(cap)),
+            "{cap}: {s}"
+        );
+    }
+    let body = json!({
+        "model": "oss", "stream": false, "think": "low",
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather",
+            "description": "Get the weather", "parameters": {"type": "object",
+            "required": ["city"], "properties": {"city": {"type": "string"}}}}}],
+        "options": {"temperature": 0, "num_predict": 6},
+    });
+    let r = call_unix(
+        &ctx.socket(),
+        "POST",
+        "/api/chat",
+        body.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["message"]["role"], "assistant", "{v}");
+    // The harmony headers and the tool's signature: hundreds of byte-level
+    // tokens for a 16-byte question.
+    assert!(v["prompt_eval_count"].as_u64().unwrap() > 200, "{v}");
+}
+
 /// A generated BERT model embeds through `/api/embed` and `/v1/embeddings`
 /// (normalised vectors of the hidden size), shows the `embedding`
 /// capability, and a generate or chat request to it is a 400 saying so

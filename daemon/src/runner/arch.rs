@@ -4,11 +4,12 @@
 
 /// Every architecture we load, by its `general.architecture` name: what a
 /// refusal lists.
-pub const ARCHITECTURES: [&str; 8] = [
+pub const ARCHITECTURES: [&str; 9] = [
     "llama",
     "qwen2",
     "qwen3",
     "qwen3moe",
+    "gpt-oss",
     "gemma3",
     "phi3",
     "bert",
@@ -28,6 +29,10 @@ pub enum Arch {
     /// Qwen 3 MoE: Qwen 3's attention, a mixture of experts for the
     /// feed-forward (softmax router, top-k, weights renormalised).
     Qwen3Moe,
+    /// OpenAI's gpt-oss: biased Q/K/V/O, a sink logit per head, every
+    /// other layer a sliding window, a biased router whose top-k logits are
+    /// softmaxed, biased experts with a clamped SwiGLU, YaRN.
+    GptOss,
     /// Gemma 3 (text).
     Gemma3,
     /// Phi-3, Phi-3.5 and Phi-4-mini: fused QKV and gate/up matrices,
@@ -47,6 +52,8 @@ impl Arch {
             "qwen2" => Some(Arch::Qwen2),
             "qwen3" => Some(Arch::Qwen3),
             "qwen3moe" => Some(Arch::Qwen3Moe),
+            // Ollama's own gpt-oss files say `gptoss` (SPEC.md).
+            "gpt-oss" | "gptoss" => Some(Arch::GptOss),
             "gemma3" => Some(Arch::Gemma3),
             "phi3" => Some(Arch::Phi3),
             "bert" => Some(Arch::Bert),
@@ -74,13 +81,13 @@ impl Arch {
 
     /// Whether the feed-forward is a mixture of experts.
     pub fn moe(self) -> bool {
-        matches!(self, Arch::Qwen3Moe)
+        matches!(self, Arch::Qwen3Moe | Arch::GptOss)
     }
 
     /// Whether every layer has Q/K/V biases (other architectures may still
     /// carry them).
     pub fn qkv_bias(self) -> bool {
-        matches!(self, Arch::Qwen2)
+        matches!(self, Arch::Qwen2 | Arch::GptOss)
     }
 
     /// Whether queries are scaled by `1/sqrt(head_dim)` before the product

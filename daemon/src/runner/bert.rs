@@ -244,6 +244,7 @@ pub(crate) fn load(l: &mut Loader<'_>, arch: Arch, device: &Device) -> Result<Be
             sliding_window: None,
             rope_freq_base_swa: hp.rope_freq_base,
             attn_scale: 1.0 / (hd as f64).sqrt(),
+            yarn: None,
         },
         pooling,
         eps,

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use llmpm_gguf::{gpt2_byte_chars, Array, GgufFile, Value};
 
-use crate::tokenizer::STOP_TOKEN_NAMES;
+use crate::tokenizer::stop_token_names;
 
 /// What the runner needs from a tokenizer.
 pub trait TextCodec: Send + Sync {
@@ -134,8 +134,9 @@ impl VocabCodec {
                 eog.insert(id);
             }
         }
+        let names = stop_token_names(|n| specials.iter().any(|(t, _)| t == n));
         for (text, id) in &specials {
-            if STOP_TOKEN_NAMES.contains(&text.as_str()) {
+            if names.contains(&text.as_str()) {
                 eog.insert(*id);
             }
         }

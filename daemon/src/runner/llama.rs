@@ -3,7 +3,9 @@
 //! tied embeddings), `qwen2` (Q/K/V biases, NeoX RoPE), `qwen3`/`qwen3moe`
 //! (per-head Q/K norms; experts, [`moe`]) and `gemma3`
 //! (per-head Q/K norms, post-norms, GELU, scaled embeddings, sliding-window
-//! layers with their own RoPE base), each as llama.cpp computes it.
+//! layers with their own RoPE base) and `gpt-oss` (biased Q/K/V/O,
+//! attention sinks, alternating sliding-window layers, biased experts,
+//! YaRN), each as llama.cpp computes it.
 //!
 //! We write it rather than use `candle_transformers::models::quantized_llama`
 //! because that one ignores `rope_freqs.weight` (Llama 3.1/3.2 long-context
@@ -19,7 +21,7 @@ use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::kv_cache::KvCache;
 
-use llmpm_kernels::attention::{attend, attend_quant, Kv, KvType, QKv, QType};
+use llmpm_kernels::attention::{attend_quant_with, attend_with, Kv, KvType, QKv, QType, Scores};
 
 pub use super::arch::Arch;
 use super::weights::{Linear, MappedTable};
@@ -74,6 +76,40 @@ pub struct LlamaConfig {
     pub rope_freq_base_swa: f32,
     /// Attention logits are multiplied by this.
     pub attn_scale: f64,
+    /// YaRN RoPE scaling (gpt-oss), if the file asks for it.
+    pub yarn: Option<Yarn>,
+}
+
+/// YaRN's parameters as ggml's `rope_yarn` takes them: positions
+/// interpolated by `freq_scale` in the dimensions past the correction
+/// range, extrapolated below it, a ramp between; cos and sin times
+/// `mscale`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Yarn {
+    /// `1 / factor`.
+    pub freq_scale: f32,
+    /// The magnitude scale, `attn_factor` included.
+    pub mscale: f32,
+    /// The context the model was trained at before scaling.
+    pub orig_ctx: usize,
+    /// ggml's defaults: 32 and 1.
+    pub beta_fast: f32,
+    pub beta_slow: f32,
+}
+
+impl Yarn {
+    /// The correction range `[start, end]` in pair indices for RoPE base
+    /// `base` over `n_dims` dimensions (ggml's `rope_yarn_corr_dims`).
+    pub(crate) fn corr_dims(&self, n_dims: usize, base: f32) -> [f32; 2] {
+        let dim = |rot: f32| {
+            n_dims as f32 * (self.orig_ctx as f32 / (rot * 2.0 * std::f32::consts::PI)).ln()
+                / (2.0 * base.ln())
+        };
+        [
+            dim(self.beta_fast).floor().max(0.0),
+            dim(self.beta_slow).ceil().min(n_dims as f32 - 1.0),
+        ]
+    }
 }
 
 /// The feed-forward gate's activation.
@@ -106,6 +142,10 @@ pub(crate) struct Layer {
     /// A sliding-window layer: sees `sliding_window` tokens back and uses
     /// the local RoPE base.
     pub local: bool,
+    /// The attention output's bias (gpt-oss).
+    pub bo: Option<Tensor>,
+    /// One sink logit per query head (gpt-oss).
+    pub sinks: Option<Vec<f32>>,
 }
 
 /// A layer's feed-forward.
@@ -131,6 +171,8 @@ pub struct Llama {
     pub(crate) inv_freq: Vec<f32>,
     /// The same for sliding-window layers.
     pub(crate) inv_freq_swa: Vec<f32>,
+    /// YaRN's correction ranges for the global and local bases.
+    pub(crate) yarn_dims: [[f32; 2]; 2],
     /// Phi-3's long-context frequencies.
     pub(crate) long_rope: Option<LongRope>,
     /// Token embeddings are multiplied by this (gemma3: `sqrt(n_embd)`).
@@ -208,7 +250,8 @@ impl Cache {
 
 impl Cache {
     /// Keeps the first `n` tokens. False when this cache cannot cut (candle's,
-    /// on a GPU) and was emptied instead.
+    /// on a GPU; a sliding-window layer that forgot some of the `n`) and was
+    /// emptied instead.
     pub fn truncate(&mut self, n: usize) -> bool {
         if n >= self.len() {
             return true;
@@ -216,8 +259,9 @@ impl Cache {
         let mut cut = true;
         for l in &mut self.layers {
             match l {
-                LayerKv::F16(kv) => kv.truncate(n),
-                LayerKv::F32(kv) => kv.truncate(n),
+                // A sliding-window layer may have forgotten some of the `n`.
+                LayerKv::F16(kv) => cut &= kv.truncate(n),
+                LayerKv::F32(kv) => cut &= kv.truncate(n),
                 LayerKv::Quant(kv) => kv.truncate(n),
                 LayerKv::Candle(kv) => {
                     kv.reset();
@@ -259,7 +303,7 @@ impl Cache {
 }
 
 /// One layer's cache: f16, f32 or ggml's blocks for our fused CPU
-/// attention ([`attend`], [`attend_quant`]), or candle's f32 tensors where
+/// attention ([`attend_with`], [`attend_quant_with`]), or candle's f32 tensors where
 /// candle runs it (a GPU).
 enum LayerKv {
     F16(Kv<half::f16>),
@@ -321,6 +365,7 @@ impl Llama {
     fn rope_tables(
         &self,
         inv_freq: &[f32],
+        local: bool,
         pos: usize,
         len: usize,
     ) -> candle_core::Result<(Tensor, Tensor)> {
@@ -328,6 +373,26 @@ impl Llama {
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
         let m = self.config.rope_attn_factor;
+        if let Some(y) = &self.config.yarn {
+            // ggml's `rope_yarn`: interpolated and extrapolated angles
+            // mixed by a ramp over the correction range.
+            let [low, high] = self.yarn_dims[usize::from(local)];
+            for p in pos..pos + len {
+                for (i, f) in inv_freq.iter().enumerate() {
+                    let extrap = p as f32 * f;
+                    let interp = y.freq_scale * extrap;
+                    let r = (i as f32 - low) / (high - low).max(0.001);
+                    let mix = 1.0 - r.clamp(0.0, 1.0);
+                    let theta = interp * (1.0 - mix) + extrap * mix;
+                    cos.push(theta.cos() * y.mscale);
+                    sin.push(theta.sin() * y.mscale);
+                }
+            }
+            return Ok((
+                Tensor::from_vec(cos, (len, half), &self.device)?,
+                Tensor::from_vec(sin, (len, half), &self.device)?,
+            ));
+        }
         for p in pos..pos + len {
             let p = p as f32 * self.config.rope_freq_scale;
             for f in inv_freq {
@@ -444,9 +509,9 @@ impl Llama {
             spans.push(Span {
                 off: ids.len(),
                 t,
-                global: self.rope_tables(inv_freq, pos, t)?,
+                global: self.rope_tables(inv_freq, false, pos, t)?,
                 local: if any_local {
-                    Some(self.rope_tables(&self.inv_freq_swa, pos, t)?)
+                    Some(self.rope_tables(&self.inv_freq_swa, true, pos, t)?)
                 } else {
                     None
                 },
@@ -520,14 +585,24 @@ impl Llama {
                     candle_core::bail!("the cache has fewer layers than the model");
                 };
                 let window = if layer.local { c.sliding_window } else { None };
+                let scores = Scores {
+                    scale: scale as f32,
+                    window,
+                    sinks: layer.sinks.as_deref(),
+                };
                 let flat = |x: &Tensor| x.flatten_all()?.to_vec1::<f32>();
                 // Appends the new keys and values, then attends over them.
                 macro_rules! fused {
                     ($kv:expr) => {{
                         let at = $kv.len();
+                        // A sliding-window layer keeps only the blocks its
+                        // queries from `at` on can see.
+                        if let Some(w) = window {
+                            $kv.forget_before((at + 1).saturating_sub(w));
+                        }
                         $kv.append(&flat(&k)?, &flat(&v)?, t)
                             .map_err(candle_core::Error::Msg)?;
-                        let y = attend(&flat(&q)?, c.n_head, t, $kv, at, scale as f32, window)
+                        let y = attend_with(&flat(&q)?, c.n_head, t, $kv, at, scores)
                             .map_err(candle_core::Error::Msg)?;
                         Tensor::from_vec(y, (1, c.n_head, t, c.head_dim), &self.device)?
                     }};
@@ -539,7 +614,7 @@ impl Llama {
                         let at = kv.len();
                         kv.append(&flat(&k)?, &flat(&v)?, t)
                             .map_err(candle_core::Error::Msg)?;
-                        let y = attend_quant(&flat(&q)?, c.n_head, t, kv, at, scale as f32, window)
+                        let y = attend_quant_with(&flat(&q)?, c.n_head, t, kv, at, scores)
                             .map_err(candle_core::Error::Msg)?;
                         Tensor::from_vec(y, (1, c.n_head, t, c.head_dim), &self.device)?
                     }
@@ -552,7 +627,19 @@ impl Llama {
                             Some(m) => att.broadcast_add(m)?,
                             None => att,
                         };
-                        let att = candle_nn::ops::softmax_last_dim(&att)?;
+                        let att = match &layer.sinks {
+                            // A sink is one more logit per head, with no value.
+                            Some(sinks) => {
+                                let total = att.dim(3)?;
+                                let sink =
+                                    Tensor::from_slice(sinks, (1, c.n_head, 1, 1), &self.device)?
+                                        .broadcast_as((1, c.n_head, t, 1))?
+                                        .to_dtype(att.dtype())?;
+                                let att = Tensor::cat(&[&att, &sink], 3)?;
+                                candle_nn::ops::softmax_last_dim(&att)?.narrow(3, 0, total)?
+                            }
+                            None => candle_nn::ops::softmax_last_dim(&att)?,
+                        };
                         att.matmul(&v.contiguous()?)? // (1, h, t, d)
                     }
                 };
@@ -562,7 +649,10 @@ impl Llama {
                 1 => ys.swap_remove(0),
                 _ => Tensor::cat(&ys, 0)?,
             };
-            let y = norm(layer.wo.forward(&y)?, &layer.post_attn_norm)?;
+            let y = norm(
+                bias(layer.wo.forward(&y)?, &layer.bo)?,
+                &layer.post_attn_norm,
+            )?;
             x = (y + residual)?;
 
             let residual = x.clone();

@@ -222,6 +222,12 @@ impl Loader<'_> {
             message: e.to_string(),
         };
         let info = self.info(name)?;
+        if let (GgmlType::MXFP4, &[n, k]) = (info.ggml_type, expected) {
+            return self
+                .cut_mxfp4(name, &[n], k)?
+                .pop()
+                .ok_or_else(|| ModelError::MissingTensor(name.into()));
+        }
         if let (Some(dtype), [n, k]) = (candle_dtype(info.ggml_type), expected) {
             let len = QuantWeights::file_bytes(dtype, *n, *k);
             if let (true, Some(len)) = (self.device.is_cpu(), len) {
@@ -266,6 +272,51 @@ impl Loader<'_> {
         self.cut(name, &vec![rows; n_expert], k)
     }
 
+    /// The checked MXFP4 tensor `name` cut as [`Loader::cut`] does: on the
+    /// kernels on the CPU, dequantized to F16 for candle elsewhere.
+    fn cut_mxfp4(
+        &mut self,
+        name: &str,
+        parts: &[usize],
+        k: usize,
+    ) -> Result<Vec<Linear>, ModelError> {
+        use llmpm_gguf::mxfp4::{dequantize_mxfp4, MXFP4_BYTES, QK};
+        let n: usize = parts.iter().sum();
+        let info = self.info(name)?;
+        let err = |message: String| ModelError::Tensor {
+            name: name.into(),
+            message,
+        };
+        if !k.is_multiple_of(QK) {
+            return Err(err(format!(
+                "rows of {k} values are not whole MXFP4 blocks"
+            )));
+        }
+        let row = k / QK * MXFP4_BYTES;
+        let len = n
+            .checked_mul(row)
+            .ok_or_else(|| err("its size overflows".into()))?;
+        let data = self.data(info, len)?;
+        let mut out = Vec::with_capacity(parts.len());
+        let mut start = 0;
+        for &rows in parts {
+            let bytes = &data[start * row..(start + rows) * row];
+            let m = if self.device.is_cpu() {
+                QuantWeights::mxfp4(rows, k, bytes).map(Linear::Quant)
+            } else {
+                let mut values = vec![0f32; rows * k];
+                dequantize_mxfp4(bytes, &mut values);
+                Tensor::from_vec(values, (rows, k), self.device)
+                    .and_then(|t| QTensor::quantize(&t, GgmlDType::F16))
+                    .and_then(|q| linear(Arc::new(q)))
+            };
+            out.push(m.map_err(|e| err(e.to_string()))?);
+            start += rows;
+        }
+        self.gguf.release(info, 0..len);
+        Ok(out)
+    }
+
     /// The checked tensor `name`, `Σ parts` rows of `k` values, cut into
     /// matrices of `parts[i]` consecutive rows.
     fn cut(&mut self, name: &str, parts: &[usize], k: usize) -> Result<Vec<Linear>, ModelError> {
@@ -275,6 +326,9 @@ impl Loader<'_> {
             name: name.into(),
             message,
         };
+        if info.ggml_type == GgmlType::MXFP4 {
+            return self.cut_mxfp4(name, parts, k);
+        }
         let dtype = Self::dtype(info)?;
         if !k.is_multiple_of(dtype.block_size()) {
             return Err(err(format!(

@@ -132,7 +132,7 @@ fn error(e: llmpm_kernels::Error) -> candle_core::Error {
 }
 
 /// A quantized weight matrix on the kernels ([`QuantMatrix`]): Q8_0, Q4_0,
-/// Q5_0 and the K-quants, with llama.cpp's arithmetic.
+/// Q5_0, the K-quants and MXFP4, with llama.cpp's arithmetic.
 #[derive(Debug)]
 pub(crate) struct QuantWeights(QuantMatrix);
 
@@ -169,6 +169,14 @@ impl QuantWeights {
             candle_core::bail!("no integer kernel for {dtype:?}");
         };
         QuantMatrix::from_bytes(format, n, k, data, done)
+            .map(QuantWeights)
+            .map_err(error)
+    }
+
+    /// An MXFP4 `(n, k)` matrix from its bytes in a GGUF file (candle has
+    /// no such type; the kernels multiply it on the CPU).
+    pub(crate) fn mxfp4(n: usize, k: usize, data: &[u8]) -> candle_core::Result<QuantWeights> {
+        QuantMatrix::from_bytes(Format::Mxfp4, n, k, data, &mut |_| {})
             .map(QuantWeights)
             .map_err(error)
     }

@@ -28,7 +28,17 @@ pub struct ModelShape {
     pub key_length: u64,
     /// Size of one value head.
     pub value_length: u64,
+    /// Sliding-window layers (Gemma 3, gpt-oss): their cache holds the
+    /// window, not the context.
+    pub local_layers: u64,
+    /// Their window.
+    pub window: u64,
 }
+
+/// What a sliding-window layer's cache holds beyond its window: the runner
+/// forgets whole blocks of 64 positions, and a prompt chunk (`num_batch`,
+/// 512 by default) is appended before its queries attend.
+const WINDOW_SLACK: u64 = 64 + 512;
 
 impl ModelShape {
     /// Reads the shape from a GGUF header, through the hyperparameters the
@@ -56,12 +66,25 @@ impl ModelShape {
                 ..ModelShape::default()
             };
         }
+        // The architectures whose window the runner applies.
+        let window = match hp.architecture.as_str() {
+            "gemma3" | "gpt-oss" | "gptoss" => hp.sliding_window().ok().flatten(),
+            _ => None,
+        };
+        let local_layers = match window {
+            Some(_) => (0..hp.n_layer)
+                .filter(|&i| llmpm_gguf::is_local_layer(&hp.architecture, i))
+                .count() as u64,
+            None => 0,
+        };
         ModelShape {
             weights,
             n_layer: hp.n_layer as u64,
             n_head_kv: hp.n_head_kv as u64,
             key_length: hp.key_length as u64,
             value_length: hp.value_length,
+            local_layers,
+            window: window.unwrap_or(0) as u64,
         }
     }
 
@@ -75,9 +98,14 @@ impl ModelShape {
     /// runner inherits; a runner refuses to start with a name it does not
     /// know).
     pub fn kv_cache(&self, num_ctx: u64) -> u64 {
-        let values = self
-            .n_layer
+        // Tokens held over all layers: the context in each full layer, at
+        // most the window (and its slack) in each sliding-window one.
+        let local = self.local_layers.min(self.n_layer);
+        let local_ctx = num_ctx.min(self.window.saturating_add(WINDOW_SLACK));
+        let tokens = (self.n_layer - local)
             .saturating_mul(num_ctx)
+            .saturating_add(local.saturating_mul(local_ctx));
+        let values = tokens
             .saturating_mul(self.n_head_kv)
             .saturating_mul(self.key_length.saturating_add(self.value_length));
         KvCacheType::from_env()
@@ -283,6 +311,34 @@ mod tests {
                 file.len() as u64 + kv + RUNNER_OVERHEAD
             );
         }
+    }
+
+    /// gpt-oss's even layers see a window: past the window (and the
+    /// runner's slack) their cache stops growing; the odd layers hold the
+    /// context. A context within the window counts every layer whole.
+    #[test]
+    fn sliding_window_layers_hold_the_window() {
+        let cache = KvCacheType::from_env().unwrap_or(KvCacheType::F32);
+        let spec = TinyLlamaSpec {
+            arch: llmpm_gguf::tiny::TinyArch::GptOss,
+            n_layer: 4,
+            n_expert: 4,
+            n_expert_used: 2,
+            sliding_window: 128,
+            ..TinyLlamaSpec::default()
+        };
+        let mut file = Vec::new();
+        write_tiny_llama(&spec, &mut file).unwrap();
+        let shape = ModelShape::from_gguf(&GgufFile::from_bytes(&file).unwrap());
+        assert_eq!((shape.local_layers, shape.window), (2, 128));
+        // K and V, 2 KV heads of 16.
+        let per_token = 2 * 2 * 16;
+        assert_eq!(shape.kv_cache(256), cache.bytes_for(4 * 256 * per_token));
+        let held = 128 + WINDOW_SLACK;
+        assert_eq!(
+            shape.kv_cache(32768),
+            cache.bytes_for((2 * 32768 + 2 * held) * per_token)
+        );
     }
 
     /// An encoder (BERT: `pooling_type`) keeps no KV cache: only its weights.

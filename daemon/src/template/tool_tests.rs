@@ -224,3 +224,43 @@ fn think_reaches_jinja_as_ollama_passes_it_to_llamacpp() {
     assert_eq!(render(Some(Think::Bool(false))), "False|-");
     assert_eq!(render(Some(Think::Level(ThinkLevel::Low))), "True|low");
 }
+
+/// gpt-oss's own chat template (harmony) renders through our Jinja: the
+/// system and developer headers with the tool's TypeScript signature, the
+/// reasoning effort from `think`, the call and its result as harmony
+/// messages, and the generation prompt `<|start|>assistant`.
+#[test]
+fn gpt_oss_harmony_template_renders() {
+    let t = jinja(llmpm_gguf::tiny::GPT_OSS_CHAT_TEMPLATE);
+    let opts = RenderOptions {
+        think: Some(Think::Level(ThinkLevel::High)),
+        ..weather_tools()
+    };
+    let out = t
+        .render_chat(None, &tool_round_trip(), &opts, "", "")
+        .unwrap();
+    assert!(out.starts_with("<|start|>system<|message|>"), "{out}");
+    assert!(out.contains("Reasoning: high"), "{out}");
+    assert!(out.contains("namespace functions {"), "{out}");
+    assert!(out.contains("type get_weather = (_: {"), "{out}");
+    assert!(
+        out.contains("<|start|>user<|message|>Weather in Paris?<|end|>"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "<|start|>assistant to=functions.get_weather<|channel|>commentary json\
+             <|message|>{\"city\": \"Paris\"}<|call|>"
+        ),
+        "{out}"
+    );
+    // The template writes a result as JSON (a string in quotes).
+    assert!(
+        out.contains(
+            "<|start|>functions.get_weather to=assistant<|channel|>commentary\
+             <|message|>\"22°C\"<|end|>"
+        ),
+        "{out}"
+    );
+    assert!(out.ends_with("<|start|>assistant"), "{out}");
+}

@@ -137,6 +137,23 @@ pub const STOP_TOKEN_NAMES: [&str; 10] = [
     "<|file_sep|>",
 ];
 
+/// The names of the stop tokens of a vocabulary that has the tokens `has`
+/// says: those of [`STOP_TOKEN_NAMES`] it has; with harmony's `<|return|>`
+/// and `<|call|>` (gpt-oss) those two, and `<|end|>` no more, which there
+/// only ends one message of several (llama.cpp's rule for o200k_harmony).
+pub fn stop_token_names(has: impl Fn(&str) -> bool) -> Vec<&'static str> {
+    let harmony = has("<|return|>") && has("<|call|>");
+    let mut names: Vec<&'static str> = STOP_TOKEN_NAMES
+        .iter()
+        .copied()
+        .filter(|n| has(n) && !(harmony && *n == "<|end|>"))
+        .collect();
+    if harmony {
+        names.extend(["<|return|>", "<|call|>"]);
+    }
+    names
+}
+
 /// The SentencePiece space.
 const SPM_SPACE: char = '\u{2581}';
 
@@ -239,7 +256,12 @@ impl Tokenizer {
 
         let (model, add_bos_default) = match model_name {
             "gpt2" => {
+                // Ollama's gpt-oss files (`gptoss`) name a generic
+                // pre-tokenizer; the vocabulary is o200k's, as llama.cpp's
+                // compatibility layer for them says.
+                let ollama_gpt_oss = g.get_str("general.architecture") == Some("gptoss");
                 let pre = match g.get(KEY_PRE) {
+                    _ if ollama_gpt_oss => PreTokenizer::Gpt4o,
                     None => {
                         tracing::warn!(
                             "GGUF has no `{KEY_PRE}`; using the llama-bpe pre-tokenizer"
@@ -324,9 +346,9 @@ impl Tokenizer {
         let (bytes, offsets) = token_bytes_table(tokens, &types, &model);
         let specials = special_table(tokens, &types);
         let mut stop: Vec<u32> = Vec::new();
-        let named = STOP_TOKEN_NAMES
-            .iter()
-            .filter_map(|s| vocab.get(*s).copied());
+        let named = stop_token_names(|s| vocab.contains_key(s))
+            .into_iter()
+            .filter_map(|s| vocab.get(s).copied());
         for t in [eos, eot, eom].into_iter().flatten().chain(named) {
             if !stop.contains(&t) {
                 stop.push(t);

@@ -23,6 +23,12 @@ pub enum PreTokenizer {
     /// GPT-2: `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|
     /// \s+(?!\S)|\s+`.
     Gpt2,
+    /// o200k (`gpt-4o`, gpt-oss), as llama.cpp writes it: a word is an
+    /// optional prefix char, then letters split where lower case turns to
+    /// upper (`[^a-z]*[^A-Z]+` or `[^a-z]+[^A-Z]*` over letters) with a
+    /// contraction attached; numbers in threes; punctuation runs with
+    /// trailing newlines and slashes; whitespace as Llama 3's.
+    Gpt4o,
 }
 
 impl PreTokenizer {
@@ -35,6 +41,7 @@ impl PreTokenizer {
             }
             "qwen2" | "deepseek-r1-qwen" => Some(PreTokenizer::Qwen2),
             "gpt-2" | "gpt2" => Some(PreTokenizer::Gpt2),
+            "gpt-4o" | "llama4" => Some(PreTokenizer::Gpt4o),
             _ => None,
         }
     }
@@ -48,6 +55,7 @@ impl PreTokenizer {
                 PreTokenizer::Llama3 => llama3_word(&chars, pos, 3),
                 PreTokenizer::Qwen2 => llama3_word(&chars, pos, 1),
                 PreTokenizer::Gpt2 => gpt2_word(&chars, pos),
+                PreTokenizer::Gpt4o => gpt4o_word(&chars, pos),
             };
             // Every branch consumes at least one char; `max` keeps a bug
             // from looping forever.
@@ -207,6 +215,55 @@ fn gpt2_word(chars: &[(usize, char)], pos: usize) -> usize {
     whitespace_word(chars, pos, false)
 }
 
+/// `(?=\p{L})[^a-z]`: a letter other than ASCII lower case.
+fn upperish(c: char) -> bool {
+    is_letter(c) && !c.is_ascii_lowercase()
+}
+
+/// `(?=\p{L})[^A-Z]`: a letter other than ASCII upper case.
+fn lowerish(c: char) -> bool {
+    is_letter(c) && !c.is_ascii_uppercase()
+}
+
+/// The end of the o200k letters word whose letters start at `p`, if any:
+/// `U*L+` (the `U*` backing off until an `L` follows), else `U+L*`, then
+/// an optional case-insensitive contraction.
+fn gpt4o_letters(chars: &[(usize, char)], p: usize) -> Option<usize> {
+    let u_end = run(chars, p, usize::MAX, upperish);
+    let end = (p..=u_end)
+        .rev()
+        .map(|k| (k, run(chars, k, usize::MAX, lowerish)))
+        .find(|&(k, l_end)| l_end > k)
+        .map(|(_, l_end)| l_end)
+        .or_else(|| (u_end > p).then(|| run(chars, u_end, usize::MAX, lowerish)))?;
+    Some(end + contraction(chars, end, |c| c.to_ascii_lowercase()).unwrap_or(0))
+}
+
+/// The end of the o200k word at `pos`.
+fn gpt4o_word(chars: &[(usize, char)], pos: usize) -> usize {
+    let c = chars[pos].1;
+    // `[^\r\n\p{L}\p{N}]?` before the letters.
+    let p = if !is_crlf(c) && !is_letter(c) && !is_number(c) {
+        pos + 1
+    } else {
+        pos
+    };
+    if let Some(end) = gpt4o_letters(chars, p) {
+        return end;
+    }
+    // \p{N}{1,3}
+    if is_number(c) {
+        return run(chars, pos, 3, is_number);
+    }
+    // ` ?[^\s\p{L}\p{N}]+[\r\n/]*`
+    let p = if c == ' ' { pos + 1 } else { pos };
+    if chars.get(p).is_some_and(|&(_, n)| is_other(n)) {
+        let end = run(chars, p, usize::MAX, is_other);
+        return run(chars, end, usize::MAX, |c| is_crlf(c) || c == '/');
+    }
+    whitespace_word(chars, pos, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +311,49 @@ mod tests {
             split(PreTokenizer::Gpt2, "It's 2024!!  ok\n"),
             ["It", "'s", " 2024", "!!", " ", " ok", "\n"]
         );
+    }
+
+    /// o200k's words, as the regex llama.cpp runs for `gpt-4o` splits them
+    /// (each case checked against o200k's original regex and llama.cpp's
+    /// rewrite of it with Python's `regex` module).
+    #[test]
+    fn gpt4o_words() {
+        let cases: &[(&str, &[&str])] = &[
+            ("HelloWorld", &["Hello", "World"]),
+            ("HELLOWorld x", &["HELLOWorld", " x"]),
+            ("HELLO", &["HELLO"]),
+            ("I'm don'T", &["I'm", " don'T"]),
+            ("hello, world!", &["hello", ",", " world", "!"]),
+            ("1234567", &["123", "456", "7"]),
+            (
+                "a//b
+
+c",
+                &[
+                    "a", "//", "b", "
+
+", "c",
+                ],
+            ),
+            (
+                "x.
+/y",
+                &[
+                    "x", ".
+/", "y",
+                ],
+            ),
+            ("  foo", &[" ", " foo"]),
+            ("$Dollar", &["$Dollar"]),
+            ("Élan", &["Élan"]),
+            ("中文字 abc", &["中文字", " abc"]),
+            ("camelCaseXML parser", &["camel", "Case", "XML", " parser"]),
+            ("", &[]),
+        ];
+        for (text, want) in cases {
+            assert_eq!(split(PreTokenizer::Gpt4o, text), *want, "{text:?}");
+        }
+        assert_eq!(PreTokenizer::from_name("gpt-4o"), Some(PreTokenizer::Gpt4o));
     }
 
     #[test]

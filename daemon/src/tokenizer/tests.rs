@@ -671,3 +671,24 @@ fn counts_match_encode_and_reuse_fragments() {
         assert_eq!(memo.tokenized(), after);
     }
 }
+
+/// Harmony's vocabulary (gpt-oss) stops on `<|return|>` and `<|call|>` and
+/// not on `<|end|>`, which ends one message of several; Phi's `<|end|>`
+/// still stops where those two are absent.
+#[test]
+fn harmony_stops_on_return_and_call_not_end() {
+    let harmony = [
+        "<|endoftext|>",
+        "<|return|>",
+        "<|call|>",
+        "<|end|>",
+        "<|start|>",
+    ];
+    let names = stop_token_names(|t| harmony.contains(&t));
+    assert_eq!(names, ["<|endoftext|>", "<|return|>", "<|call|>"]);
+    let phi = ["<|endoftext|>", "<|end|>"];
+    assert_eq!(
+        stop_token_names(|t| phi.contains(&t)),
+        ["<|endoftext|>", "<|end|>"]
+    );
+}

@@ -80,7 +80,8 @@ fn defaults_are_llama_cpps() {
     for (kind, want) in [
         ("none", RopeScaling::None),
         ("llama3", RopeScaling::Llama3),
-        ("yarn", RopeScaling::Other("yarn".into())),
+        ("yarn", RopeScaling::Yarn { freq_scale: 1.0 }),
+        ("dynamic", RopeScaling::Other("dynamic".into())),
     ] {
         let hp =
             Hyperparameters::read(&header(&[("llama.rope.scaling.type", kind.into())])).unwrap();

@@ -289,3 +289,44 @@ fn wordpiece_vocabularies_fill_their_size() {
         }
     }
 }
+
+/// gpt-oss as llama.cpp's converter and `MXFP4_MOE` quantization write it:
+/// biases, sinks, the renamed pre-expert norm, MXFP4 experts and Q8_0
+/// elsewhere, YaRN and the window, the o200k tokenizer kind with harmony's
+/// specials and `<|return|>` as EOS.
+#[test]
+fn gpt_oss_is_written_as_llama_cpp_writes_it() {
+    let spec = TinyLlamaSpec {
+        arch: TinyArch::GptOss,
+        n_expert: 4,
+        n_expert_used: 2,
+        sliding_window: 8,
+        context_length: 4096,
+        rope_orig_context: 128,
+        ftype: FileType::MXFP4_MOE,
+        ..TinyLlamaSpec::default()
+    };
+    let (_, f) = parse(&spec);
+    assert_eq!(f.architecture(), Some("gpt-oss"));
+    assert_eq!(f.get_u64("gpt-oss.attention.sliding_window"), Some(8));
+    assert_eq!(f.get_str("gpt-oss.rope.scaling.type"), Some("yarn"));
+    assert_eq!(
+        f.get("gpt-oss.rope.scaling.factor").and_then(Value::as_f64),
+        Some(32.0)
+    );
+    assert_eq!(f.get_str("tokenizer.ggml.pre"), Some("gpt-4o"));
+    let t = |name: &str| f.tensor(name).unwrap();
+    assert_eq!(t("blk.0.ffn_gate_exps.weight").ggml_type, GgmlType::MXFP4);
+    assert_eq!(t("blk.0.ffn_down_exps.weight").dims, vec![128, 64, 4]);
+    assert_eq!(t("blk.0.ffn_down_exps.bias").dims, vec![64, 4]);
+    assert_eq!(t("blk.0.attn_q.weight").ggml_type, GgmlType::Q8_0);
+    assert_eq!(t("blk.0.ffn_gate_inp.weight").ggml_type, GgmlType::F32);
+    assert_eq!(t("blk.1.attn_sinks.weight").dims, vec![4]);
+    assert!(f.tensor("blk.0.post_attention_norm.weight").is_some());
+    assert!(f.tensor("blk.0.ffn_norm.weight").is_none());
+    let tokens = f.get("tokenizer.ggml.tokens").unwrap().as_array().unwrap();
+    let tokens = tokens.as_strings().unwrap();
+    let eos = f.get_u64("tokenizer.ggml.eos_token_id").unwrap() as usize;
+    assert_eq!(tokens[eos], "<|return|>");
+    assert!(tokens.iter().any(|t| t == "<|channel|>"));
+}

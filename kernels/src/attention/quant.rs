@@ -17,7 +17,7 @@
 
 use half::f16;
 
-use super::{attend_here, check_append, Store, KEYS};
+use super::{attend_here, check_append, Scores, Store, KEYS};
 
 /// Values per block.
 const BLOCK: usize = 32;
@@ -289,7 +289,24 @@ pub fn attend_quant(
     scale: f32,
     window: Option<usize>,
 ) -> Result<Vec<f32>, String> {
-    let mut out = attend_here(q, heads, t, kv, pos, scale, window)?;
+    let scores = Scores {
+        scale,
+        window,
+        sinks: None,
+    };
+    attend_quant_with(q, heads, t, kv, pos, scores)
+}
+
+/// [`attend_quant`] with sinks (see [`Scores`]).
+pub fn attend_quant_with(
+    q: &[f32],
+    heads: usize,
+    t: usize,
+    kv: &QKv,
+    pos: usize,
+    scores: Scores<'_>,
+) -> Result<Vec<f32>, String> {
+    let mut out = attend_here(q, heads, t, kv, pos, scores)?;
     // The values were rotated: rotate their weighted sums back.
     for row in out.chunks_exact_mut(kv.head_dim) {
         rotate(row, kv.rot_v);

@@ -313,3 +313,108 @@ fn exp_is_close_to_the_true_exponential() {
     assert_eq!(super::exp(-100.0), 0.0);
     assert_eq!(super::exp(f32::NEG_INFINITY), 0.0);
 }
+
+/// A sink is a logit with no value: with all scores equal (zero queries)
+/// each seen key weighs `1 / (n + e^sink)`, and a sink of -inf changes
+/// nothing. Its count must match the heads.
+#[test]
+fn sinks_join_the_softmax_without_a_value() {
+    let (heads, kv_heads, d, pos, t, w) = (4, 2, 32, 3, 5, 4);
+    let total = pos + t;
+    let k = values(kv_heads * total * d, 1);
+    let v = values(kv_heads * total * d, 2);
+    let mut kv = Kv::<f32>::new(kv_heads, d, total);
+    kv.append(&k, &v, total).unwrap();
+    let q = vec![0f32; heads * t * d];
+    let sinks = [0.0f32, 1.0, -2.0, f32::NEG_INFINITY];
+    let scores = Scores {
+        scale: 0.125,
+        window: Some(w),
+        sinks: Some(&sinks),
+    };
+    let got = attend_with(&q, heads, t, &kv, pos, scores).unwrap();
+    for h in 0..heads {
+        let g = h / (heads / kv_heads);
+        for i in 0..t {
+            let at = pos + i;
+            let seen: Vec<usize> = (0..=at).filter(|&j| at < j + w).collect();
+            let denom = seen.len() as f64 + f64::from(sinks[h]).exp();
+            for x in 0..d {
+                let want: f64 = seen
+                    .iter()
+                    .map(|&j| f64::from(v[(g * total + j) * d + x]))
+                    .sum::<f64>()
+                    / denom;
+                let got = got[(h * t + i) * d + x];
+                assert!(
+                    (f64::from(got) - want).abs() < 1e-5,
+                    "h{h} i{i} x{x}: {got} vs {want}"
+                );
+            }
+        }
+    }
+    let bad = Scores {
+        sinks: Some(&sinks[..3]),
+        ..scores
+    };
+    assert!(attend_with(&q, heads, t, &kv, pos, bad).is_err());
+}
+
+/// A sliding-window cache that forgets the blocks no query sees any more
+/// attends exactly as one that keeps everything, holds only about the
+/// window, and refuses what it forgot: a query that would see it, a
+/// truncation into it, a copy from it.
+#[test]
+fn forgetting_blocks_behind_the_window_changes_nothing() {
+    let (heads, kv_heads, d, w) = (4usize, 2usize, 32usize, 40usize);
+    let chunks = [70, 1, 1, 100, 1, 3, 1];
+    let total: usize = chunks.iter().sum();
+    let mut full = Kv::<f32>::new(kv_heads, d, total);
+    let mut slim = Kv::<f32>::new(kv_heads, d, total);
+    let scores = Scores {
+        scale: 0.2,
+        window: Some(w),
+        sinks: None,
+    };
+    let mut pos = 0usize;
+    for (c, &t) in chunks.iter().enumerate() {
+        let k = values(kv_heads * t * d, 10 + c as u64);
+        let v = values(kv_heads * t * d, 20 + c as u64);
+        let q = values(heads * t * d, 30 + c as u64);
+        slim.forget_before((pos + 1).saturating_sub(w));
+        full.append(&k, &v, t).unwrap();
+        slim.append(&k, &v, t).unwrap();
+        let a = attend_with(&q, heads, t, &full, pos, scores).unwrap();
+        let b = attend_with(&q, heads, t, &slim, pos, scores).unwrap();
+        assert_eq!(a, b, "chunk {c}");
+        pos += t;
+        assert!(slim.len() == pos && slim.len() - slim.first_held() < w + KEYS + t);
+    }
+    assert!(slim.first_held() > 0);
+    // Without the window the first query would see forgotten keys.
+    let q = values(heads * d, 99);
+    let mut one = Kv::<f32>::new(kv_heads, d, total + 1);
+    assert!(one.copy_prefix(&full, total));
+    assert!(!one.copy_prefix(&slim, total));
+    let unwindowed = Scores {
+        window: None,
+        ..scores
+    };
+    let (k, v) = (values(kv_heads * d, 1), values(kv_heads * d, 2));
+    let mut s2 = Kv::<f32>::new(kv_heads, d, total + 1);
+    s2.append(
+        &values(kv_heads * total * d, 3),
+        &values(kv_heads * total * d, 4),
+        total,
+    )
+    .unwrap();
+    s2.forget_before(total);
+    s2.append(&k, &v, 1).unwrap();
+    assert!(attend_with(&q, heads, 1, &s2, total, unwindowed).is_err());
+    // Cutting within the held part works; into the forgotten part empties it.
+    let held = slim.first_held();
+    assert!(slim.truncate(held + 1));
+    assert_eq!(slim.len(), held + 1);
+    assert!(!slim.truncate(held - 1));
+    assert_eq!((slim.len(), slim.first_held()), (0, 0));
+}

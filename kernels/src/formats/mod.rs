@@ -5,6 +5,7 @@
 //! module's.
 
 pub(crate) mod k_quants;
+pub mod mxfp4;
 pub(crate) mod q8_0;
 pub(crate) mod q8_k;
 pub(crate) mod round;
@@ -28,17 +29,21 @@ pub enum Format {
     /// Super-blocks of 256: sixteen sub-blocks of 16 with int8 scales,
     /// 6-bit quants.
     Q6K,
+    /// Blocks of 32 values: an E8M0 scale (a power of two) and 32 E2M1
+    /// codes, two per byte (gpt-oss's experts).
+    Mxfp4,
 }
 
 impl Format {
     /// Every format, in the order above.
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 7] = [
         Format::Q8_0,
         Format::Q4_0,
         Format::Q5_0,
         Format::Q4K,
         Format::Q5K,
         Format::Q6K,
+        Format::Mxfp4,
     ];
 
     /// The name llama.cpp gives it (`Q4_K`).
@@ -50,6 +55,7 @@ impl Format {
             Format::Q4K => "Q4_K",
             Format::Q5K => "Q5_K",
             Format::Q6K => "Q6_K",
+            Format::Mxfp4 => "MXFP4",
         }
     }
 
@@ -62,6 +68,7 @@ impl Format {
             Format::Q4K => GgmlType::Q4_K,
             Format::Q5K => GgmlType::Q5_K,
             Format::Q6K => GgmlType::Q6_K,
+            Format::Mxfp4 => GgmlType::MXFP4,
         }
     }
 
@@ -110,6 +117,7 @@ mod tests {
             (Format::Q4K, 256, 144),
             (Format::Q5K, 256, 176),
             (Format::Q6K, 256, 210),
+            (Format::Mxfp4, 32, 17),
         ];
         for (f, values, bytes) in table {
             assert_eq!((f.block_values(), f.block_bytes()), (values, bytes), "{f}");
@@ -122,6 +130,7 @@ mod tests {
             (Format::Q4K, q8_k::QK_K, k_quants::Q4K_BYTES),
             (Format::Q5K, q8_k::QK_K, k_quants::Q5K_BYTES),
             (Format::Q6K, q8_k::QK_K, k_quants::Q6K_BYTES),
+            (Format::Mxfp4, mxfp4::QK, mxfp4::MXFP4_BYTES),
         ];
         for (f, values, bytes) in constants {
             assert_eq!((f.block_values(), f.block_bytes()), (values, bytes), "{f}");

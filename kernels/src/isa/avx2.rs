@@ -89,6 +89,26 @@ pub(crate) fn dot_q4<const N: usize>(wq: &[u8], wd: &[f32], xs: [(&[i8], &[f32])
     })
 }
 
+/// An MXFP4 row (16 packed bytes of codes per block, `wd` the halved
+/// scales) times `N` Q8_0 activation rows: the codes looked up in the
+/// doubled-value table with one byte shuffle, as ggml's AVX2 kernel does.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn dot_fp4<const N: usize>(wq: &[u8], wd: &[f32], xs: [(&[i8], &[f32]); N]) -> [f32; N] {
+    let half = QK / 2;
+    assert!(wq.len() >= wd.len() * half);
+    let low = _mm256_set1_epi8(0x0F);
+    // SAFETY: the table is 16 bytes.
+    let table =
+        unsafe { _mm_loadu_si128(crate::formats::mxfp4::VALUES.as_ptr().cast::<__m128i>()) };
+    let table = _mm256_set_m128i(table, table);
+    dot_xn(wd, xs, |b| {
+        // SAFETY: bytes b·16 .. b·16 + 16 exist (asserted above).
+        let packed = unsafe { _mm_loadu_si128(wq.as_ptr().add(b * half).cast()) };
+        let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+        _mm256_shuffle_epi8(table, _mm256_and_si256(both, low))
+    })
+}
+
 /// The K-quant x16 kernels, `vpdpbusd` as `maddubs` and `madd`.
 pub(crate) mod x16 {
     crate::isa::ymm::ymm_x16_kernels!("avx2,fma,f16c", |acc, w, x| {

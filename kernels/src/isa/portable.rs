@@ -44,23 +44,36 @@ pub(crate) fn q8_0_dot(wq: &[i8], wd: &[f32], x: &Q8_0Row) -> f32 {
     })
 }
 
-/// A Q4_0 weight row (16 packed bytes per block) times a Q8_0 activation
-/// row.
+/// A row of packed nibbles (16 bytes per block: value `j` in byte `j`'s
+/// low nibble, value `j + 16` in its high one) times a Q8_0 activation
+/// row, each nibble read as `value(nibble)`.
 #[inline(always)]
-pub(crate) fn q4_0_dot(wq: &[u8], wd: &[f32], x: &Q8_0Row) -> f32 {
+fn nibbles_dot(wq: &[u8], wd: &[f32], x: &Q8_0Row, value: impl Fn(u8) -> i32) -> f32 {
     let half = QK / 2;
     blocks_dot(wd, &x.d, |b| {
         let wb = &wq[b * half..(b + 1) * half];
         let (lo, hi) = x.qs[b * QK..(b + 1) * QK].split_at(half);
         wb.iter()
             .zip(lo.iter().zip(hi))
-            .map(|(&w, (&a, &b))| {
-                let l = i32::from(w & 0x0F) - 8;
-                let h = i32::from(w >> 4) - 8;
-                l * i32::from(a) + h * i32::from(b)
-            })
+            .map(|(&w, (&a, &b))| value(w & 0x0F) * i32::from(a) + value(w >> 4) * i32::from(b))
             .sum()
     })
+}
+
+/// A Q4_0 weight row (16 packed bytes per block) times a Q8_0 activation
+/// row.
+#[inline(always)]
+pub(crate) fn q4_0_dot(wq: &[u8], wd: &[f32], x: &Q8_0Row) -> f32 {
+    nibbles_dot(wq, wd, x, |n| i32::from(n) - 8)
+}
+
+/// An MXFP4 weight row (16 packed bytes of codes per block, `wd` the
+/// halved scales) times a Q8_0 activation row: ggml's
+/// `vec_dot_mxfp4_q8_0`, the codes' doubled values from its table.
+#[inline(always)]
+pub(crate) fn mxfp4_dot(wq: &[u8], wd: &[f32], x: &Q8_0Row) -> f32 {
+    use crate::formats::mxfp4::VALUES;
+    nibbles_dot(wq, wd, x, |n| i32::from(VALUES[usize::from(n)]))
 }
 
 /// `Σ_e w[e]·x[e]` over one group of four.

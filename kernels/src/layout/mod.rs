@@ -3,7 +3,7 @@
 //! plain data and its repacking; the products over it are
 //! [`crate::matmul`]'s and [`crate::isa`]'s.
 //!
-//! - [`block_rows`]: Q8_0/Q4_0 row by row (the row kernels, any CPU);
+//! - [`block_rows`]: Q8_0/Q4_0/MXFP4 row by row (the row kernels, any CPU);
 //! - [`strips`]: Q8_0/Q4_0 in strips of 16 rows (AVX-512 VNNI and AMX);
 //! - [`x16`]: the K-quants in x16 blocks, one super-block of 16 rows
 //!   interleaved (every path).
@@ -17,7 +17,8 @@ use crate::{Error, Format};
 
 /// Checks that `data` is a whole `(n, k)` Q8_0, Q4_0 or Q5_0 matrix from a
 /// GGUF file, for the layout named `layout`; gives whether it is Q4_0 and
-/// whether it is Q5_0 (which both Q8_0 layouts store as Q8_0).
+/// whether it is Q5_0 (which both Q8_0 layouts store as Q8_0). MXFP4 is
+/// checked by `block_rows` itself, the one layout that holds it.
 pub(crate) fn q0_kind(
     format: Format,
     n: usize,
@@ -29,8 +30,17 @@ pub(crate) fn q0_kind(
         Format::Q8_0 => (false, false),
         Format::Q4_0 => (true, false),
         Format::Q5_0 => (false, true),
-        Format::Q4K | Format::Q5K | Format::Q6K => return Err(Error::Layout { format, layout }),
+        Format::Q4K | Format::Q5K | Format::Q6K | Format::Mxfp4 => {
+            return Err(Error::Layout { format, layout })
+        }
     };
+    whole_blocks(format, n, k, data)?;
+    Ok(kind)
+}
+
+/// Checks that `data` is a whole `(n, k)` matrix of a format with blocks
+/// of 32 values.
+pub(crate) fn whole_blocks(format: Format, n: usize, k: usize, data: &[u8]) -> Result<(), Error> {
     if !k.is_multiple_of(QK) || k == 0 {
         return Err(Error::PartialBlocks { format, k });
     }
@@ -42,5 +52,5 @@ pub(crate) fn q0_kind(
             found: data.len(),
         });
     }
-    Ok(kind)
+    Ok(())
 }

@@ -175,7 +175,10 @@ impl X16Matrix {
         data: &[u8],
         done: &mut dyn FnMut(Range<usize>),
     ) -> Result<X16Matrix, Error> {
-        if matches!(format, Format::Q8_0 | Format::Q4_0 | Format::Q5_0) {
+        if matches!(
+            format,
+            Format::Q8_0 | Format::Q4_0 | Format::Q5_0 | Format::Mxfp4
+        ) {
             return Err(Error::Layout {
                 format,
                 layout: "K-quant",

@@ -1,4 +1,4 @@
-//! The Q8_0 and Q4_0 products on the block-row layout, with llama.cpp's
+//! The Q8_0, Q4_0 and MXFP4 products on the block-row layout, with llama.cpp's
 //! arithmetic: activations quantized to Q8_0 in blocks of 32 (one scale
 //! each), integer dot products per block against the weights' quants,
 //! scaled and summed in f32. The layout of CPUs without AVX-512 VNNI (which
@@ -63,6 +63,7 @@ fn dot_rows<const N: usize>(w: &BlockRows, isa: Isa, row: usize, xs: [&Q8_0Row; 
                 match wq {
                     RowQuants::Q8(wq) => crate::isa::avx2::dot_q8(wq, wd, xs),
                     RowQuants::Q4(wq) => crate::isa::avx2::dot_q4(wq, wd, xs),
+                    RowQuants::Fp4(wq) => crate::isa::avx2::dot_fp4(wq, wd, xs),
                 }
             };
         }
@@ -72,5 +73,6 @@ fn dot_rows<const N: usize>(w: &BlockRows, isa: Isa, row: usize, xs: [&Q8_0Row; 
     xs.map(|x| match wq {
         RowQuants::Q8(wq) => portable::q8_0_dot(wq, wd, x),
         RowQuants::Q4(wq) => portable::q4_0_dot(wq, wd, x),
+        RowQuants::Fp4(wq) => portable::mxfp4_dot(wq, wd, x),
     })
 }

@@ -50,6 +50,7 @@ enum Layout {
 /// Whether `format` goes into strips on this CPU.
 fn strips_here(format: Format) -> bool {
     Isa::best().vnni512() && matches!(format, Format::Q8_0 | Format::Q4_0 | Format::Q5_0)
+    // MXFP4 stays in block rows (its AVX2 kernel) on every CPU.
 }
 
 impl QuantMatrix {

@@ -1,4 +1,4 @@
-//! `llmpm-gen-gguf`: writes a deterministic random-weights GGUF (Llama 3, Qwen 3 dense or MoE, Phi-3, BERT shaped), for tests, demos and benchmarks.
+//! `llmpm-gen-gguf`: writes a deterministic random-weights GGUF (Llama 3, Qwen 3 dense or MoE, Phi-3, gpt-oss, BERT shaped), for tests, demos and benchmarks.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -8,19 +8,21 @@ use llmpm_gguf::tiny::{write_tiny_llama, OutputWeight, TinyArch, TinyLlamaSpec};
 use llmpm_gguf::FileType;
 
 const USAGE: &str =
-    "usage: llmpm-gen-gguf --out FILE [--arch llama|qwen3|qwen3moe|phi3|bert|nomic-bert] [--preset tiny|1b]
-                     [--ftype f32|f16|q8_0|q4_0|q4_k_m]
+    "usage: llmpm-gen-gguf --out FILE [--arch llama|qwen3|qwen3moe|phi3|gpt-oss|bert|nomic-bert]
+                     [--preset tiny|1b] [--ftype f32|f16|q8_0|q4_0|q4_k_m|mxfp4]
                      [--layers N] [--embd N] [--heads N] [--kv-heads N] [--ff N]
                      [--head-dim N] [--rope-dim N] [--orig-ctx N] [--tied] [--pooling N]
                      [--vocab N] [--ctx N] [--seed N] [--chat-template]
-                     [--experts N] [--experts-used N]
+                     [--experts N] [--experts-used N] [--window N]
 
 --head-dim: head size other than embd/heads (written as key_length);
 --rope-dim: dimensions RoPE rotates; --orig-ctx: phi3's longrope original
-context (0: no longrope); --tied: no output.weight; --pooling: an encoder's
+context (0: no longrope), gpt-oss's YaRN original context (the factor is
+ctx / orig-ctx; 0: no YaRN); --window: gpt-oss's sliding window (default
+128); --ftype mxfp4: gpt-oss's MXFP4_MOE (MXFP4 experts, Q8_0 elsewhere); --tied: no output.weight; --pooling: an encoder's
 pooling_type (1 mean, 2 CLS, 4 rank: a reranker with a classification
-head); --experts / --experts-used: qwen3moe's expert count and top-k
-(default 8 and 2), --ff then being one expert's size.
+head); --experts / --experts-used: qwen3moe's or gpt-oss's expert count and
+top-k (default 8 and 2), --ff then being one expert's size.
 
 Presets: tiny (the test default) and 1b (hidden 2048, 16 layers, vocabulary
 128256, GQA 32/8, ff 8192: Llama 3.2 1B's shape). Flags after --preset override it.";
@@ -32,7 +34,8 @@ fn parse_ftype(s: &str) -> anyhow::Result<FileType> {
         "q8_0" => FileType::Q8_0,
         "q4_0" => FileType::Q4_0,
         "q4_k_m" => FileType::Q4_K_M,
-        other => bail!("unknown --ftype `{other}`; use f32, f16, q8_0, q4_0 or q4_k_m"),
+        "mxfp4" | "mxfp4_moe" => FileType::MXFP4_MOE,
+        other => bail!("unknown --ftype `{other}`; use f32, f16, q8_0, q4_0, q4_k_m or mxfp4"),
     })
 }
 
@@ -84,7 +87,7 @@ fn run() -> anyhow::Result<()> {
             "--arch" => {
                 spec.arch = TinyArch::from_name(&v).with_context(|| {
                     format!(
-                    "unknown --arch `{v}`; use llama, qwen3, qwen3moe, phi3, bert or nomic-bert"
+                    "unknown --arch `{v}`; use llama, qwen3, qwen3moe, phi3, gpt-oss, bert or nomic-bert"
                 )
                 })?
             }
@@ -102,15 +105,17 @@ fn run() -> anyhow::Result<()> {
             "--ctx" => spec.context_length = num(&v)?,
             "--experts" => spec.n_expert = num(&v)?,
             "--experts-used" => spec.n_expert_used = num(&v)?,
+            "--window" => spec.sliding_window = num(&v)?,
             "--seed" => spec.seed = v.parse().with_context(|| format!("`--seed {v}`"))?,
             other => bail!("unknown argument `{other}`\n\n{USAGE}"),
         }
     }
     let out = out.with_context(|| format!("--out is required\n\n{USAGE}"))?;
-    if spec.arch == TinyArch::Qwen3Moe && spec.n_expert == 0 {
+    let moe = matches!(spec.arch, TinyArch::Qwen3Moe | TinyArch::GptOss);
+    if moe && spec.n_expert == 0 {
         spec.n_expert = 8;
     }
-    if spec.arch == TinyArch::Qwen3Moe && spec.n_expert_used == 0 {
+    if moe && spec.n_expert_used == 0 {
         spec.n_expert_used = 2.min(spec.n_expert);
     }
     spec.validate().map_err(anyhow::Error::msg)?;

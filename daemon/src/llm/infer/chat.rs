@@ -12,7 +12,7 @@ use super::{Capability, Prompt, ResolvedModel};
 use crate::llm::error::LlmError;
 use crate::llm::handle::{Events, Runner};
 use crate::llm::options::Options;
-use crate::llm::parse::{parse_events, OutputParser, ThinkingParser, ToolParser};
+use crate::llm::parse::{parse_events, OutputParser, ThinkingParser, ToolParser, HARMONY_TAGS};
 use crate::llm::protocol::{CompletionRequest, Constraint};
 use crate::template::{RenderOptions, ToolCallFormat};
 
@@ -110,6 +110,9 @@ impl<X> ResolvedModel<X> {
     /// is on (starting inside it when the prompt opened the tag), calls
     /// found when tools are shown.
     pub fn output_parser(&self, f: &Features, prompt: &Prompt) -> OutputParser {
+        if self.harmony {
+            return OutputParser::harmony();
+        }
         let thinking = match (
             f.think.is_some_and(Think::enabled),
             self.template.template.think_tags(),
@@ -136,6 +139,10 @@ impl<X> ResolvedModel<X> {
     /// (Mistral's `[TOOL_CALLS]`): the call tag and the think tags in use.
     pub fn preserved_tokens(&self, f: &Features) -> Vec<String> {
         let mut out = Vec::new();
+        if self.harmony {
+            // The parser reads the channels and recipients from them.
+            out.extend(HARMONY_TAGS.iter().map(|t| (*t).to_owned()));
+        }
         if !f.tools.is_empty() {
             let fmt = self.tool_call_format();
             out.extend(fmt.alt_prefix);

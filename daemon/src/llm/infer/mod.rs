@@ -66,6 +66,9 @@ pub struct ResolvedModel<X> {
     pub fim: Option<FimTokens>,
     /// The daemon's tokenizers (shared by every resolved model).
     tokenizers: tokens::Tokenizers,
+    /// It writes harmony (gpt-oss): channels and recipients instead of
+    /// think tags and a call tag.
+    pub harmony: bool,
 }
 
 impl<X> ResolvedModel<X> {
@@ -277,5 +280,6 @@ fn resolve<X: Default>(
         capabilities,
         fim,
         tokenizers,
+        harmony: facts.is_some_and(|f| f.gpt_oss),
     })
 }

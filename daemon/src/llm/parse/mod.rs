@@ -1,12 +1,14 @@
 //! Reading a model's output as Ollama does: the reasoning between the
 //! template's think tags ([`thinking`]) and the tool calls after its call
-//! tag ([`tools`]) taken out of the text as it streams, so the API
-//! handlers only frame [`Event`]s.
+//! tag ([`tools`]), or gpt-oss's channels and recipients ([`harmony`]),
+//! taken out of the text as it streams, so the API handlers only frame
+//! [`Event`]s.
 //!
 //! Reasoning is split first and the rest goes to the tool parser, so
 //! reasoning always streams before the answer it precedes, and a call is
 //! sent once it is complete, in one event.
 
+pub mod harmony;
 pub mod thinking;
 pub mod tools;
 
@@ -17,6 +19,7 @@ use llmpm_spec::api::{ToolCall, ToolCallFunction};
 
 use super::handle::{Event, Events};
 
+pub use harmony::{HarmonyParser, HARMONY_TAGS};
 pub use thinking::ThinkingParser;
 pub use tools::{FoundCall, ToolParser};
 
@@ -36,22 +39,40 @@ pub struct Parsed {
 pub struct OutputParser {
     thinking: Option<ThinkingParser>,
     tools: Option<ToolParser>,
+    /// gpt-oss: harmony does both.
+    harmony: Option<HarmonyParser>,
 }
 
 impl OutputParser {
     /// A parser that splits reasoning with `thinking` (if any) and finds
     /// tool calls with `tools` (if any).
     pub fn new(thinking: Option<ThinkingParser>, tools: Option<ToolParser>) -> OutputParser {
-        OutputParser { thinking, tools }
+        OutputParser {
+            thinking,
+            tools,
+            harmony: None,
+        }
+    }
+
+    /// A parser of harmony (gpt-oss): reasoning, answer and calls by channel.
+    pub fn harmony() -> OutputParser {
+        OutputParser {
+            thinking: None,
+            tools: None,
+            harmony: Some(HarmonyParser::new()),
+        }
     }
 
     /// Whether it does anything (otherwise text passes through as it is).
     pub fn is_active(&self) -> bool {
-        self.thinking.is_some() || self.tools.is_some()
+        self.thinking.is_some() || self.tools.is_some() || self.harmony.is_some()
     }
 
     /// Adds text; returns what is certain now.
     pub fn push(&mut self, text: &str) -> Parsed {
+        if let Some(h) = &mut self.harmony {
+            return h.push(text);
+        }
         let (thinking, content) = match &mut self.thinking {
             Some(t) => t.push(text),
             None => (String::new(), text.to_owned()),
@@ -61,6 +82,9 @@ impl OutputParser {
 
     /// Ends the output: whatever was held back.
     pub fn finish(&mut self) -> Parsed {
+        if let Some(h) = &mut self.harmony {
+            return h.finish();
+        }
         let (thinking, content) = match &mut self.thinking {
             Some(t) => t.finish(),
             None => (String::new(), String::new()),

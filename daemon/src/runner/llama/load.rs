@@ -12,11 +12,18 @@ use llmpm_gguf::{GgufFile, Hyperparameters, RopeScaling};
 use super::super::arch::Arch;
 use super::super::loader::{Loader, ModelError};
 use super::super::weights::{linear, Linear};
-use super::moe::{Expert, Moe};
-use super::{Activation, Embeddings, Ffn, Layer, Llama, LlamaConfig, LongRope};
+use super::moe::{Expert, ExpertBias, GateAct, Gating, Moe};
+use super::{Activation, Embeddings, Ffn, Layer, Llama, LlamaConfig, LongRope, Yarn};
 
-/// Gemma 3: every sixth layer is global, the rest see a window.
-const SWA_PATTERN: usize = 6;
+/// Whether layer `i` of `arch` is a sliding-window layer (llmpm-gguf's
+/// rule, which the memory estimate counts by too).
+fn is_local(arch: Arch, i: usize) -> bool {
+    let name = match arch {
+        Arch::GptOss => "gpt-oss",
+        _ => "gemma3",
+    };
+    llmpm_gguf::is_local_layer(name, i)
+}
 
 /// The graph's configuration: the model's hyperparameters (read once, by
 /// llmpm-gguf), refused where this runner cannot run what they describe.
@@ -25,7 +32,10 @@ pub(crate) fn read_config(file: &GgufFile) -> Result<LlamaConfig, ModelError> {
     let arch = Arch::from_name(arch_name)
         .filter(|a| !a.embeds_only())
         .ok_or_else(|| ModelError::Architecture(arch_name.into()))?;
-    let hp = Hyperparameters::read(file)?;
+    let mut hp = Hyperparameters::read(file)?;
+    if arch == Arch::GptOss {
+        ollama_gpt_oss(file, &mut hp);
+    }
     if arch.moe() && hp.n_expert == 0 {
         return Err(ModelError::Metadata {
             key: hp.key("expert_count"),
@@ -46,12 +56,48 @@ pub(crate) fn read_config(file: &GgufFile) -> Result<LlamaConfig, ModelError> {
     // wrongly); so do we, to compute what it computes.
     let sliding_window = match arch {
         Arch::Gemma3 => hp.sliding_window()?,
+        Arch::GptOss => match hp.sliding_window()? {
+            Some(w) => Some(w),
+            None => {
+                return Err(ModelError::Metadata {
+                    key: hp.key("attention.sliding_window"),
+                    why: format!("is missing; `{arch_name}` has sliding-window layers"),
+                })
+            }
+        },
         _ => None,
     };
+    // gpt-oss's local layers share the global base unless the file says.
+    let rope_freq_base_swa = match arch {
+        Arch::GptOss if file.get(&hp.key("rope.freq_base_swa")).is_none() => hp.rope_freq_base,
+        _ => hp.rope_freq_base_swa,
+    };
+    let mut yarn = None;
     let rope_freq_scale = match &hp.rope_scaling {
         RopeScaling::None | RopeScaling::Llama3 => 1.0,
         RopeScaling::LongRope if arch == Arch::Phi3 => 1.0,
         RopeScaling::Linear { freq_scale } => *freq_scale,
+        RopeScaling::Yarn { freq_scale } => {
+            // llama.cpp's context setup: `yarn_attn_factor` is
+            // get_mscale(factor) cancelled by 1 / (1 + 0.1 ln factor), times
+            // `rope.scaling.attn_factor`; ggml's `rope_yarn` multiplies it
+            // by 1 + 0.1 ln(1 / freq_scale) again. Same float steps.
+            let factor = 1.0 / freq_scale;
+            let get_mscale = if factor <= 1.0 {
+                1.0
+            } else {
+                0.1f32 * 1.0 * factor.ln() + 1.0
+            };
+            let attn = get_mscale * (1.0 / (1.0 + 0.1 * factor.ln())) * hp.rope_attn_factor;
+            yarn = Some(Yarn {
+                freq_scale: *freq_scale,
+                mscale: attn * (1.0 + 0.1 * (1.0 / freq_scale).ln()),
+                orig_ctx: hp.rope_orig_context,
+                beta_fast: 32.0,
+                beta_slow: 1.0,
+            });
+            *freq_scale
+        }
         RopeScaling::LongRope | RopeScaling::Other(_) => {
             let name = match &hp.rope_scaling {
                 RopeScaling::Other(other) => other.as_str(),
@@ -85,9 +131,45 @@ pub(crate) fn read_config(file: &GgufFile) -> Result<LlamaConfig, ModelError> {
         context_length: hp.context_length,
         rope_orig_context: hp.rope_orig_context,
         sliding_window,
-        rope_freq_base_swa: hp.rope_freq_base_swa,
+        rope_freq_base_swa,
         attn_scale: 1.0 / (head_dim as f64).sqrt(),
+        yarn,
     })
+}
+
+/// What Ollama's gpt-oss files (`gptoss`) leave out, filled in as
+/// llama.cpp's compatibility layer for them does: one expert's size from
+/// `ffn_gate_exps` (their `feed_forward_length` is the dense size), and
+/// YaRN when the scaling type is missing.
+fn ollama_gpt_oss(file: &GgufFile, hp: &mut Hyperparameters) {
+    if file.get(&hp.key("expert_feed_forward_length")).is_none() {
+        if let Some(&[_, ff, _]) = file
+            .tensor("blk.0.ffn_gate_exps.weight")
+            .map(|t| t.dims.as_slice())
+        {
+            hp.n_ff_exp = usize::try_from(ff).unwrap_or(0);
+        }
+    }
+    if file.get(&hp.key("rope.scaling.type")).is_none() {
+        if let Some(f) = file
+            .get(&hp.key("rope.scaling.factor"))
+            .and_then(|v| v.as_f64())
+        {
+            let freq_scale = if f > 0.0 { 1.0 / f as f32 } else { 1.0 };
+            hp.rope_scaling = RopeScaling::Yarn { freq_scale };
+        }
+    }
+}
+
+/// The first of `names` the file has (Ollama's gpt-oss files name some
+/// tensors otherwise), else the first.
+fn either(l: &Loader<'_>, names: [String; 2]) -> String {
+    let [a, b] = names;
+    if !l.has(&a) && l.has(&b) {
+        b
+    } else {
+        a
+    }
 }
 
 /// `inv_freq` divided by the factors in tensor `name` (`rope_dim / 2` of
@@ -110,26 +192,72 @@ fn divided(l: &mut Loader<'_>, name: &str, inv_freq: &[f32]) -> Result<Vec<f32>,
         .collect()
 }
 
+/// `n` rows of `len` values of the f32 tensor `name`, one per expert.
+fn per_expert(
+    l: &mut Loader<'_>,
+    name: &str,
+    n: usize,
+    len: usize,
+) -> Result<Vec<Vec<f32>>, ModelError> {
+    Ok(l.f32(name, &[n, len])?.to_vec2::<f32>()?)
+}
+
 /// Layer `i`'s router and experts, their shapes checked against the
-/// expert counts before anything is allocated for them.
+/// expert counts before anything is allocated for them; gpt-oss's with
+/// their biases.
 fn experts(l: &mut Loader<'_>, i: usize, c: &LlamaConfig) -> Result<Moe, ModelError> {
     let n = |p: &str| format!("blk.{i}.{p}.weight");
+    let b = |p: &str| format!("blk.{i}.{p}.bias");
     let (e, ff, ne) = (c.n_embd, c.n_ff_exp, c.n_expert);
+    let gpt_oss = c.arch == Arch::GptOss;
     let router = l.matrix(&n("ffn_gate_inp"), &[ne, e])?;
+    let router_bias = match gpt_oss {
+        true => Some(l.f32(&b("ffn_gate_inp"), &[ne])?.to_vec1::<f32>()?),
+        false => None,
+    };
     let gates = l.experts(&n("ffn_gate_exps"), ne, ff, e)?;
     let ups = l.experts(&n("ffn_up_exps"), ne, ff, e)?;
     let downs = l.experts(&n("ffn_down_exps"), ne, e, ff)?;
+    let mut biases: Vec<Option<ExpertBias>> = if gpt_oss {
+        let g = per_expert(l, &b("ffn_gate_exps"), ne, ff)?;
+        let u = per_expert(l, &b("ffn_up_exps"), ne, ff)?;
+        let d = per_expert(l, &b("ffn_down_exps"), ne, e)?;
+        g.into_iter()
+            .zip(u)
+            .zip(d)
+            .map(|((gate, up), down)| Some(ExpertBias { gate, up, down }))
+            .collect()
+    } else {
+        (0..ne).map(|_| None).collect()
+    };
     let experts = gates
         .into_iter()
         .zip(ups)
         .zip(downs)
-        .map(|((gate, up), down)| Expert { gate, up, down })
+        .zip(biases.drain(..))
+        .map(|(((gate, up), down), bias)| Expert {
+            gate,
+            up,
+            down,
+            bias,
+        })
         .collect();
     Ok(Moe {
         router,
+        router_bias,
         experts,
         n_used: c.n_expert_used,
         n_ff: ff,
+        gating: if gpt_oss {
+            Gating::SoftmaxTopK
+        } else {
+            Gating::Softmax
+        },
+        act: if gpt_oss {
+            GateAct::SwigluOai
+        } else {
+            GateAct::Silu
+        },
     })
 }
 
@@ -226,6 +354,22 @@ pub(crate) fn load(
         let bias = arch.qkv_bias();
         let (hq, hk, hv) = (bias || l.has(&bq), bias || l.has(&bk), bias || l.has(&bv));
         let qk_norm = arch.qk_norm();
+        let gpt_oss = arch == Arch::GptOss;
+        // gpt-oss names its pre-feed-forward norm `post_attention_norm`
+        // (Ollama's files `ffn_norm`), its sinks `attn_sinks.weight`
+        // (Ollama's `attn_sinks`), its output `attn_output` (`attn_out`).
+        let ffn_norm = match gpt_oss {
+            true => either(l, [n("post_attention_norm"), n("ffn_norm")]),
+            false => n("ffn_norm"),
+        };
+        let sinks = match gpt_oss {
+            true => {
+                let name = either(l, [n("attn_sinks"), format!("blk.{i}.attn_sinks")]);
+                Some(l.f32(&name, &[config.n_head])?.to_vec1::<f32>()?)
+            }
+            false => None,
+        };
+        let wo = either(l, [n("attn_output"), n("attn_out")]);
         layers.push(Layer {
             attn_norm,
             wq,
@@ -236,12 +380,14 @@ pub(crate) fn load(
             bv: l.f32_if(hv, &bv, &[kv])?,
             q_norm: l.f32_if(qk_norm, &n("attn_q_norm"), &[hd])?,
             k_norm: l.f32_if(qk_norm, &n("attn_k_norm"), &[hd])?,
-            wo: l.matrix(&n("attn_output"), &[e, qd])?,
+            wo: l.matrix(&wo, &[e, qd])?,
             post_attn_norm: l.f32_if(gemma3, &n("post_attention_norm"), &[e])?,
-            ffn_norm: l.f32(&n("ffn_norm"), &[e])?,
+            ffn_norm: l.f32(&ffn_norm, &[e])?,
             ffn,
             post_ffw_norm: l.f32_if(gemma3, &n("post_ffw_norm"), &[e])?,
-            local: config.sliding_window.is_some() && (i + 1) % SWA_PATTERN != 0,
+            local: config.sliding_window.is_some() && is_local(arch, i),
+            bo: l.f32_if(gpt_oss, &wo.replace(".weight", ".bias"), &[e])?,
+            sinks,
         });
     }
     let output_norm = l.f32("output_norm.weight", &[e])?;
@@ -258,6 +404,13 @@ pub(crate) fn load(
     };
     let mut inv_freq = freqs(config.rope_freq_base);
     let inv_freq_swa = freqs(config.rope_freq_base_swa);
+    let yarn_dims = match &config.yarn {
+        Some(y) => [
+            y.corr_dims(config.rope_dim, config.rope_freq_base),
+            y.corr_dims(config.rope_dim, config.rope_freq_base_swa),
+        ],
+        None => [[0.0; 2]; 2],
+    };
     if arch == Arch::Llama && l.has("rope_freqs.weight") {
         inv_freq = divided(l, "rope_freqs.weight", &inv_freq)?;
     }
@@ -291,6 +444,7 @@ pub(crate) fn load(
         output,
         inv_freq,
         inv_freq_swa,
+        yarn_dims,
         long_rope,
         embd_scale: gemma3.then_some((e as f64).sqrt()),
         activation: if gemma3 {

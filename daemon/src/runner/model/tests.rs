@@ -331,3 +331,56 @@ fn hostile_qwen3moe_headers_are_refused_by_name() {
     let m = load_bytes(&tiny_llama_bytes(&spec).unwrap()).unwrap();
     assert_eq!(m.greedy(&[5, 1, 2], 3).unwrap().len(), 3);
 }
+
+/// The same for gpt-oss, and a sliding window of 0 and a head count the
+/// attention tensors disagree with; as generated (MXFP4 experts too), it
+/// runs.
+#[test]
+fn hostile_gpt_oss_headers_are_refused_by_name() {
+    use llmpm_gguf::tiny::{tiny_llama_writer, TinyArch};
+    use llmpm_gguf::FileType;
+    let spec = TinyLlamaSpec {
+        arch: TinyArch::GptOss,
+        n_expert: 8,
+        n_expert_used: 2,
+        sliding_window: 4,
+        ..TinyLlamaSpec::default()
+    };
+    for (key, value, needle) in [
+        (
+            "gpt-oss.expert_count",
+            1u32 << 31,
+            "`gpt-oss.expert_count` is 2147483648, more than 1024",
+        ),
+        (
+            "gpt-oss.expert_used_count",
+            9,
+            "`gpt-oss.expert_used_count` is 9, more than the expert count (8)",
+        ),
+        (
+            "gpt-oss.attention.sliding_window",
+            0,
+            "`gpt-oss.attention.sliding_window` must be at least 1",
+        ),
+        ("gpt-oss.expert_count", 4, "`blk.0.ffn_gate_inp.weight`"),
+        ("gpt-oss.attention.head_count", 2, "`blk.0.attn_q.weight`"),
+        (
+            "gpt-oss.expert_feed_forward_length",
+            256,
+            "`blk.0.ffn_gate_exps.weight`",
+        ),
+    ] {
+        let mut w = tiny_llama_writer(&spec).unwrap();
+        assert!(w.set_kv(key, value), "{key}");
+        let e = load_bytes(&w.to_bytes()).unwrap_err().to_string();
+        assert!(e.contains(needle), "{key} = {value}: {e}");
+    }
+    for ftype in [FileType::F32, FileType::MXFP4_MOE] {
+        let spec = TinyLlamaSpec {
+            ftype,
+            ..spec.clone()
+        };
+        let m = load_bytes(&tiny_llama_bytes(&spec).unwrap()).unwrap();
+        assert_eq!(m.greedy(&[5, 1, 2, 7, 9, 11], 3).unwrap().len(), 3);
+    }
+}

@@ -90,6 +90,20 @@ fn q5_0_matches_the_scalar_reference() {
     }
 }
 
+/// MXFP4 (the scalar reference dequantizes with ggml's table and sums in
+/// f64) on the portable and AVX2 paths.
+#[test]
+fn mxfp4_matches_the_scalar_reference() {
+    for (n, k, m) in SHAPES {
+        check(Format::Mxfp4, n, k, m);
+    }
+    // A wrong length or partial blocks are errors.
+    let data = vec![0u8; Format::Mxfp4.block_bytes() * 4];
+    assert!(BlockRows::from_bytes(Format::Mxfp4, 4, QK, &data).is_ok());
+    assert!(BlockRows::from_bytes(Format::Mxfp4, 2, QK, &data).is_err());
+    assert!(BlockRows::from_bytes(Format::Mxfp4, 4, QK + 1, &data).is_err());
+}
+
 /// The row layout refuses what it cannot hold.
 #[test]
 fn refuses_other_formats_and_partial_blocks() {
