@@ -38,7 +38,7 @@ stamp_file=tests/fixtures/CHECKED
 stamp() {
     {
         ls bench/gen-reference.sh bench/gen-reference-archs.py bench/gen-reference-embed.py \
-            bench/gen-reference-real.sh bench/build-llamacpp.sh bench/check-fixtures.sh \
+            bench/gen-reference-real.sh bench/gen-reference-wpm.py bench/build-llamacpp.sh bench/check-fixtures.sh \
             tests/fetch-models.sh tests/src/bin/llmpm-gen-gguf.rs
         find bench/llamacpp gguf/src/tiny gguf/src/writer -type f ! -name tests.rs
         ls gguf/src/tiny.rs gguf/src/writer.rs tests/fixtures/llamacpp_*.json
@@ -63,6 +63,7 @@ cp tests/fixtures/llamacpp_*.json "$work/"
 export LLMPM_FIXTURES_DIR="$work"
 bench/gen-reference.sh >&2          # llamacpp_greedy.json, with the archs' cases
 python3 bench/gen-reference-embed.py >&2   # llamacpp_embed.json, llamacpp_rerank.json
+python3 bench/gen-reference-wpm.py >&2     # llamacpp_wpm_tokens.json
 bench/gen-reference-real.sh >&2     # llamacpp_real.json (fetches the real models)
 
 failed=0

@@ -7,7 +7,7 @@ ids with [CLS]/[SEP] and special tokens parsed (as llama-embedding
 tokenizes), the ids of the plain text, and llama_detokenize of the first.
 daemon/src/tokenizer/tests.rs compares ours.
 
-usage: bench/gen-reference-wpm.py   (LLAMA_CPP_DIR: default target/llama.cpp;
+usage: bench/gen-reference-wpm.py   (LLAMA_CPP_DIR: default target/llama.cpp; LLMPM_FIXTURES_DIR;
 its bin/llmpm-tokenize is bench/llamacpp/tokenize.cpp, built by bench/build-llamacpp.sh)
 """
 import json
@@ -19,7 +19,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LLAMA = os.environ.get("LLAMA_CPP_DIR", os.path.join(ROOT, "target/llama.cpp"))
 PROBE = os.path.join(LLAMA, "bin/llmpm-tokenize")
 GEN = os.path.join(ROOT, "target/debug/llmpm-gen-gguf")
-OUT = os.path.join(ROOT, "tests/fixtures/llamacpp_wpm_tokens.json")
+# LLMPM_FIXTURES_DIR: where the fixture is written (bench/check-fixtures.sh).
+OUT = os.path.join(os.environ.get("LLMPM_FIXTURES_DIR", os.path.join(ROOT, "tests/fixtures")),
+                   "llamacpp_wpm_tokens.json")
 VOCAB = 4000
 
 SENTENCES = [
