@@ -448,8 +448,11 @@ fn other_architectures_match_llama_cpp() {
                         // activations (MXFP4 experts, Q8_0 elsewhere), so
                         // a value on the other side of a rounding step
                         // moves a logit as in Q8_0, through k experts and
-                        // softmaxed sink logits (measured up to 0.011).
-                        ("gpt-oss", "mxfp4") => 3e-2,
+                        // softmaxed sink logits (measured up to 0.011;
+                        // 0.084 once the softmax took its exponentials
+                        // from a polynomial, the median staying 8e-5:
+                        // one flip there reaches the router's choice).
+                        ("gpt-oss", "mxfp4") => 0.1,
                         _ => tolerance(ftype),
                     };
                     assert!(

@@ -99,7 +99,8 @@ fn is_other(c: char) -> bool {
     !is_space(c) && !is_letter(c) && !is_number(c)
 }
 
-fn in_table(table: &[(u32, u32)], c: char) -> bool {
+/// Whether `c` lies in one of `table`'s sorted, disjoint `(lo, hi)` ranges.
+pub(super) fn in_table(table: &[(u32, u32)], c: char) -> bool {
     let c = u32::from(c);
     table
         .binary_search_by(|&(lo, hi)| {

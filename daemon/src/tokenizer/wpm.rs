@@ -18,6 +18,7 @@ use std::collections::HashMap;
 
 use icu_normalizer::properties::{CanonicalDecompositionBorrowed, Decomposed};
 
+use super::pretokenize::in_table;
 use super::wpm_tables::{CONTROL, MARK, PUNCTUATION};
 use super::SPM_SPACE;
 
@@ -172,21 +173,6 @@ fn simple_lowercase(c: char) -> char {
         return c.to_ascii_lowercase();
     }
     c.to_lowercase().next().unwrap_or(c)
-}
-
-fn in_table(table: &[(u32, u32)], c: char) -> bool {
-    let c = u32::from(c);
-    table
-        .binary_search_by(|&(lo, hi)| {
-            if hi < c {
-                std::cmp::Ordering::Less
-            } else if lo > c {
-                std::cmp::Ordering::Greater
-            } else {
-                std::cmp::Ordering::Equal
-            }
-        })
-        .is_ok()
 }
 
 /// llama.cpp's clean-up of decoded WordPiece text (`clean_spaces`): no
