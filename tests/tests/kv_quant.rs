@@ -129,7 +129,10 @@ fn q8_0_cache_keeps_qwens_answers_and_perplexity() {
         .filter(|(_, m)| m.iter().all(|&x| x >= NEAR_TIE))
         .count();
     assert!(clear >= 1, "no fixture prompt with 16 clear steps");
-    assert!(whole >= clear, "{whole} whole matches, {clear} clear prompts");
+    assert!(
+        whole >= clear,
+        "{whole} whole matches, {clear} clear prompts"
+    );
     let ppl8 = perplexity(&q8, &text);
     drop(q8);
     let ppl4 = perplexity(&load(&path, KvType::Q4_0), &text);

@@ -8,6 +8,7 @@
 //! routed to it, so a prompt's products stay matrix products.
 
 use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
 
 use super::super::weights::Linear;
 
@@ -158,7 +159,7 @@ impl Moe {
     /// The feed-forward of `h`, `(t, n_embd)`, on the CPU.
     pub(crate) fn forward(&self, h: &Tensor) -> candle_core::Result<Tensor> {
         let (t, e) = h.dims2()?;
-        let (n_expert, k, ff) = (self.experts.len(), self.n_used, self.n_ff);
+        let (n_expert, k) = (self.experts.len(), self.n_used);
         let mut logits: Vec<f32> = self
             .router
             .forward(h)?
@@ -178,39 +179,24 @@ impl Moe {
         for (slot, &ex) in chosen.iter().enumerate() {
             slots[ex].push(slot);
         }
+        // The chosen experts run side by side, each on one of the pool's
+        // threads (its products' own splitting then mostly runs inline):
+        // decoding a token is k small products of three matrices each, and
+        // one fork per product woke the other threads dozens of times per
+        // layer. A row's result does not depend on the threads.
+        let work: Vec<(&Expert, &[usize])> = self
+            .experts
+            .iter()
+            .zip(&slots)
+            .filter(|(_, slots)| !slots.is_empty())
+            .map(|(ex, slots)| (ex, slots.as_slice()))
+            .collect();
+        let ys: Vec<Vec<f32>> = work
+            .par_iter()
+            .map(|&(expert, slots)| self.expert_rows(expert, slots, &xs, e))
+            .collect::<candle_core::Result<_>>()?;
         let mut outs = vec![0f32; t * k * e];
-        let mut x = Vec::new();
-        for (expert, slots) in self.experts.iter().zip(&slots) {
-            if slots.is_empty() {
-                continue;
-            }
-            let n = slots.len();
-            x.clear();
-            for &s in slots {
-                x.extend_from_slice(&xs[s / k * e..][..e]);
-            }
-            let mut gate = product(&expert.gate, &x, n, e)?;
-            let mut up = product(&expert.up, &x, n, e)?;
-            if let Some(b) = &expert.bias {
-                add_rows(&mut up, &b.up);
-                add_rows(&mut gate, &b.gate);
-            }
-            let act: Vec<f32> = match self.act {
-                GateAct::Silu => gate
-                    .iter()
-                    .zip(&up)
-                    .map(|(&g, &u)| g / (1.0 + (-g).exp()) * u)
-                    .collect(),
-                GateAct::SwigluOai => gate
-                    .iter()
-                    .zip(&up)
-                    .map(|(&g, &u)| swiglu_oai(g, u))
-                    .collect(),
-            };
-            let mut y = product(&expert.down, &act, n, ff)?;
-            if let Some(b) = &expert.bias {
-                add_rows(&mut y, &b.down);
-            }
+        for (y, &(_, slots)) in ys.iter().zip(&work) {
             for (row, &s) in y.chunks_exact(e).zip(slots) {
                 outs[s * e..][..e].copy_from_slice(row);
             }
@@ -231,6 +217,47 @@ impl Moe {
             }
         }
         Tensor::from_vec(out, (t, e), h.device())
+    }
+}
+
+impl Moe {
+    /// One expert's output for the rows of `xs` (`n_embd` wide) its
+    /// `slots` name (`token * k + rank`), `slots.len()` rows of `e`.
+    fn expert_rows(
+        &self,
+        expert: &Expert,
+        slots: &[usize],
+        xs: &[f32],
+        e: usize,
+    ) -> candle_core::Result<Vec<f32>> {
+        let (k, ff, n) = (self.n_used, self.n_ff, slots.len());
+        let mut x = Vec::with_capacity(n * e);
+        for &s in slots {
+            x.extend_from_slice(&xs[s / k * e..][..e]);
+        }
+        let mut gate = product(&expert.gate, &x, n, e)?;
+        let mut up = product(&expert.up, &x, n, e)?;
+        if let Some(b) = &expert.bias {
+            add_rows(&mut up, &b.up);
+            add_rows(&mut gate, &b.gate);
+        }
+        let act: Vec<f32> = match self.act {
+            GateAct::Silu => gate
+                .iter()
+                .zip(&up)
+                .map(|(&g, &u)| g / (1.0 + (-g).exp()) * u)
+                .collect(),
+            GateAct::SwigluOai => gate
+                .iter()
+                .zip(&up)
+                .map(|(&g, &u)| swiglu_oai(g, u))
+                .collect(),
+        };
+        let mut y = product(&expert.down, &act, n, ff)?;
+        if let Some(b) = &expert.bias {
+            add_rows(&mut y, &b.down);
+        }
+        Ok(y)
     }
 }
 
