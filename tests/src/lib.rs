@@ -410,6 +410,20 @@ pub fn real_model(file: &str) -> Option<PathBuf> {
     None
 }
 
+/// A llama.cpp fixture's JSON, `name` in tests/fixtures/, or in
+/// `LLMPM_FIXTURES_DIR` when set (bench/check-fixtures.sh runs the
+/// reference tests against fixtures just regenerated with llama.cpp).
+pub fn llamacpp_fixture(name: &str) -> serde_json::Value {
+    let dir = std::env::var_os("LLMPM_FIXTURES_DIR").map_or_else(
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures")),
+        PathBuf::from,
+    );
+    let path = dir.join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
 /// The first case of `file` in tests/fixtures/llamacpp_real.json (llama.cpp's
 /// greedy tokens and top logits for a real model's prompt).
 pub fn real_fixture_case(file: &str) -> serde_json::Value {
@@ -421,9 +435,7 @@ pub fn real_fixture_case(file: &str) -> serde_json::Value {
 
 /// Every case of `file` in tests/fixtures/llamacpp_real.json, in order.
 pub fn real_fixture_cases(file: &str) -> Vec<serde_json::Value> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/llamacpp_real.json");
-    let text = std::fs::read_to_string(path).expect("read llamacpp_real.json");
-    let fixture: serde_json::Value = serde_json::from_str(&text).expect("parse llamacpp_real.json");
+    let fixture = llamacpp_fixture("llamacpp_real.json");
     fixture["cases"]
         .as_array()
         .map(|cases| {

@@ -13,8 +13,7 @@ use llmpmd::runner::KvType;
 use serde_json::Value;
 
 fn fixture() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/llamacpp_greedy.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    llmpm_tests::llamacpp_fixture("llamacpp_greedy.json")
 }
 
 fn ids(v: &Value) -> Vec<u32> {

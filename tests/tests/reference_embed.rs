@@ -16,8 +16,7 @@ use llmpmd::tokenizer::Tokenizer;
 use serde_json::Value;
 
 fn fixture() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/llamacpp_embed.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    llmpm_tests::llamacpp_fixture("llamacpp_embed.json")
 }
 
 fn spec(arch: &str, gen: &Value, ftype: &str) -> TinyLlamaSpec {
@@ -142,8 +141,7 @@ fn ids(v: &Value) -> Vec<u32> {
 /// (`tests/fixtures/llamacpp_rerank.json`).
 #[test]
 fn rerank_scores_match_llama_cpp() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/llamacpp_rerank.json");
-    let fx: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let fx = llmpm_tests::llamacpp_fixture("llamacpp_rerank.json");
     let dir = tempfile::tempdir().unwrap();
     let query = ids(&fx["query"]);
     let docs: Vec<Vec<u32>> = fx["documents"]
