@@ -451,7 +451,7 @@ fn a_killed_runner_counts_as_a_restart() {
 /// go must not grow the daemon), and the other models' stay.
 #[test]
 fn a_deleted_models_metrics_are_forgotten() {
-    let mut ctx = TestContext::with_tiny_model(256);
+    let ctx = TestContext::with_tiny_model(256);
     let copy = json!({"source": "tiny", "destination": "gone"});
     assert_eq!(ctx.post_json("/api/copy", &copy).status, 200);
     for model in ["tiny", "gone"] {
