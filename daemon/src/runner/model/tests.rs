@@ -178,7 +178,7 @@ fn names_missing_metadata() {
 /// error naming the tensor or key, never a panic or a huge allocation.
 #[test]
 fn hostile_qwen3_and_phi3_headers_are_refused_by_name() {
-    use llmpm_gguf::tiny::{tiny_llama_writer, TinyArch};
+    use llmpm_gguf::tiny::TinyArch;
     let qwen3 = TinyLlamaSpec {
         arch: TinyArch::Qwen3,
         head_dim: 32,
@@ -236,10 +236,7 @@ fn hostile_qwen3_and_phi3_headers_are_refused_by_name() {
         ),
         (&phi3, "phi3.block_count", u32::MAX, "`phi3.block_count`"),
     ] {
-        let mut w = tiny_llama_writer(spec).unwrap();
-        assert!(w.set_kv(key, value), "{key}");
-        let e = load_bytes(&w.to_bytes()).unwrap_err().to_string();
-        assert!(e.contains(needle), "{key} = {value}: {e}");
+        refuses_each(spec, &[(key, value, needle)]);
     }
     // Both load as generated, and a long context picks Phi-3's long factors.
     for spec in [&qwen3, &phi3] {
@@ -256,11 +253,23 @@ fn hostile_qwen3_and_phi3_headers_are_refused_by_name() {
     );
 }
 
+/// `spec`'s model with each `(key, value)` set in its header is refused
+/// with an error containing the needle.
+fn refuses_each<K: AsRef<str>>(spec: &TinyLlamaSpec, cases: &[(K, u32, &str)]) {
+    for (key, value, needle) in cases {
+        let key = key.as_ref();
+        let mut w = llmpm_gguf::tiny::tiny_llama_writer(spec).unwrap();
+        assert!(w.set_kv(key, *value), "{key}");
+        let e = load_bytes(&w.to_bytes()).unwrap_err().to_string();
+        assert!(e.contains(needle), "{key} = {value}: {e}");
+    }
+}
+
 /// A BERT header that disagrees with its tensors or asks for a pooling we
 /// do not do is refused by name; as generated, it embeds and cannot generate.
 #[test]
 fn hostile_bert_headers_are_refused_by_name() {
-    use llmpm_gguf::tiny::{tiny_llama_writer, TinyArch};
+    use llmpm_gguf::tiny::TinyArch;
     for arch in [TinyArch::Bert, TinyArch::NomicBert] {
         let spec = TinyLlamaSpec {
             arch,
@@ -269,17 +278,15 @@ fn hostile_bert_headers_are_refused_by_name() {
             ..TinyLlamaSpec::default()
         };
         let a = arch.name();
-        for (key, value, needle) in [
-            (format!("{a}.feed_forward_length"), 96u32, "ffn_"),
-            (format!("{a}.pooling_type"), 0, "pooling_type"),
-            (format!("{a}.attention.head_count"), 3, "the head count (3)"),
-            (format!("{a}.block_count"), u32::MAX, "block_count"),
-        ] {
-            let mut w = tiny_llama_writer(&spec).unwrap();
-            assert!(w.set_kv(&key, value), "{key}");
-            let e = load_bytes(&w.to_bytes()).unwrap_err().to_string();
-            assert!(e.contains(needle), "{key} = {value}: {e}");
-        }
+        refuses_each(
+            &spec,
+            &[
+                (format!("{a}.feed_forward_length"), 96u32, "ffn_"),
+                (format!("{a}.pooling_type"), 0, "pooling_type"),
+                (format!("{a}.attention.head_count"), 3, "the head count (3)"),
+                (format!("{a}.block_count"), u32::MAX, "block_count"),
+            ],
+        );
         let m = load_bytes(&tiny_llama_bytes(&spec).unwrap()).unwrap();
         assert!(m.embeds_only());
         let mut cache = m.new_cache(16);
@@ -297,37 +304,35 @@ fn hostile_bert_headers_are_refused_by_name() {
 /// name before anything is allocated for the experts; as generated, it runs.
 #[test]
 fn hostile_qwen3moe_headers_are_refused_by_name() {
-    use llmpm_gguf::tiny::{tiny_llama_writer, TinyArch};
+    use llmpm_gguf::tiny::TinyArch;
     let spec = TinyLlamaSpec {
         arch: TinyArch::Qwen3Moe,
         n_expert: 8,
         n_expert_used: 2,
         ..TinyLlamaSpec::default()
     };
-    for (key, value, needle) in [
-        (
-            "qwen3moe.expert_count",
-            1u32 << 31,
-            "`qwen3moe.expert_count` is 2147483648, more than 1024",
-        ),
-        (
-            "qwen3moe.expert_used_count",
-            9,
-            "`qwen3moe.expert_used_count` is 9, more than the expert count (8)",
-        ),
-        ("qwen3moe.expert_used_count", 0, "must be at least 1"),
-        ("qwen3moe.expert_count", 4, "`blk.0.ffn_gate_inp.weight`"),
-        (
-            "qwen3moe.expert_feed_forward_length",
-            256,
-            "`blk.0.ffn_gate_exps.weight`",
-        ),
-    ] {
-        let mut w = tiny_llama_writer(&spec).unwrap();
-        assert!(w.set_kv(key, value), "{key}");
-        let e = load_bytes(&w.to_bytes()).unwrap_err().to_string();
-        assert!(e.contains(needle), "{key} = {value}: {e}");
-    }
+    refuses_each(
+        &spec,
+        &[
+            (
+                "qwen3moe.expert_count",
+                1u32 << 31,
+                "`qwen3moe.expert_count` is 2147483648, more than 1024",
+            ),
+            (
+                "qwen3moe.expert_used_count",
+                9,
+                "`qwen3moe.expert_used_count` is 9, more than the expert count (8)",
+            ),
+            ("qwen3moe.expert_used_count", 0, "must be at least 1"),
+            ("qwen3moe.expert_count", 4, "`blk.0.ffn_gate_inp.weight`"),
+            (
+                "qwen3moe.expert_feed_forward_length",
+                256,
+                "`blk.0.ffn_gate_exps.weight`",
+            ),
+        ],
+    );
     let m = load_bytes(&tiny_llama_bytes(&spec).unwrap()).unwrap();
     assert_eq!(m.greedy(&[5, 1, 2], 3).unwrap().len(), 3);
 }
@@ -337,7 +342,7 @@ fn hostile_qwen3moe_headers_are_refused_by_name() {
 /// runs.
 #[test]
 fn hostile_gpt_oss_headers_are_refused_by_name() {
-    use llmpm_gguf::tiny::{tiny_llama_writer, TinyArch};
+    use llmpm_gguf::tiny::TinyArch;
     use llmpm_gguf::FileType;
     let spec = TinyLlamaSpec {
         arch: TinyArch::GptOss,
@@ -346,35 +351,33 @@ fn hostile_gpt_oss_headers_are_refused_by_name() {
         sliding_window: 4,
         ..TinyLlamaSpec::default()
     };
-    for (key, value, needle) in [
-        (
-            "gpt-oss.expert_count",
-            1u32 << 31,
-            "`gpt-oss.expert_count` is 2147483648, more than 1024",
-        ),
-        (
-            "gpt-oss.expert_used_count",
-            9,
-            "`gpt-oss.expert_used_count` is 9, more than the expert count (8)",
-        ),
-        (
-            "gpt-oss.attention.sliding_window",
-            0,
-            "`gpt-oss.attention.sliding_window` must be at least 1",
-        ),
-        ("gpt-oss.expert_count", 4, "`blk.0.ffn_gate_inp.weight`"),
-        ("gpt-oss.attention.head_count", 2, "`blk.0.attn_q.weight`"),
-        (
-            "gpt-oss.expert_feed_forward_length",
-            256,
-            "`blk.0.ffn_gate_exps.weight`",
-        ),
-    ] {
-        let mut w = tiny_llama_writer(&spec).unwrap();
-        assert!(w.set_kv(key, value), "{key}");
-        let e = load_bytes(&w.to_bytes()).unwrap_err().to_string();
-        assert!(e.contains(needle), "{key} = {value}: {e}");
-    }
+    refuses_each(
+        &spec,
+        &[
+            (
+                "gpt-oss.expert_count",
+                1u32 << 31,
+                "`gpt-oss.expert_count` is 2147483648, more than 1024",
+            ),
+            (
+                "gpt-oss.expert_used_count",
+                9,
+                "`gpt-oss.expert_used_count` is 9, more than the expert count (8)",
+            ),
+            (
+                "gpt-oss.attention.sliding_window",
+                0,
+                "`gpt-oss.attention.sliding_window` must be at least 1",
+            ),
+            ("gpt-oss.expert_count", 4, "`blk.0.ffn_gate_inp.weight`"),
+            ("gpt-oss.attention.head_count", 2, "`blk.0.attn_q.weight`"),
+            (
+                "gpt-oss.expert_feed_forward_length",
+                256,
+                "`blk.0.ffn_gate_exps.weight`",
+            ),
+        ],
+    );
     for ftype in [FileType::F32, FileType::MXFP4_MOE] {
         let spec = TinyLlamaSpec {
             ftype,
