@@ -31,6 +31,21 @@ fn list_json(ctx: &TestContext) -> Vec<Value> {
     v["models"].as_array().cloned().unwrap_or_default()
 }
 
+/// `name` created from a generated GGUF of `spec` (a Modelfile of one FROM).
+fn create_tiny(ctx: &TestContext, name: &str, spec: &TinyLlamaSpec) {
+    ctx.tiny_gguf(&format!("{name}.gguf"), spec);
+    let mf = format!("Modelfile.{name}");
+    std::fs::write(ctx.work.join(&mf), format!("FROM ./{name}.gguf\n")).unwrap();
+    assert_ok(&ctx.cli(&["create", name, "-f", &mf]));
+}
+
+/// `llmpm show NAME --json`, parsed.
+fn show_json(ctx: &TestContext, name: &str) -> Value {
+    let show = ctx.cli(&["show", name, "--json"]);
+    assert_ok(&show);
+    serde_json::from_str(&stdout(&show)).expect("show --json is JSON")
+}
+
 fn find<'a>(models: &'a [Value], name: &str) -> Option<&'a Value> {
     models.iter().find(|m| m["name"] == name)
 }
@@ -243,13 +258,8 @@ fn qwen3_and_phi3_create_show_and_chat() {
             n_vocab: 400,
             ..TinyLlamaSpec::default()
         };
-        ctx.tiny_gguf(&format!("{name}.gguf"), &spec);
-        let mf = format!("Modelfile.{name}");
-        std::fs::write(ctx.work.join(&mf), format!("FROM ./{name}.gguf\n")).unwrap();
-        assert_ok(&ctx.cli(&["create", name, "-f", &mf]));
-        let show = ctx.cli(&["show", name, "--json"]);
-        assert_ok(&show);
-        let s: Value = serde_json::from_str(&stdout(&show)).unwrap();
+        create_tiny(&ctx, name, &spec);
+        let s = show_json(&ctx, name);
         assert_eq!(s["details"]["family"], name);
         assert_eq!(s["model_info"]["general.architecture"], name);
         assert_eq!(
@@ -316,12 +326,8 @@ fn gpt_oss_create_show_and_chat() {
         sliding_window: 8,
         ..TinyLlamaSpec::default()
     };
-    ctx.tiny_gguf("gpt-oss.gguf", &spec);
-    std::fs::write(ctx.work.join("Modelfile.oss"), "FROM ./gpt-oss.gguf\n").unwrap();
-    assert_ok(&ctx.cli(&["create", "oss", "-f", "Modelfile.oss"]));
-    let show = ctx.cli(&["show", "oss", "--json"]);
-    assert_ok(&show);
-    let s: Value = serde_json::from_str(&stdout(&show)).unwrap();
+    create_tiny(&ctx, "oss", &spec);
+    let s = show_json(&ctx, "oss");
     assert_eq!(s["details"]["family"], "gpt-oss", "{s}");
     let info = &s["model_info"];
     assert_eq!(info["gpt-oss.expert_count"], json!(4), "{s}");
@@ -374,9 +380,7 @@ fn bert_only_embeds() {
         context_length: 512,
         ..TinyLlamaSpec::default()
     };
-    ctx.tiny_gguf("bert.gguf", &spec);
-    std::fs::write(ctx.work.join("Modelfile.bert"), "FROM ./bert.gguf\n").unwrap();
-    assert_ok(&ctx.cli(&["create", "minilm", "-f", "Modelfile.bert"]));
+    create_tiny(&ctx, "minilm", &spec);
     let post = |path: &str, body: Value| {
         call_unix(&ctx.socket(), "POST", path, body.to_string().as_bytes()).unwrap()
     };
@@ -409,8 +413,7 @@ fn bert_only_embeds() {
         r.json()["data"][0]["embedding"].as_array().unwrap().len(),
         64
     );
-    let show: Value =
-        serde_json::from_str(&stdout(&ctx.cli(&["show", "minilm", "--json"]))).unwrap();
+    let show = show_json(&ctx, "minilm");
     assert_eq!(show["capabilities"], json!(["embedding"]));
     for (path, body, what) in [
         (
