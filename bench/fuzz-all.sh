@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the cargo-fuzz targets in fuzz/ (see fuzz/Cargo.toml), each for a
-# fixed time: CI gives each 25 s (.ci/run); on demand, hours:
+# fixed time: CI gives each 20 s (.ci/run); on demand, hours:
 #
 #   bench/fuzz-all.sh [SECONDS_PER_TARGET=3600] [TARGET...]
 #

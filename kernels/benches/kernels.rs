@@ -104,6 +104,26 @@ fn products(filter: &[String], rng: &mut fastrand::Rng) {
     }
 }
 
+/// Decoding's largest matrix, the output projection of a model with a big
+/// vocabulary (Qwen's 151,936 × 1,024): far larger than the caches, so the
+/// kernel streams from memory as it does on a whole model.
+fn output_matrix(filter: &[String], rng: &mut fastrand::Rng) {
+    let (n, k) = (151_936, 1024);
+    for format in [Format::Q6K, Format::Q8_0, Format::Q4K, Format::Q5K] {
+        let name = format!("output {} {n}x{k} rows 1", format.name().to_lowercase());
+        if !filter.is_empty() && !filter.iter().any(|p| name.contains(p.as_str())) {
+            continue;
+        }
+        let data = weights(format, n, k, rng);
+        let w = QuantMatrix::from_bytes(format, n, k, &data, &mut |_| {}).unwrap();
+        let x = values(k, rng);
+        let mut out = vec![0f32; n];
+        time(&name, filter, Some((data.len() as f64, "GB/s")), || {
+            w.forward(black_box(&x), &mut out).unwrap();
+        });
+    }
+}
+
 fn attention(filter: &[String], rng: &mut fastrand::Rng) {
     // The 1B shape decoding and prompting, then a chat turn's shape: ~95
     // new tokens after ~1,500 cached, on the 1B and on Qwen2.5-0.5B (14
@@ -155,6 +175,7 @@ fn main() {
     let mut rng = fastrand::Rng::with_seed(1);
     println!("{} threads", rayon::current_num_threads());
     products(&filter, &mut rng);
+    output_matrix(&filter, &mut rng);
     attention(&filter, &mut rng);
     glu(&filter, &mut rng);
 }

@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::load::{ld128, ld256, ld512, ld512f, prefetch, AHEAD};
+use super::load::{ld128, ld256, ld512, ld512f, prefetch, prefetch_ahead};
 use crate::formats::q8_0::{Q8_0Row, QK};
 use crate::formats::q8_k::{self, Q8KRow};
 use crate::layout::strips::STRIP;
@@ -78,9 +78,7 @@ pub(crate) fn q4k<const G: usize>(blocks: &[Q4KX16], xs: [&Q8KRow; G]) -> [[f32;
     let high = _mm512_set1_epi8(0xF0u8 as i8);
     let mut acc = [_mm512_setzero_ps(); G];
     for (b, t) in blocks.iter().enumerate() {
-        if let Some(next) = blocks.get(b + AHEAD) {
-            prefetch(next);
-        }
+        prefetch_ahead::<_, _MM_HINT_T0>(blocks, b);
         let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
         let mut isum = [_mm512_setzero_si512(); G];
         for c in 0..4 {
@@ -141,9 +139,7 @@ pub(crate) fn q5k<const G: usize>(blocks: &[Q5KX16], xs: [&Q8KRow; G]) -> [[f32;
     let bit4 = _mm512_set1_epi8(0x10);
     let mut acc = [_mm512_setzero_ps(); G];
     for (b, t) in blocks.iter().enumerate() {
-        if let Some(next) = blocks.get(b + AHEAD) {
-            prefetch(next);
-        }
+        prefetch_ahead::<_, _MM_HINT_T1>(blocks, b);
         let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
         let d = f16s(&t.d);
         let mut s = [_mm512_setzero_ps(); G];
@@ -184,9 +180,7 @@ pub(crate) fn q6k<const G: usize>(blocks: &[Q6KX16], xs: [&Q8KRow; G]) -> [[f32;
     let top = _mm512_set1_epi8(0x30);
     let mut acc = [_mm512_setzero_ps(); G];
     for (b, t) in blocks.iter().enumerate() {
-        if let Some(next) = blocks.get(b + AHEAD) {
-            prefetch(next);
-        }
+        prefetch_ahead::<_, _MM_HINT_T1>(blocks, b);
         let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
         let mut isum = [_mm512_setzero_si512(); G];
         for (h, a, q) in Q6_ORDER {
