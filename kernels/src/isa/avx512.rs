@@ -7,6 +7,7 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use super::load::{ld128, ld256, ld512, ld512f, prefetch, prefetch_ahead};
+use crate::formats::mxfp4;
 use crate::formats::q8_0::{Q8_0Row, QK};
 use crate::formats::q8_k::{self, Q8KRow};
 use crate::layout::strips::STRIP;
@@ -229,12 +230,23 @@ pub(crate) fn q6k<const G: usize>(blocks: &[Q6KX16], xs: [&Q8KRow; G]) -> [[f32;
     store(acc)
 }
 
+/// MXFP4's doubled values plus 12, by code: unsigned bytes for vpdpbusd.
+const FP4_TABLE: [u8; 16] = {
+    let mut t = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        t[i] = (mxfp4::VALUES[i] + 12) as u8;
+        i += 1;
+    }
+    t
+};
+
 /// How far ahead of its reads the strip kernel asks for weight lines.
 const STRIP_PREFETCH_BYTES: usize = 4 << 10;
 
 /// One strip (`wq`, scales `wd`) times `N` activation rows.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) fn strip_dot<const N: usize, const Q4: bool>(
+pub(crate) fn strip_dot<const N: usize, const Q4: bool, const FP4: bool>(
     wq: &[u8],
     wd: &[f16],
     xs: [&Q8_0Row; N],
@@ -245,8 +257,17 @@ pub(crate) fn strip_dot<const N: usize, const Q4: bool>(
     for x in xs {
         assert!(x.qs.len() >= nb * QK && x.d.len() >= nb && x.sums.len() >= nb);
     }
-    let offset: i32 = if Q4 { -8 } else { -128 };
+    // MXFP4's doubled values plus 12 are unsigned (0..=24), as vpdpbusd
+    // wants them; the 12 comes back off through the activation sums.
+    let offset: i32 = if FP4 {
+        -12
+    } else if Q4 {
+        -8
+    } else {
+        -128
+    };
     let low = _mm512_set1_epi8(0x0F);
+    let table = _mm512_broadcast_i32x4(ld128(&FP4_TABLE));
     let mut acc = [_mm512_setzero_ps(); N];
     // Blocks ahead whose lines are asked for: the hardware prefetcher
     // stops at each 4 KiB page, and decoding streams the weights.
@@ -269,6 +290,10 @@ pub(crate) fn strip_dot<const N: usize, const Q4: bool>(
                 let p = unsafe { _mm512_loadu_si512(base.add(g * 64).cast()) };
                 w[g] = _mm512_and_si512(p, low);
                 w[g + 4] = _mm512_and_si512(_mm512_srli_epi16(p, 4), low);
+                if FP4 {
+                    w[g] = _mm512_shuffle_epi8(table, w[g]);
+                    w[g + 4] = _mm512_shuffle_epi8(table, w[g + 4]);
+                }
             }
         } else {
             for (g, wg) in w.iter_mut().enumerate() {

@@ -1,7 +1,8 @@
 //! Q8_0, Q4_0 and MXFP4 (and Q5_0, as Q8_0) weights row by row, as the
 //! file has them but with the scales and quants apart: the layout of the
 //! row kernels, which multiply one weight row against up to four
-//! activation rows (portable and AVX2 CPUs; MXFP4 on every CPU).
+//! activation rows (portable and AVX2 CPUs; MXFP4 also on AVX-512 where a
+//! block scale is past f16, see `strips`).
 
 use half::f16;
 

@@ -3,8 +3,9 @@
 //! plain data and its repacking; the products over it are
 //! [`crate::matmul`]'s and [`crate::isa`]'s.
 //!
-//! - [`block_rows`]: Q8_0/Q4_0/MXFP4 row by row (the row kernels, any CPU);
-//! - [`strips`]: Q8_0/Q4_0 in strips of 16 rows (AVX-512 VNNI and AMX);
+//! - [`block_rows`]: Q8_0/Q4_0/MXFP4 row by row (CPUs without AVX-512 VNNI);
+//! - [`strips`]: Q8_0/Q4_0/MXFP4 in strips of 16 rows (AVX-512 VNNI; AMX
+//!   for Q8_0/Q4_0);
 //! - [`x16`]: the K-quants in x16 blocks, one super-block of 16 rows
 //!   interleaved (every path).
 
@@ -18,7 +19,7 @@ use crate::{Error, Format};
 /// Checks that `data` is a whole `(n, k)` Q8_0, Q4_0 or Q5_0 matrix from a
 /// GGUF file, for the layout named `layout`; gives whether it is Q4_0 and
 /// whether it is Q5_0 (which both Q8_0 layouts store as Q8_0). MXFP4 is
-/// checked by `block_rows` itself, the one layout that holds it.
+/// checked by each layout that holds it.
 pub(crate) fn q0_kind(
     format: Format,
     n: usize,

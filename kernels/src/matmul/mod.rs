@@ -41,7 +41,7 @@ pub struct QuantMatrix {
 enum Layout {
     /// Q8_0, Q4_0, Q5_0 row by row (CPUs without AVX-512 VNNI).
     BlockRows(BlockRows),
-    /// Q8_0, Q4_0, Q5_0 in strips of 16 rows (AVX-512 VNNI).
+    /// Q8_0, Q4_0, Q5_0, MXFP4 in strips of 16 rows (AVX-512 VNNI).
     Strips(Strips),
     /// The K-quants in x16 blocks (every CPU).
     X16(X16Matrix),
@@ -49,8 +49,11 @@ enum Layout {
 
 /// Whether `format` goes into strips on this CPU.
 fn strips_here(format: Format) -> bool {
-    Isa::best().vnni512() && matches!(format, Format::Q8_0 | Format::Q4_0 | Format::Q5_0)
-    // MXFP4 stays in block rows (its AVX2 kernel) on every CPU.
+    Isa::best().vnni512()
+        && matches!(
+            format,
+            Format::Q8_0 | Format::Q4_0 | Format::Q5_0 | Format::Mxfp4
+        )
 }
 
 impl QuantMatrix {
@@ -81,6 +84,12 @@ impl QuantMatrix {
         let layout = match format {
             Format::Q4K | Format::Q5K | Format::Q6K => {
                 Layout::X16(X16Matrix::from_bytes(format, n, k, data, done)?)
+            }
+            // MXFP4 with a scale past f16's range keeps block rows.
+            Format::Mxfp4 if !crate::layout::strips::fp4_scales_fit(data) => {
+                let m = BlockRows::from_bytes(format, n, k, data)?;
+                done(0..data.len());
+                Layout::BlockRows(m)
             }
             _ if strips_here(format) => {
                 Layout::Strips(Strips::from_bytes(format, n, k, data, done)?)

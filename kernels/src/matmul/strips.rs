@@ -1,4 +1,4 @@
-//! The Q8_0 and Q4_0 products on the strip layout (AVX-512 VNNI, AMX for
+//! The Q8_0, Q4_0 and MXFP4 products on the strip layout (AVX-512 VNNI, AMX for
 //! prompts): each strip's 16 outputs at once for one to four activation
 //! rows. A block's integer dot product is exact, and each output
 //! accumulates `d_w · d_x · dot` over the blocks in order, as ggml's
@@ -27,10 +27,12 @@ fn dot<const N: usize>(st: &Strips, s: usize, xs: [&Q8_0Row; N]) -> [[f32; STRIP
         // AVX-512 F, BW, VL and VNNI (the front's choice of layout), all
         // that `strip_dot` needs.
         unsafe {
-            if st.q4 {
-                crate::isa::avx512::strip_dot::<N, true>(wq, wd, xs)
+            if st.fp4 {
+                crate::isa::avx512::strip_dot::<N, true, true>(wq, wd, xs)
+            } else if st.q4 {
+                crate::isa::avx512::strip_dot::<N, true, false>(wq, wd, xs)
             } else {
-                crate::isa::avx512::strip_dot::<N, false>(wq, wd, xs)
+                crate::isa::avx512::strip_dot::<N, false, false>(wq, wd, xs)
             }
         }
     }
@@ -50,7 +52,8 @@ pub(crate) fn forward(st: &Strips, x: &[f32], out: &mut [f32]) {
     let rows: Vec<Q8_0Row> = x.chunks_exact(k).map(|r| q8_0::quantize(r, true)).collect();
     let strips = st.strips();
     #[cfg(target_arch = "x86_64")]
-    if m >= super::driver::AMX_MIN_ROWS && crate::isa::amx::available() {
+    // The AMX tiles take Q8_0 and Q4_0; MXFP4 stays on AVX-512.
+    if m >= super::driver::AMX_MIN_ROWS && !st.fp4 && crate::isa::amx::available() {
         crate::isa::amx::strips::forward(st, &rows, out);
         return;
     }

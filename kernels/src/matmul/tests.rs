@@ -23,8 +23,8 @@ fn from_bytes_reports_every_byte_and_matches_the_reference() {
         if let Some(file) = QuantMatrix::file_bytes(format, n, k) {
             assert_eq!(file, len, "{format}");
         } else {
-            // Q8_0/Q4_0/Q5_0 from the file only where the strip kernel
-            // runs; MXFP4 always from a copy (block rows).
+            // Q8_0/Q4_0/Q5_0/MXFP4 from the file only where the strip
+            // kernel runs.
             assert!(matches!(
                 format,
                 Format::Q8_0 | Format::Q4_0 | Format::Q5_0 | Format::Mxfp4

@@ -5,7 +5,7 @@ use crate::isa::Isa;
 use crate::testing;
 use crate::{Format, QuantMatrix};
 
-/// The strips against a plain f64 reference, for both formats, shapes
+/// The strips against a plain f64 reference, for each format, shapes
 /// with a partial last strip, and each row alone against the batch
 /// (strip kernels in groups of four, or AMX tiles). Only where the CPU
 /// has AVX-512 VNNI (elsewhere the front builds no `Strips`, and the row
@@ -15,7 +15,7 @@ fn strips_match_the_scalar_reference() {
     if !Isa::best().vnni512() {
         return;
     }
-    for format in [Format::Q8_0, Format::Q4_0, Format::Q5_0] {
+    for format in [Format::Q8_0, Format::Q4_0, Format::Q5_0, Format::Mxfp4] {
         // m from `AMX_MIN_ROWS` up: the AMX path, where the CPU has it.
         for (n, k, m) in [
             (1, 32, 1),
@@ -47,4 +47,28 @@ fn strips_match_the_scalar_reference() {
             }
         }
     }
+}
+
+/// An MXFP4 matrix with a block scale that no f16 holds (E8M0 150, 2^22
+/// halved) is not put in strips, and the front's product on its block
+/// rows still matches the reference; moved back into range, the same
+/// matrix goes into strips.
+#[test]
+fn mxfp4_scales_past_f16_keep_block_rows() {
+    let (n, k) = (17, 64);
+    let mut data = testing::quantize(Format::Mxfp4, &testing::values(n * k, 3), n, k);
+    assert!(crate::layout::strips::fp4_scales_fit(&data));
+    data[crate::formats::mxfp4::MXFP4_BYTES * 5] = 150;
+    assert!(!crate::layout::strips::fp4_scales_fit(&data));
+    assert!(Strips::from_bytes(Format::Mxfp4, n, k, &data, &mut |_| {}).is_err());
+    let m = QuantMatrix::from_bytes(Format::Mxfp4, n, k, &data, &mut |_| {}).unwrap();
+    assert!(!m.has_rows(), "block rows, not strips");
+    let x = testing::values(k, 4);
+    let mut got = vec![0.0f32; n];
+    m.forward(&x, &mut got).unwrap();
+    let want = testing::q8_0_reference(Format::Mxfp4, &data, &x, n, k);
+    testing::assert_close(&got, &want, "mxfp4 with a big scale");
+    data[crate::formats::mxfp4::MXFP4_BYTES * 5] = 127;
+    let m = QuantMatrix::from_bytes(Format::Mxfp4, n, k, &data, &mut |_| {}).unwrap();
+    assert_eq!(m.has_rows(), Isa::best().vnni512());
 }
