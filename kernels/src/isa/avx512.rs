@@ -6,12 +6,12 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::load::{ld128, ld256, ld512, ld512f, prefetch, prefetch_ahead};
+use super::load::{ld128, ld256, ld512, ld512f, prefetch, prefetch_ahead, prefetch_part};
 use crate::formats::mxfp4;
 use crate::formats::q8_0::{Q8_0Row, QK};
 use crate::formats::q8_k::{self, Q8KRow};
 use crate::layout::strips::STRIP;
-use crate::layout::x16::{Q4KX16, Q5KX16, Q6KX16, Q6_ORDER, X16};
+use crate::layout::x16::{Q4KX16, Q5KX16, Q6KX16, X16};
 
 /// [`q8_k::quantize`] vectorized by the compiler for AVX-512 (the same
 /// integer results).
@@ -140,11 +140,11 @@ pub(crate) fn q5k<const G: usize>(blocks: &[Q5KX16], xs: [&Q8KRow; G]) -> [[f32;
     let bit4 = _mm512_set1_epi8(0x10);
     let mut acc = [_mm512_setzero_ps(); G];
     for (b, t) in blocks.iter().enumerate() {
-        prefetch_ahead::<_, _MM_HINT_T1>(blocks, b);
         let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
         let d = f16s(&t.d);
         let mut s = [_mm512_setzero_ps(); G];
         for c in 0..4 {
+            prefetch_part::<_, _MM_HINT_T1>(blocks, b, c, 4);
             let shift = _mm_cvtsi32_si128(2 * c as i32);
             let mut i0 = [_mm512_setzero_si512(); G];
             let mut i1 = [_mm512_setzero_si512(); G];
@@ -181,44 +181,53 @@ pub(crate) fn q6k<const G: usize>(blocks: &[Q6KX16], xs: [&Q8KRow; G]) -> [[f32;
     let top = _mm512_set1_epi8(0x30);
     let mut acc = [_mm512_setzero_ps(); G];
     for (b, t) in blocks.iter().enumerate() {
-        prefetch_ahead::<_, _MM_HINT_T1>(blocks, b);
         let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
         let mut isum = [_mm512_setzero_si512(); G];
-        for (h, a, q) in Q6_ORDER {
-            let mut i0 = [_mm512_setzero_si512(); G];
-            let mut i1 = [_mm512_setzero_si512(); G];
+        // Per (h, q), fields a = 0 and 1 together: each `qh` vector is
+        // loaded once for both, and four sums run side by side instead of
+        // two (integer sums: any order gives the same bits).
+        for (h, q) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            prefetch_part::<_, _MM_HINT_T1>(blocks, b, 2 * h + q, 4);
+            let mut i4 = [[_mm512_setzero_si512(); 4]; G];
             for l in 4 * q..4 * q + 4 {
-                let w = ld512(&t.ql[16 * h + 8 * a + l]);
                 let hb = ld512(&t.qh[8 * h + l]);
-                // Fields a and a + 2 moved to bits 4 and 5; the 16-bit
-                // shifts carry nothing into them that `top` keeps.
-                let (f0, f1) = if a == 0 {
-                    (_mm512_slli_epi16(hb, 4), hb)
-                } else {
-                    (_mm512_slli_epi16(hb, 2), _mm512_srli_epi16(hb, 2))
-                };
-                let lo = _mm512_ternarylogic_epi32(w, _mm512_and_si512(f0, top), low, A_AND_C_OR_B);
-                let hi = _mm512_ternarylogic_epi32(
-                    _mm512_srli_epi16(w, 4),
-                    _mm512_and_si512(f1, top),
-                    low,
-                    A_AND_C_OR_B,
-                );
-                let g = 32 * h + 8 * a + l;
-                for r in 0..G {
-                    i0[r] = _mm512_dpbusd_epi32(i0[r], lo, bcast(xq[r], g));
-                    i1[r] = _mm512_dpbusd_epi32(i1[r], hi, bcast(xq[r], g + 16));
+                // Field pairs moved to bits 4 and 5; the 16-bit shifts
+                // carry nothing into them that `top` keeps.
+                let f = [
+                    _mm512_and_si512(_mm512_slli_epi16(hb, 4), top),
+                    _mm512_and_si512(hb, top),
+                    _mm512_and_si512(_mm512_slli_epi16(hb, 2), top),
+                    _mm512_and_si512(_mm512_srli_epi16(hb, 2), top),
+                ];
+                for a in 0..2 {
+                    let w = ld512(&t.ql[16 * h + 8 * a + l]);
+                    let lo = _mm512_ternarylogic_epi32(w, f[2 * a], low, A_AND_C_OR_B);
+                    let hi = _mm512_ternarylogic_epi32(
+                        _mm512_srli_epi16(w, 4),
+                        f[2 * a + 1],
+                        low,
+                        A_AND_C_OR_B,
+                    );
+                    let g = 32 * h + 8 * a + l;
+                    for r in 0..G {
+                        i4[r][2 * a] = _mm512_dpbusd_epi32(i4[r][2 * a], lo, bcast(xq[r], g));
+                        i4[r][2 * a + 1] =
+                            _mm512_dpbusd_epi32(i4[r][2 * a + 1], hi, bcast(xq[r], g + 16));
+                    }
                 }
             }
-            let j = 8 * h + 2 * a + q;
-            let sc0 = _mm512_cvtepi8_epi32(ld128(&t.sc[j]));
-            let sc1 = _mm512_cvtepi8_epi32(ld128(&t.sc[j + 4]));
-            for r in 0..G {
-                let off = &xs[r].bsum16x32[b];
-                let v0 = _mm512_sub_epi32(i0[r], _mm512_set1_epi32(off[j]));
-                let v1 = _mm512_sub_epi32(i1[r], _mm512_set1_epi32(off[j + 4]));
-                let v = _mm512_add_epi32(_mm512_mullo_epi32(sc0, v0), _mm512_mullo_epi32(sc1, v1));
-                isum[r] = _mm512_add_epi32(isum[r], v);
+            for a in 0..2 {
+                let j = 8 * h + 2 * a + q;
+                let sc0 = _mm512_cvtepi8_epi32(ld128(&t.sc[j]));
+                let sc1 = _mm512_cvtepi8_epi32(ld128(&t.sc[j + 4]));
+                for r in 0..G {
+                    let off = &xs[r].bsum16x32[b];
+                    let v0 = _mm512_sub_epi32(i4[r][2 * a], _mm512_set1_epi32(off[j]));
+                    let v1 = _mm512_sub_epi32(i4[r][2 * a + 1], _mm512_set1_epi32(off[j + 4]));
+                    let v =
+                        _mm512_add_epi32(_mm512_mullo_epi32(sc0, v0), _mm512_mullo_epi32(sc1, v1));
+                    isum[r] = _mm512_add_epi32(isum[r], v);
+                }
             }
         }
         let d = ld512f(&t.d);

@@ -11,7 +11,7 @@ macro_rules! ymm_x16_kernels {
         use std::arch::x86_64::*;
 
         use crate::formats::q8_k::Q8KRow;
-        use crate::isa::load::{ld128, ld256, ld256f, ld64, prefetch, AHEAD};
+        use crate::isa::load::{ld128, ld256, ld256f, ld64, prefetch_ahead};
         use crate::layout::x16::{Q4KX16, Q5KX16, Q6KX16, Q6_ORDER, X16};
 
         #[target_feature(enable = $features)]
@@ -71,9 +71,7 @@ macro_rules! ymm_x16_kernels {
             for hh in 0..2 {
                 let mut acc = [_mm256_setzero_ps(); G];
                 for (b, t) in blocks.iter().enumerate() {
-                    if let Some(next) = blocks.get(b + AHEAD) {
-                        prefetch(next);
-                    }
+                    prefetch_ahead::<_, _MM_HINT_T1>(blocks, b);
                     let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
                     let mut isum = [_mm256_setzero_si256(); G];
                     for c in 0..4 {
@@ -128,9 +126,7 @@ macro_rules! ymm_x16_kernels {
             for hh in 0..2 {
                 let mut acc = [_mm256_setzero_ps(); G];
                 for (b, t) in blocks.iter().enumerate() {
-                    if let Some(next) = blocks.get(b + AHEAD) {
-                        prefetch(next);
-                    }
+                    prefetch_ahead::<_, _MM_HINT_T1>(blocks, b);
                     let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
                     let d = f16s(&t.d[hh]);
                     let mut s = [_mm256_setzero_ps(); G];
@@ -174,9 +170,7 @@ macro_rules! ymm_x16_kernels {
             for hh in 0..2 {
                 let mut acc = [_mm256_setzero_ps(); G];
                 for (b, t) in blocks.iter().enumerate() {
-                    if let Some(next) = blocks.get(b + AHEAD) {
-                        prefetch(next);
-                    }
+                    prefetch_ahead::<_, _MM_HINT_T1>(blocks, b);
                     let xq: [&[[i8; 4]; 64]; G] = std::array::from_fn(|r| &xs[r].qs[b]);
                     let mut isum = [_mm256_setzero_si256(); G];
                     for (h, a, q) in Q6_ORDER {
