@@ -273,8 +273,10 @@ impl X16Matrix {
     }
 }
 
-/// Q6_K's sub-block pairs `(h, a, q)` in the order every path sums them:
-/// sub-blocks `8h + 2a + q` and 4 more, which share their `ql` bytes.
+/// Q6_K's sub-block pairs `(h, a, q)`: sub-blocks `8h + 2a + q` and 4
+/// more, which share their `ql` bytes; the order the portable and AVX2
+/// paths sum them in (AVX-512 takes both `a` per `qh` load; the sums are
+/// integers, so any order gives the same bits).
 pub(crate) const Q6_ORDER: [(usize, usize, usize); 8] = [
     (0, 0, 0),
     (0, 0, 1),
