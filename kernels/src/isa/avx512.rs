@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::load::{ld128, ld256, ld512, ld512f, prefetch, prefetch_ahead, prefetch_part};
+use super::load::{ld128, ld256, ld512, ld512f, prefetch_ahead, prefetch_part, prefetch_past};
 use crate::formats::mxfp4;
 use crate::formats::q8_0::{Q8_0Row, QK};
 use crate::formats::q8_k::{self, Q8KRow};
@@ -250,6 +250,9 @@ const FP4_TABLE: [u8; 16] = {
     t
 };
 
+/// Where the strip kernel asks its lines into (L2 did no better).
+const PREFETCH_HINT: i32 = _MM_HINT_T0;
+
 /// How far ahead of its reads the strip kernel asks for weight lines.
 const STRIP_PREFETCH_BYTES: usize = 4 << 10;
 
@@ -282,11 +285,12 @@ pub(crate) fn strip_dot<const N: usize, const Q4: bool, const FP4: bool>(
     // stops at each 4 KiB page, and decoding streams the weights.
     let ahead = STRIP_PREFETCH_BYTES / block;
     for b in 0..nb {
-        if b + ahead < nb {
-            let next = b + ahead;
-            prefetch(&wq[next * block..(next + 1) * block]);
-            prefetch(&wd[next * STRIP..(next + 1) * STRIP]);
-        }
+        // Past the strip's end too: the next strip follows in memory (a
+        // strip of a 1,024-wide matrix is 32 blocks, its last 8 asked
+        // for nothing).
+        let next = b + ahead;
+        prefetch_past::<PREFETCH_HINT>(wq.as_ptr().wrapping_add(next * block), block);
+        prefetch_past::<PREFETCH_HINT>(wd.as_ptr().wrapping_add(next * STRIP).cast(), 2 * STRIP);
         // SAFETY: scales b·16 .. b·16 + 16 and quant bytes b·block ..
         // (b + 1)·block exist (asserted above).
         let ws = unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(wd.as_ptr().add(b * STRIP).cast())) };
