@@ -8,6 +8,10 @@ use llmpm_spec::Digest;
 
 use super::{ApiError, AppState};
 
+/// How long a failed upload's remaining bytes are read before the error
+/// answer goes anyway (a local client sends gigabytes in that time).
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn parse_digest(raw: &str) -> Result<Digest, ApiError> {
     raw.parse()
         .map_err(|e: llmpm_spec::DigestError| ApiError::BadRequest(e.to_string()))
@@ -40,7 +44,16 @@ pub async fn post_blob(
         let chunk =
             chunk.map_err(|e| ApiError::BadRequest(format!("upload of `{d}` broke off: {e}")))?;
         // Writes are short; doing them inline keeps upload memory bounded.
-        tokio::task::block_in_place(|| writer.write_sync(&chunk))?;
+        if let Err(e) = tokio::task::block_in_place(|| writer.write_sync(&chunk)) {
+            // The partial blob goes now (a full disk gets its space back).
+            drop(writer);
+            // Then the rest of the upload is read and dropped before the
+            // answer: a client still sending when the answer comes and the
+            // connection closes sees only a broken pipe, not why.
+            let rest = async { while let Some(Ok(_)) = stream.next().await {} };
+            let _ = tokio::time::timeout(DRAIN_LIMIT, rest).await;
+            return Err(e.into());
+        }
     }
     let digest = tokio::task::block_in_place(|| writer.commit_sync(Some(&d)))?;
     tracing::info!(blob = %digest, "blob uploaded");

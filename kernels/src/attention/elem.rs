@@ -33,7 +33,7 @@ pub trait Elem: sealed::Sealed + Copy + Default + Send + Sync {
     fn load(src: &[Self], dst: &mut [f32]);
     /// [`Kv::append`] for this type.
     fn append_to(kv: &mut Kv<Self>, k: &[f32], v: &[f32], t: usize) -> Result<(), String>;
-    /// [`attend_with`] for this type.
+    /// [`super::attend_with`] for this type.
     fn attend_over(
         q: &[f32],
         heads: usize,
