@@ -29,10 +29,7 @@ pub(crate) const AHEAD: usize = 2;
 #[target_feature(enable = "sse")]
 #[inline]
 pub(crate) fn prefetch_ahead<T, const HINT: i32>(blocks: &[T], b: usize) {
-    let at = blocks.as_ptr().wrapping_add(b + AHEAD).cast::<i8>();
-    for off in (0..std::mem::size_of::<T>()).step_by(64) {
-        _mm_prefetch::<HINT>(at.wrapping_add(off));
-    }
+    prefetch_part::<T, HINT>(blocks, b, 0, 1);
 }
 
 /// [`prefetch_ahead`] in `parts` pieces, piece `part` now: the kernel asks
@@ -44,13 +41,12 @@ pub(crate) fn prefetch_ahead<T, const HINT: i32>(blocks: &[T], b: usize) {
 #[target_feature(enable = "sse")]
 #[inline]
 pub(crate) fn prefetch_part<T, const HINT: i32>(blocks: &[T], b: usize, part: usize, parts: usize) {
-    let at = blocks.as_ptr().wrapping_add(b + AHEAD).cast::<i8>();
+    let at = blocks.as_ptr().wrapping_add(b + AHEAD).cast::<u8>();
     let size = std::mem::size_of::<T>();
     let (start, end) = (size * part / parts, size * (part + 1) / parts);
     // Each line whose first byte lies in the piece.
-    for off in (start.next_multiple_of(64)..end).step_by(64) {
-        _mm_prefetch::<HINT>(at.wrapping_add(off));
-    }
+    let first = start.next_multiple_of(64);
+    prefetch_past::<HINT>(at.wrapping_add(first), end.saturating_sub(first));
 }
 
 /// Asks for the `bytes` from `p` on, which may lie past the slice a kernel
