@@ -4,7 +4,8 @@
 //! per weight format. Weights are random blocks with small scales, made
 //! here; each case runs for about a second and prints its mean time per
 //! call. `cargo bench -p llmpm-kernels -- q4_k` runs the cases whose name
-//! holds `q4_k`.
+//! holds `q4_k`; `stream` runs a whole 1B Q4_K_M model's matrices in turn
+//! (what one decoded token streams), with the time per kind of matrix.
 //!
 //! A plain loop on `std::time` rather than a bench framework: no
 //! dependency, and the numbers are what `bench/runner_speed.py` breaks
@@ -124,6 +125,87 @@ fn output_matrix(filter: &[String], rng: &mut fastrand::Rng) {
     }
 }
 
+/// Every matrix of a Llama-3.2-1B-shaped Q4_K_M model (16 layers; `attn_v`
+/// and `ffn_down` in Q6_K on the layers llama.cpp's `use_more_bits` picks;
+/// the 128,256 × 2,048 output in Q6_K), one activation row through each in
+/// a layer's order: the weight streaming of one decoded token, apart from
+/// attention and the small vector work. GB/s of weights and the tokens/s
+/// that alone would allow, beside `llama-bench`'s tg128 on the same shape.
+fn model_stream(filter: &[String], rng: &mut fastrand::Rng) {
+    let name = "stream 1b q4_k_m rows 1";
+    if !filter.is_empty() && !filter.iter().any(|p| name.contains(p)) {
+        return;
+    }
+    let (h, f, kv, layers) = (2048, 8192, 512, 16);
+    let more_bits = |i: usize| i < layers / 8 || i >= 7 * layers / 8 || (i - layers / 8) % 3 == 2;
+    let mut mats = Vec::new();
+    let mut bytes = 0usize;
+    for i in 0..layers {
+        let wide = if more_bits(i) {
+            Format::Q6K
+        } else {
+            Format::Q4K
+        };
+        for (format, n, k) in [
+            (Format::Q4K, h, h),
+            (Format::Q4K, kv, h),
+            (wide, kv, h),
+            (Format::Q4K, h, h),
+            (Format::Q4K, f, h),
+            (Format::Q4K, f, h),
+            (wide, h, f),
+        ] {
+            let data = weights(format, n, k, rng);
+            bytes += data.len();
+            mats.push(QuantMatrix::from_bytes(format, n, k, &data, &mut |_| {}).unwrap());
+        }
+    }
+    let data = weights(Format::Q6K, 128_256, h, rng);
+    bytes += data.len();
+    mats.push(QuantMatrix::from_bytes(Format::Q6K, 128_256, h, &data, &mut |_| {}).unwrap());
+    drop(data);
+    let x = values(f, rng);
+    let mut out = vec![0f32; 128_256];
+    // Time per kind of matrix too: which of them streams slowest.
+    let mut kinds: Vec<((Format, usize, usize), f64, usize)> = Vec::new();
+    let start = Instant::now();
+    let mut calls = 0u32;
+    while calls < 3 || start.elapsed() < 2 * BUDGET {
+        for w in &mats {
+            let (n, k) = (w.n(), w.k());
+            let t = Instant::now();
+            w.forward(black_box(&x[..k]), &mut out[..n]).unwrap();
+            let spent = t.elapsed().as_secs_f64();
+            let kind = (w.format(), n, k);
+            match kinds.iter_mut().find(|(key, _, _)| *key == kind) {
+                Some((_, total, _)) => *total += spent,
+                None => kinds.push((kind, spent, w.format().matrix_bytes(n, k).unwrap())),
+            }
+        }
+        calls += 1;
+    }
+    let each = start.elapsed().as_secs_f64() / f64::from(calls);
+    println!(
+        "{name:<40} {:>10.3} ms  {:>8.1} GB/s  {:>6.1} tokens/s",
+        each * 1e3,
+        bytes as f64 / each / 1e9,
+        1.0 / each
+    );
+    for ((format, n, k), total, size) in kinds {
+        let count = mats
+            .iter()
+            .filter(|w| (w.format(), w.n(), w.k()) == (format, n, k))
+            .count();
+        let per_call = total / f64::from(calls) / count as f64;
+        println!(
+            "  {:<5} {n}x{k} ×{count:<3} {:>8.1} µs each  {:>6.1} GB/s",
+            format.name().to_lowercase(),
+            per_call * 1e6,
+            size as f64 / per_call / 1e9
+        );
+    }
+}
+
 fn attention(filter: &[String], rng: &mut fastrand::Rng) {
     // The 1B shape decoding and prompting, then a chat turn's shape: ~95
     // new tokens after ~1,500 cached, on the 1B and on Qwen2.5-0.5B (14
@@ -174,8 +256,14 @@ fn main() {
         .collect();
     let mut rng = fastrand::Rng::with_seed(1);
     println!("{} threads", rayon::current_num_threads());
-    products(&filter, &mut rng);
-    output_matrix(&filter, &mut rng);
-    attention(&filter, &mut rng);
-    glu(&filter, &mut rng);
+    // On a thread of the pool, as the runner's engine calls the kernels:
+    // from outside it, each call would wait on a wake-up from another
+    // thread (tens of microseconds here, a whole small product's time).
+    rayon::scope(|_| {
+        products(&filter, &mut rng);
+        output_matrix(&filter, &mut rng);
+        model_stream(&filter, &mut rng);
+        attention(&filter, &mut rng);
+        glu(&filter, &mut rng);
+    });
 }

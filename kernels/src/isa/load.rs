@@ -22,7 +22,10 @@ pub(crate) const AHEAD: usize = 2;
 /// block (`qs`/`ql` and `qh`); asked into L1 (`_MM_HINT_T0`) their output
 /// matrix streamed at half the speed of asking into L2 (`_MM_HINT_T1`):
 /// 151,936 × 1,024 Q6_K on one AVX-512 core 18.3 → 8.5 ms, Q5_K 15 → 6 ms.
-/// Q4_K on AVX-512 is ~15% faster with T0; on the AVX2 kernels (measured
+/// Q4_K on AVX-512 was ~15% faster with T0 on that one matrix, but a whole
+/// 1B Q4_K_M model's matrices one after another (the `stream` bench, on a
+/// thread of the pool as the runner calls them) go faster with T1 in
+/// pieces, most on two threads: 28 → 34 tokens/s of weights; on the AVX2 kernels (measured
 /// on the same CPU with `Isa::best` forced to AVX2) T1 is faster for all
 /// three: Q6_K 19.5 → 10.9 ms, Q5_K 16 → 7 ms, Q4_K 7.9 → 5.5 ms
 /// (`cargo bench -p llmpm-kernels -- output`).
