@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::load::{ld128, ld256, ld512, ld512f, prefetch_ahead, prefetch_part, prefetch_past};
+use super::load::{ld128, ld256, ld512, ld512f, prefetch_part, prefetch_past};
 use crate::formats::mxfp4;
 use crate::formats::q8_0::{Q8_0Row, QK};
 use crate::formats::q8_k::{self, Q8KRow};
