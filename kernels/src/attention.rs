@@ -436,6 +436,18 @@ pub(crate) trait Store: Sync {
     fn values(&self, j0: usize, j1: usize, g: usize, buf: &mut [f32]);
     /// One head's queries (`n × head_dim`) as the dot products take them.
     fn queries(&self, q: &[f32]) -> Vec<f32>;
+    /// Where the cache holds f16: head `g`'s keys of block `b` in place, as
+    /// [`Store::key_block`] lays them out, for the four-query path to read
+    /// without a converted copy.
+    fn keys_f16(&self, _b: usize, _g: usize) -> Option<&[f16]> {
+        None
+    }
+    /// Where the cache holds f16: head `g`'s values from position `j0` on
+    /// in place, and the distance between one position's row and the
+    /// next's.
+    fn values_f16(&self, _j0: usize, _g: usize) -> Option<(&[f16], usize)> {
+        None
+    }
 }
 
 impl<E: Elem> Store for Kv<E> {
@@ -467,6 +479,14 @@ impl<E: Elem> Store for Kv<E> {
             false => q.to_vec(),
         }
     }
+    fn keys_f16(&self, b: usize, g: usize) -> Option<&[f16]> {
+        E::as_f16(self.keys(b, g))
+    }
+    fn values_f16(&self, j0: usize, g: usize) -> Option<(&[f16], usize)> {
+        let row = self.kv_heads * self.head_dim;
+        let from = (j0 - self.gone) * row + g * self.head_dim;
+        Some((E::as_f16(self.v.get(from..)?)?, row))
+    }
 }
 
 /// One task: a block of queries of `heads` heads over their kv head.
@@ -493,11 +513,11 @@ fn block_on<S: Store>(isa: Isa, job: &Job<'_, S>, out: &mut [f32]) {
     {
         #[target_feature(enable = "avx512f,fma")]
         fn avx512<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
-            block(job, out)
+            block::<S, true>(job, out)
         }
         #[target_feature(enable = "avx2,fma")]
         fn avx2<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
-            block(job, out)
+            block::<S, false>(job, out)
         }
         match isa {
             // SAFETY: `isa` names only instruction sets this CPU has
@@ -509,12 +529,16 @@ fn block_on<S: Store>(isa: Isa, job: &Job<'_, S>, out: &mut [f32]) {
         }
     }
     let _ = isa;
-    block(job, out)
+    block::<S, false>(job, out)
 }
 
-/// A job's attention, into `out` (`n × head_dim`).
+/// A job's attention, into `out` (`n × head_dim`). With `X4` (AVX-512
+/// only: [`block_on`] sees to it) four queries at a time go through each
+/// block of keys and values ([`x4`]), reading an f16 cache in place: 32
+/// query heads over 8 kv heads at a context of 4,097, one decode step on
+/// two threads, 0.74 → 0.40 ms a layer; a 512-token prompt 17.5 → 14.8 ms.
 #[inline(always)]
-fn block<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
+fn block<S: Store, const X4: bool>(job: &Job<'_, S>, out: &mut [f32]) {
     let &Job {
         kv,
         g,
@@ -544,18 +568,51 @@ fn block<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
     let mut kt = vec![[0f32; KEYS]; d];
     for j0 in (first..hi).step_by(KEYS) {
         let j1 = (j0 + KEYS).min(hi);
-        kv.key_block(j0 / KEYS, g, kt.as_flattened_mut());
-        for i in 0..n {
+        // An f16 cache's keys are read in place by the four-query path,
+        // converted only if a query goes alone.
+        let raw = if X4 { kv.keys_f16(j0 / KEYS, g) } else { None };
+        let mut converted = raw.is_none();
+        if converted {
+            kv.key_block(j0 / KEYS, g, kt.as_flattened_mut());
+        }
+        // The part of this block query `i` sees.
+        let part = |i: usize| {
             let seen = visible(at + i % per, window);
-            let (a, b) = (j0.max(seen.start), j1.min(seen.end));
-            if a >= b {
-                continue;
-            }
-            let acc = dot_block(&q[i * d..(i + 1) * d], &kt);
+            (j0.max(seen.start), j1.min(seen.end))
+        };
+        let mut put = |i: usize, acc: &[f32; KEYS]| {
+            let (a, b) = part(i);
             let row = &mut scores[i * span + a - lo..i * span + b - lo];
             for (s, &x) in row.iter_mut().zip(&acc[a - j0..b - j0]) {
                 *s = x * scale;
             }
+        };
+        let mut i = 0;
+        while i < n {
+            #[cfg(target_arch = "x86_64")]
+            if X4 && i + 4 <= n && (i..i + 4).all(|i| part(i).0 < part(i).1) {
+                let qs = std::array::from_fn(|k| &q[(i + k) * d..(i + k + 1) * d]);
+                // SAFETY: `X4` only where the CPU has AVX-512 F (`block_on`).
+                let acc = unsafe {
+                    match raw {
+                        Some(keys) => x4::dot4(qs, keys),
+                        None => x4::dot4(qs, kt.as_flattened()),
+                    }
+                };
+                for (k, acc) in acc.iter().enumerate() {
+                    put(i + k, acc);
+                }
+                i += 4;
+                continue;
+            }
+            if part(i).0 < part(i).1 {
+                if !converted {
+                    kv.key_block(j0 / KEYS, g, kt.as_flattened_mut());
+                    converted = true;
+                }
+                put(i, &dot_block(&q[i * d..(i + 1) * d], &kt));
+            }
+            i += 1;
         }
     }
     // Softmax over each query's own range; the rest of its row stays 0.
@@ -570,15 +627,47 @@ fn block<S: Store>(job: &Job<'_, S>, out: &mut [f32]) {
     out.fill(0.0);
     for j0 in (first..hi).step_by(KEYS) {
         let j1 = (j0 + KEYS).min(hi);
-        kv.values(j0, j1, g, &mut buf);
-        for (i, acc) in out.chunks_exact_mut(d).enumerate() {
+        let raw = if X4 { kv.values_f16(j0, g) } else { None };
+        let mut converted = raw.is_none();
+        if converted {
+            kv.values(j0, j1, g, &mut buf);
+        }
+        let part = |i: usize| {
             let seen = visible(at + i % per, window);
-            let (a, b) = (j0.max(seen.start), j1.min(seen.end));
-            if a >= b {
+            (j0.max(seen.start), j1.min(seen.end))
+        };
+        let mut i = 0;
+        while i < n {
+            let (a, b) = part(i);
+            let p = |i: usize| &scores[i * span + a - lo..i * span + b - lo];
+            // Four queries together where they see the same keys here (a
+            // decode step's heads; a prompt's queries off the diagonal).
+            #[cfg(target_arch = "x86_64")]
+            if X4 && a < b && i + 4 <= n && (i + 1..i + 4).all(|i| part(i) == (a, b)) {
+                let acc = &mut out[i * d..(i + 4) * d];
+                let ps = std::array::from_fn(|k| p(i + k));
+                // SAFETY: `X4` only where the CPU has AVX-512 F (`block_on`).
+                unsafe {
+                    match raw {
+                        Some((vs, stride)) => x4::weigh4(acc, ps, &vs[(a - j0) * stride..], stride),
+                        None => x4::weigh4(acc, ps, &buf[(a - j0) * d..(b - j0) * d], d),
+                    }
+                };
+                i += 4;
                 continue;
             }
-            let p = &scores[i * span + a - lo..i * span + b - lo];
-            weigh(acc, p, &buf[(a - j0) * d..(b - j0) * d]);
+            if a < b {
+                if !converted {
+                    kv.values(j0, j1, g, &mut buf);
+                    converted = true;
+                }
+                weigh(
+                    &mut out[i * d..(i + 1) * d],
+                    p(i),
+                    &buf[(a - j0) * d..(b - j0) * d],
+                );
+            }
+            i += 1;
         }
     }
 }
@@ -694,6 +783,8 @@ fn exp(x: f32) -> f32 {
 
 mod elem;
 mod quant;
+#[cfg(target_arch = "x86_64")]
+mod x4;
 pub use elem::Elem;
 pub use quant::{attend_quant, attend_quant_with, QKv, QType};
 

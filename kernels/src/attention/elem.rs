@@ -31,6 +31,8 @@ pub trait Elem: sealed::Sealed + Copy + Default + Send + Sync {
     fn store(dst: &mut [Self], src: &[f32]);
     /// `src` out to `dst`, of one length.
     fn load(src: &[Self], dst: &mut [f32]);
+    /// `src` as f16 where this type is f16 (attention reads it in place).
+    fn as_f16(src: &[Self]) -> Option<&[f16]>;
     /// [`Kv::append`] for this type.
     fn append_to(kv: &mut Kv<Self>, k: &[f32], v: &[f32], t: usize) -> Result<(), String>;
     /// [`super::attend_with`] for this type.
@@ -77,6 +79,9 @@ impl Elem for f16 {
     #[inline(always)]
     fn load(src: &[f16], dst: &mut [f32]) {
         widen(src, dst);
+    }
+    fn as_f16(src: &[f16]) -> Option<&[f16]> {
+        Some(src)
     }
     built_here!();
 }
@@ -129,6 +134,9 @@ impl Elem for f32 {
     }
     fn load(src: &[f32], dst: &mut [f32]) {
         dst.copy_from_slice(src);
+    }
+    fn as_f16(_: &[f32]) -> Option<&[f16]> {
+        None
     }
     built_here!();
 }

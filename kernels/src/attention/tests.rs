@@ -418,3 +418,64 @@ fn forgetting_blocks_behind_the_window_changes_nothing() {
     assert!(!slim.truncate(held - 1));
     assert_eq!((slim.len(), slim.first_held()), (0, 0));
 }
+
+#[test]
+fn every_vector_unit_gives_the_same_bits() {
+    // (query heads on the kv head, head dim, cached, new, window): decode
+    // steps of four heads (one group of four) and seven (four and three
+    // alone), prompts whose queries see the same keys off the diagonal and
+    // not on it, a head narrower than a block of value columns.
+    let cases = [
+        (4, 64, 130, 1, None),
+        (7, 64, 130, 1, None),
+        (4, 128, 0, 70, None),
+        (2, 20, 33, 9, Some(5)),
+        (8, 64, 64, 3, Some(40)),
+    ];
+    for (heads, d, pos, t, window) in cases {
+        let total = pos + t;
+        let (k, v, q) = (
+            values(total * d, 1),
+            values(total * d, 2),
+            values(heads * t * d, 3),
+        );
+        // The queries of `heads` heads at `pos..total` over one kv head.
+        fn run<E: Elem>(
+            isa: Isa,
+            kv: &Kv<E>,
+            q: &[f32],
+            heads: usize,
+            pos: usize,
+            window: Option<usize>,
+        ) -> Vec<f32> {
+            let job = Job {
+                kv,
+                g: 0,
+                qs: q,
+                heads,
+                at: pos,
+                scale: 0.125,
+                window,
+                sinks: None,
+            };
+            let mut out = vec![0f32; q.len()];
+            block_on(isa, &job, &mut out);
+            out
+        }
+        let mut half = Kv::<f16>::new(1, d, total);
+        half.append(&k, &v, total).unwrap();
+        let mut full = Kv::<f32>::new(1, d, total);
+        full.append(&k, &v, total).unwrap();
+        let want = [
+            run(Isa::Portable, &half, &q, heads, pos, window),
+            run(Isa::Portable, &full, &q, heads, pos, window),
+        ];
+        for isa in Isa::available() {
+            let got = [
+                run(isa, &half, &q, heads, pos, window),
+                run(isa, &full, &q, heads, pos, window),
+            ];
+            assert_eq!(got, want, "{isa:?}: heads {heads} d {d} pos {pos} t {t}");
+        }
+    }
+}
