@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
 """Memory per token of context with each KV cache type: runners of the real
 Qwen2.5-Coder-0.5B (or --model) for LLMPM_KV_CACHE_TYPE f16, q8_0 and q4_0,
-each at two context sizes (--small, --large num_ctx), one after the other.
-Each answers the same prompt of --tokens tokens; its resident memory (VmRSS)
-is read after that. What differs between the two runs of one type is only
-the context the cache holds room for, so
+all at one context size (--ctx num_ctx), each given a short and a long
+context (--short, --long tokens), one runner after the other: the long one
+is reached --short new tokens a request (the prompt cache keeps the rest),
+so every request evaluates as many tokens and the activations' peak is the
+same in both runs. The runner's resident memory (VmRSS) is read after the
+last request. The cache's pages become resident as tokens arrive (the room
+for num_ctx is reserved, not resident), so what differs between the two
+runs of one type is the tokens the cache holds:
 
-    (RSS at --large - RSS at --small) / (--large - --small)
+    (RSS after --long - RSS after --short) / (--long - --short)
 
-is the memory one token of context costs, activations and weights cancelling.
+is the memory one token held in the context costs, weights and activations
+cancelling.
 
-Usage: python3 bench/kv_memory.py [--model PATH] [--tokens 1024]
-                                  [--small 2048] [--large 8192] [--threads 2]
+Usage: python3 bench/kv_memory.py [--model PATH] [--ctx 8192]
+                                  [--short 512] [--long 7680] [--threads 2]
 """
 import argparse
 import os
@@ -25,17 +30,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from runner_speed import ROOT, Llmpm, runner_memory_kib  # noqa: E402
 
 
-def measure(kv, path, num_ctx, tokens, threads):
-    """The runner's RSS (KiB) after a prompt of `tokens` at `num_ctx`."""
+def measure(kv, path, num_ctx, tokens, step, threads):
+    """The runner's RSS (KiB) once its context holds `tokens` prompt tokens,
+    given `step` new tokens a request (the prompt cache keeps the rest), and
+    the tokens the last request's prompt held."""
     os.environ["LLMPM_KV_CACHE_TYPE"] = kv
     with tempfile.TemporaryDirectory(prefix="llmpm-kv-bench") as tmp:
         llm = Llmpm(tmp)
         try:
             llm.create("m", path, num_ctx=num_ctx)
             opts = {"temperature": 0, "num_thread": threads, "num_predict": 1}
-            # " the" is one token in most vocabularies.
-            _, last = llm.generate({"model": "m", "prompt": "the" + " the" * (tokens - 1),
-                                    "raw": True, "options": opts})
+            for n in range(step, tokens + 1, step):
+                # " the" is one token in most vocabularies.
+                _, last = llm.generate({"model": "m", "prompt": "the" + " the" * (n - 1),
+                                        "raw": True, "options": opts})
             time.sleep(0.5)
             kib = runner_memory_kib("VmRSS", llm.proc.pid)
             if kib is None:
@@ -49,9 +57,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(ROOT / "target" / "models"
                                            / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"))
-    ap.add_argument("--tokens", type=int, default=1024)
-    ap.add_argument("--small", type=int, default=2048)
-    ap.add_argument("--large", type=int, default=8192)
+    ap.add_argument("--ctx", type=int, default=8192)
+    ap.add_argument("--short", type=int, default=512)
+    ap.add_argument("--long", type=int, default=7680)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "llmpmd", "-p", "llmpm"],
@@ -59,12 +67,12 @@ def main():
     path = Path(args.model).resolve()
     rows = {}
     for kv in ("f16", "q8_0", "q4_0"):
-        small, n = measure(kv, path, args.small, args.tokens, args.threads)
-        large, _ = measure(kv, path, args.large, args.tokens, args.threads)
-        rows[kv] = (large - small) / (args.large - args.small)
-        print(f"{kv:>5}: RSS after {n} prompt tokens {small / 1024:.1f} MiB at num_ctx "
-              f"{args.small}, {large / 1024:.1f} MiB at {args.large}: "
-              f"{rows[kv]:.2f} KiB per token of context", flush=True)
+        short, n_short = measure(kv, path, args.ctx, args.short, args.short, args.threads)
+        long, n_long = measure(kv, path, args.ctx, args.long, args.short, args.threads)
+        rows[kv] = (long - short) / (n_long - n_short)
+        print(f"{kv:>5}: num_ctx {args.ctx}, RSS {short / 1024:.1f} MiB after {n_short} "
+              f"prompt tokens, {long / 1024:.1f} MiB after {n_long}: "
+              f"{rows[kv]:.2f} KiB per token held", flush=True)
     for kv in ("q8_0", "q4_0"):
         print(f"{kv} / f16 per token: {rows[kv] / rows['f16']:.3f}")
 

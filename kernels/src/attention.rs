@@ -30,6 +30,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use crate::isa::Isa;
+use crate::pages::Grow;
 
 /// Queries per task: each block of keys is converted to f32 once for them.
 const QUERIES: usize = 32;
@@ -77,8 +78,8 @@ pub struct Kv<E> {
     max_len: usize,
     /// Positions forgotten from the front, a multiple of [`KEYS`].
     gone: usize,
-    k: Vec<E>,
-    v: Vec<E>,
+    k: Grow<E>,
+    v: Grow<E>,
 }
 
 impl<E: Elem> Kv<E> {
@@ -88,8 +89,8 @@ impl<E: Elem> Kv<E> {
             head_dim,
             max_len,
             gone: 0,
-            k: Vec::new(),
-            v: Vec::new(),
+            k: Grow::new(),
+            v: Grow::new(),
         }
     }
 
@@ -124,8 +125,8 @@ impl<E: Elem> Kv<E> {
             return;
         }
         let row = self.kv_heads * self.head_dim;
-        self.k.drain(..drop * self.key_block());
-        self.v.drain(..drop * KEYS * row);
+        self.k.drain_front(drop * self.key_block());
+        self.v.drain_front(drop * KEYS * row);
         self.gone += drop * KEYS;
     }
 
@@ -158,21 +159,35 @@ impl<E: Elem> Kv<E> {
         {
             return false;
         }
-        self.gone = 0;
         let row = self.kv_heads * self.head_dim;
-        if self.v.capacity() == 0 {
-            self.k
-                .reserve_exact(self.max_len.div_ceil(KEYS) * self.key_block());
-            self.v.reserve_exact(self.max_len * row);
+        if self.reserve().is_err() {
+            return false;
         }
+        self.gone = 0;
         self.v.clear();
-        self.v.extend_from_slice(&from.v[..n * row]);
         self.k.clear();
-        self.k
-            .extend_from_slice(&from.k[..n.div_ceil(KEYS) * self.key_block()]);
+        let keys = n.div_ceil(KEYS) * self.key_block();
+        if self.v.extend_from_slice(&from.v[..n * row]).is_err()
+            || self.k.extend_from_slice(&from.k[..keys]).is_err()
+        {
+            self.reset();
+            return false;
+        }
         // `from` may hold more tokens in the last block.
         self.zero_keys_from(n);
         true
+    }
+
+    /// Room for `max_len` tokens, on the first token (pages become
+    /// resident as tokens are written).
+    fn reserve(&mut self) -> Result<(), String> {
+        if self.v.capacity() == 0 {
+            let row = self.kv_heads * self.head_dim;
+            self.k
+                .reserve_total(self.max_len.div_ceil(KEYS) * self.key_block())?;
+            self.v.reserve_total(self.max_len * row)?;
+        }
+        Ok(())
     }
 
     /// Zeroes the keys of held positions `n..` (counted from the first
@@ -215,15 +230,11 @@ impl<E: Elem> Kv<E> {
         let len = self.len();
         check_append((h, d), k, v, t, len, self.max_len)?;
         let row = h * d;
-        if self.v.capacity() == 0 {
-            self.k
-                .reserve_exact(self.max_len.div_ceil(KEYS) * self.key_block());
-            self.v.reserve_exact(self.max_len * row);
-        }
+        self.reserve()?;
         let at = self.v.len();
         // Held positions count from the first not forgotten.
         let held = len - self.gone;
-        self.v.resize(at + t * row, E::default());
+        self.v.resize(at + t * row, E::default())?;
         for (i, token) in self.v[at..].chunks_exact_mut(row).enumerate() {
             for (g, head) in token.chunks_exact_mut(d).enumerate() {
                 let from = (g * t + i) * d;
@@ -233,7 +244,7 @@ impl<E: Elem> Kv<E> {
         // Whole blocks of keys, zero past the last token.
         let blocks = (held + t).div_ceil(KEYS);
         let block = self.key_block();
-        self.k.resize(blocks * block, E::default());
+        self.k.resize(blocks * block, E::default())?;
         for i in 0..t {
             let p = held + i;
             let (b, jj) = (p / KEYS, p % KEYS);

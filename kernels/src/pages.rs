@@ -1,7 +1,7 @@
 //! The memory the kernels' buffers live in. Large weight buffers: mapped
 //! zeroed but untouched, and repacked from the file a group of pages at a
-//! time; and the allocator's thresholds for the activations' buffers
-//! ([`keep_freed_memory`]).
+//! time; the key/value caches' buffers ([`Grow`]); and the allocator's
+//! thresholds for the activations' buffers ([`keep_freed_memory`]).
 //!
 //! A repacked model is hundreds of megabytes of fresh anonymous memory; the
 //! first touch of each page (a fault, and the kernel zeroing it) is a large
@@ -106,6 +106,133 @@ impl<T> Drop for Zeroed<T> {
     }
 }
 
+/// A vector in a mapping of its own (the key/value caches): room for the
+/// whole context is reserved up front but its pages become resident only
+/// as tokens are written, and go back to the system when it is dropped.
+/// From the heap, a cache's room was carved out of memory the model's load
+/// had touched and freed (the allocator keeps it, [`keep_freed_memory`]),
+/// so the process's resident memory did not show what the cache held, and a
+/// cache a runner dropped stayed in the heap.
+pub(crate) struct Grow<T> {
+    bytes: Zeroed<u8>,
+    len: usize,
+    of: std::marker::PhantomData<T>,
+}
+
+impl<T: Copy> Grow<T> {
+    /// An empty vector with no room.
+    pub(crate) fn new() -> Grow<T> {
+        Grow {
+            bytes: Zeroed {
+                ptr: std::ptr::NonNull::dangling(),
+                len: 0,
+            },
+            len: 0,
+            of: std::marker::PhantomData,
+        }
+    }
+
+    /// Values it has room for.
+    pub(crate) fn capacity(&self) -> usize {
+        self.bytes.len() / std::mem::size_of::<T>().max(1)
+    }
+
+    /// Room for `cap` values in all (kept as it is if it has that much).
+    pub(crate) fn reserve_total(&mut self, cap: usize) -> Result<(), String> {
+        // Mappings are page-aligned: enough for any `T` used here.
+        const { assert!(std::mem::align_of::<T>() <= PAGE) };
+        if cap <= self.capacity() {
+            return Ok(());
+        }
+        let bytes = cap
+            .checked_mul(std::mem::size_of::<T>())
+            .ok_or_else(|| format!("room for {cap} values does not fit in memory"))?;
+        let mut room =
+            Zeroed::<u8>::new(bytes).map_err(|e| format!("cannot reserve {bytes} bytes: {e}"))?;
+        let used = self.len * std::mem::size_of::<T>();
+        room[..used].copy_from_slice(&self.bytes[..used]);
+        self.bytes = room;
+        Ok(())
+    }
+
+    /// Forgets every value (keeps the room and its pages).
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Keeps the first `n` values.
+    pub(crate) fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n);
+    }
+
+    /// `n` values, new ones `value`, with room made if need be.
+    pub(crate) fn resize(&mut self, n: usize, value: T) -> Result<(), String> {
+        if n > self.capacity() {
+            self.reserve_total(n.max(2 * self.capacity()))?;
+        }
+        let base = self.bytes.ptr.as_ptr().cast::<T>();
+        for i in self.len..n {
+            // SAFETY: value `i` lies within the room (n <= capacity), in a
+            // page-aligned mapping, so aligned for `T`.
+            unsafe { base.add(i).write(value) };
+        }
+        self.len = n;
+        Ok(())
+    }
+
+    /// `values` added at the end, with room made if need be.
+    pub(crate) fn extend_from_slice(&mut self, values: &[T]) -> Result<(), String> {
+        let old = self.len;
+        let n = old + values.len();
+        if n > self.capacity() {
+            self.reserve_total(n.max(2 * self.capacity()))?;
+        }
+        // SAFETY: values old..n lie within the room (n <= capacity), and
+        // `values` cannot overlap it (`&mut self` is its only access).
+        unsafe {
+            let base = self.bytes.ptr.as_ptr().cast::<T>();
+            std::ptr::copy_nonoverlapping(values.as_ptr(), base.add(old), values.len());
+        }
+        self.len = n;
+        Ok(())
+    }
+
+    /// Drops the first `n` values, moving the rest to the front.
+    pub(crate) fn drain_front(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.copy_within(n.., 0);
+        self.len -= n;
+    }
+}
+
+impl<T> std::ops::Deref for Grow<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: the first `len` values of the mapping (page-aligned, room
+        // for `capacity` of them) were each written as a `T`.
+        unsafe { std::slice::from_raw_parts(self.bytes.ptr.as_ptr().cast::<T>(), self.len) }
+    }
+}
+
+impl<T> std::ops::DerefMut for Grow<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`, and `&mut self` is the only access.
+        unsafe { std::slice::from_raw_parts_mut(self.bytes.ptr.as_ptr().cast::<T>(), self.len) }
+    }
+}
+
+impl<T> std::fmt::Debug for Grow<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cap = self.bytes.len() / std::mem::size_of::<T>().max(1);
+        write!(
+            f,
+            "Grow({} of {cap} × {})",
+            self.len,
+            std::any::type_name::<T>()
+        )
+    }
+}
+
 /// Keeps the memory a forward pass frees for the next one. A prompt's
 /// activations are buffers of megabytes; glibc maps each afresh and unmaps
 /// it when freed, so every pass paid a page fault and a page clear per 4 KiB
@@ -145,5 +272,30 @@ mod tests {
         assert!(group_units(1 << 30) >= 1);
         assert_eq!(group_units(1 << 20), 16.max(rayon::current_num_threads()));
         assert!(group_units(0) >= 1);
+    }
+
+    #[test]
+    fn grow_keeps_what_was_written_through_every_change() -> Result<(), String> {
+        let mut v: Grow<u32> = Grow::new();
+        assert_eq!((v.len(), v.capacity()), (0, 0));
+        v.reserve_total(1000)?;
+        assert_eq!(v.capacity(), 1000);
+        v.resize(10, 7)?;
+        v.extend_from_slice(&[1, 2, 3])?;
+        assert_eq!(&v[8..], &[7, 7, 1, 2, 3]);
+        v.truncate(9);
+        v.resize(11, 5)?;
+        assert_eq!(&v[7..], &[7, 7, 5, 5]);
+        v.drain_front(8);
+        assert_eq!(&v[..], &[7, 5, 5]);
+        // Past the room: it grows, keeping what it held.
+        v.extend_from_slice(&vec![9; 2000])?;
+        assert_eq!(v.len(), 2003);
+        assert!(v.capacity() >= 2003);
+        assert_eq!(&v[..4], &[7, 5, 5, 9]);
+        v.clear();
+        assert!(v.is_empty());
+        assert!(Grow::<u64>::new().reserve_total(usize::MAX / 4).is_err());
+        Ok(())
     }
 }

@@ -2,8 +2,9 @@
 //! Ollama's `OLLAMA_KV_CACHE_TYPE`): about 1/2 and 1/4 of f16's memory per
 //! token. Keys and values are stored token by token in blocks of 32 along
 //! the head, as ggml stores them; attention dequantizes a block of keys or
-//! values at a time into the same fused kernel the f16 cache uses, and
-//! rounds the queries to `q8_0` first, as ggml's dot products take them.
+//! values at a time into the same fused kernel the f16 cache uses. The
+//! queries stay in f32 (ggml rounds them to `q8_0` for its integer dot
+//! products: an error this float product does without).
 //!
 //! As llama.cpp does since it quantizes caches well, heads of a multiple
 //! of 64 values are rotated by an orthonormal Walsh-Hadamard transform
@@ -16,6 +17,8 @@
 //! without it Qwen2.5-Coder-0.5B answers nonsense with a q8_0 cache.
 
 use half::f16;
+
+use crate::pages::Grow;
 
 use super::{attend_here, check_append, Scores, Store, KEYS};
 
@@ -100,8 +103,8 @@ pub struct QKv {
     kv_heads: usize,
     head_dim: usize,
     max_len: usize,
-    k: Vec<u8>,
-    v: Vec<u8>,
+    k: Grow<u8>,
+    v: Grow<u8>,
 }
 
 impl QKv {
@@ -125,8 +128,8 @@ impl QKv {
             kv_heads,
             head_dim,
             max_len,
-            k: Vec::new(),
-            v: Vec::new(),
+            k: Grow::new(),
+            v: Grow::new(),
         })
     }
 
@@ -176,21 +179,30 @@ impl QKv {
         {
             return false;
         }
-        self.reserve();
+        if self.reserve().is_err() {
+            return false;
+        }
         let at = n * self.row_bytes();
         self.k.clear();
-        self.k.extend_from_slice(&from.k[..at]);
         self.v.clear();
-        self.v.extend_from_slice(&from.v[..at]);
+        if self.k.extend_from_slice(&from.k[..at]).is_err()
+            || self.v.extend_from_slice(&from.v[..at]).is_err()
+        {
+            self.reset();
+            return false;
+        }
         true
     }
 
-    fn reserve(&mut self) {
+    /// Room for `max_len` tokens, on the first token (pages become
+    /// resident as tokens are written).
+    fn reserve(&mut self) -> Result<(), String> {
         if self.v.capacity() == 0 {
             let all = self.max_len * self.row_bytes();
-            self.k.reserve_exact(all);
-            self.v.reserve_exact(all);
+            self.k.reserve_total(all)?;
+            self.v.reserve_total(all)?;
         }
+        Ok(())
     }
 
     /// Appends `t` tokens' keys and values, each laid out
@@ -198,12 +210,12 @@ impl QKv {
     pub fn append(&mut self, k: &[f32], v: &[f32], t: usize) -> Result<(), String> {
         let (h, d) = (self.kv_heads, self.head_dim);
         check_append((h, d), k, v, t, self.len(), self.max_len)?;
-        self.reserve();
+        self.reserve()?;
         let (ty, hb, bb) = (self.ty, self.head_bytes(), self.ty.block_bytes());
         let mut x = vec![0f32; d];
         for (src, dst, rot) in [(k, &mut self.k, self.rot_k), (v, &mut self.v, self.rot_v)] {
             let at = dst.len();
-            dst.resize(at + t * h * hb, 0);
+            dst.resize(at + t * h * hb, 0)?;
             for i in 0..t {
                 for g in 0..h {
                     x.copy_from_slice(&src[(g * t + i) * d..(g * t + i + 1) * d]);
@@ -263,19 +275,14 @@ impl Store for QKv {
         }
     }
     fn queries(&self, q: &[f32]) -> Vec<f32> {
-        // Rotated as the keys are, then in q8_0, as ggml multiplies q8_0
-        // and q4_0 keys.
+        // Rotated as the keys are, and kept in f32: ggml rounds them to
+        // q8_0 for its integer dot products, an error of its own on top of
+        // the keys' that this float product need not add.
         let mut rotated = q.to_vec();
         for row in rotated.chunks_exact_mut(self.head_dim) {
             rotate(row, self.rot_k);
         }
-        let mut block = vec![0u8; QType::Q8_0.block_bytes()];
-        let mut out = vec![0f32; q.len()];
-        for (x, o) in rotated.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BLOCK)) {
-            QType::Q8_0.quantize(x, &mut block);
-            QType::Q8_0.dequantize(&block, o);
-        }
-        out
+        rotated
     }
 }
 

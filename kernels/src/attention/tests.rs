@@ -166,10 +166,14 @@ fn truncated_and_copied_caches_attend_as_built_ones() {
         assert_eq!(copied.len(), keep);
         copied.append(&other_k, &other_v, total - keep).unwrap();
 
-        assert_eq!(cut.k, built.k, "keys after truncate, {total}/{keep}");
-        assert_eq!(cut.v, built.v);
-        assert_eq!(copied.k, built.k, "keys after copy, {total}/{keep}");
-        assert_eq!(copied.v, built.v);
+        assert_eq!(
+            cut.k[..],
+            built.k[..],
+            "keys after truncate, {total}/{keep}"
+        );
+        assert_eq!(cut.v[..], built.v[..]);
+        assert_eq!(copied.k[..], built.k[..], "keys after copy, {total}/{keep}");
+        assert_eq!(copied.v[..], built.v[..]);
         let q = values(heads * d, 3);
         let want = attend(&q, heads, 1, &built, total - 1, 0.25, None).unwrap();
         assert_eq!(
