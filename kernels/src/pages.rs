@@ -124,7 +124,8 @@ impl<T: Copy> Grow<T> {
     pub(crate) fn new() -> Grow<T> {
         Grow {
             bytes: Zeroed {
-                ptr: std::ptr::NonNull::dangling(),
+                // No room yet: aligned for `T`, as its empty slices must be.
+                ptr: std::ptr::NonNull::<T>::dangling().cast(),
                 len: 0,
             },
             len: 0,
