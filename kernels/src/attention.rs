@@ -577,6 +577,12 @@ fn block<S: Store, const X4: bool>(job: &Job<'_, S>, out: &mut [f32]) {
     // One head's block of keys, `[dim][key]`: each query's scores for a
     // block are sums of whole vectors, with no reductions across lanes.
     let mut kt = vec![[0f32; KEYS]; d];
+    // The keys `a..b` of block `j0..j1` query `i` sees (none where a >= b).
+    let part_seen = |i: usize, j0: usize, j1: usize| {
+        let seen = visible(at + i % per, window);
+        (j0.max(seen.start), j1.min(seen.end))
+    };
+    let sees = |(a, b): (usize, usize)| a < b;
     for j0 in (first..hi).step_by(KEYS) {
         let j1 = (j0 + KEYS).min(hi);
         // An f16 cache's keys are read in place by the four-query path,
@@ -586,11 +592,7 @@ fn block<S: Store, const X4: bool>(job: &Job<'_, S>, out: &mut [f32]) {
         if converted {
             kv.key_block(j0 / KEYS, g, kt.as_flattened_mut());
         }
-        // The part of this block query `i` sees.
-        let part = |i: usize| {
-            let seen = visible(at + i % per, window);
-            (j0.max(seen.start), j1.min(seen.end))
-        };
+        let part = |i: usize| part_seen(i, j0, j1);
         let mut put = |i: usize, acc: &[f32; KEYS]| {
             let (a, b) = part(i);
             let row = &mut scores[i * span + a - lo..i * span + b - lo];
@@ -601,7 +603,7 @@ fn block<S: Store, const X4: bool>(job: &Job<'_, S>, out: &mut [f32]) {
         let mut i = 0;
         while i < n {
             #[cfg(target_arch = "x86_64")]
-            if X4 && i + 4 <= n && (i..i + 4).all(|i| part(i).0 < part(i).1) {
+            if X4 && i + 4 <= n && (i..i + 4).all(|i| sees(part(i))) {
                 let qs = std::array::from_fn(|k| &q[(i + k) * d..(i + k + 1) * d]);
                 // SAFETY: `X4` only where the CPU has AVX-512 F (`block_on`).
                 let acc = unsafe {
@@ -616,7 +618,7 @@ fn block<S: Store, const X4: bool>(job: &Job<'_, S>, out: &mut [f32]) {
                 i += 4;
                 continue;
             }
-            if part(i).0 < part(i).1 {
+            if sees(part(i)) {
                 if !converted {
                     kv.key_block(j0 / KEYS, g, kt.as_flattened_mut());
                     converted = true;
@@ -643,10 +645,7 @@ fn block<S: Store, const X4: bool>(job: &Job<'_, S>, out: &mut [f32]) {
         if converted {
             kv.values(j0, j1, g, &mut buf);
         }
-        let part = |i: usize| {
-            let seen = visible(at + i % per, window);
-            (j0.max(seen.start), j1.min(seen.end))
-        };
+        let part = |i: usize| part_seen(i, j0, j1);
         let mut i = 0;
         while i < n {
             let (a, b) = part(i);

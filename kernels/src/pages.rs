@@ -156,6 +156,14 @@ impl<T: Copy> Grow<T> {
         Ok(())
     }
 
+    /// Room for `n` values in all, at least doubling it when it grows.
+    fn room_for(&mut self, n: usize) -> Result<(), String> {
+        match n > self.capacity() {
+            true => self.reserve_total(n.max(2 * self.capacity())),
+            false => Ok(()),
+        }
+    }
+
     /// Forgets every value (keeps the room and its pages).
     pub(crate) fn clear(&mut self) {
         self.len = 0;
@@ -168,9 +176,7 @@ impl<T: Copy> Grow<T> {
 
     /// `n` values, new ones `value`, with room made if need be.
     pub(crate) fn resize(&mut self, n: usize, value: T) -> Result<(), String> {
-        if n > self.capacity() {
-            self.reserve_total(n.max(2 * self.capacity()))?;
-        }
+        self.room_for(n)?;
         let base = self.bytes.ptr.as_ptr().cast::<T>();
         for i in self.len..n {
             // SAFETY: value `i` lies within the room (n <= capacity), in a
@@ -185,9 +191,7 @@ impl<T: Copy> Grow<T> {
     pub(crate) fn extend_from_slice(&mut self, values: &[T]) -> Result<(), String> {
         let old = self.len;
         let n = old + values.len();
-        if n > self.capacity() {
-            self.reserve_total(n.max(2 * self.capacity()))?;
-        }
+        self.room_for(n)?;
         // SAFETY: values old..n lie within the room (n <= capacity), and
         // `values` cannot overlap it (`&mut self` is its only access).
         unsafe {
