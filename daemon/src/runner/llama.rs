@@ -26,6 +26,7 @@ use llmpm_kernels::attention::{attend_quant_with, attend_with, Kv, KvType, QKv, 
 pub use super::arch::Arch;
 use super::weights::{Linear, MappedTable};
 
+mod centre;
 mod load;
 mod moe;
 pub(crate) use load::{load, read_config};
@@ -347,19 +348,70 @@ impl Llama {
     pub fn new_cache(&self, max_len: usize, kv_type: KvType) -> Cache {
         let (h, d) = (self.config.n_head_kv, self.config.head_dim);
         let f16 = || LayerKv::F16(Kv::new(h, d, max_len));
-        let quant = |ty| QKv::new(ty, h, d, max_len).map_or_else(|_| f16(), LayerKv::Quant);
+        let quant = |ty, layer: &Layer| {
+            let Ok(mut kv) = QKv::new(ty, h, d, max_len) else {
+                return f16();
+            };
+            if let Some(c) = self.key_centre(layer, max_len) {
+                // Only a centre of the wrong size fails, and then the keys
+                // are stored as they are.
+                let _ = kv.centre_keys(c);
+            }
+
+            LayerKv::Quant(kv)
+        };
         Cache {
-            layers: (0..self.config.n_layer)
-                .map(|_| match (self.device.is_cpu(), kv_type) {
+            layers: self
+                .layers
+                .iter()
+                .map(|layer| match (self.device.is_cpu(), kv_type) {
                     (true, KvType::F32) => LayerKv::F32(Kv::new(h, d, max_len)),
-                    (true, KvType::Q8_0) => quant(QType::Q8_0),
-                    (true, KvType::Q4_0) => quant(QType::Q4_0),
+                    (true, KvType::Q8_0) => quant(QType::Q8_0, layer),
+                    (true, KvType::Q4_0) => quant(QType::Q4_0, layer),
                     (true, KvType::F16) => f16(),
                     (false, _) => LayerKv::Candle(KvCache::new(2, max_len)),
                 })
                 .collect(),
             max_len,
         }
+    }
+
+    /// The part of a layer's keys that hardly changes from token to token
+    /// ([`centre::steady_bias`]), for a quantized cache to store keys as
+    /// their difference from it. None without a key bias, behind a key norm
+    /// (the bias is normed away), or with sinks ([`QKv::centre_keys`]).
+    fn key_centre(&self, layer: &Layer, max_len: usize) -> Option<Vec<f32>> {
+        let c = &self.config;
+        if layer.k_norm.is_some() || layer.sinks.is_some() {
+            return None;
+        }
+        let bias: Vec<f32> = layer
+            .bk
+            .as_ref()?
+            .to_dtype(DType::F32)
+            .ok()?
+            .to_vec1()
+            .ok()?;
+        let inv_freq = match (&self.long_rope, layer.local) {
+            (_, true) => &self.inv_freq_swa,
+            (Some(long), false) if max_len > long.after => &long.inv_freq,
+            _ => &self.inv_freq,
+        };
+        // YaRN's angles are at most the unscaled ones; cos and sin carry
+        // its magnitude scale (or the attention factor) into the keys.
+        let (pos_scale, magnitude) = match &c.yarn {
+            Some(y) => (1.0, y.mscale),
+            None => (c.rope_freq_scale, c.rope_attn_factor),
+        };
+        let rope = centre::Rope {
+            head_dim: c.head_dim,
+            rope_dim: c.rope_dim,
+            neox: c.arch.rope_neox(),
+            inv_freq,
+            pos_scale,
+            magnitude,
+        };
+        Some(centre::steady_bias(&bias, &rope, max_len))
     }
 
     fn rope_tables(

@@ -15,6 +15,7 @@
 //! as Qwen 2.5 have in their keys over the whole block, where blocks of 32
 //! would otherwise round every other channel of that block to nothing:
 //! without it Qwen2.5-Coder-0.5B answers nonsense with a q8_0 cache.
+//! Keys may also be stored less a constant vector ([`QKv::centre_keys`]).
 
 use half::f16;
 
@@ -100,6 +101,9 @@ pub struct QKv {
     rot_k: usize,
     /// Values (and the output) likewise.
     rot_v: usize,
+    /// Subtracted from every key before it is rotated and quantized (empty:
+    /// nothing); see [`QKv::centre_keys`].
+    k_centre: Vec<f32>,
     kv_heads: usize,
     head_dim: usize,
     max_len: usize,
@@ -125,12 +129,39 @@ impl QKv {
             ty,
             rot_k,
             rot_v,
+            k_centre: Vec::new(),
             kv_heads,
             head_dim,
             max_len,
             k: Grow::new(),
             v: Grow::new(),
         })
+    }
+
+    /// Stores every key as its difference from `centre` (`kv_heads *
+    /// head_dim` values, one vector per kv head), before it is rotated and
+    /// quantized. Subtracting one vector from all the keys a query sees
+    /// lowers each of its scores by the same amount, which the softmax
+    /// takes away again: the attention is unchanged, while keys that share
+    /// a large constant part (Qwen 2's key bias reaches 150 in the slowest
+    /// RoPE pairs of its first layers, where the rotation hardly moves it)
+    /// leave only what varies to the blocks' scales. Only on an empty
+    /// cache, and not with sinks (a sink's score is not lowered with the
+    /// others).
+    pub fn centre_keys(&mut self, centre: Vec<f32>) -> Result<(), String> {
+        if centre.len() != self.kv_heads * self.head_dim {
+            return Err(format!(
+                "a key centre of {} values for {} heads of {}",
+                centre.len(),
+                self.kv_heads,
+                self.head_dim
+            ));
+        }
+        if !self.is_empty() {
+            return Err("the keys' centre changes only on an empty cache".into());
+        }
+        self.k_centre = centre;
+        Ok(())
     }
 
     /// Bytes of one head's row.
@@ -174,6 +205,7 @@ impl QKv {
     /// Becomes the first `n` tokens of `from` (see `Kv::copy_prefix`).
     pub fn copy_prefix(&mut self, from: &QKv, n: usize) -> bool {
         if (self.ty, self.kv_heads, self.head_dim) != (from.ty, from.kv_heads, from.head_dim)
+            || self.k_centre != from.k_centre
             || n > from.len()
             || n > self.max_len
         {
@@ -213,12 +245,18 @@ impl QKv {
         self.reserve()?;
         let (ty, hb, bb) = (self.ty, self.head_bytes(), self.ty.block_bytes());
         let mut x = vec![0f32; d];
-        for (src, dst, rot) in [(k, &mut self.k, self.rot_k), (v, &mut self.v, self.rot_v)] {
+        for (src, dst, rot, centre) in [
+            (k, &mut self.k, self.rot_k, self.k_centre.as_slice()),
+            (v, &mut self.v, self.rot_v, &[][..]),
+        ] {
             let at = dst.len();
             dst.resize(at + t * h * hb, 0)?;
             for i in 0..t {
                 for g in 0..h {
                     x.copy_from_slice(&src[(g * t + i) * d..(g * t + i + 1) * d]);
+                    if let Some(c) = centre.get(g * d..(g + 1) * d) {
+                        x.iter_mut().zip(c).for_each(|(x, c)| *x -= c);
+                    }
                     rotate(&mut x, rot);
                     let row = &mut dst[at + (i * h + g) * hb..][..hb];
                     for (xb, qb) in x.chunks_exact(BLOCK).zip(row.chunks_exact_mut(bb)) {
@@ -313,6 +351,9 @@ pub fn attend_quant_with(
     pos: usize,
     scores: Scores<'_>,
 ) -> Result<Vec<f32>, String> {
+    if scores.sinks.is_some() && !kv.k_centre.is_empty() {
+        return Err("a cache with centred keys cannot take sinks".into());
+    }
     let mut out = attend_here(q, heads, t, kv, pos, scores)?;
     // The values were rotated: rotate their weighted sums back.
     for row in out.chunks_exact_mut(kv.head_dim) {

@@ -298,6 +298,78 @@ fn rotation_keeps_keys_with_huge_channels() {
     );
 }
 
+/// Keys that share a large constant part (Qwen 2's key bias in its slowest
+/// RoPE pairs): stored as their difference from it, a quantized cache
+/// attends as plain attention does, much closer than when the part takes
+/// the blocks' scales; the centre needs an empty cache and no sinks, and
+/// caches with different centres do not share prefixes.
+#[test]
+fn centred_keys_leave_the_scales_to_what_varies() {
+    let (heads, kv_heads, t, d) = (4, 2, 40, 64);
+    let centre: Vec<f32> = (0..kv_heads * d)
+        .map(|i| match i % d {
+            29..=31 | 61..=63 => 150.0 - (i % 7) as f32 * 20.0,
+            _ => 0.3 * ((i * 7) % 5) as f32,
+        })
+        .collect();
+    let mut k = values(kv_heads * t * d, 4);
+    for (i, x) in k.iter_mut().enumerate() {
+        // `[kv_head][t][d]`
+        let (g, x_at) = (i / (t * d), i % d);
+        *x += centre[g * d + x_at];
+    }
+    let v = values(kv_heads * t * d, 5);
+    let q = values(heads * t * d, 6);
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut f = Kv::<f32>::new(kv_heads, d, t);
+    f.append(&k, &v, t).unwrap();
+    let want = attend(&q, heads, t, &f, 0, scale, None).unwrap();
+    let err = |ty: QType, centred: bool| {
+        let mut kv = QKv::new(ty, kv_heads, d, t).unwrap();
+        if centred {
+            kv.centre_keys(centre.clone()).unwrap();
+        }
+        kv.append(&k, &v, t).unwrap();
+        let got = attend_quant(&q, heads, t, &kv, 0, scale, None).unwrap();
+        got.iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0f32, f32::max)
+    };
+    for ty in [QType::Q8_0, QType::Q4_0] {
+        let (centred, plain) = (err(ty, true), err(ty, false));
+        assert!(
+            centred * 4.0 < plain,
+            "{ty:?}: centred {centred} against {plain}"
+        );
+    }
+    assert!(err(QType::Q8_0, true) < 0.02);
+
+    let mut kv = QKv::new(QType::Q8_0, kv_heads, d, t).unwrap();
+    assert!(
+        kv.centre_keys(vec![0.0; d]).is_err(),
+        "one head's centre for two"
+    );
+    kv.centre_keys(centre.clone()).unwrap();
+    kv.append(&k[..kv_heads * d], &v[..kv_heads * d], 1)
+        .unwrap();
+    assert!(
+        kv.centre_keys(centre.clone()).is_err(),
+        "a cache that holds keys"
+    );
+    let sinks = vec![0.5; heads];
+    let scores = Scores {
+        scale,
+        window: None,
+        sinks: Some(&sinks),
+    };
+    assert!(attend_quant_with(&q[..heads * d], heads, 1, &kv, 0, scores).is_err());
+    let mut other = QKv::new(QType::Q8_0, kv_heads, d, t).unwrap();
+    assert!(!other.copy_prefix(&kv, 1), "another centre");
+    other.centre_keys(centre).unwrap();
+    assert!(other.copy_prefix(&kv, 1));
+}
+
 /// The softmax's `exp` is within a few units in the last place of the true
 /// value over the scores' range, and 0 where f32 would be subnormal.
 #[test]
