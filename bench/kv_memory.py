@@ -13,9 +13,15 @@ runs of one type is the tokens the cache holds:
     (RSS after --long - RSS after --short) / (--long - --short)
 
 is the memory one token held in the context costs, weights and activations
-cancelling.
+cancelling. RSS here is the anonymous part (RssAnon): the caches and the
+activations, not the pages of the mapped model file, which come and go with
+the page cache. The runner keeps the memory a pass frees for the next
+(kernels' `keep_freed_memory`), and how much of the activations' heap a run
+leaves resident varies with how its buffers fell (seen: 50 MiB in one run of
+three): each point is measured --repeat times, the least is taken, and all
+are printed.
 
-Usage: python3 bench/kv_memory.py [--model PATH] [--ctx 8192]
+Usage: python3 bench/kv_memory.py [--model PATH] [--ctx 8192] [--repeat 3]
                                   [--short 512] [--long 7680] [--threads 2]
 """
 import argparse
@@ -45,7 +51,7 @@ def measure(kv, path, num_ctx, tokens, step, threads):
                 _, last = llm.generate({"model": "m", "prompt": "the" + " the" * (n - 1),
                                         "raw": True, "options": opts})
             time.sleep(0.5)
-            kib = runner_memory_kib("VmRSS", llm.proc.pid)
+            kib = runner_memory_kib("RssAnon", llm.proc.pid)
             if kib is None:
                 raise RuntimeError("no runner process")
             return kib, last["prompt_eval_count"]
@@ -61,17 +67,22 @@ def main():
     ap.add_argument("--short", type=int, default=512)
     ap.add_argument("--long", type=int, default=7680)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "llmpmd", "-p", "llmpm"],
                    cwd=ROOT, check=True)
     path = Path(args.model).resolve()
     rows = {}
     for kv in ("f16", "q8_0", "q4_0"):
-        short, n_short = measure(kv, path, args.ctx, args.short, args.short, args.threads)
-        long, n_long = measure(kv, path, args.ctx, args.long, args.short, args.threads)
+        shorts = [measure(kv, path, args.ctx, args.short, args.short, args.threads)
+                  for _ in range(args.repeat)]
+        longs = [measure(kv, path, args.ctx, args.long, args.short, args.threads)
+                 for _ in range(args.repeat)]
+        (short, n_short), (long, n_long) = min(shorts), min(longs)
         rows[kv] = (long - short) / (n_long - n_short)
-        print(f"{kv:>5}: num_ctx {args.ctx}, RSS {short / 1024:.1f} MiB after {n_short} "
-              f"prompt tokens, {long / 1024:.1f} MiB after {n_long}: "
+        mib = lambda runs: ", ".join(f"{k / 1024:.1f}" for k, _ in runs)  # noqa: E731
+        print(f"{kv:>5}: num_ctx {args.ctx}, RssAnon after {n_short} prompt tokens "
+              f"[{mib(shorts)}] MiB, after {n_long} [{mib(longs)}] MiB: "
               f"{rows[kv]:.2f} KiB per token held", flush=True)
     for kv in ("q8_0", "q4_0"):
         print(f"{kv} / f16 per token: {rows[kv] / rows['f16']:.3f}")

@@ -291,18 +291,26 @@ impl Store for QKv {
     }
     #[inline(always)]
     fn key_block(&self, b: usize, g: usize, kt: &mut [f32]) {
-        let d = self.head_dim;
-        let mut tmp = vec![0f32; d];
+        // One block at a time on the stack: this runs for every block of
+        // keys of every query task, and allocating here left the heap
+        // fragmented enough to hold tens of MiB after long prompts.
+        let (hb, bb) = (self.head_bytes(), self.ty.block_bytes());
         let len = self.len();
+        let mut tmp = [0f32; BLOCK];
         for jj in 0..KEYS {
             let p = b * KEYS + jj;
-            if p < len {
-                self.row(&self.k, p, g, &mut tmp);
-            } else {
-                tmp.fill(0.0);
+            if p >= len {
+                for x in 0..self.head_dim {
+                    kt[x * KEYS + jj] = 0.0;
+                }
+                continue;
             }
-            for (x, &val) in tmp.iter().enumerate() {
-                kt[x * KEYS + jj] = val;
+            let at = (p * self.kv_heads + g) * hb;
+            for (c, blk) in self.k[at..at + hb].chunks_exact(bb).enumerate() {
+                self.ty.dequantize(blk, &mut tmp);
+                for (x, &val) in tmp.iter().enumerate() {
+                    kt[(c * BLOCK + x) * KEYS + jj] = val;
+                }
             }
         }
     }
