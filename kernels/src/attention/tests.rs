@@ -263,6 +263,23 @@ fn quantized_caches_attend_close_to_plain_attention() {
     assert_eq!(KvType::Q4_0.bytes_per_value(), 18.0 / 32.0);
 }
 
+/// The largest difference between `kv`'s attention (`k` and `v` appended)
+/// and plain f32 attention over the same keys and values.
+fn quant_error(kv: &mut QKv, q: &[f32], heads: usize, k: &[f32], v: &[f32]) -> f32 {
+    let (kv_heads, d) = kv.shape();
+    let t = k.len() / (kv_heads * d);
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut f = Kv::<f32>::new(kv_heads, d, t);
+    f.append(k, v, t).unwrap();
+    let want = attend(q, heads, t, &f, 0, scale, None).unwrap();
+    kv.append(k, v, t).unwrap();
+    let got = attend_quant(q, heads, t, kv, 0, scale, None).unwrap();
+    got.iter()
+        .zip(&want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0f32, f32::max)
+}
+
 /// Keys with a few huge channels (Qwen 2.5's biases): rotated before they
 /// are quantized, q8_0 keeps the products; without rotation (heads not a
 /// multiple of 64) the same keys lose them.
@@ -278,17 +295,8 @@ fn rotation_keeps_keys_with_huge_channels() {
         }
         let v = values(kv_heads * t * d, 2);
         let q = values(heads * t * d, 3);
-        let scale = 1.0 / (d as f32).sqrt();
-        let mut f = Kv::<f32>::new(kv_heads, d, t);
-        f.append(&k, &v, t).unwrap();
-        let want = attend(&q, heads, t, &f, 0, scale, None).unwrap();
         let mut kv = QKv::new(QType::Q8_0, kv_heads, d, t).unwrap();
-        kv.append(&k, &v, t).unwrap();
-        let got = attend_quant(&q, heads, t, &kv, 0, scale, None).unwrap();
-        got.iter()
-            .zip(&want)
-            .map(|(g, w)| (g - w).abs())
-            .fold(0f32, f32::max)
+        quant_error(&mut kv, &q, heads, &k, &v)
     };
     let (rotated, plain) = (err_for(64), err_for(96));
     assert!(rotated < 0.03, "rotated: {rotated}");
@@ -320,21 +328,12 @@ fn centred_keys_leave_the_scales_to_what_varies() {
     }
     let v = values(kv_heads * t * d, 5);
     let q = values(heads * t * d, 6);
-    let scale = 1.0 / (d as f32).sqrt();
-    let mut f = Kv::<f32>::new(kv_heads, d, t);
-    f.append(&k, &v, t).unwrap();
-    let want = attend(&q, heads, t, &f, 0, scale, None).unwrap();
     let err = |ty: QType, centred: bool| {
         let mut kv = QKv::new(ty, kv_heads, d, t).unwrap();
         if centred {
             kv.centre_keys(centre.clone()).unwrap();
         }
-        kv.append(&k, &v, t).unwrap();
-        let got = attend_quant(&q, heads, t, &kv, 0, scale, None).unwrap();
-        got.iter()
-            .zip(&want)
-            .map(|(g, w)| (g - w).abs())
-            .fold(0f32, f32::max)
+        quant_error(&mut kv, &q, heads, &k, &v)
     };
     for ty in [QType::Q8_0, QType::Q4_0] {
         let (centred, plain) = (err(ty, true), err(ty, false));
@@ -359,7 +358,7 @@ fn centred_keys_leave_the_scales_to_what_varies() {
     );
     let sinks = vec![0.5; heads];
     let scores = Scores {
-        scale,
+        scale: 0.125,
         window: None,
         sinks: Some(&sinks),
     };
