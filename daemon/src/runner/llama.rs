@@ -357,7 +357,6 @@ impl Llama {
                 // are stored as they are.
                 let _ = kv.centre_keys(c);
             }
-
             LayerKv::Quant(kv)
         };
         Cache {

@@ -291,9 +291,8 @@ impl Store for QKv {
     }
     #[inline(always)]
     fn key_block(&self, b: usize, g: usize, kt: &mut [f32]) {
-        // One block at a time on the stack: this runs for every block of
-        // keys of every query task, and allocating here left the heap
-        // fragmented enough to hold tens of MiB after long prompts.
+        // One block of 32 at a time, on the stack: this runs for every
+        // block of keys of every query task, too often to allocate in.
         let (hb, bb) = (self.head_bytes(), self.ty.block_bytes());
         let len = self.len();
         let mut tmp = [0f32; BLOCK];
